@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny random Llama and Qwen3 worlds, built once per test session, fully offline."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class _NetworkBlocked(RuntimeError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Fail any test that opens a non-loopback network connection (tests must run offline)."""
+    real_connect = socket.socket.connect
+
+    def guarded_connect(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")):
+            return real_connect(self, address)
+        if self.family == socket.AF_UNIX:
+            return real_connect(self, address)
+        raise _NetworkBlocked(f"test tried to reach the network: {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_world(tmp_path_factory):
+    from repro.worlds.tiny import build_tiny_world
+
+    return build_tiny_world(tmp_path_factory.mktemp("tiny-llama"), "llama", n_checkpoints=6, seed=11)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_world(tmp_path_factory):
+    from repro.worlds.tiny import build_tiny_world
+
+    return build_tiny_world(tmp_path_factory.mktemp("tiny-qwen3"), "qwen3", n_checkpoints=6, seed=12)
+
+
+@pytest.fixture(scope="session", params=["llama", "qwen3"])
+def tiny_world(request):
+    """Parametrized over both families: a test using it runs once per family."""
+    return request.getfixturevalue(f"tiny_{request.param}_world")
