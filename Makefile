@@ -1,0 +1,98 @@
+# repro — build, test and reproduce. Thin: every target calls the `repro` CLI, nox or pytest.
+# `make help` lists the targets. Every target that needs Python depends on `setup` (the .venv).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+CONFIG ?= configs/paper.yaml
+SMOKE_CONFIG ?= configs/smoke.yaml
+DOWNLOAD_ARGS ?=
+ARGS ?=
+IMAGE ?= repro
+HF_CACHE_VOLUME ?= hf-cache
+
+# Tests, smoke runs and benchmarks never touch the Hugging Face hub.
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+.PHONY: help setup test smoke demo lock-check lock download merge evaluate reproduce-table1 \
+        bench lint docker-build docker-run constraints clean
+
+help: ## List the targets
+	@echo "Usage: make TARGET [CONFIG=configs/paper.yaml] [ARGS=...]"
+	@echo
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## Create .venv (Python 3.11) and install the pinned kit (pyproject + constraints.txt)
+
+# Re-runs only when pyproject.toml or constraints.txt changes.
+$(STAMP): pyproject.toml constraints.txt
+	@if [ ! -x $(BIN)/python ]; then \
+		command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=/path/to/python3.11" >&2; exit 2; }; \
+		$(PYTHON) -m venv $(VENV); \
+	fi
+	@$(BIN)/python -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "error: $(VENV) is not Python 3.11; remove it and re-run make setup")'
+	$(BIN)/python -m pip install -c constraints.txt -e '.[dev]'
+	@touch $@
+
+test: setup ## Run the offline test suite (nox -s tests; extra pytest args via ARGS=...)
+	$(OFFLINE) $(BIN)/nox -s tests -- $(ARGS)
+
+smoke: setup ## End-to-end smoke run on tiny offline models: repro run + report table1 (configs/smoke.yaml)
+	$(OFFLINE) $(BIN)/repro run --config $(SMOKE_CONFIG)
+	$(OFFLINE) $(BIN)/repro report table1 --config $(SMOKE_CONFIG)
+
+demo: smoke ## Alias of smoke
+
+lock-check: setup ## Check checkpoints.lock against the config (offline)
+	$(BIN)/repro lock check --config $(CONFIG)
+
+lock: setup ## Resolve checkpoint revisions into checkpoints.lock (needs network + HF_TOKEN)
+	$(BIN)/repro lock resolve --config $(CONFIG)
+
+download: setup ## Download the locked checkpoints (extra args via DOWNLOAD_ARGS=...)
+	$(BIN)/repro download --config $(CONFIG) $(DOWNLOAD_ARGS)
+
+merge: setup ## Only the merge stage of CONFIG (repro run --only merge)
+	$(BIN)/repro run --config $(CONFIG) --only merge
+
+evaluate: setup ## Only the evaluation stage of CONFIG (repro run --only evaluate)
+	$(BIN)/repro run --config $(CONFIG) --only evaluate
+
+reproduce-table1: setup ## Full paper run: preflight (GPU, network), run, report table1 (configs/paper.yaml)
+	$(BIN)/repro preflight --config configs/paper.yaml
+	$(BIN)/repro run --config configs/paper.yaml
+	$(BIN)/repro report table1 --config configs/paper.yaml
+
+bench: setup ## Run every bench/*.py (each writes its results under runs/bench/)
+	@mkdir -p runs/bench
+	@shopt -s nullglob; scripts=(bench/*.py); \
+	if [ $${#scripts[@]} -eq 0 ]; then echo "no benchmarks in bench/"; exit 0; fi; \
+	for script in "$${scripts[@]}"; do \
+		echo "== $$script"; $(OFFLINE) $(BIN)/python "$$script" || exit $$?; \
+	done
+
+lint: setup ## ruff check + hadolint on the Dockerfile (nox -s lint)
+	$(BIN)/nox -s lint
+
+docker-build: ## Build the GPU image (docker build -t repro .)
+	docker build -t $(IMAGE) .
+
+docker-run: ## Reproduce Table 1 in the GPU image; HF cache in the hf-cache volume
+	docker run --gpus all -v $(HF_CACHE_VOLUME):/data $(IMAGE) make reproduce-table1
+
+constraints: setup ## Regenerate constraints.txt from the venv (pip freeze, without +cpu and repro itself)
+	@{ head -n 2 constraints.txt; \
+	   $(BIN)/python -m pip freeze --exclude-editable --exclude repro | sed -E 's/\+cpu$$//'; \
+	 } > constraints.txt.tmp
+	@mv constraints.txt.tmp constraints.txt
+	@touch $(STAMP)
+	@echo "constraints.txt: $$(tail -n +3 constraints.txt | wc -l) pins"
+
+clean: ## Remove runs/ and paper_artifacts/smoke
+	rm -rf runs/ paper_artifacts/smoke

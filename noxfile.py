@@ -1,0 +1,76 @@
+"""nox sessions for repro. Every session reuses the project's .venv (`make setup` builds it).
+
+No session creates a virtualenv of its own (venv_backend="none"), so none reinstalls torch: the
+.venv/bin directory is put first on PATH and its executables are called directly.
+
+    nox -s tests            offline pytest (default session; extra args after `--`)
+    nox -s lint             ruff check + hadolint on the Dockerfile
+    nox -s smoke            repro run + repro report table1 on configs/smoke.yaml
+    nox -s slurm            pytest -m slurm against a local single-node SLURM cluster (needs root + apt
+                            packages slurmctld slurmd slurm-client munge)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+VENV_BIN = ROOT / ".venv" / "bin"
+SMOKE_CONFIG = "configs/smoke.yaml"
+LINT_PATHS = ("repro", "tests", "noxfile.py", "tools", "bench")
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+nox.options.sessions = ["tests"]
+nox.options.error_on_external_run = False
+
+
+def _venv_env(session: nox.Session, offline: bool = True) -> dict[str, str]:
+    """Environment for commands: the project's .venv first on PATH, and the hub switched off."""
+    if not (VENV_BIN / "python").exists():
+        session.error(f"{VENV_BIN / 'python'} is missing: run `make setup` first")
+    env = {"PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(VENV_BIN.parent)}
+    if offline:
+        env.update(OFFLINE_ENV)
+    return env
+
+
+def _run(session: nox.Session, *args: str, offline: bool = True, success_codes: list[int] | None = None):
+    session.run(*args, env=_venv_env(session, offline), external=True, success_codes=success_codes)
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """Offline test suite (tests/conftest.py fails any test that reaches the network)."""
+    _run(session, str(VENV_BIN / "python"), "-m", "pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session(venv_backend="none")
+def lint(session: nox.Session) -> None:
+    """ruff check on the code, hadolint on the Dockerfile."""
+    paths = [path for path in LINT_PATHS if (ROOT / path).exists()]
+    _run(session, str(VENV_BIN / "ruff"), "check", *paths)
+    hadolint_config = ROOT / ".hadolint.yaml"
+    config_args = ["--config", str(hadolint_config)] if hadolint_config.exists() else []
+    _run(session, str(VENV_BIN / "hadolint"), *config_args, "Dockerfile")
+
+
+@nox.session(venv_backend="none")
+def smoke(session: nox.Session) -> None:
+    """End-to-end smoke run on tiny offline models, then Table 1 from its results."""
+    config = session.posargs[0] if session.posargs else SMOKE_CONFIG
+    _run(session, str(VENV_BIN / "repro"), "run", "--config", config)
+    _run(session, str(VENV_BIN / "repro"), "report", "table1", "--config", config)
+
+
+@nox.session(venv_backend="none")
+def slurm(session: nox.Session) -> None:
+    """Tests marked `slurm`: they start a local SLURM cluster (tools/local_slurm.py) as root."""
+    _run(session, str(VENV_BIN / "python"), "-m", "pytest", "-m", "slurm", *(session.posargs or ["-q"]))
