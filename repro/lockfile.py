@@ -1,0 +1,442 @@
+"""checkpoints.lock: the pinned input models of the study, and the only reader/writer of that file.
+
+The lockfile lists every Hugging Face checkpoint once (`checkpoints`, keyed by repo id, with its pinned
+commit and the sha256 + size of every file we download) and, per base model, which checkpoints form its
+in-the-wild pool (`in_the_wild`, in the paper's Appendix A order: position i is checkpoint index i + 1)
+and its homogeneous expert groups (`homogeneous`, the paper's Table 4).
+
+`load_lockfile(path)` validates everything and raises one LockError naming the file and the field;
+`dump_lockfile(lock, path)` writes it back deterministically and atomically (load(dump(x)) == x, and
+dumping the same lock twice gives the same bytes).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from repro.atomic_io import atomic_write_text
+from repro.errors import LockError
+
+DEFAULT_LOCKFILE = Path("checkpoints.lock")
+LOCKFILE_VERSION = 1
+
+REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SHA1_PATTERN = re.compile(r"^[0-9a-f]{40}$")
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+
+DEFAULT_HEADER = """\
+# checkpoints.lock: the pinned input models of "A Systematic Study of In-the-Wild Model Merging for
+# Large Language Models" (TMLR 2026). Read and written only by repro/lockfile.py.
+#
+# checkpoints: every Hugging Face repo exactly once, keyed by repo id.
+#   revision: the 40-hex commit sha to use, or null while unresolved.
+#   gated:    true if the repo needs an accepted license + HF_TOKEN to download (meta-llama repos).
+#             Written from the paper's model list offline; `repro lock resolve` updates it from the hub.
+#   files:    after resolving: the files `repro download` fetches (config, generation config, tokenizer
+#             files, *.safetensors weights + index), each with its sha256 and size in bytes; every
+#             downloaded file is checked against them. Small non-LFS files are hashed by downloading them.
+# bases: per base model, in the paper's order.
+#   model:       the base checkpoint's repo id.
+#   in_the_wild: the 12 fine-tuned checkpoints of Appendix A, in the paper's order (index i = position i).
+#   homogeneous: Table 4 domain groups (math, medical) of 3 experts each; {} where the paper has none.
+#   A checkpoint used twice (e.g. an in-the-wild checkpoint that is also a Table 4 expert) is one entry.
+#
+# Resolve (needs network; set HF_TOKEN and accept the Llama license on its model page first):
+#     repro lock resolve --lockfile checkpoints.lock
+# Check (offline):           repro lock check --lockfile checkpoints.lock
+# Download (pinned, hashed): repro download --lockfile checkpoints.lock [--base llama-3.2-3b] [--dest DIR]
+#                            repro download --mirror /path/to/mirror   (copies <org>/<name>/ from a mirror)
+"""
+
+
+class FileEntry(BaseModel):
+    """One file of a pinned checkpoint: path inside the repo, sha256 of its content, size in bytes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: StrictStr
+    sha256: StrictStr
+    size: StrictInt = Field(ge=0)
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, value: str) -> str:
+        parts = value.split("/")
+        if not value or value.startswith("/") or "\\" in value or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"file path {value!r} must be a plain relative path inside the repo")
+        return value
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha256_hex(cls, value: str) -> str:
+        if not SHA256_PATTERN.match(value):
+            raise ValueError(f"sha256 must be 64 lowercase hex characters, got {value!r}")
+        return value
+
+
+class CheckpointEntry(BaseModel):
+    """A Hugging Face repo pinned to one commit (`revision` None = not resolved yet)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repo_id: StrictStr
+    revision: StrictStr | None = None
+    gated: StrictBool = False
+    files: list[FileEntry] = Field(default_factory=list)
+
+    @field_validator("repo_id")
+    @classmethod
+    def _repo_id_shape(cls, value: str) -> str:
+        if not REPO_ID_PATTERN.match(value) or "--" in value or ".." in value:
+            raise ValueError(f"{value!r} is not a Hugging Face repo id of the form <org>/<name>")
+        return value
+
+    @field_validator("revision")
+    @classmethod
+    def _revision_sha(cls, value: str | None) -> str | None:
+        if value is not None and not SHA1_PATTERN.match(value):
+            raise ValueError(
+                f"revision must be a 40-hex commit sha (or null = unresolved), got {value!r}; "
+                "run `repro lock resolve` instead of writing branch names"
+            )
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _files_sorted_unique(cls, value: list[FileEntry]) -> list[FileEntry]:
+        paths = [f.path for f in value]
+        duplicates = sorted({p for p in paths if paths.count(p) > 1})
+        if duplicates:
+            raise ValueError(f"file {duplicates[0]!r} is listed twice")
+        return sorted(value, key=lambda f: f.path)
+
+    @property
+    def resolved(self) -> bool:
+        return self.revision is not None and bool(self.files)
+
+
+class BaseEntry(BaseModel):
+    """One base model: its repo id, its in-the-wild pool (index i + 1 = position i), its expert groups."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: StrictStr
+    in_the_wild: list[StrictStr] = Field(min_length=1)
+    homogeneous: dict[StrictStr, list[StrictStr]] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LockSummary:
+    """Counts of a lockfile: bases, in-the-wild and homogeneous references, checkpoints, unresolved."""
+
+    bases: int
+    in_the_wild: int
+    homogeneous: int
+    checkpoints: int
+    unresolved: int
+
+    def describe(self) -> str:
+        text = (
+            f"{self.bases} bases, {self.in_the_wild} in-the-wild, {self.homogeneous} homogeneous references, "
+            f"{self.checkpoints} checkpoints; "
+        )
+        if self.unresolved:
+            return text + f"{self.unresolved} unresolved (revision null) — run `repro lock resolve`"
+        return text + "all resolved"
+
+
+class Lockfile(BaseModel):
+    """The whole lockfile. Cross-references are validated: every id is in `checkpoints`, every entry used."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1]
+    checkpoints: dict[StrictStr, CheckpointEntry]
+    bases: dict[StrictStr, BaseEntry] = Field(min_length=1)
+    _header: str = PrivateAttr(default=DEFAULT_HEADER)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _repo_ids_from_keys(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("checkpoints"), dict):
+            checkpoints = {}
+            for key, entry in data["checkpoints"].items():
+                if isinstance(entry, dict) and "repo_id" not in entry:
+                    entry = {"repo_id": key, **entry}
+                checkpoints[key] = entry
+            data = {**data, "checkpoints": checkpoints}
+        return data
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Lockfile:
+        for key, entry in self.checkpoints.items():
+            if entry.repo_id != key:
+                raise _FieldError(f"checkpoints.{key}", f"key {key!r} differs from its repo_id {entry.repo_id!r}")
+        for name, base in self.bases.items():
+            if not NAME_PATTERN.match(name):
+                raise _FieldError(f"bases.{name}", f"base name {name!r} must be letters, digits, '.', '_', '-'")
+            self._check_known(f"bases.{name}.model", base.model)
+            lists = [(f"bases.{name}.in_the_wild", base.in_the_wild)]
+            for group, members in base.homogeneous.items():
+                where = f"bases.{name}.homogeneous.{group}"
+                if not NAME_PATTERN.match(group):
+                    raise _FieldError(where, f"group name {group!r} must be letters, digits, '.', '_', '-'")
+                if not members:
+                    raise _FieldError(where, "a homogeneous group needs at least one checkpoint")
+                lists.append((where, members))
+            for where, members in lists:
+                seen: set[str] = set()
+                for i, repo_id in enumerate(members):
+                    self._check_known(f"{where}[{i}]", repo_id)
+                    if repo_id in seen:
+                        raise _FieldError(f"{where}[{i}]", f"{repo_id!r} is listed twice in this list")
+                    if repo_id == base.model:
+                        raise _FieldError(f"{where}[{i}]", f"{repo_id!r} is the base model itself")
+                    seen.add(repo_id)
+        referenced = set(self.referenced_ids())
+        for repo_id in self.checkpoints:
+            if repo_id not in referenced:
+                raise _FieldError(
+                    f"checkpoints.{repo_id}", "no base references this checkpoint; remove it or add it to a base"
+                )
+        return self
+
+    def _check_known(self, where: str, repo_id: str) -> None:
+        if repo_id not in self.checkpoints:
+            raise _FieldError(where, f"{repo_id!r} is not in `checkpoints`; add an entry for it (or fix the id)")
+
+    # ----- queries -------------------------------------------------------------------------------------
+
+    def referenced_ids(self, bases: list[str] | None = None) -> list[str]:
+        """Repo ids in first-reference order (per base: model, in-the-wild, homogeneous groups)."""
+        out: dict[str, None] = {}
+        for name in bases if bases is not None else list(self.bases):
+            base = self.base(name)
+            out[base.model] = None
+            out.update(dict.fromkeys(base.in_the_wild))
+            for members in base.homogeneous.values():
+                out.update(dict.fromkeys(members))
+        return list(out)
+
+    def base(self, name: str) -> BaseEntry:
+        if name not in self.bases:
+            raise LockError(f"unknown base {name!r}; known bases: {', '.join(self.bases)}", field="bases")
+        return self.bases[name]
+
+    def entry(self, repo_id: str) -> CheckpointEntry:
+        if repo_id not in self.checkpoints:
+            raise LockError(f"{repo_id!r} is not in the lockfile", field="checkpoints")
+        return self.checkpoints[repo_id]
+
+    def pool(self, base_name: str) -> list[CheckpointEntry]:
+        """The in-the-wild pool of a base: element i is checkpoint index i + 1 of the paper."""
+        return [self.checkpoints[r] for r in self.base(base_name).in_the_wild]
+
+    def group(self, base_name: str, group: str) -> list[CheckpointEntry]:
+        """A homogeneous expert group of a base (e.g. "math", "medical")."""
+        groups = self.base(base_name).homogeneous
+        if group not in groups:
+            known = ", ".join(groups) or "none"
+            raise LockError(f"base {base_name!r} has no homogeneous group {group!r} (known: {known})", field="bases")
+        return [self.checkpoints[r] for r in groups[group]]
+
+    def unresolved(self) -> list[str]:
+        """Repo ids without a pinned revision, in first-reference order."""
+        return [r for r in self.referenced_ids() if self.checkpoints[r].revision is None]
+
+    def summary(self) -> LockSummary:
+        return LockSummary(
+            bases=len(self.bases),
+            in_the_wild=sum(len(b.in_the_wild) for b in self.bases.values()),
+            homogeneous=sum(len(m) for b in self.bases.values() for m in b.homogeneous.values()),
+            checkpoints=len(self.checkpoints),
+            unresolved=len(self.unresolved()),
+        )
+
+    def with_entry(self, entry: CheckpointEntry) -> Lockfile:
+        """A copy with one checkpoint entry replaced (same repo id); the header is kept."""
+        self.entry(entry.repo_id)
+        new = Lockfile.model_validate(
+            {
+                "version": self.version,
+                "checkpoints": {**self.checkpoints, entry.repo_id: entry},
+                "bases": self.bases,
+            }
+        )
+        new._header = self._header
+        return new
+
+
+class _FieldError(ValueError):
+    """Raised inside validators to report a precise field path (pydantic's loc stops at the model)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+# ----- reading -------------------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses duplicate mapping keys (plain YAML silently keeps the last)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    loader.flatten_mapping(node)
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _field_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _describe_error(err: dict) -> tuple[str, str]:
+    """(field, one-line message) for the first pydantic error."""
+    loc = tuple(err["loc"])
+    ctx_error = (err.get("ctx") or {}).get("error")
+    if isinstance(ctx_error, _FieldError):
+        return ctx_error.field, str(ctx_error)
+    field = _field_path(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return field, f"unknown key {loc[-1]!r}; remove it or check its spelling (see the header of checkpoints.lock)"
+    if kind == "missing":
+        return field, "required key is missing"
+    if kind == "literal_error" and loc == ("version",):
+        return field, f"unsupported lockfile version {err.get('input')!r}; this repro reads version {LOCKFILE_VERSION}"
+    message = err["msg"].removeprefix("Value error, ")
+    if kind.endswith("_type") or kind in ("too_short", "greater_than_equal"):
+        message = f"{message} (got {err.get('input')!r})"
+    return field, message
+
+
+def parse_lockfile(text: str, path: str | Path = "checkpoints.lock") -> Lockfile:
+    """Validate lockfile text; errors name `path` and the field."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise LockError(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}", path=str(path)) from None
+    if data is None:
+        raise LockError("the lockfile is empty; restore it from git (git checkout checkpoints.lock)", path=str(path))
+    if not isinstance(data, dict):
+        raise LockError("expected a mapping with keys version, checkpoints, bases", path=str(path))
+    try:
+        lock = Lockfile.model_validate(data)
+    except ValidationError as exc:
+        field, message = _describe_error(exc.errors()[0])
+        more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+        raise LockError(f"{message}{more}", path=str(path), field=field) from None
+    header = "".join(line for line in _leading_comments(text))
+    if header:
+        lock._header = header
+    return lock
+
+
+def _leading_comments(text: str):
+    for line in text.splitlines(keepends=True):
+        if not line.startswith("#"):
+            break
+        yield line if line.endswith("\n") else line + "\n"
+
+
+def load_lockfile(path: str | Path = DEFAULT_LOCKFILE) -> Lockfile:
+    """Read and validate checkpoints.lock. Raises LockError (file + field) on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise LockError("lockfile not found; pass --lockfile pointing at checkpoints.lock", path=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LockError(f"cannot read the lockfile: {exc}", path=str(path)) from None
+    return parse_lockfile(text, path)
+
+
+# ----- writing -------------------------------------------------------------------------------------------
+
+_PLAIN_SCALAR = re.compile(r"^[A-Za-z_][A-Za-z0-9._/-]*$")
+_YAML_WORDS = {"null", "true", "false", "yes", "no", "on", "off", "y", "n", "~"}
+
+
+def _scalar(value: str) -> str:
+    """A YAML scalar for a string: plain when unambiguous, else a JSON (= YAML double-quoted) string."""
+    if _PLAIN_SCALAR.match(value) and value.lower() not in _YAML_WORDS:
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def render_lockfile(lock: Lockfile) -> str:
+    """The canonical text of a lockfile: header, then version, checkpoints, bases (deterministic)."""
+    lines = [f"version: {lock.version}", "checkpoints:"]
+    order = lock.referenced_ids()
+    for repo_id in order:
+        entry = lock.checkpoints[repo_id]
+        revision = "null" if entry.revision is None else json.dumps(entry.revision)
+        lines += [
+            f"  {_scalar(repo_id)}:",
+            f"    revision: {revision}",
+            f"    gated: {'true' if entry.gated else 'false'}",
+        ]
+        if not entry.files:
+            lines.append("    files: []")
+        else:
+            lines.append("    files:")
+            for f in sorted(entry.files, key=lambda f: f.path):
+                lines += [f"      - path: {_scalar(f.path)}", f"        sha256: {json.dumps(f.sha256)}", f"        size: {f.size}"]
+    lines.append("bases:")
+    for name, base in lock.bases.items():
+        lines += [f"  {_scalar(name)}:", f"    model: {_scalar(base.model)}", "    in_the_wild:"]
+        lines += [f"      - {_scalar(r)}" for r in base.in_the_wild]
+        if not base.homogeneous:
+            lines.append("    homogeneous: {}")
+        else:
+            lines.append("    homogeneous:")
+            for group, members in base.homogeneous.items():
+                lines.append(f"      {_scalar(group)}:")
+                lines += [f"        - {_scalar(r)}" for r in members]
+    header = lock._header
+    if header and not header.endswith("\n"):
+        header += "\n"
+    return header + "\n".join(lines) + "\n"
+
+
+def dump_lockfile(lock: Lockfile, path: str | Path = DEFAULT_LOCKFILE) -> Path:
+    """Write the canonical text of `lock` to `path` atomically (temp file, then rename)."""
+    text = render_lockfile(lock)
+    parse_lockfile(text, path)  # never write a file we could not read back
+    return atomic_write_text(path, text)
