@@ -1,0 +1,166 @@
+"""`repro plan`, `repro run`, `repro status`, `repro index`, `repro preflight`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, type=Path, help="experiment config, e.g. configs/smoke.yaml")
+    parser.add_argument("--runs-dir", type=Path, default=None, help="results folder (default: runs/<config name>)")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("plan", help="write the job plan of a config and print its counts")
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="print the whole plan as JSON")
+    p.set_defaults(handler=cmd_plan)
+
+    p = subparsers.add_parser("run", help="run all pending jobs of a config (resumable)")
+    _add_config(p)
+    p.add_argument("--executor", choices=["local", "slurm"], default="local")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--retry-failed", action="store_true", help="also rerun jobs that failed before")
+    p.add_argument("--only", default=None, help="comma-separated job kinds to run: base,single,merge")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a slurm setting of the config (slurm executor)")
+    p.set_defaults(handler=cmd_run)
+
+    p = subparsers.add_parser("status", help="done / running / failed / pending jobs per base and method")
+    _add_config(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_status)
+
+    p = subparsers.add_parser("index", help="rebuild runs/<config>/index.sqlite from the result files")
+    _add_config(p)
+    p.set_defaults(handler=cmd_index)
+
+    p = subparsers.add_parser("preflight", help="check that this machine can run a config (GPU, downloads)")
+    _add_config(p)
+    p.set_defaults(handler=cmd_preflight)
+
+
+def load_for_cli(args):
+    """(loaded config, runs dir) for a sub-command with --config/--runs-dir."""
+    from repro.config import load_config
+
+    loaded = load_config(args.config)
+    runs_dir = args.runs_dir if args.runs_dir is not None else loaded.resolve(f"runs/{loaded.name}")
+    return loaded, Path(runs_dir)
+
+
+def cmd_plan(args) -> int:
+    from repro.plan import build_plan, write_plan
+
+    loaded, runs_dir = load_for_cli(args)
+    plan = build_plan(loaded)
+    path = write_plan(plan, runs_dir)
+    if args.json:
+        print(json.dumps(plan.to_json(), indent=2, sort_keys=True))
+        return 0
+    for base, counts in plan.counts().items():
+        merges = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("merge:")}
+        merge_text = ", ".join(f"{label} {v}" for label, v in merges.items())
+        print(f"{base}: {counts.get('base', 0)} base + {counts.get('single', 0)} single-checkpoint evaluations; "
+              f"merges: {merge_text} ({sum(merges.values())} total)")
+    print(f"{len(plan.jobs)} jobs; plan written to {path}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from repro.errors import RunnerError
+    from repro.plan import build_plan, write_plan
+    from repro.runner.local_runner import run_parallel, run_worker
+
+    loaded, runs_dir = load_for_cli(args)
+    plan = build_plan(loaded)
+    write_plan(plan, runs_dir)
+    kinds = set(args.only.split(",")) if args.only else None
+    if kinds and not kinds <= {"base", "single", "merge"}:
+        raise RunnerError(f"--only takes base, single and/or merge, not {args.only!r}")
+    if args.executor == "slurm":
+        from repro.runner.slurm_executor import run_on_slurm
+
+        return run_on_slurm(loaded, plan, runs_dir, args.config, retry_failed=args.retry_failed, kinds=kinds,
+                            overrides=args.slurm_option, progress=not args.no_progress)
+    if args.workers > 1:
+        code = run_parallel(args.config, runs_dir, plan, args.workers, retry_failed=args.retry_failed,
+                            kinds=kinds, progress=not args.no_progress)
+    else:
+        summary = run_worker(loaded, plan, runs_dir, retry_failed=args.retry_failed, kinds=kinds,
+                             progress=not args.no_progress)
+        code = 1 if summary.failed else 0
+    from repro.results import ResultsStore
+
+    store = ResultsStore(runs_dir)
+    store.rebuild_index()
+    failed = store.failed_ids() & {j.id for j in plan.jobs}
+    if failed:
+        print(f"{len(failed)} job(s) failed; see `repro status --config {args.config}`; "
+              "rerun with --retry-failed after fixing the cause", file=sys.stderr)
+        return 1
+    return code
+
+
+def status_table(plan, store, board) -> list[dict]:
+    finished, failed, running = store.finished_ids(), store.failed_ids(), set(board.live_claims())
+    rows: dict[tuple[str, str], dict] = {}
+    for job in plan.jobs:
+        key = (job.base, job.label if job.kind == "merge" else job.kind)
+        row = rows.setdefault(key, {"base": key[0], "what": key[1], "done": 0, "running": 0, "failed": 0,
+                                    "pending": 0})
+        if job.id in finished:
+            row["done"] += 1
+        elif job.id in running:
+            row["running"] += 1
+        elif job.id in failed:
+            row["failed"] += 1
+        else:
+            row["pending"] += 1
+    return list(rows.values())
+
+
+def cmd_status(args) -> int:
+    from tabulate import tabulate
+
+    from repro.plan import build_plan
+    from repro.results import ResultsStore
+    from repro.runner.claims import ClaimBoard
+
+    loaded, runs_dir = load_for_cli(args)
+    plan = build_plan(loaded)
+    store = ResultsStore(runs_dir)
+    rows = status_table(plan, store, ClaimBoard(runs_dir / "claims"))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(tabulate(rows, headers="keys"))
+        for job_id in sorted(store.failed_ids() & {j.id for j in plan.jobs}):
+            print(f"failed {job_id}: {store.read_failure(job_id)['error']}")
+    return 0
+
+
+def cmd_index(args) -> int:
+    from repro.results import ResultsStore
+
+    _, runs_dir = load_for_cli(args)
+    print(ResultsStore(runs_dir).rebuild_index())
+    return 0
+
+
+def cmd_preflight(args) -> int:
+    from repro.runner.preflight import preflight_problems
+
+    loaded, runs_dir = load_for_cli(args)
+    problems = preflight_problems(loaded)
+    if problems:
+        print(f"cannot run {args.config} on this machine:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    print(f"{args.config}: ready to run")
+    return 0

@@ -1,0 +1,129 @@
+"""Evaluation suites: named lists of lm-eval tasks, with the metric and n-shot the paper reports.
+
+The suites are data (configs/suites.yaml); this module is their only reader. Each task names the
+metric that counts as its "accuracy" and the few-shot count the paper used (Table 6); a suite's
+average is the unweighted mean of its tasks' metric values. Relative `include_path`s are resolved
+against the folder that holds the suites file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from repro.errors import EvaluationError
+
+DEFAULT_SUITES_PATH = Path("configs/suites.yaml")
+SUITE_KINDS = ("local", "hub", "prepared")
+
+
+class TaskSpec(BaseModel):
+    """One lm-eval task (or group) of a suite and how its score is read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    num_fewshot: int = Field(default=0, ge=0)
+    metric: Literal["acc", "acc_norm"] = "acc"
+    gated: bool = False  # the dataset needs an accepted licence and HF_TOKEN (e.g. leaderboard_gpqa)
+    note: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if value != value.strip() or "," in value or " " in value:
+            raise ValueError(f"task name {value!r} must be one lm-eval task name without spaces or commas")
+        return value
+
+
+class Suite(BaseModel):
+    """A named list of tasks. `include_path` (resolved) holds local task YAMLs, if any."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    kind: Literal["local", "hub", "prepared"] = "hub"
+    include_path: Path | None = None
+    tasks: list[TaskSpec] = Field(min_length=1)
+    eval_dtype: str | None = None  # overrides the default dtype (e.g. float32 for tiny CPU models)
+
+    @model_validator(mode="after")
+    def _unique_tasks(self) -> Suite:
+        names = [task.name for task in self.tasks]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"task(s) listed twice: {', '.join(duplicates)}")
+        if self.kind in ("local", "prepared") and self.include_path is None:
+            raise ValueError(f"a {self.kind!r} suite needs include_path (the folder of its task YAMLs)")
+        return self
+
+    @property
+    def task_names(self) -> list[str]:
+        return [task.name for task in self.tasks]
+
+    def require_ready(self) -> None:
+        """Raise EvaluationError when the suite's local task folder is missing (e.g. not prepared yet)."""
+        if self.include_path is not None and not self.include_path.is_dir():
+            hint = "run `repro data prepare` first" if self.kind == "prepared" else "check the path"
+            raise EvaluationError(
+                f"task folder {self.include_path} does not exist; {hint}", field=f"suites.{self.name}.include_path"
+            )
+
+
+class _SuitesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = 1
+    defaults: dict = Field(default_factory=dict)
+    suites: dict[str, dict] = Field(min_length=1)
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else first["msg"]
+
+
+def load_suites(path: str | Path = DEFAULT_SUITES_PATH) -> dict[str, Suite]:
+    """Read and validate the suites file. Raises EvaluationError naming the file and field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EvaluationError("suites file not found; pass --suites PATH or create it", path=str(path)) from None
+    except yaml.YAMLError as exc:
+        raise EvaluationError(f"not valid YAML: {exc}", path=str(path)) from None
+    if not isinstance(raw, dict):
+        raise EvaluationError("expected a mapping with a `suites:` key", path=str(path))
+    try:
+        parsed = _SuitesFile.model_validate(raw)
+    except ValidationError as exc:
+        raise EvaluationError(_format_validation_error(exc), path=str(path)) from None
+
+    base_dir = path.resolve().parent
+    suites: dict[str, Suite] = {}
+    for name, body in parsed.suites.items():
+        if not isinstance(body, dict):
+            raise EvaluationError("expected a mapping", path=str(path), field=f"suites.{name}")
+        body = dict(body)
+        include = body.get("include_path")
+        if include is not None:
+            include_path = Path(include)
+            body["include_path"] = include_path if include_path.is_absolute() else (base_dir / include_path).resolve()
+        try:
+            suites[name] = Suite.model_validate({"name": name, **body})
+        except ValidationError as exc:
+            raise EvaluationError(_format_validation_error(exc), path=str(path), field=f"suites.{name}") from None
+    return suites
+
+
+def get_suite(name: str, path: str | Path = DEFAULT_SUITES_PATH) -> Suite:
+    """One suite by name; an unknown name lists the known ones."""
+    suites = load_suites(path)
+    if name not in suites:
+        raise EvaluationError(f"unknown suite {name!r}; known suites: {', '.join(sorted(suites))}", path=str(path))
+    return suites[name]

@@ -1,0 +1,72 @@
+"""Turn lm-eval / datasets failures while loading tasks into one clear EvaluationError each.
+
+Cases: an unknown task name (with close-name suggestions), a hub dataset while offline, a gated
+dataset (e.g. leaderboard_gpqa's Idavidrein/gpqa) without an accepted licence / HF_TOKEN.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+
+from repro.errors import EvaluationError
+
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+def unknown_task_error(name: str, known: list[str], include_paths: list[str]) -> EvaluationError:
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+    if not close:
+        close = sorted(task for task in known if name.lower() in task.lower())[:5]
+    hint = f"did you mean: {', '.join(close)}?" if close else "list lm-eval's tasks with `lm_eval ls tasks`"
+    where = f" (searched lm-eval's built-in tasks{' and ' + ', '.join(include_paths) if include_paths else ''})"
+    return EvaluationError(f"unknown lm-eval task {name!r}{where}; {hint}", field="tasks")
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def is_offline() -> bool:
+    return any(os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on") for var in OFFLINE_VARIABLES)
+
+
+def has_token() -> bool:
+    if any(os.environ.get(var) for var in TOKEN_VARIABLES):
+        return True
+    try:
+        from huggingface_hub import get_token
+
+        return bool(get_token())
+    except Exception:  # noqa: BLE001 - no token store is the same as no token
+        return False
+
+
+def task_load_error(name: str, dataset: str | None, exc: BaseException, *, gated: bool) -> EvaluationError:
+    """The one-line error for a task whose dataset could not be loaded."""
+    text = " ".join(f"{type(e).__name__}: {e}" for e in _chain(exc)).lower()
+    dataset_txt = f" (dataset {dataset})" if dataset else ""
+    if gated or "gated" in text or "401" in text or "403" in text:
+        if not has_token():
+            return EvaluationError(
+                f"task {name!r}{dataset_txt} uses a gated dataset: accept its licence on the Hugging Face hub "
+                "and set HF_TOKEN (or `huggingface-cli login`), or drop the task from the suite",
+                field="tasks",
+            )
+    if is_offline() or any(
+        type(e).__name__ in ("OfflineModeIsEnabled", "ConnectionError", "ConnectTimeout", "LocalEntryNotFoundError")
+        for e in _chain(exc)
+    ):
+        return EvaluationError(
+            f"task {name!r}{dataset_txt} needs its dataset from the Hugging Face hub, which is not reachable "
+            "(offline mode or no network) and it is not in the local datasets cache; run once with network "
+            "access to cache it, or use an offline suite (`repro data prepare`)",
+            field="tasks",
+        )
+    first = next(iter(_chain(exc)))
+    return EvaluationError(f"task {name!r}{dataset_txt} could not be loaded: {type(first).__name__}: {first}", field="tasks")

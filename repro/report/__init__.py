@@ -1,0 +1,1 @@
+"""Reports: statistics, tables and figures rendered from stored results only (no torch, no models)."""

@@ -1,0 +1,136 @@
+"""Table 1 of the paper: per base, method and merge size n, "% of merges beating the base / mean delta".
+
+For every (base, method, n) cell: the percentage (rounded to an integer) of evaluated models whose average
+accuracy exceeds the base model's, and the mean difference (merged − base) of average accuracy in
+percentage points. The n = 1 column is the 12 single checkpoints, identical for every method. The
+"Average" rows average the per-base percentages and deltas (as in the paper). A cell computed from fewer
+results than the plan expects is marked with `*` (the run is incomplete); a cell with none shows `–`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean
+
+from repro.atomic_io import atomic_write_text
+from repro.report.results_view import ExperimentResults
+
+MISSING = "–"
+
+
+@dataclass(frozen=True)
+class Cell:
+    percent: float | None
+    delta: float | None
+    complete: bool
+
+    def text(self) -> str:
+        if self.percent is None:
+            return MISSING
+        return f"{self.percent:.0f} / {self.delta:+.2f}" + ("" if self.complete else "*")
+
+
+def _cell(values: list[float], reference: float | None, planned: int) -> Cell:
+    if reference is None or not values:
+        return Cell(None, None, False)
+    beats = sum(v > reference for v in values)
+    return Cell(100.0 * beats / len(values), 100.0 * mean(v - reference for v in values), len(values) >= planned)
+
+
+@dataclass(frozen=True)
+class Table1:
+    headers: list[str]
+    rows: list[list[str]]  # [model, method, base accuracy, n=1 cell, n=sizes... cells]
+    footnote: str
+
+
+def build_table1(results: ExperimentResults) -> Table1:
+    sizes = results.sizes
+    any_single_plan = next(iter(results.planned_singles.values()), 0)
+    headers = ["Model", "Method", "Base", f"n=1 ({any_single_plan})"]
+    for n in sizes:
+        planned = max((k for (b, lab, m), k in results.planned_merges.items() if m == n), default=0)
+        headers.append(f"n={n} ({planned})")
+    rows: list[list[str]] = []
+    per_label: dict[str, list[list[Cell]]] = {label: [] for label in results.method_labels}
+    base_values = []
+    for base, entry in results.bases.items():
+        singles = _cell(list(entry.singles.values()), entry.base_average, results.planned_singles.get(base, 0))
+        base_text = MISSING if entry.base_average is None else f"{100 * entry.base_average:.1f}"
+        if entry.base_average is not None:
+            base_values.append(100 * entry.base_average)
+        for i, label in enumerate(results.method_labels):
+            cells = [singles] + [
+                _cell(entry.merges[label][n], entry.base_average, results.planned_merges.get((base, label, n), 0))
+                for n in sizes
+            ]
+            per_label[label].append(cells)
+            rows.append([base if i == 0 else "", label, base_text, *(c.text() for c in cells)])
+    if len(results.bases) > 1:
+        avg_base = f"{mean(base_values):.1f}" if len(base_values) == len(results.bases) else MISSING
+        for i, label in enumerate(results.method_labels):
+            texts = []
+            for col in range(len(sizes) + 1):
+                cells = [cells_of_base[col] for cells_of_base in per_label[label]]
+                if any(c.percent is None for c in cells):
+                    texts.append(MISSING)
+                    continue
+                avg = Cell(mean(c.percent for c in cells), mean(c.delta for c in cells), all(c.complete for c in cells))
+                texts.append(avg.text())
+            rows.append(["Average" if i == 0 else "", label, avg_base, *texts])
+    footnote = (
+        "Each cell: % of models whose average accuracy exceeds the base model's / mean accuracy difference "
+        "to the base in percentage points. Headers: n = models merged (number of subsets evaluated). "
+        "* = fewer results than planned; – = no result yet. "
+        f"Config hash {results.config_hash[:12]}, {results.n_results} results."
+    )
+    return Table1(headers, rows, footnote)
+
+
+def to_markdown(table: Table1) -> str:
+    lines = ["| " + " | ".join(table.headers) + " |", "|" + "|".join("---" for _ in table.headers) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    return "\n".join(lines) + f"\n\n{table.footnote}\n"
+
+
+def to_csv(table: Table1) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(table.headers)
+    writer.writerows(table.rows)
+    return buffer.getvalue()
+
+
+def _latex_escape(text: str) -> str:
+    for char, repl in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
+        text = text.replace(char, repl)
+    return text.replace("–", "--")
+
+
+def to_latex(table: Table1) -> str:
+    def header(h: str) -> str:
+        if h.startswith("n="):
+            n, k = h[2:].split(" ")
+            return f"$n={n}$ {k}"
+        return _latex_escape(h)
+
+    spec = "ll" + "r" * (len(table.headers) - 2)
+    lines = [r"\begin{tabular}{" + spec + "}", r"\toprule", " & ".join(header(h) for h in table.headers) + r" \\",
+             r"\midrule"]
+    for row in table.rows:
+        if row[0] and row is not table.rows[0]:
+            lines.append(r"\midrule")
+        lines.append(" & ".join(_latex_escape(c) for c in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", "% " + _latex_escape(table.footnote)]
+    return "\n".join(lines) + "\n"
+
+
+def write_table1(table: Table1, out_dir: Path) -> list[Path]:
+    return [
+        atomic_write_text(out_dir / "table1.md", to_markdown(table)),
+        atomic_write_text(out_dir / "table1.csv", to_csv(table)),
+        atomic_write_text(out_dir / "table1.tex", to_latex(table)),
+    ]

@@ -1,0 +1,127 @@
+"""The results store of one experiment, under runs/<config>/.
+
+Layout (every file written atomically: temp file + rename, so a reader never sees half a result):
+    results/<job_id>.json      the result record of a finished job (the commit marker of the job)
+    items/<job_id>.json.gz     per-item correctness for paired statistics (written before the record)
+    failed/<job_id>.json       the error of a failed job (retried only on request)
+    index.sqlite               a query index rebuilt from results/ (never the source of truth)
+
+The files are the source of truth because SQLite locking is unreliable on shared network filesystems;
+many workers may write results at once, and the index is rebuilt by whoever asks for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from repro.atomic_io import atomic_write_json
+
+RESULT_SCHEMA = 1
+
+
+class ResultsStore:
+    def __init__(self, runs_dir: str | os.PathLike):
+        self.root = Path(runs_dir)
+        self.results_dir = self.root / "results"
+        self.items_dir = self.root / "items"
+        self.failed_dir = self.root / "failed"
+        self.index_path = self.root / "index.sqlite"
+
+    # -- results -------------------------------------------------------------------------------------
+    def result_path(self, job_id: str) -> Path:
+        return self.results_dir / f"{job_id}.json"
+
+    def items_path(self, job_id: str) -> Path:
+        return self.items_dir / f"{job_id}.json.gz"
+
+    def has_result(self, job_id: str) -> bool:
+        return self.result_path(job_id).is_file()
+
+    def finished_ids(self) -> set[str]:
+        if not self.results_dir.is_dir():
+            return set()
+        return {p.name[: -len(".json")] for p in self.results_dir.glob("*.json") if not p.name.startswith(".")}
+
+    def write_result(self, record: dict) -> Path:
+        job_id = record["job"]["id"]
+        record = {"schema": RESULT_SCHEMA, **record}
+        path = atomic_write_json(self.result_path(job_id), record)
+        self.clear_failure(job_id)
+        return path
+
+    def read_result(self, job_id: str) -> dict:
+        return json.loads(self.result_path(job_id).read_text(encoding="utf-8"))
+
+    def iter_results(self) -> Iterator[dict]:
+        """Every finished result, in job-id order (temporary files are never read)."""
+        for job_id in sorted(self.finished_ids()):
+            yield self.read_result(job_id)
+
+    # -- failures ------------------------------------------------------------------------------------
+    def failure_path(self, job_id: str) -> Path:
+        return self.failed_dir / f"{job_id}.json"
+
+    def write_failure(self, job: dict, error: str, traceback_text: str = "") -> Path:
+        return atomic_write_json(
+            self.failure_path(job["id"]), {"job": job, "error": error, "traceback": traceback_text}
+        )
+
+    def failed_ids(self) -> set[str]:
+        if not self.failed_dir.is_dir():
+            return set()
+        return {p.name[: -len(".json")] for p in self.failed_dir.glob("*.json") if not p.name.startswith(".")}
+
+    def read_failure(self, job_id: str) -> dict:
+        return json.loads(self.failure_path(job_id).read_text(encoding="utf-8"))
+
+    def clear_failure(self, job_id: str) -> None:
+        self.failure_path(job_id).unlink(missing_ok=True)
+
+    # -- index ---------------------------------------------------------------------------------------
+    def rebuild_index(self) -> Path:
+        """Build index.sqlite from the result files into a temp file, then rename it into place."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".sqlite.tmp", dir=self.root)
+        os.close(fd)
+        try:
+            con = sqlite3.connect(tmp)
+            with con:
+                con.executescript(
+                    """
+                    CREATE TABLE results (job_id TEXT PRIMARY KEY, kind TEXT, base TEXT, method TEXT,
+                        label TEXT, n INTEGER, subset TEXT, average REAL, task_vector_l2 REAL,
+                        config_hash TEXT, finished_at TEXT);
+                    CREATE TABLE scores (job_id TEXT, task TEXT, metric TEXT, value REAL, stderr REAL,
+                        num_fewshot INTEGER, PRIMARY KEY (job_id, task, metric));
+                    """
+                )
+                for record in self.iter_results():
+                    job = record["job"]
+                    merge = record.get("merge") or {}
+                    con.execute(
+                        "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        (
+                            job["id"], job["kind"], job["base"], job.get("method"), job.get("label"), job["n"],
+                            json.dumps(job["subset"]), record["average"], merge.get("task_vector_l2"),
+                            record["config"]["hash"], record.get("finished_at"),
+                        ),
+                    )
+                    con.executemany(
+                        "INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?)",
+                        [
+                            (job["id"], row["task"], row["metric"], row["value"], row.get("stderr"),
+                             row.get("num_fewshot"))
+                            for row in record["scores"]
+                        ],
+                    )
+            con.close()
+            os.replace(tmp, self.index_path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return self.index_path

@@ -1,0 +1,155 @@
+"""Executes one job of the plan: (merge, then) evaluate, and returns its result record.
+
+The executor is created once per worker process and reused for every job, so the expensive imports
+(torch, transformers, mergekit, lm-eval) and task loading are paid once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from repro.config import LoadedConfig
+from repro.errors import RunnerError
+from repro.plan import Job, model_identity
+from repro.results import ResultsStore
+from repro.runner.model_sources import ModelSources
+from repro.runner.provenance import package_versions, utc_now
+
+
+def resolve_device(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class JobExecutor:
+    def __init__(self, loaded: LoadedConfig, runs_dir: Path, store: ResultsStore):
+        from repro.evaluate import load_suites
+
+        self.loaded = loaded
+        self.runs_dir = runs_dir
+        self.store = store
+        self.sources = ModelSources(loaded, runs_dir.parent)
+        cfg = loaded.config
+        self.suite = load_suites(loaded.resolve(cfg.evaluation.suites_file))[cfg.evaluation.suite]
+        self.eval_device = resolve_device(cfg.evaluation.device)
+        self.merge_device = resolve_device(cfg.merge.device)
+        self.scratch_dir = runs_dir / ("merged" if cfg.merge.keep_merged else "scratch")
+        self.versions = package_versions()
+        self._svd_cache = None
+
+    def _merge(self, job: Job, out_dir: Path):
+        from repro.merge import merge_checkpoints
+
+        cfg = self.loaded.config
+        self._check_disk()
+        return merge_checkpoints(
+            self.sources.base_dir(job.base),
+            [self.sources.checkpoint_dir(job.base, i) for i in job.subset],
+            job.method,
+            job.params,
+            out_dir=out_dir,
+            device=self.merge_device,
+            vocab_mismatch=cfg.merge.vocab_mismatch,
+            out_dtype=cfg.merge.out_dtype,
+            svd_cache=self._get_svd_cache(),
+        )
+
+    def _get_svd_cache(self):
+        if self._svd_cache is None:
+            try:
+                from repro.merge import SvdCache
+            except ImportError:
+                return None
+            self._svd_cache = SvdCache(self.runs_dir / "svd-cache")
+        return self._svd_cache
+
+    def _check_disk(self) -> None:
+        need = self.loaded.config.merge.min_free_disk_gb
+        if need <= 0:
+            return
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        free_gb = shutil.disk_usage(self.scratch_dir).free / 2**30
+        if free_gb < need:
+            raise RunnerError(
+                f"only {free_gb:.1f} GiB free in {self.scratch_dir}, the config asks for {need:g} GiB "
+                "(merge.min_free_disk_gb) before merging; free disk space or point runs/ elsewhere"
+            )
+
+    def _evaluate(self, model_dir: Path, identity: dict):
+        from repro.evaluate import evaluate_model
+
+        cfg = self.loaded.config.evaluation
+        return evaluate_model(
+            model_dir,
+            self.suite,
+            limit=cfg.limit,
+            dtype=cfg.dtype,
+            batch_size=cfg.batch_size,
+            device=self.eval_device,
+            identity=identity,
+        )
+
+    def run(self, job: Job) -> dict:
+        started = time.monotonic()
+        identity = {
+            "job_id": job.id,
+            "kind": job.kind,
+            "base": job.base,
+            "method": job.method,
+            "params": job.params,
+            "subset": list(job.subset),
+            "models": model_identity(self.loaded, job.base, job.subset),
+        }
+        merge_info = None
+        if job.kind == "merge":
+            out_dir = self.scratch_dir / job.id
+            result = self._merge(job, out_dir)
+            merge_info = {
+                "task_vector_l2": result.task_vector_l2,
+                "vocab_truncations": result.vocab_truncations,
+                "elapsed_s": round(result.elapsed_s, 3),
+            }
+            try:
+                outcome = self._evaluate(out_dir, identity)
+            finally:
+                if not self.loaded.config.merge.keep_merged:
+                    shutil.rmtree(out_dir, ignore_errors=True)
+        else:
+            model_dir = self.sources.base_dir(job.base) if job.kind == "base" else self.sources.checkpoint_dir(
+                job.base, job.subset[0]
+            )
+            outcome = self._evaluate(model_dir, identity)
+
+        items_path = self.store.items_path(job.id)
+        items_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = items_path.with_name(f".{items_path.name}.{os.getpid()}.tmp")
+        outcome.write_items(tmp)
+        os.replace(tmp, items_path)
+        evaluation = outcome.to_json()
+        return {
+            "job": job.to_json(),
+            "config": {"name": self.loaded.name, "hash": self.loaded.config_hash, "path": str(self.loaded.path)},
+            "models": identity["models"],
+            "merge": merge_info,
+            "evaluation": {
+                "suite": self.suite.name,
+                "dtype": self.loaded.config.evaluation.dtype,
+                "batch_size": self.loaded.config.evaluation.batch_size,
+                "limit": self.loaded.config.evaluation.limit,
+                "device": self.eval_device,
+                "lm_eval_version": evaluation.get("lm_eval_version"),
+                "task_hashes": evaluation.get("task_hashes", {}),
+            },
+            "scores": evaluation["rows"],
+            "average": outcome.average,
+            "items_file": str(items_path.relative_to(self.runs_dir)),
+            "packages": self.versions,
+            "finished_at": utc_now(),
+            "elapsed_s": round(time.monotonic() - started, 3),
+        }

@@ -1,0 +1,131 @@
+"""Run the pending jobs of a plan on this machine, resumably, with one or several worker processes.
+
+A job is pending while it has no result file. Each worker walks the plan in order, claims a job
+(repro.runner.claims), executes it, and commits the result file atomically; a killed worker leaves at
+most a claim that expires and a temp file that is never read. Failed jobs record their error in
+failed/ and are retried only with `retry_failed`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from repro.config import LoadedConfig
+from repro.plan import Job, Plan
+from repro.results import ResultsStore
+from repro.runner.claims import ClaimBoard, worker_identity
+
+
+@dataclass
+class RunSummary:
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped_claimed: list[str] = field(default_factory=list)
+
+
+def pending_jobs(plan: Plan, store: ResultsStore, *, retry_failed: bool, kinds: set[str] | None = None) -> list[Job]:
+    finished = store.finished_ids()
+    failed = set() if retry_failed else store.failed_ids()
+    return [
+        job
+        for job in plan.jobs
+        if job.id not in finished and job.id not in failed and (kinds is None or job.kind in kinds)
+    ]
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="job", disable=not enabled, dynamic_ncols=True, file=sys.stderr)
+
+
+def run_worker(
+    loaded: LoadedConfig,
+    plan: Plan,
+    runs_dir: Path,
+    *,
+    retry_failed: bool = False,
+    kinds: set[str] | None = None,
+    job_ids: set[str] | None = None,
+    progress: bool = True,
+    claim_ttl_s: float = 180.0,
+) -> RunSummary:
+    """One worker: run every pending job (optionally only `job_ids`) that no live worker holds."""
+    from repro.runner.job_executor import JobExecutor
+
+    store = ResultsStore(runs_dir)
+    board = ClaimBoard(runs_dir / "claims", ttl_s=claim_ttl_s)
+    owner = worker_identity()
+    todo = [j for j in pending_jobs(plan, store, retry_failed=retry_failed, kinds=kinds) if not job_ids or j.id in job_ids]
+    summary = RunSummary()
+    executor = None
+    with _progress(len(todo), progress, f"{loaded.name}") as bar:
+        for job in todo:
+            claim = board.try_claim(job.id, owner)
+            if claim is None:
+                summary.skipped_claimed.append(job.id)
+                bar.update(1)
+                continue
+            with claim:
+                if store.has_result(job.id):  # finished by another worker since we listed the jobs
+                    bar.update(1)
+                    continue
+                bar.set_postfix_str(_describe(job), refresh=False)
+                try:
+                    if executor is None:
+                        executor = JobExecutor(loaded, runs_dir, store)
+                    record = executor.run(job)
+                except Exception as exc:  # a failed job must not stop the others
+                    store.write_failure(job.to_json(), f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                    summary.failed.append(job.id)
+                    bar.write(f"job {job.id} ({_describe(job)}) failed: {exc}")
+                else:
+                    store.write_result(record)
+                    summary.done.append(job.id)
+            bar.update(1)
+    return summary
+
+
+def _describe(job: Job) -> str:
+    if job.kind == "merge":
+        return f"{job.base} {job.label} n={job.n} {list(job.subset)}"
+    if job.kind == "single":
+        return f"{job.base} checkpoint {job.subset[0]}"
+    return f"{job.base} base"
+
+
+def run_parallel(
+    config_path: Path,
+    runs_dir: Path,
+    plan: Plan,
+    workers: int,
+    *,
+    retry_failed: bool,
+    kinds: set[str] | None,
+    progress: bool = True,
+) -> int:
+    """Start `workers` worker processes on the same plan and show their joint progress."""
+    store = ResultsStore(runs_dir)
+    todo = {j.id for j in pending_jobs(plan, store, retry_failed=retry_failed, kinds=kinds)}
+    cmd = [sys.executable, "-m", "repro", "run", "--config", str(config_path), "--runs-dir", str(runs_dir),
+           "--workers", "1", "--no-progress"]
+    if retry_failed:
+        cmd.append("--retry-failed")
+    if kinds:
+        cmd += ["--only", ",".join(sorted(kinds))]
+    procs = [subprocess.Popen(cmd, env={**os.environ, "REPRO_WORKER_INDEX": str(i)}) for i in range(workers)]
+    with _progress(len(todo), progress, f"{plan.config_name} ({workers} workers)") as bar:
+        seen = 0
+        while any(p.poll() is None for p in procs):
+            time.sleep(0.5)
+            now = len(todo & (store.finished_ids() | store.failed_ids()))
+            bar.update(now - seen)
+            seen = now
+        bar.update(len(todo & (store.finished_ids() | store.failed_ids())) - seen)
+    return max(p.returncode for p in procs)

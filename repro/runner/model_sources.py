@@ -1,0 +1,56 @@
+"""Where a plan's input models live on disk: a generated offline world, or downloaded pinned checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from repro.config import LoadedConfig
+from repro.errors import RunnerError
+
+
+class ModelSources:
+    def __init__(self, loaded: LoadedConfig, runs_root: Path):
+        self.loaded = loaded
+        self.runs_root = runs_root  # the folder holding runs/<config>/ (worlds are shared across configs)
+        self._worlds: dict[str, object] = {}
+
+    def _world(self, base: str):
+        world_cfg = self.loaded.config.world
+        if base not in self._worlds:
+            from repro.worlds.tiny import build_tiny_world
+
+            family = base.removeprefix("tiny-")
+            folder = self.runs_root / "worlds" / f"tiny-{family}-seed{world_cfg.seed}-n{world_cfg.checkpoints_per_base}"
+            self._worlds[base] = build_tiny_world(
+                folder, family, n_checkpoints=world_cfg.checkpoints_per_base, seed=world_cfg.seed
+            )
+        return self._worlds[base]
+
+    def _downloaded(self, repo_id: str) -> Path:
+        from repro.hub import local_model_dir
+
+        models_dir = self.loaded.resolve(self.loaded.config.models_dir)
+        path = local_model_dir(models_dir, repo_id)
+        if not (path / "config.json").is_file():
+            raise RunnerError(
+                f"checkpoint {repo_id} is not downloaded to {path}; run `make download` "
+                f"(or `repro download --dest {models_dir}`) first"
+            )
+        return path
+
+    def base_dir(self, base: str) -> Path:
+        if self.loaded.config.world is not None:
+            return self._world(base).base
+        return self._downloaded(self.loaded.lock.bases[base].model)
+
+    def checkpoint_dir(self, base: str, index: int) -> Path:
+        if self.loaded.config.world is not None:
+            return self._world(base).checkpoints[index - 1]
+        return self._downloaded(self.loaded.lock.pool(base)[index - 1].repo_id)
+
+    def prepare(self, bases: list[str]) -> None:
+        """Make sure every input model exists (builds offline worlds; checks downloads)."""
+        for base in bases:
+            self.base_dir(base)
+            for index in range(1, self.loaded.pool_size(base) + 1):
+                self.checkpoint_dir(base, index)

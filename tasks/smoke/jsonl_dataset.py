@@ -1,0 +1,22 @@
+"""Dataset loader for the repo's local lm-eval tasks: reads a JSONL file that sits next to the task YAML.
+
+lm-eval passes `dataset_kwargs` (and task metadata) as keyword arguments to a task's `custom_dataset`
+function. Paths are resolved relative to this file, so the tasks work from any working directory
+without writing absolute paths into committed YAML, and nothing goes through the Hugging Face cache.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def load_jsonl(data_file: str, split: str = "test", **_metadata):
+    """A DatasetDict with one split holding the rows of `data_file` (relative to this folder)."""
+    import datasets
+
+    path = (HERE / data_file).resolve()
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return datasets.DatasetDict({split: datasets.Dataset.from_list(rows)})
