@@ -217,7 +217,7 @@ def _check_lock_references(loaded: LoadedConfig) -> None:
 
 
 def _check_methods(loaded: LoadedConfig) -> None:
-    from repro.merge import resolve_method_params
+    from repro.merge.registry import resolve_method_params
 
     if loaded.config.world is not None:
         too_big = [n for n in loaded.config.merge.sizes if n > loaded.config.world.checkpoints_per_base]

@@ -93,7 +93,7 @@ def model_identity(loaded: LoadedConfig, base: str, subset: tuple[int, ...]) -> 
 
 
 def build_plan(loaded: LoadedConfig) -> Plan:
-    from repro.merge import METHODS, resolve_method_params
+    from repro.merge.registry import METHODS, resolve_method_params
 
     cfg = loaded.config
     evaluation = {"suite": cfg.evaluation.suite, "dtype": cfg.evaluation.dtype, "limit": cfg.evaluation.limit}

@@ -115,7 +115,7 @@ class ResultsStore:
                         "INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?)",
                         [
                             (job["id"], row["task"], row["metric"], row["value"], row.get("stderr"),
-                             row.get("num_fewshot"))
+                             row.get("n_shot"))
                             for row in record["scores"]
                         ],
                     )

@@ -6,7 +6,6 @@ The executor is created once per worker process and reused for every job, so the
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -126,11 +125,7 @@ class JobExecutor:
             )
             outcome = self._evaluate(model_dir, identity)
 
-        items_path = self.store.items_path(job.id)
-        items_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = items_path.with_name(f".{items_path.name}.{os.getpid()}.tmp")
-        outcome.write_items(tmp)
-        os.replace(tmp, items_path)
+        items_path = outcome.write_items(self.store.items_path(job.id))  # atomic
         evaluation = outcome.to_json()
         return {
             "job": job.to_json(),

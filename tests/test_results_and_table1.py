@@ -1,0 +1,65 @@
+"""Results store + Table 1 from synthetic results (no models needed: report/ reads results only)."""
+
+import sqlite3
+
+from repro.plan import Job, Plan
+from repro.report.results_view import collect
+from repro.report.table1 import build_table1, to_csv, to_latex, to_markdown, write_table1
+from repro.results import ResultsStore
+
+
+def _plan():
+    jobs = [Job("b", "base", "m", 0)]
+    jobs += [Job(f"s{i}", "single", "m", 1, (i,)) for i in (1, 2, 3, 4)]
+    jobs += [Job(f"ta{k}", "merge", "m", 2, s, "task_arithmetic", "TA", {}) for k, s in enumerate([(1, 2), (3, 4)])]
+    jobs += [Job("ta4", "merge", "m", 4, (1, 2, 3, 4), "task_arithmetic", "TA", {})]
+    return Plan("t", "f" * 64, 0, {"m": {2: [(1, 2), (3, 4)], 4: [(1, 2, 3, 4)]}}, tuple(jobs))
+
+
+def _record(job, average):
+    return {"job": job.to_json(), "config": {"name": "t", "hash": "f" * 64}, "merge": None,
+            "scores": [{"task": "x", "metric": "acc", "value": average, "stderr": 0.01, "n_shot": 0}],
+            "average": average, "finished_at": "2026-01-01T00:00:00+00:00"}
+
+
+def test_table1_values_and_formats(tmp_path):
+    plan = _plan()
+    store = ResultsStore(tmp_path)
+    averages = {"b": 0.50, "s1": 0.49, "s2": 0.52, "s3": 0.48, "s4": 0.47, "ta0": 0.51, "ta1": 0.495, "ta4": 0.53}
+    for job in plan.jobs:
+        store.write_result(_record(job, averages[job.id]))
+    table = build_table1(collect(plan, store))
+    assert table.headers == ["Model", "Method", "Base", "n=1 (4)", "n=2 (2)", "n=4 (1)"]
+    # n=1: 1 of 4 singles beats 50.0; mean delta = (-1 + 2 - 2 - 3) / 4 = -1.00 points
+    # n=2: 1 of 2 beats; mean delta = (1 - 0.5) / 2 = +0.25; n=4: 100 / +3.00
+    assert table.rows == [["m", "TA", "50.0", "25 / -1.00", "50 / +0.25", "100 / +3.00"]]
+    md = to_markdown(table)
+    assert "| m | TA | 50.0 | 25 / -1.00 | 50 / +0.25 | 100 / +3.00 |" in md
+    assert to_csv(table).splitlines()[1] == "m,TA,50.0,25 / -1.00,50 / +0.25,100 / +3.00"
+    assert r"\begin{tabular}" in to_latex(table) and "$n=2$ (2)" in to_latex(table)
+    paths = write_table1(table, tmp_path / "out")
+    assert [p.name for p in paths] == ["table1.md", "table1.csv", "table1.tex"]
+
+
+def test_incomplete_cells_are_marked(tmp_path):
+    plan = _plan()
+    store = ResultsStore(tmp_path)
+    for job in plan.jobs[:6]:  # base, 4 singles, one of the two n=2 merges
+        store.write_result(_record(job, 0.5 + 0.01 * len(job.id)))
+    table = build_table1(collect(plan, store))
+    assert table.rows[0][4].endswith("*") and table.rows[0][5] == "–"
+
+
+def test_store_ignores_temp_files_and_builds_index(tmp_path):
+    plan = _plan()
+    store = ResultsStore(tmp_path)
+    store.write_result(_record(plan.jobs[0], 0.5))
+    (store.results_dir / ".s1.json.123.tmp").write_text("{half")
+    assert store.finished_ids() == {"b"}
+    store.write_failure(plan.jobs[1].to_json(), "boom")
+    assert store.failed_ids() == {"s1"}
+    store.write_result(_record(plan.jobs[1], 0.4))
+    assert store.failed_ids() == set()
+    con = sqlite3.connect(store.rebuild_index())
+    assert con.execute("select job_id, average from results order by job_id").fetchall() == [("b", 0.5), ("s1", 0.4)]
+    assert con.execute("select task, metric, value from scores where job_id='b'").fetchall() == [("x", "acc", 0.5)]
