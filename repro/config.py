@@ -75,6 +75,21 @@ class EvaluationSettings(_Strict):
     in_memory: bool = False  # evaluate merged models from memory (no scratch write) when possible
 
 
+class SlurmSettings(_Strict):
+    """SLURM array settings for `repro run --executor slurm` (override with --slurm-option KEY=VALUE)."""
+
+    partition: str | None = None
+    gpus_per_node: int = Field(default=0, ge=0)
+    cpus_per_task: int = Field(default=1, ge=1)
+    mem_gb: int = Field(default=4, ge=1)
+    time_min: int = Field(default=60, ge=1)
+    jobs_per_task: int = Field(default=4, ge=1)  # several merges + evaluations per allocation
+    array_parallelism: int = Field(default=64, ge=1)
+    max_requeues: int = Field(default=3, ge=0)  # requeues after preemption / timeout
+    signal_delay_s: int = Field(default=90, ge=1)
+    claim_ttl_s: float = Field(default=600.0, gt=0)
+
+
 class ExperimentConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -87,6 +102,7 @@ class ExperimentConfig(_Strict):
     methods: list[MethodConfig] = Field(min_length=1)
     merge: MergeSettings
     evaluation: EvaluationSettings
+    slurm: SlurmSettings = Field(default_factory=SlurmSettings)
 
     @model_validator(mode="after")
     def _source(self) -> ExperimentConfig:
