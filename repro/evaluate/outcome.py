@@ -26,7 +26,9 @@ class ScoreRow(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: dict[str, Any] = Field(default_factory=dict)  # identity: base, method, params, subset, revisions...
+    model: dict[str, Any] = Field(
+        default_factory=dict
+    )  # identity: base, method, params, subset, revisions...
     task: str
     metric: str
     value: float
@@ -74,7 +76,9 @@ class EvalOutcome(BaseModel):
         return self.model_dump(mode="json", exclude={"items"})
 
     @classmethod
-    def from_json(cls, data: dict[str, Any] | str, items: dict[str, list[tuple[str, int]]] | None = None) -> EvalOutcome:
+    def from_json(
+        cls, data: dict[str, Any] | str, items: dict[str, list[tuple[str, int]]] | None = None
+    ) -> EvalOutcome:
         if isinstance(data, str):
             data = json.loads(data)
         return cls.model_validate({**data, "items": items or {}})
@@ -106,7 +110,9 @@ def decode_items(data: bytes, *, source: str = "<bytes>") -> dict[str, list[tupl
     try:
         payload = json.loads(gzip.decompress(data))
     except (OSError, ValueError) as exc:
-        raise EvaluationError(f"not a readable item store ({exc}); re-run the evaluation", path=source) from None
+        raise EvaluationError(
+            f"not a readable item store ({exc}); re-run the evaluation", path=source
+        ) from None
     if payload.get("format") != ITEMS_FORMAT:
         raise EvaluationError(f"unknown item store format {payload.get('format')!r}", path=source)
     items = {}
@@ -118,7 +124,9 @@ def decode_items(data: bytes, *, source: str = "<bytes>") -> dict[str, list[tupl
     return items
 
 
-def write_items(path: str | Path, items: dict[str, list[tuple[str, int]]], item_metric: dict[str, str] | None = None) -> Path:
+def write_items(
+    path: str | Path, items: dict[str, list[tuple[str, int]]], item_metric: dict[str, str] | None = None
+) -> Path:
     return atomic_write_bytes(path, encode_items(items, item_metric))
 
 

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from repro.errors import EvaluationError
 
-DEFAULT_SUITES_PATH = Path("configs/suites.yaml")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SUITES_PATH = REPO_ROOT / "configs" / "suites.yaml"
 SUITE_KINDS = ("local", "hub", "prepared")
 
 
@@ -70,15 +71,29 @@ class Suite(BaseModel):
         if self.include_path is not None and not self.include_path.is_dir():
             hint = "run `repro data prepare` first" if self.kind == "prepared" else "check the path"
             raise EvaluationError(
-                f"task folder {self.include_path} does not exist; {hint}", field=f"suites.{self.name}.include_path"
+                f"task folder {self.include_path} does not exist; {hint}",
+                field=f"suites.{self.name}.include_path",
             )
+
+
+class EvalSettings(BaseModel):
+    """The paper's inference settings (App. F), recorded in the suites file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    batch_size: str | int = "auto"
+    apply_chat_template: Literal[False] = False
+    seeds: Literal["lm-eval defaults"] = "lm-eval defaults"
+    backend: Literal["hf", "vllm"] = "hf"
+    use_cache: Literal[False] = False
 
 
 class _SuitesFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = 1
-    defaults: dict = Field(default_factory=dict)
+    version: Literal[1] = 1
+    settings: EvalSettings = Field(default_factory=EvalSettings)
     suites: dict[str, dict] = Field(min_length=1)
 
 
@@ -88,13 +103,13 @@ def _format_validation_error(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}" if where else first["msg"]
 
 
-def load_suites(path: str | Path = DEFAULT_SUITES_PATH) -> dict[str, Suite]:
-    """Read and validate the suites file. Raises EvaluationError naming the file and field."""
-    path = Path(path)
+def _read_suites_file(path: Path) -> _SuitesFile:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise EvaluationError("suites file not found; pass --suites PATH or create it", path=str(path)) from None
+        raise EvaluationError(
+            "suites file not found; pass --suites PATH or create it", path=str(path)
+        ) from None
     except yaml.YAMLError as exc:
         raise EvaluationError(f"not valid YAML: {exc}", path=str(path)) from None
     if not isinstance(raw, dict):
@@ -103,7 +118,18 @@ def load_suites(path: str | Path = DEFAULT_SUITES_PATH) -> dict[str, Suite]:
         parsed = _SuitesFile.model_validate(raw)
     except ValidationError as exc:
         raise EvaluationError(_format_validation_error(exc), path=str(path)) from None
+    return parsed
 
+
+def load_settings(path: str | Path = DEFAULT_SUITES_PATH) -> EvalSettings:
+    """The evaluation settings block of the suites file."""
+    return _read_suites_file(Path(path)).settings
+
+
+def load_suites(path: str | Path = DEFAULT_SUITES_PATH) -> dict[str, Suite]:
+    """Read and validate the suites file. Raises EvaluationError naming the file and field."""
+    path = Path(path)
+    parsed = _read_suites_file(path)
     base_dir = path.resolve().parent
     suites: dict[str, Suite] = {}
     for name, body in parsed.suites.items():
@@ -113,11 +139,15 @@ def load_suites(path: str | Path = DEFAULT_SUITES_PATH) -> dict[str, Suite]:
         include = body.get("include_path")
         if include is not None:
             include_path = Path(include)
-            body["include_path"] = include_path if include_path.is_absolute() else (base_dir / include_path).resolve()
+            body["include_path"] = (
+                include_path if include_path.is_absolute() else (base_dir / include_path).resolve()
+            )
         try:
             suites[name] = Suite.model_validate({"name": name, **body})
         except ValidationError as exc:
-            raise EvaluationError(_format_validation_error(exc), path=str(path), field=f"suites.{name}") from None
+            raise EvaluationError(
+                _format_validation_error(exc), path=str(path), field=f"suites.{name}"
+            ) from None
     return suites
 
 
@@ -125,5 +155,7 @@ def get_suite(name: str, path: str | Path = DEFAULT_SUITES_PATH) -> Suite:
     """One suite by name; an unknown name lists the known ones."""
     suites = load_suites(path)
     if name not in suites:
-        raise EvaluationError(f"unknown suite {name!r}; known suites: {', '.join(sorted(suites))}", path=str(path))
+        raise EvaluationError(
+            f"unknown suite {name!r}; known suites: {', '.join(sorted(suites))}", path=str(path)
+        )
     return suites[name]

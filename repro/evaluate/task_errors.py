@@ -20,7 +20,9 @@ def unknown_task_error(name: str, known: list[str], include_paths: list[str]) ->
     if not close:
         close = sorted(task for task in known if name.lower() in task.lower())[:5]
     hint = f"did you mean: {', '.join(close)}?" if close else "list lm-eval's tasks with `lm_eval ls tasks`"
-    where = f" (searched lm-eval's built-in tasks{' and ' + ', '.join(include_paths) if include_paths else ''})"
+    where = (
+        f" (searched lm-eval's built-in tasks{' and ' + ', '.join(include_paths) if include_paths else ''})"
+    )
     return EvaluationError(f"unknown lm-eval task {name!r}{where}; {hint}", field="tasks")
 
 
@@ -33,7 +35,9 @@ def _chain(exc: BaseException):
 
 
 def is_offline() -> bool:
-    return any(os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on") for var in OFFLINE_VARIABLES)
+    return any(
+        os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on") for var in OFFLINE_VARIABLES
+    )
 
 
 def has_token() -> bool:
@@ -59,7 +63,8 @@ def task_load_error(name: str, dataset: str | None, exc: BaseException, *, gated
                 field="tasks",
             )
     if is_offline() or any(
-        type(e).__name__ in ("OfflineModeIsEnabled", "ConnectionError", "ConnectTimeout", "LocalEntryNotFoundError")
+        type(e).__name__
+        in ("OfflineModeIsEnabled", "ConnectionError", "ConnectTimeout", "LocalEntryNotFoundError")
         for e in _chain(exc)
     ):
         return EvaluationError(
@@ -69,4 +74,6 @@ def task_load_error(name: str, dataset: str | None, exc: BaseException, *, gated
             field="tasks",
         )
     first = next(iter(_chain(exc)))
-    return EvaluationError(f"task {name!r}{dataset_txt} could not be loaded: {type(first).__name__}: {first}", field="tasks")
+    return EvaluationError(
+        f"task {name!r}{dataset_txt} could not be loaded: {type(first).__name__}: {first}", field="tasks"
+    )
