@@ -1,0 +1,54 @@
+"""The job plan: paper counts, identical subsets across methods, stable content ids."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from repro.config import load_config
+from repro.plan import build_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_paper_plan_counts_and_shared_subsets():
+    plan = build_plan(load_config(ROOT / "configs/paper.yaml"))
+    counts = plan.counts()
+    assert list(counts) == ["llama-3.2-3b", "llama-3.1-8b", "qwen3-4b", "qwen3-8b"]
+    for base, per_base in counts.items():
+        assert per_base["base"] == 1 and per_base["single"] == 12
+        merges = {k: v for k, v in per_base.items() if k.startswith("merge:")}
+        assert len(merges) == 7 and set(merges.values()) == {76}  # 15 x 5 + 1
+        by_method: dict[str, list] = {}
+        for job in plan.jobs:
+            if job.base == base and job.kind == "merge":
+                by_method.setdefault(job.method, []).append(job.subset)
+        subsets = list(by_method.values())
+        assert all(s == subsets[0] for s in subsets)
+        assert sum(1 for s in subsets[0] if len(s) == 12) == 1
+        assert len(set(subsets[0])) == 76
+    assert len({job.id for job in plan.jobs}) == len(plan.jobs) == 4 * (13 + 7 * 76)
+
+
+def test_plan_is_the_same_on_every_run_and_in_a_new_process():
+    first = build_plan(load_config(ROOT / "configs/paper.yaml")).to_json()
+    proc = subprocess.run([sys.executable, "-m", "repro", "plan", "--config", str(ROOT / "configs/paper.yaml"),
+                           "--json", "--runs-dir", "/tmp/repro-plan-test"], capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout) == first
+
+
+def test_adding_a_method_keeps_ids_and_subsets(tmp_path):
+    data = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())
+    data["methods"] = data["methods"][:2]
+    (tmp_path / "configs").mkdir()
+    for name in ("suites.yaml",):
+        (tmp_path / "configs" / name).write_text((ROOT / "configs" / name).read_text())
+    (tmp_path / "checkpoints.lock").write_text((ROOT / "checkpoints.lock").read_text())
+    small = tmp_path / "configs/paper.yaml"
+    small.write_text(yaml.safe_dump(data, sort_keys=False))
+    few = build_plan(load_config(small))
+    full = build_plan(load_config(ROOT / "configs/paper.yaml"))
+    assert {j.id for j in few.jobs} < {j.id for j in full.jobs}
+    assert few.subsets == full.subsets
