@@ -55,3 +55,21 @@ def test_concurrent_claimers_never_share_a_job(tmp_path):
         results = pool.map(_contend, [(str(tmp_path), f"w{i}") for i in range(4)])
     won = [i for r in results for i in r]
     assert sorted(won) == list(range(40))
+
+
+def test_claim_of_a_killed_process_on_this_host_is_taken_at_once(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    board = ClaimBoard(tmp_path, ttl_s=3600)
+    board.path("job1").parent.mkdir(parents=True, exist_ok=True)
+    board.path("job1").write_text(json.dumps({"owner": f"{socket.gethostname()}:{proc.pid}:abc"}))
+    claim = board.try_claim("job1", "new")
+    assert claim is not None
+    claim.release()
+    # a live process's claim is respected
+    board.path("job2").write_text(json.dumps({"owner": f"{socket.gethostname()}:{os.getpid()}:abc"}))
+    assert board.try_claim("job2", "new") is None

@@ -3,7 +3,8 @@
 A claim is a file claims/<job_id>.claim created with O_CREAT|O_EXCL (atomic, also on NFS v3+). Its owner
 refreshes the file's mtime (a heartbeat thread) while it works; a claim whose mtime is older than `ttl_s`
 belongs to a dead worker. To take it over, a worker renames it to a unique name first: rename is atomic, so
-exactly one contender wins, and then creates a fresh claim with O_EXCL like any other claimer.
+exactly one contender wins, and then creates a fresh claim with O_EXCL like any other claimer. A claim
+whose owner ran on this host and whose process is gone (kill -9) is taken over at once, without the ttl.
 """
 
 from __future__ import annotations
@@ -20,6 +21,23 @@ from pathlib import Path
 
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_is_dead_here(path: Path) -> bool:
+    """True if the claim's owner ran on this host and its process no longer exists (e.g. kill -9)."""
+    try:
+        host, pid, _ = json.loads(path.read_text(encoding="utf-8"))["owner"].split(":")
+    except (OSError, ValueError, KeyError):
+        return False  # unreadable or being written: rely on the ttl
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
 
 
 class Claim:
@@ -84,7 +102,7 @@ class ClaimBoard:
             age = time.time() - path.stat().st_mtime
         except FileNotFoundError:
             return True  # released meanwhile: try to create it again
-        if age < self.ttl_s:
+        if age < self.ttl_s and not _owner_is_dead_here(path):
             return False
         stale = path.with_name(f".{path.name}.expired.{uuid.uuid4().hex}")
         try:

@@ -1,0 +1,78 @@
+"""End to end on the smoke config: plan -> merge -> evaluate -> results -> Table 1, and kill -9 resumption.
+
+Each subprocess run is the real CLI (`python -m repro run` / `report table1`), exactly what `make smoke` calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs/smoke.yaml"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def repro(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "repro", *args], env=ENV, capture_output=True, text=True, **kwargs)
+
+
+def run_and_report(work: Path) -> dict[str, bytes]:
+    runs, out = work / "runs" / "smoke", work / "artifacts"
+    proc = repro("run", "--config", str(CONFIG), "--runs-dir", str(runs), "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = repro("report", "table1", "--config", str(CONFIG), "--runs-dir", str(runs), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {name: (out / name).read_bytes() for name in ("table1.md", "table1.csv", "table1.tex")}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    work = tmp_path_factory.mktemp("smoke-ref")
+    started = time.monotonic()
+    tables = run_and_report(work)
+    return work, tables, time.monotonic() - started
+
+
+def test_smoke_writes_results_index_and_tables(reference):
+    work, tables, _ = reference
+    runs = work / "runs" / "smoke"
+    plan = json.loads((runs / "plan.json").read_text())
+    assert len(plan["jobs"]) == 2 * (1 + 6 + 2 * 3)
+    results = sorted((runs / "results").glob("*.json"))
+    assert len(results) == len(plan["jobs"])
+    record = json.loads(results[0].read_text())
+    for key in ("job", "config", "models", "evaluation", "scores", "average", "packages", "finished_at"):
+        assert key in record
+    assert (runs / "index.sqlite").is_file()
+    merges = [json.loads(p.read_text()) for p in results]
+    merges = [r for r in merges if r["job"]["kind"] == "merge"]
+    assert merges and all(r["merge"]["task_vector_l2"] > 0 for r in merges)
+    md = tables["table1.md"].decode()
+    assert "| tiny-llama | Task Arithmetic |" in md and "| tiny-qwen3 | Task Arithmetic |" in md
+    assert "| Average | Task Arithmetic |" in md and "*" not in md.split("\n\n")[0] and "–" not in md
+
+
+def test_kill_9_at_random_points_then_resume_gives_identical_tables(reference, tmp_path):
+    _, tables, duration = reference
+    runs = tmp_path / "runs" / "smoke"
+    rng = random.Random(os.getpid())
+    for _ in range(2):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "repro", "run", "--config", str(CONFIG), "--runs-dir", str(runs), "--no-progress"],
+            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        time.sleep(rng.uniform(0.5, max(1.0, 0.6 * duration)))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for path in (runs / "results").glob("*.json") if (runs / "results").exists() else []:
+            json.loads(path.read_text())  # every committed result is complete
+    assert run_and_report(tmp_path) == tables
