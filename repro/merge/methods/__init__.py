@@ -1,0 +1,1 @@
+"""Our merge methods, one small file each; each defines a mergekit `MergeMethod` object."""

@@ -1,0 +1,37 @@
+"""Iso-C (Marczak et al., ICML 2025), as a mergekit merge method named `iso_c`.
+
+Per tensor, with task vectors delta_i = W_i - W_0 in float32:
+- every 2-D tensor except `embed_tokens` / `lm_head`: M = sum_i delta_i; reduced SVD M = U S V^T;
+  Delta = mean(S) * U V^T (every singular value replaced by their mean);
+- every other tensor: Delta = mean of the delta_i.
+W = W_0 + Delta (lambda = 1, no normalization).
+"""
+
+from __future__ import annotations
+
+import torch
+from mergekit.merge_methods.base import BasePolicy, InputContract, TensorGroup
+from mergekit.merge_methods.easy_define import merge_method
+
+from repro.merge.methods.spectral import is_decomposed_matrix, isotropic
+
+
+def iso_c_update(group: TensorGroup) -> torch.Tensor:
+    """The Iso-C merged update Delta (float32) of one tensor group."""
+    base = group.base.tensor.to(torch.float32)
+    deltas = torch.stack([e.tensor.to(torch.float32) - base for e in group.non_base])
+    if not is_decomposed_matrix(group.metadata.name, base):
+        return deltas.mean(dim=0)
+    return isotropic(deltas.sum(dim=0), group.metadata.name)
+
+
+@merge_method(
+    name="iso_c",
+    pretty_name="Iso-C",
+    contract=InputContract(base=BasePolicy.REQUIRED, min_non_base=1),
+)
+def iso_c_merge_method(group: TensorGroup) -> torch.Tensor:
+    base = group.base.tensor
+    if not group.non_base:
+        return base
+    return (base.to(torch.float32) + iso_c_update(group)).to(base.dtype)
