@@ -76,3 +76,17 @@ def test_kill_9_at_random_points_then_resume_gives_identical_tables(reference, t
         for path in (runs / "results").glob("*.json") if (runs / "results").exists() else []:
             json.loads(path.read_text())  # every committed result is complete
     assert run_and_report(tmp_path) == tables
+
+
+def test_two_local_workers_run_every_job_exactly_once(reference, tmp_path):
+    _, tables, _ = reference
+    runs = tmp_path / "runs" / "smoke"
+    proc = repro("run", "--config", str(CONFIG), "--runs-dir", str(runs), "--workers", "2", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    journal = [json.loads(line) for line in (runs / "journal.jsonl").read_text().splitlines()]
+    done = [e["job"] for e in journal if e["event"] == "done"]
+    started = [e["job"] for e in journal if e["event"] == "start"]
+    plan = json.loads((runs / "plan.json").read_text())
+    assert sorted(done) == sorted(started) == sorted(j["id"] for j in plan["jobs"])
+    assert len({e["worker"] for e in journal}) == 2  # both workers did work
+    assert run_and_report(tmp_path) == tables  # a rerun has nothing left to do and gives the same tables

@@ -5,6 +5,7 @@ Layout (every file written atomically: temp file + rename, so a reader never see
     items/<job_id>.json.gz     per-item correctness for paired statistics (written before the record)
     failed/<job_id>.json       the error of a failed job (retried only on request)
     index.sqlite               a query index rebuilt from results/ (never the source of truth)
+    journal.jsonl              one appended line per job start/finish/failure, with the worker (audit log)
 
 The files are the source of truth because SQLite locking is unreliable on shared network filesystems;
 many workers may write results at once, and the index is rebuilt by whoever asks for it.
@@ -16,6 +17,7 @@ import json
 import os
 import sqlite3
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,6 +83,23 @@ class ResultsStore:
 
     def clear_failure(self, job_id: str) -> None:
         self.failure_path(job_id).unlink(missing_ok=True)
+
+    # -- journal -------------------------------------------------------------------------------------
+    def journal(self, job_id: str, worker: str, event: str) -> None:
+        """Append one line to journal.jsonl (a single O_APPEND write: lines of workers never interleave)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"job": job_id, "worker": worker, "event": event, "time": time.time()}) + "\n"
+        fd = os.open(self.root / "journal.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    def read_journal(self) -> list[dict]:
+        path = self.root / "journal.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     # -- index ---------------------------------------------------------------------------------------
     def rebuild_index(self) -> Path:

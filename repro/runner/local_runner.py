@@ -77,16 +77,19 @@ def run_worker(
                     bar.update(1)
                     continue
                 bar.set_postfix_str(_describe(job), refresh=False)
+                store.journal(job.id, owner, "start")
                 try:
                     if executor is None:
                         executor = JobExecutor(loaded, runs_dir, store)
                     record = executor.run(job)
                 except Exception as exc:  # a failed job must not stop the others
                     store.write_failure(job.to_json(), f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                    store.journal(job.id, owner, "failed")
                     summary.failed.append(job.id)
                     bar.write(f"job {job.id} ({_describe(job)}) failed: {exc}")
                 else:
-                    store.write_result(record)
+                    store.write_result({**record, "worker": owner})
+                    store.journal(job.id, owner, "done")
                     summary.done.append(job.id)
             bar.update(1)
     return summary
