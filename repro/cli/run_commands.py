@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -82,6 +83,11 @@ def cmd_run(args) -> int:
     kinds = set(args.only.split(",")) if args.only else None
     if kinds and not kinds <= {"base", "single", "merge"}:
         raise RunnerError(f"--only takes base, single and/or merge, not {args.only!r}")
+    if os.environ.get("REPRO_WORKER_INDEX") is None:
+        # Build offline worlds / check downloads once, before any worker or array task starts.
+        from repro.runner.model_sources import ModelSources
+
+        ModelSources(loaded, runs_dir.parent).prepare(loaded.base_names)
     if args.executor == "slurm":
         from repro.runner.slurm_executor import run_on_slurm
 
