@@ -46,7 +46,10 @@ def test_slurm_run_matches_local_and_resumes_after_a_cancelled_task(slurm_cluste
     while cancelled is None and time.monotonic() < deadline and proc.poll() is None:
         queued = _queued(slurm_cluster)
         if len(queued) >= 2:
-            cancelled = sorted(queued, key=lambda i: int(i.split("_")[-1].strip("[]").split("-")[0]) if "_" in i else 0)[-1]
+            tasks = [i for i in queued if i.rsplit("_", 1)[-1].isdigit()]
+            if not tasks:
+                continue
+            cancelled = max(tasks, key=lambda i: int(i.rsplit("_", 1)[-1]))
             subprocess.run(["scancel", cancelled], env=slurm_cluster.env, check=True)
         time.sleep(0.5)
     assert cancelled is not None, "no queued array tasks seen"
