@@ -44,11 +44,8 @@ def test_slurm_run_matches_local_and_resumes_after_a_cancelled_task(slurm_cluste
     deadline = time.monotonic() + 300
     cancelled = None
     while cancelled is None and time.monotonic() < deadline and proc.poll() is None:
-        queued = _queued(slurm_cluster)
-        if len(queued) >= 2:
-            tasks = [i for i in queued if i.rsplit("_", 1)[-1].isdigit()]
-            if not tasks:
-                continue
+        tasks = [i for i in _queued(slurm_cluster) if i.rsplit("_", 1)[-1].isdigit()]
+        if len(tasks) >= 2:
             cancelled = max(tasks, key=lambda i: int(i.rsplit("_", 1)[-1]))
             subprocess.run(["scancel", cancelled], env=slurm_cluster.env, check=True)
         time.sleep(0.5)
