@@ -63,15 +63,13 @@ def test_sbatch_job_runs_and_writes_its_output(slurm_cluster, tmp_path):
     assert os.environ["SLURM_CONF"] == str(slurm_cluster.conf_path)
     output = tmp_path / "hi.out"
     job_id = slurm_cluster.command(
-        "sbatch",
-        "--parsable",
-        "--wait",
-        f"--output={output}",
-        "--wrap",
-        "echo hi; srun printenv SLURMD_NODENAME",
-        timeout=120,
+        "sbatch", "--parsable", f"--output={output}", "--wrap", "echo hi; srun printenv SLURMD_NODENAME"
     ).strip()
     assert job_id.isdigit()
+    _wait_until(
+        lambda: _job_state(slurm_cluster, job_id) not in ("PENDING", "RUNNING", "COMPLETING"),
+        what=f"job {job_id} to finish",
+    )
     assert _job_state(slurm_cluster, job_id) == "COMPLETED"
     assert output.read_text().split() == ["hi", "localhost"]
 
