@@ -190,10 +190,14 @@ class Lockfile(BaseModel):
     def _cross_references(self) -> Lockfile:
         for key, entry in self.checkpoints.items():
             if entry.repo_id != key:
-                raise _FieldError(f"checkpoints.{key}", f"key {key!r} differs from its repo_id {entry.repo_id!r}")
+                raise _FieldError(
+                    f"checkpoints.{key}", f"key {key!r} differs from its repo_id {entry.repo_id!r}"
+                )
         for name, base in self.bases.items():
             if not NAME_PATTERN.match(name):
-                raise _FieldError(f"bases.{name}", f"base name {name!r} must be letters, digits, '.', '_', '-'")
+                raise _FieldError(
+                    f"bases.{name}", f"base name {name!r} must be letters, digits, '.', '_', '-'"
+                )
             self._check_known(f"bases.{name}.model", base.model)
             lists = [(f"bases.{name}.in_the_wild", base.in_the_wild)]
             for group, members in base.homogeneous.items():
@@ -216,13 +220,16 @@ class Lockfile(BaseModel):
         for repo_id in self.checkpoints:
             if repo_id not in referenced:
                 raise _FieldError(
-                    f"checkpoints.{repo_id}", "no base references this checkpoint; remove it or add it to a base"
+                    f"checkpoints.{repo_id}",
+                    "no base references this checkpoint; remove it or add it to a base",
                 )
         return self
 
     def _check_known(self, where: str, repo_id: str) -> None:
         if repo_id not in self.checkpoints:
-            raise _FieldError(where, f"{repo_id!r} is not in `checkpoints`; add an entry for it (or fix the id)")
+            raise _FieldError(
+                where, f"{repo_id!r} is not in `checkpoints`; add an entry for it (or fix the id)"
+            )
 
     # ----- queries -------------------------------------------------------------------------------------
 
@@ -256,7 +263,9 @@ class Lockfile(BaseModel):
         groups = self.base(base_name).homogeneous
         if group not in groups:
             known = ", ".join(groups) or "none"
-            raise LockError(f"base {base_name!r} has no homogeneous group {group!r} (known: {known})", field="bases")
+            raise LockError(
+                f"base {base_name!r} has no homogeneous group {group!r} (known: {known})", field="bases"
+            )
         return [self.checkpoints[r] for r in groups[group]]
 
     def unresolved(self) -> list[str]:
@@ -333,14 +342,22 @@ def _describe_error(err: dict) -> tuple[str, str]:
     field = _field_path(loc)
     kind = err["type"]
     if kind == "extra_forbidden":
-        return field, f"unknown key {loc[-1]!r}; remove it or check its spelling (see the header of checkpoints.lock)"
+        return (
+            field,
+            f"unknown key {loc[-1]!r}; remove it or check its spelling (see the header of checkpoints.lock)",
+        )
     if kind == "missing":
         return field, "required key is missing"
     if kind == "literal_error" and loc == ("version",):
-        return field, f"unsupported lockfile version {err.get('input')!r}; this repro reads version {LOCKFILE_VERSION}"
+        return (
+            field,
+            f"unsupported lockfile version {err.get('input')!r}; this repro reads version {LOCKFILE_VERSION}",
+        )
     message = err["msg"].removeprefix("Value error, ")
     if kind.endswith("_type") or kind in ("too_short", "greater_than_equal"):
         message = f"{message} (got {err.get('input')!r})"
+    if kind == "string_type":
+        message += "; write it in quotes"
     return field, message
 
 
@@ -351,9 +368,13 @@ def parse_lockfile(text: str, path: str | Path = "checkpoints.lock") -> Lockfile
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise LockError(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}", path=str(path)) from None
+        raise LockError(
+            f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}", path=str(path)
+        ) from None
     if data is None:
-        raise LockError("the lockfile is empty; restore it from git (git checkout checkpoints.lock)", path=str(path))
+        raise LockError(
+            "the lockfile is empty; restore it from git (git checkout checkpoints.lock)", path=str(path)
+        )
     if not isinstance(data, dict):
         raise LockError("expected a mapping with keys version, checkpoints, bases", path=str(path))
     try:
@@ -417,7 +438,11 @@ def render_lockfile(lock: Lockfile) -> str:
         else:
             lines.append("    files:")
             for f in sorted(entry.files, key=lambda f: f.path):
-                lines += [f"      - path: {_scalar(f.path)}", f"        sha256: {json.dumps(f.sha256)}", f"        size: {f.size}"]
+                lines += [
+                    f"      - path: {_scalar(f.path)}",
+                    f"        sha256: {json.dumps(f.sha256)}",
+                    f"        size: {f.size}",
+                ]
     lines.append("bases:")
     for name, base in lock.bases.items():
         lines += [f"  {_scalar(name)}:", f"    model: {_scalar(base.model)}", "    in_the_wild:"]

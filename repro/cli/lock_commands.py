@@ -1,0 +1,151 @@
+"""`repro lock check|resolve` and `repro download`: thin wrappers over repro.lockfile and repro.hub."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from repro.errors import LockError
+
+
+def register(subparsers) -> None:
+    lock = subparsers.add_parser("lock", help="check or resolve checkpoints.lock")
+    lock_sub = lock.add_subparsers(dest="lock_command", metavar="ACTION", required=True)
+
+    check = lock_sub.add_parser("check", help="validate checkpoints.lock offline and print its counts")
+    _add_source_arguments(check)
+    check.set_defaults(handler=check_command)
+
+    resolve = lock_sub.add_parser(
+        "resolve",
+        help="pin every checkpoint to a commit and record file hashes (needs network; reads HF_TOKEN)",
+    )
+    _add_source_arguments(resolve)
+    resolve.add_argument("--force", action="store_true", help="re-resolve entries that are already pinned")
+    resolve.set_defaults(handler=resolve_command)
+
+    dl = subparsers.add_parser(
+        "download", help="download the pinned checkpoints, verifying every file's sha256"
+    )
+    _add_source_arguments(dl)
+    dl.add_argument(
+        "--repo", action="append", default=None, metavar="ORG/NAME", help="only this repo (repeatable)"
+    )
+    dl.add_argument(
+        "--dest",
+        type=Path,
+        default=None,
+        help="models folder (default: the config's models_dir, else $REPRO_MODELS, else runs/models)",
+    )
+    dl.add_argument(
+        "--mirror", type=Path, default=None, help="copy from DIR/<org>/<name>/ instead of the hub"
+    )
+    dl.add_argument(
+        "--allow-unpinned", action="store_true", help="download unresolved entries (no pinned hashes)"
+    )
+    dl.add_argument("--allow-pickle", action="store_true", help="convert pickle-only weights to safetensors")
+    dl.set_defaults(handler=download_command)
+
+
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--lockfile", type=Path, default=None, help="lockfile path (default: checkpoints.lock)"
+    )
+    source.add_argument(
+        "--config", type=Path, default=None, help="an experiment config: its lockfile and bases"
+    )
+    parser.add_argument(
+        "--base", action="append", default=None, metavar="NAME", help="only this base (repeatable)"
+    )
+
+
+def _lockfile_and_bases(args) -> tuple[Path, list[str] | None, Path | None]:
+    """(lockfile, selected bases or None = all, the config's models_dir or None) from the arguments."""
+    from repro.lockfile import DEFAULT_LOCKFILE
+
+    bases = args.base
+    if args.config is None:
+        return (args.lockfile or DEFAULT_LOCKFILE), bases, None
+    from repro.config import load_config
+
+    loaded = load_config(args.config, check_methods=False, check_suite=False)
+    if loaded.config.lockfile is None:
+        raise LockError(
+            "this config uses generated offline models (`world`), so it has no checkpoints to lock or download",
+            path=str(args.config),
+        )
+    models_dir = loaded.resolve(loaded.config.models_dir)
+    return loaded.resolve(loaded.config.lockfile), bases or list(loaded.config.bases), models_dir
+
+
+def _selected_ids(lock, bases: list[str] | None, repos: list[str] | None = None) -> list[str] | None:
+    if bases is None and not repos:
+        return None
+    ids = lock.referenced_ids(bases) if bases is not None else []
+    for repo_id in repos or []:
+        lock.entry(repo_id)
+        if repo_id not in ids:
+            ids.append(repo_id)
+    return ids
+
+
+def check_command(args) -> int:
+    from repro.lockfile import load_lockfile
+
+    path, bases, _ = _lockfile_and_bases(args)
+    lock = load_lockfile(path)
+    for name in bases or []:
+        lock.base(name)
+    print(f"{path}: {lock.summary().describe()}")
+    return 0
+
+
+def resolve_command(args) -> int:
+    from huggingface_hub import HfApi
+
+    from repro.hub import resolve_lockfile
+    from repro.lockfile import dump_lockfile, load_lockfile
+
+    path, bases, _ = _lockfile_and_bases(args)
+    lock = load_lockfile(path)
+    token = os.environ.get("HF_TOKEN") or None
+    done = []
+
+    def save(progress) -> None:  # keep what is resolved even if a later entry fails
+        dump_lockfile(progress, path)
+        done.append(1)
+        print(f"resolved {len(done)}", file=sys.stderr, end="\r")
+
+    lock = resolve_lockfile(
+        lock, HfApi(), token=token, repo_ids=_selected_ids(lock, bases), force=args.force, on_resolved=save
+    )
+    dump_lockfile(lock, path)
+    print(f"{path}: {lock.summary().describe()}")
+    return 0
+
+
+def download_command(args) -> int:
+    from repro.hub import default_models_dir, download
+    from repro.lockfile import load_lockfile
+
+    path, bases, config_models_dir = _lockfile_and_bases(args)
+    lock = load_lockfile(path)
+    dest = args.dest or config_models_dir or default_models_dir()
+    results = download(
+        lock,
+        dest,
+        repo_ids=_selected_ids(lock, bases, args.repo),
+        mirror=args.mirror,
+        allow_unpinned=args.allow_unpinned,
+        allow_pickle=args.allow_pickle,
+        token=os.environ.get("HF_TOKEN") or None,
+        progress=sys.stderr.isatty(),
+    )
+    for result in results:
+        print(f"{result.status:10} {result.repo_id} -> {result.path}")
+    counts = {s: sum(r.status == s for r in results) for s in ("downloaded", "converted", "present")}
+    print(f"{len(results)} checkpoints in {dest}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return 0
