@@ -108,7 +108,9 @@ def _check_inputs(base: Path, models: Sequence[Path], method: str) -> None:
     for model in models:
         key = model.resolve()
         if key in seen:
-            raise MergeError(f"is listed twice (also as {seen[key]}); list each checkpoint once", path=str(model))
+            raise MergeError(
+                f"is listed twice (also as {seen[key]}); list each checkpoint once", path=str(model)
+            )
         seen[key] = "a checkpoint"
     if method == "model_stock" and len(models) < 2:
         raise MergeError("model_stock needs at least 2 checkpoints besides the base", field="models")
@@ -218,7 +220,11 @@ def merge_checkpoints(
     base_index, truncations = check_input_structure(base, model_paths, vocab_mismatch)
     for item in truncations:
         LOG.info(
-            "vocabulary truncation: %s %s %d -> %d rows", item.checkpoint, item.tensor, item.rows, item.base_rows
+            "vocabulary truncation: %s %s %d -> %d rows",
+            item.checkpoint,
+            item.tensor,
+            item.rows,
+            item.base_rows,
         )
     for path in (base, *model_paths):
         check_finite(path, verified=verified_inputs)
@@ -236,7 +242,11 @@ def merge_checkpoints(
         stats_before = None
         try:
             if svd_cache is not None:
-                stats_before = (svd_cache.stats.computed, svd_cache.stats.memory_hits, svd_cache.stats.disk_hits)
+                stats_before = (
+                    svd_cache.stats.computed,
+                    svd_cache.stats.memory_hits,
+                    svd_cache.stats.disk_hits,
+                )
                 with svd_cache.activated():
                     _run_mergekit(config, target, device, truncate, show_progress, shard_size_bytes)
             else:
@@ -244,7 +254,9 @@ def merge_checkpoints(
         except ReproError:
             raise
         except Exception as error:  # mergekit reports problems as ValueError/RuntimeError/KeyError
-            raise MergeError(f"mergekit failed merging with {method}: {type(error).__name__}: {error}") from error
+            raise MergeError(
+                f"mergekit failed merging with {method}: {type(error).__name__}: {error}"
+            ) from error
         timings["merge_s"] = time.perf_counter() - merge_started
         norm_started = time.perf_counter()
         norm = task_vector_l2(target, base)
@@ -272,8 +284,19 @@ def merge_checkpoints(
             atomic_write_text(tmp / CONFIG_FILE, _config_yaml(config, method, truncate))
             atomic_write_json(
                 tmp / RECORD_FILE,
-                _record(spec.name, resolved, base, model_paths, outcome, truncations, out_dtype, device,
-                        vocab_mismatch, timings, elapsed),
+                _record(
+                    spec.name,
+                    resolved,
+                    base,
+                    model_paths,
+                    outcome,
+                    truncations,
+                    out_dtype,
+                    device,
+                    vocab_mismatch,
+                    timings,
+                    elapsed,
+                ),
             )
     elapsed = time.perf_counter() - started
     return MergeResult(

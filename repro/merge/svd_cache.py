@@ -31,7 +31,9 @@ from repro.atomic_io import atomic_write_bytes
 if TYPE_CHECKING:
     import torch
 
-_ACTIVE_CACHE: contextvars.ContextVar[SvdCache | None] = contextvars.ContextVar("repro_svd_cache", default=None)
+_ACTIVE_CACHE: contextvars.ContextVar[SvdCache | None] = contextvars.ContextVar(
+    "repro_svd_cache", default=None
+)
 
 Factors = tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]  # U[:, :k], S[:k], Vh[:k, :]
 

@@ -37,7 +37,12 @@ class VocabTruncation:
     base_rows: int
 
     def as_dict(self) -> dict:
-        return {"checkpoint": self.checkpoint, "tensor": self.tensor, "rows": self.rows, "base_rows": self.base_rows}
+        return {
+            "checkpoint": self.checkpoint,
+            "tensor": self.tensor,
+            "rows": self.rows,
+            "base_rows": self.base_rows,
+        }
 
 
 def _read_header(file: Path) -> dict:
@@ -106,7 +111,8 @@ def check_input_structure(
     """
     if vocab_mismatch not in VOCAB_MISMATCH_POLICIES:
         raise MergeError(
-            f"must be one of {', '.join(VOCAB_MISMATCH_POLICIES)}, got {vocab_mismatch!r}", field="vocab_mismatch"
+            f"must be one of {', '.join(VOCAB_MISMATCH_POLICIES)}, got {vocab_mismatch!r}",
+            field="vocab_mismatch",
         )
     base_index = read_tensor_index(base)
     truncations: list[VocabTruncation] = []
@@ -147,7 +153,9 @@ def check_input_structure(
 
 def _file_stamp(model_dir: Path) -> tuple:
     files = sorted(model_dir.glob("*.safetensors"))
-    return (str(model_dir.resolve()),) + tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return (str(model_dir.resolve()),) + tuple(
+        (f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files
+    )
 
 
 def check_finite(model_dir: str | Path, names: list[str] | None = None, verified: set | None = None) -> None:

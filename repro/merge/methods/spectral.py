@@ -25,7 +25,9 @@ def is_boosted_matrix(name: str | None, tensor: torch.Tensor) -> bool:
     return module in BOOSTED_PROJECTIONS
 
 
-def robust_svd(matrix: torch.Tensor, name: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def robust_svd(
+    matrix: torch.Tensor, name: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Reduced SVD (U, S, Vh) in float32 on the matrix's device.
 
     The default LAPACK/cuSOLVER driver is tried first; if it fails to converge, the slower but more

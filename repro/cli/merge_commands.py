@@ -1,0 +1,83 @@
+"""`repro merge` (one merge through the library) and `repro mergekit-yaml` (stock mergekit CLI)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from repro.errors import MergeError
+
+
+def _parse_sets(items: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise MergeError(f"expected key=value, got {item!r} (e.g. --set lambda=0.1)", field="--set")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from repro.merge import merge_checkpoints
+
+    result = merge_checkpoints(
+        Path(args.base),
+        [Path(m) for m in args.model],
+        args.method,
+        _parse_sets(args.set),
+        out_dir=Path(args.out),
+        device=args.device,
+        vocab_mismatch=args.vocab_mismatch,
+        out_dtype=args.out_dtype,
+        show_progress=args.progress,
+    )
+    summary = {
+        "out_dir": str(result.out_dir),
+        "method": result.method,
+        "params": result.params,
+        "task_vector_l2": result.task_vector_l2,
+        "vocab_truncations": len(result.vocab_truncations),
+        "elapsed_s": round(result.elapsed_s, 3),
+    }
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def _mergekit_yaml(args: argparse.Namespace) -> int:
+    from repro.merge.mergekit_cli import run_mergekit_yaml
+
+    return run_mergekit_yaml((["--help"] if args.help else []) + list(args.mergekit_args))
+
+
+def register(subparsers) -> None:
+    from repro.merge.registry import METHODS
+
+    merge = subparsers.add_parser(
+        "merge",
+        help="merge checkpoints into a base model with one method",
+        description="Merge fine-tuned checkpoints into their base with one of the study's methods; "
+        "parameters default to the paper's (override with --set key=value).",
+    )
+    merge.add_argument("--base", required=True, metavar="DIR", help="base model directory")
+    merge.add_argument("--model", required=True, action="append", metavar="DIR", help="checkpoint (repeat)")
+    merge.add_argument("--method", required=True, metavar="NAME", help=f"one of: {', '.join(METHODS)}")
+    merge.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="method parameter")
+    merge.add_argument("--out", required=True, metavar="DIR", help="output directory (written atomically)")
+    merge.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    merge.add_argument("--vocab-mismatch", default="truncate", choices=("truncate", "error"))
+    merge.add_argument("--out-dtype", default=None, help="float32, bfloat16 or float16 (default: the base's)")
+    merge.add_argument("--progress", action="store_true", help="show mergekit's progress bars")
+    merge.set_defaults(handler=_merge)
+
+    yaml_cmd = subparsers.add_parser(
+        "mergekit-yaml",
+        help="stock mergekit-yaml with repro's merge methods registered",
+        description="Run mergekit-yaml CONFIG OUT [options] with tsv_m, iso_c, task_arithmetic_sb and "
+        "ties_sb available; all arguments are passed to mergekit unchanged.",
+        add_help=False,
+    )
+    yaml_cmd.add_argument("-h", "--help", action="store_true", help="show mergekit-yaml's help")
+    yaml_cmd.add_argument("mergekit_args", nargs=argparse.REMAINDER, help="CONFIG OUT [mergekit options]")
+    yaml_cmd.set_defaults(handler=_mergekit_yaml)
