@@ -77,6 +77,7 @@ def outcome_from_results(
             )
         leaves = [leaf for leaf, parent in parent_of.items() if parent == name]
         shots = {n_shot.get(leaf) for leaf in leaves} if name in by_name else {n_shot.get(name)}
+        shots_value = next(iter(shots)) if len(shots) == 1 else None
         items_count = sum(
             n_samples.get(leaf, {}).get("effective", 0) for leaf in (leaves if name in by_name else [name])
         )
@@ -90,7 +91,7 @@ def outcome_from_results(
                     stderr=stderr,
                     primary=name in by_name and metric == spec.metric,
                     parent=None if name in by_name else parent_of[name],
-                    n_shot=shots.pop() if len(shots) == 1 else None,
+                    n_shot=shots_value,
                     n_items=items_count or None,
                     limit=limit,
                     lm_eval_version=version,

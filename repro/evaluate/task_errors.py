@@ -13,6 +13,13 @@ from repro.errors import EvaluationError
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# Hub datasets behind a licence click-through (known, so the message is right even when offline).
+KNOWN_GATED_DATASETS = frozenset({"Idavidrein/gpqa"})
+KNOWN_GATED_TASK_PREFIXES = ("leaderboard_gpqa", "gpqa")
+
+
+def is_known_gated(name: str, dataset: str | None) -> bool:
+    return dataset in KNOWN_GATED_DATASETS or name.startswith(KNOWN_GATED_TASK_PREFIXES)
 
 
 def unknown_task_error(name: str, known: list[str], include_paths: list[str]) -> EvaluationError:
@@ -55,7 +62,7 @@ def task_load_error(name: str, dataset: str | None, exc: BaseException, *, gated
     """The one-line error for a task whose dataset could not be loaded."""
     text = " ".join(f"{type(e).__name__}: {e}" for e in _chain(exc)).lower()
     dataset_txt = f" (dataset {dataset})" if dataset else ""
-    if gated or "gated" in text or "401" in text or "403" in text:
+    if gated or is_known_gated(name, dataset) or "gated" in text or "401" in text or "403" in text:
         if not has_token():
             return EvaluationError(
                 f"task {name!r}{dataset_txt} uses a gated dataset: accept its licence on the Hugging Face hub "

@@ -1,0 +1,54 @@
+"""Unknown task names, hub datasets while offline, gated datasets: one clear EvaluationError each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from repro.errors import EvaluationError
+from repro.evaluate import TaskSpec, evaluate_model
+
+SMOKE_DIR = Path(__file__).resolve().parents[1] / "tasks" / "smoke"
+
+
+@pytest.fixture(autouse=True)
+def _offline_without_token(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr("repro.evaluate.task_errors.has_token", lambda: False)
+
+
+def test_unknown_task_suggests_close_names(tiny_llama_world):
+    with pytest.raises(EvaluationError) as info:
+        evaluate_model(tiny_llama_world.base, ["smoke_arithmatic"], include_path=SMOKE_DIR, device="cpu")
+    message = str(info.value)
+    assert (
+        "unknown lm-eval task 'smoke_arithmatic'" in message and "did you mean: smoke_arithmetic" in message
+    )
+    with pytest.raises(EvaluationError, match="did you mean: .*hellaswag"):
+        evaluate_model(tiny_llama_world.base, ["hellaswg"], device="cpu")
+
+
+def test_hub_task_offline_is_one_clear_message(tiny_llama_world):
+    with pytest.raises(EvaluationError) as info:
+        evaluate_model(tiny_llama_world.base, ["arc_easy"], device="cpu")
+    message = str(info.value)
+    assert "'arc_easy'" in message and "allenai/ai2_arc" in message and "not reachable" in message
+    assert "\n" not in message
+
+
+def test_gated_dataset_without_token_says_so(tiny_llama_world):
+    for spec in (
+        TaskSpec(name="leaderboard_gpqa", metric="acc_norm", gated=True),
+        TaskSpec(name="leaderboard_gpqa_main"),
+    ):
+        with pytest.raises(EvaluationError, match="gated dataset: accept its licence .* HF_TOKEN"):
+            evaluate_model(tiny_llama_world.base, [spec], device="cpu")
+
+
+def test_missing_include_path(tiny_llama_world, tmp_path):
+    with pytest.raises(EvaluationError, match="task folder does not exist"):
+        evaluate_model(tiny_llama_world.base, ["x"], include_path=tmp_path / "nope", device="cpu")
