@@ -52,7 +52,8 @@ _PICKLE_WEIGHTS = re.compile(r"^pytorch_model(-\d+-of-\d+)?\.bin$")
 MANIFEST_NAME = "repro_download.json"
 _CHUNK = 8 * 1024 * 1024
 OFFLINE_HINT = (
-    "run `repro lock resolve` on a machine with network, or copy models with `repro download --mirror DIR`"
+    "run `repro lock resolve` on a machine with network (download there too, or copy the models "
+    "with `repro download --mirror DIR`)"
 )
 
 
@@ -124,6 +125,10 @@ def hub_error(exc: BaseException, repo_id: str, action: str = "query") -> HubErr
         return HubError(
             f"{repo_id} has no such revision: {_first_line(exc)}; fix `revision` in checkpoints.lock"
         )
+    if isinstance(exc, hf_errors.EntryNotFoundError):
+        return HubError(
+            f"a file of {repo_id} is missing at the pinned revision ({_first_line(exc)}); re-run `repro lock resolve`"
+        )
     if isinstance(exc, hf_errors.RepositoryNotFoundError) or status == 404:
         return HubError(
             f"{repo_id} was not found on the hub (deleted, renamed or private): check its id in checkpoints.lock"
@@ -145,10 +150,9 @@ def _is_network_error(exc: BaseException) -> bool:
         return True
     try:
         import httpx2
-
-        return isinstance(exc, httpx2.TransportError)
     except ImportError:  # pragma: no cover - huggingface_hub always brings its HTTP client
         return False
+    return isinstance(exc, (httpx2.TransportError, httpx2.TimeoutException))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -161,7 +165,9 @@ def _hub_call(repo_id: str, action: str, func, /, *args, **kwargs):
         return func(*args, **kwargs)
     except HubError:
         raise
-    except Exception as exc:  # huggingface_hub / httpx errors -> one clear line
+    except Exception as exc:  # huggingface_hub / httpx / OS errors -> one clear line; bugs propagate
+        if not (isinstance(exc, OSError) or _is_network_error(exc) or hasattr(exc, "response")):
+            raise
         raise hub_error(exc, repo_id, action) from exc
 
 
@@ -315,8 +321,12 @@ def _read_manifest(model_dir: Path) -> dict | None:
         return None
 
 
-def is_downloaded(entry: CheckpointEntry, dest_root: str | Path, check_hashes: bool = True) -> bool:
-    """Whether `dest_root/<org>/<name>` holds a complete download of `entry`'s pinned revision."""
+def is_downloaded(entry: CheckpointEntry, dest_root: str | Path, rehash: bool = False) -> bool:
+    """Whether `dest_root/<org>/<name>` holds a complete download of `entry`'s pinned revision.
+
+    A file whose size and mtime still match the manifest written at download time counts as verified;
+    others (and all files, with `rehash`) are hashed again.
+    """
     model_dir = local_model_dir(dest_root, entry.repo_id)
     manifest = _read_manifest(model_dir)
     if manifest is None or (entry.revision is not None and manifest.get("revision") != entry.revision):
@@ -327,12 +337,18 @@ def is_downloaded(entry: CheckpointEntry, dest_root: str | Path, check_hashes: b
         files = [FileEntry.model_validate(f) for f in manifest.get("files", [])]
     except ValueError:
         return False
+    stats = manifest.get("stats", {})
     for f in files:
         target = model_dir / f.path
-        ok = _verified(target, f) if check_hashes else (target.is_file() and target.stat().st_size == f.size)
-        if not ok:
+        unchanged = target.is_file() and stats.get(f.path) == _stat(target)
+        if not (unchanged and not rehash) and not _verified(target, f):
             return False
     return bool(files)
+
+
+def _stat(path: Path) -> list[int]:
+    info = path.stat()
+    return [info.st_size, info.st_mtime_ns]
 
 
 def download(
@@ -345,11 +361,14 @@ def download(
     token: str | None = None,
     api=None,
     progress: bool = True,
+    verify: bool = False,
 ) -> list[DownloadResult]:
     """Fetch the pinned files of the selected entries (default: all) into dest_root/<org>/<name>/.
 
     Every file's size and sha256 are checked against the lockfile. Unresolved entries are refused
     unless `allow_unpinned` (hub: take the current main commit; mirror: copy what is there unverified).
+    Complete model dirs are skipped ("present"); `verify` re-hashes their files instead of trusting
+    size + mtime.
     """
     ids = list(repo_ids) if repo_ids is not None else lock.referenced_ids()
     entries = [lock.entry(r) for r in ids]
@@ -369,7 +388,10 @@ def download(
         from huggingface_hub import HfApi
 
         api = HfApi()
-    return [_download_entry(e, Path(dest_root), mirror, allow_pickle, token, api, progress) for e in entries]
+    return [
+        _download_entry(e, Path(dest_root), mirror, allow_pickle, token, api, progress, verify)
+        for e in entries
+    ]
 
 
 def _pickle_refusal(repo_id: str) -> str:
@@ -379,11 +401,13 @@ def _pickle_refusal(repo_id: str) -> str:
     )
 
 
-def _download_entry(entry, dest_root: Path, mirror, allow_pickle, token, api, progress) -> DownloadResult:
+def _download_entry(
+    entry, dest_root: Path, mirror, allow_pickle, token, api, progress, verify
+) -> DownloadResult:
     from tqdm.auto import tqdm
 
     final = local_model_dir(dest_root, entry.repo_id)
-    if is_downloaded(entry, dest_root):
+    if is_downloaded(entry, dest_root, rehash=verify):
         return DownloadResult(entry.repo_id, final, _read_manifest(final).get("revision"), "present")
     source = _MirrorSource(Path(mirror), entry.repo_id) if mirror is not None else None
     if not entry.resolved:
@@ -423,6 +447,7 @@ def _download_entry(entry, dest_root: Path, mirror, allow_pickle, token, api, pr
             "revision": entry.revision,
             "source_files": [f.model_dump() for f in entry.files],
             "files": [f.model_dump() for f in files],
+            "stats": {f.path: _stat(stage / f.path) for f in files},
             "converted_from_pickle": pickle_only,
         },
     )

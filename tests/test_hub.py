@@ -377,3 +377,32 @@ def test_local_model_dir_rejects_paths_outside_dest(tmp_path):
         local_model_dir(tmp_path, "../etc")
     with pytest.raises(HubError):
         local_model_dir(tmp_path, "a/..")
+
+
+def test_changed_files_are_detected_and_verify_rehashes(tmp_path, hub_root, resolved):
+    import os
+
+    dest = tmp_path / "models"
+    download(resolved, dest, repo_ids=["tiny/ft-2"], mirror=hub_root, progress=False)
+    config = dest / "tiny/ft-2/config.json"
+    original = config.read_bytes()
+    config.write_bytes(original.replace(b"{", b" ", 1))  # same size, different content, new mtime
+    again = download(resolved, dest, repo_ids=["tiny/ft-2"], mirror=hub_root, progress=False)
+    assert again[0].status == "downloaded" and config.read_bytes() == original
+    stat = config.stat()
+    config.write_bytes(original.replace(b"{", b" ", 1))
+    os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # tampered, but size and mtime unchanged
+    assert (
+        download(resolved, dest, repo_ids=["tiny/ft-2"], mirror=hub_root, progress=False)[0].status
+        == "present"
+    )
+    assert not is_downloaded(resolved.entry("tiny/ft-2"), dest, rehash=True)
+    fixed = download(resolved, dest, repo_ids=["tiny/ft-2"], mirror=hub_root, progress=False, verify=True)
+    assert fixed[0].status == "downloaded" and config.read_bytes() == original
+
+
+def test_programming_errors_in_the_api_are_not_masked(hub_root):
+    api = FakeHubApi(hub_root)
+    api.failures["tiny/base"] = TypeError("model_info() got an unexpected keyword argument")
+    with pytest.raises(TypeError):
+        resolve_lockfile(_lock(), api)

@@ -46,6 +46,9 @@ def register(subparsers) -> None:
         "--allow-unpinned", action="store_true", help="download unresolved entries (no pinned hashes)"
     )
     dl.add_argument("--allow-pickle", action="store_true", help="convert pickle-only weights to safetensors")
+    dl.add_argument(
+        "--verify", action="store_true", help="re-hash models already present instead of trusting size+mtime"
+    )
     dl.set_defaults(handler=download_command)
 
 
@@ -132,6 +135,8 @@ def download_command(args) -> int:
     from repro.lockfile import load_lockfile
 
     path, bases, config_models_dir = _lockfile_and_bases(args)
+    if args.repo and not args.base:  # --repo alone selects just those repos, not the config's bases
+        bases = None
     lock = load_lockfile(path)
     dest = args.dest or config_models_dir or default_models_dir()
     results = download(
@@ -143,6 +148,7 @@ def download_command(args) -> int:
         allow_pickle=args.allow_pickle,
         token=os.environ.get("HF_TOKEN") or None,
         progress=sys.stderr.isatty(),
+        verify=args.verify,
     )
     for result in results:
         print(f"{result.status:10} {result.repo_id} -> {result.path}")
