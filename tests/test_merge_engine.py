@@ -1,0 +1,137 @@
+"""End-to-end merges of tiny Llama / Qwen3 worlds through `merge_checkpoints` (offline)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from safetensors.torch import load_file  # noqa: E402
+
+from repro.cli import main as repro_main  # noqa: E402
+from repro.merge import METHODS, SvdCache, merge_checkpoints  # noqa: E402
+
+
+def state(model_dir: Path) -> dict:
+    out = {}
+    for file in sorted(Path(model_dir).glob("*.safetensors")):
+        out.update(load_file(str(file)))
+    return out
+
+
+@pytest.mark.parametrize("method", ["task_arithmetic", "ties", "model_stock"])
+def test_stock_methods_equal_stock_mergekit_bitwise(tiny_world, method, tmp_path):
+    from mergekit.merge_methods import merge_state_dicts
+
+    models = list(tiny_world.checkpoints[:3])
+    result = merge_checkpoints(tiny_world.base, models, method, out_dir=tmp_path / "ours")
+    params = {k: v for k, v in result.params.items()}
+    stock = merge_state_dicts(
+        [state(tiny_world.base)] + [state(m) for m in models],
+        method,
+        parameters=params,
+        base=0,
+        dtype=torch.float32,
+        out_dtype=torch.float32,
+    )
+    ours = state(tmp_path / "ours")
+    assert ours.keys() == stock.keys()
+    for name in stock:
+        assert torch.equal(ours[name], stock[name]), name
+
+
+def test_paper_parameters_reach_mergekit(tiny_llama_world, tmp_path):
+    result = merge_checkpoints(
+        tiny_llama_world.base, tiny_llama_world.checkpoints[:2], "ties", out_dir=tmp_path / "m"
+    )
+    config = (tmp_path / "m" / "repro_merge.yaml").read_text()
+    import yaml
+
+    parsed = yaml.safe_load(config)
+    assert parsed["merge_method"] == "ties"
+    assert parsed["parameters"] == {"normalize": True, "lambda": 0.1, "int8_mask": False}
+    assert all(m["parameters"] == {"weight": 1.0, "density": 0.1} for m in parsed["models"])
+    assert parsed["dtype"] == "float32" and parsed["out_dtype"] == "float32"
+    assert result.params["lambda"] == 0.1
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_gives_a_loadable_model_and_records_its_norm(tiny_llama_world, method, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / method
+    result = merge_checkpoints(tiny_llama_world.base, tiny_llama_world.checkpoints[:3], method, out_dir=out)
+    record = json.loads((out / "repro_merge.json").read_text())
+    assert record["method"] == method and record["params"] == result.params
+    merged, base = state(out), state(tiny_llama_world.base)
+    expected = sum(float(((merged[k].float() - base[k].float()) ** 2).sum()) for k in base) ** 0.5
+    assert result.task_vector_l2 == pytest.approx(expected, rel=1e-6)
+    assert record["task_vector_l2"] == pytest.approx(expected, rel=1e-6)
+    assert result.task_vector_l2 > 0
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    with torch.no_grad():
+        logits = model(torch.tensor([[1, 40, 41, 42]])).logits
+    assert logits.shape == (1, 4, 320) and bool(torch.isfinite(logits).all())
+
+
+@pytest.mark.parametrize("method", ["tsv_m", "ties_sb"])
+def test_mergekit_yaml_reproduces_a_saved_merge(tiny_qwen3_world, method, tmp_path):
+    merge_checkpoints(tiny_qwen3_world.base, tiny_qwen3_world.checkpoints[:3], method, out_dir=tmp_path / "a")
+    code = repro_main(["mergekit-yaml", str(tmp_path / "a" / "repro_merge.yaml"), str(tmp_path / "b")])
+    assert code == 0
+    first, second = state(tmp_path / "a"), state(tmp_path / "b")
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_in_memory_merge_returns_the_tensors_it_would_save(tiny_llama_world, tmp_path):
+    models = tiny_llama_world.checkpoints[:2]
+    saved = merge_checkpoints(tiny_llama_world.base, models, "iso_c", out_dir=tmp_path / "m")
+    memory = merge_checkpoints(tiny_llama_world.base, models, "iso_c", out_dir=None)
+    assert memory.out_dir is None and memory.task_vector_l2 == saved.task_vector_l2
+    on_disk = state(tmp_path / "m")
+    assert all(torch.equal(memory.state_dict[k], on_disk[k]) for k in on_disk)
+
+
+def test_svd_cache_computes_each_checkpoint_once_and_changes_no_bit(tiny_llama_world, tmp_path):
+    cache = SvdCache(directory=tmp_path / "cache")
+    ckpts = tiny_llama_world.checkpoints
+    first = merge_checkpoints(
+        tiny_llama_world.base, ckpts[:3], "tsv_m", out_dir=tmp_path / "a", svd_cache=cache
+    )
+    matrices = first.svd_cache_stats["computed"] // 3
+    assert matrices == 2 * 7  # 2 layers x 7 projection matrices
+    again = merge_checkpoints(
+        tiny_llama_world.base, ckpts[1:4], "tsv_m", out_dir=tmp_path / "b", svd_cache=cache
+    )
+    assert again.svd_cache_stats == {"computed": matrices, "memory_hits": 2 * matrices, "disk_hits": 0}
+    merge_checkpoints(tiny_llama_world.base, ckpts[1:4], "tsv_m", out_dir=tmp_path / "c")
+    cached, fresh = state(tmp_path / "b"), state(tmp_path / "c")
+    assert all(torch.equal(cached[k], fresh[k]) for k in fresh)
+    other_process = SvdCache(directory=tmp_path / "cache")  # disk entries are shared
+    merge_checkpoints(
+        tiny_llama_world.base, ckpts[:2], "tsv_m", out_dir=tmp_path / "d", svd_cache=other_process
+    )
+    assert other_process.stats.computed == 0 and other_process.stats.disk_hits == 2 * matrices
+
+
+def test_repro_merge_command(tiny_llama_world, tmp_path, capsys):
+    args = [
+        "merge",
+        "--base",
+        str(tiny_llama_world.base),
+        "--method",
+        "task_arithmetic_sb",
+        "--set",
+        "beta=0.3",
+    ]
+    args += [x for c in tiny_llama_world.checkpoints[:2] for x in ("--model", str(c))]
+    assert repro_main(args + ["--out", str(tmp_path / "m")]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["params"]["beta"] == 0.3 and summary["task_vector_l2"] > 0
+    assert repro_main(args[:-2] + ["--set", "gamma=1", "--out", str(tmp_path / "n")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "gamma" in err[0]
