@@ -48,17 +48,19 @@ DEFAULT_HEADER = """\
 # Large Language Models" (TMLR 2026). Read and written only by repro/lockfile.py.
 #
 # checkpoints: every Hugging Face repo exactly once, keyed by repo id.
-#   revision: the 40-hex commit sha to use, or null while unresolved.
-#   gated:    true if the repo needs an accepted license + HF_TOKEN to download (meta-llama repos).
-#             Written from the paper's model list offline; `repro lock resolve` updates it from the hub.
+#   revision: the 40-hex commit sha to use, or null while unresolved. This file was written offline
+#             from the paper's lists, so every revision starts null until `repro lock resolve` runs.
+#   gated:    true if the repo needs an accepted license + HF_TOKEN to download. Written offline (true
+#             for meta-llama repos, false otherwise; not checked against the hub); resolve updates it.
 #   files:    after resolving: the files `repro download` fetches (config, generation config, tokenizer
 #             files, *.safetensors weights + index), each with its sha256 and size in bytes; every
 #             downloaded file is checked against them. Small non-LFS files are hashed by downloading them.
 # bases: per base model, in the paper's order.
 #   model:       the base checkpoint's repo id.
-#   in_the_wild: the 12 fine-tuned checkpoints of Appendix A, in the paper's order (index i = position i).
+#   in_the_wild: the 12 fine-tuned checkpoints of Appendix A in the paper's order (index i = the i-th, 1-based).
 #   homogeneous: Table 4 domain groups (math, medical) of 3 experts each; {} where the paper has none.
 #   A checkpoint used twice (e.g. an in-the-wild checkpoint that is also a Table 4 expert) is one entry.
+#   The paper prints Llama-3.1-8B checkpoint 10 with stray spaces; its id is AIDX-ktds/ktdsbaseLM-v0.13-onbased-llama3.1.
 #
 # Resolve (needs network; set HF_TOKEN and accept the Llama license on its model page first):
 #     repro lock resolve --lockfile checkpoints.lock
