@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from slurm_cluster_fixture import LOCAL_SLURM_PATH, local_slurm
@@ -31,6 +30,10 @@ def _wait_until(condition, timeout: float = 60, what: str = "condition"):
 def _job_state(cluster, job_id: str) -> str:
     line = cluster.command("scontrol", "show", "job", "--oneliner", job_id)
     return next(field.split("=", 1)[1] for field in line.split() if field.startswith("JobState="))
+
+
+def _job_processes(command_line: str) -> list[str]:
+    return subprocess.run(["pgrep", "-f", command_line], capture_output=True, text=True).stdout.split()
 
 
 def _alive(daemon: dict) -> bool:
@@ -99,12 +102,16 @@ def test_context_manager_stops_every_daemon_it_started(tmp_path):
         assert os.environ["SLURM_CONF"] == str(cluster.conf_path)
         munge_dir = (cluster.state_dir / "munge").resolve()
         assert munge_dir.is_dir()
-        slurm_cluster_job = cluster.command("sbatch", "--parsable", "--wrap", "sleep 60").strip()
-        assert slurm_cluster_job.isdigit()
+        marker = tmp_path / "job-started"
+        job_id = cluster.command("sbatch", "--parsable", "--wrap", f"touch {marker}; sleep 67.25").strip()
+        _wait_until(marker.exists, what=f"job {job_id} to start")
+        assert _job_processes("sleep 67.25")
     assert not any(_alive(d) for d in daemons)
     assert os.environ.get("SLURM_CONF") == previous
     assert not munge_dir.exists()
     assert local_slurm._read_daemons(cluster.state_dir) == []
+    # The running job was cancelled before the daemons stopped: no process of it is left.
+    assert _job_processes("sleep 67.25") == []
 
 
 @pytest.mark.slurm
@@ -134,4 +141,3 @@ def test_command_line_start_status_stop(tmp_path):
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout.split(":")[1].split() == [str(d["pid"]) for d in daemons]
     assert not any(_alive(d) for d in daemons)
-    assert not Path(f"/proc/{daemons[0]['pid']}").exists() or not _alive(daemons[0])

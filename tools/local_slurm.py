@@ -67,10 +67,15 @@ class LocalSlurmCluster:
         return done.stdout
 
 
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _free_loopback_ports(count: int) -> list[int]:
+    """`count` distinct free TCP ports on 127.0.0.1 (all probes are held open together, so no repeats)."""
+    with contextlib.ExitStack() as stack:
+        probes = [
+            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)
+        ]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
 
 
 def _memory_mb() -> int:
@@ -211,9 +216,10 @@ def write_slurm_conf(state_dir: Path, munge_socket: Path) -> Path:
     """Write DIR/slurm.conf for one node `localhost` (all CPUs, ~90% of memory) on free loopback ports."""
     cpus = os.cpu_count() or 1
     real_memory = max(256, int(_memory_mb() * 0.9))
+    ctld_port, slurmd_port = _free_loopback_ports(2)
     conf = Template(SLURM_CONF_TEMPLATE.read_text()).substitute(
-        ctld_port=_free_loopback_port(),
-        slurmd_port=_free_loopback_port(),
+        ctld_port=ctld_port,
+        slurmd_port=slurmd_port,
         munge_socket=munge_socket,
         state_dir=state_dir,
         node=NODE_NAME,
@@ -297,13 +303,7 @@ def stop_cluster(state_dir: Path | str, timeout: float = 30) -> list[int]:
     ]
     conf_path = state_dir / "slurm.conf"
     if conf_path.exists() and any(d["name"] == "slurmctld" for d in alive):
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(
-                ["scancel", "--quiet", f"--user={os.getuid()}"],
-                env={**os.environ, "SLURM_CONF": str(conf_path)},
-                capture_output=True,
-                timeout=10,
-            )
+        _cancel_all_jobs(conf_path, timeout=20)
     # Reverse start order: slurmd, slurmctld, then munged (which the other two need to shut down cleanly).
     for daemon in reversed(alive):
         _terminate(daemon, timeout)
@@ -316,6 +316,25 @@ def stop_cluster(state_dir: Path | str, timeout: float = 30) -> list[int]:
         shutil.rmtree(link.resolve(), ignore_errors=True)
         link.unlink()
     return [d["pid"] for d in alive]
+
+
+def _cancel_all_jobs(conf_path: Path, timeout: float) -> None:
+    """Cancel every job of this cluster and wait (bounded) until squeue lists none, so no job outlives it."""
+    env = {**os.environ, "SLURM_CONF": str(conf_path)}
+
+    def queued() -> list[str]:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            listed = subprocess.run(
+                ["squeue", "--noheader", "--format=%A"], env=env, capture_output=True, text=True, timeout=10
+            )
+            return listed.stdout.split() if listed.returncode == 0 else []
+        return []
+
+    deadline = time.monotonic() + timeout
+    while (job_ids := queued()) and time.monotonic() < deadline:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["scancel", "--quiet", *job_ids], env=env, capture_output=True, timeout=10)
+        time.sleep(0.5)
 
 
 def _terminate(daemon: dict, timeout: float) -> None:
