@@ -73,6 +73,10 @@ def cmd_plan(args) -> int:
 
 
 def cmd_run(args) -> int:
+    # Library progress bars (lm-eval, transformers, mergekit) would bury the runner's own bar: tqdm reads
+    # TQDM_* defaults when first imported, so set this before anything imports it. Our bar passes
+    # `disable=` explicitly and is unaffected.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     from repro.errors import RunnerError
     from repro.plan import build_plan, write_plan
     from repro.runner.local_runner import run_parallel, run_worker

@@ -30,7 +30,8 @@ class Cell:
     def text(self) -> str:
         if self.percent is None:
             return MISSING
-        return f"{self.percent:.0f} / {self.delta:+.2f}" + ("" if self.complete else "*")
+        delta = round(self.delta, 2) + 0.0  # no "-0.00"
+        return f"{self.percent:.0f} / {delta:+.2f}" + ("" if self.complete else "*")
 
 
 def _cell(values: list[float], reference: float | None, planned: int) -> Cell:

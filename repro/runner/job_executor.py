@@ -41,6 +41,7 @@ class JobExecutor:
         self.scratch_dir = runs_dir / ("merged" if cfg.merge.keep_merged else "scratch")
         self.versions = package_versions()
         self._svd_cache = None
+        self._verified_inputs: set = set()  # checkpoints already checked for NaN/Inf in this process
 
     def _merge(self, job: Job, out_dir: Path):
         from repro.merge import merge_checkpoints
@@ -57,6 +58,7 @@ class JobExecutor:
             vocab_mismatch=cfg.merge.vocab_mismatch,
             out_dtype=cfg.merge.out_dtype,
             svd_cache=self._get_svd_cache(),
+            verified_inputs=self._verified_inputs,
         )
 
     def _get_svd_cache(self):
@@ -65,7 +67,8 @@ class JobExecutor:
                 from repro.merge import SvdCache
             except ImportError:
                 return None
-            self._svd_cache = SvdCache(self.runs_dir / "svd-cache")
+            # In memory only: TSV-M factors of real checkpoints are as large as the checkpoints.
+            self._svd_cache = SvdCache()
         return self._svd_cache
 
     def _check_disk(self) -> None:
