@@ -1,0 +1,88 @@
+"""Runner behaviour that needs no real models: failures, --retry-failed, status, SLURM requeue hook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from repro.cli.run_commands import status_table
+from repro.config import load_config
+from repro.plan import build_plan
+from repro.results import ResultsStore
+from repro.runner import local_runner
+from repro.runner.claims import ClaimBoard
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class FakeExecutor:
+    """Stands in for JobExecutor: fails on the jobs in `fail`, otherwise returns a minimal record."""
+
+    fail: set[str] = set()
+    ran: list[str] = []
+
+    def __init__(self, loaded, runs_dir, store):
+        pass
+
+    def run(self, job):
+        FakeExecutor.ran.append(job.id)
+        if job.id in FakeExecutor.fail:
+            raise RuntimeError("simulated out-of-memory")
+        return {"job": job.to_json(), "config": {"name": "smoke", "hash": "x"}, "merge": None,
+                "scores": [], "average": 0.5}
+
+
+@pytest.fixture
+def smoke(monkeypatch):
+    import repro.runner.job_executor as job_executor
+
+    monkeypatch.setattr(job_executor, "JobExecutor", FakeExecutor)
+    loaded = load_config(ROOT / "configs/smoke.yaml")
+    return loaded, build_plan(loaded)
+
+
+def test_failed_job_is_recorded_and_retried_only_on_request(smoke, tmp_path):
+    loaded, plan = smoke
+    FakeExecutor.fail, FakeExecutor.ran = {plan.jobs[3].id}, []
+    summary = local_runner.run_worker(loaded, plan, tmp_path, progress=False)
+    store = ResultsStore(tmp_path)
+    assert summary.failed == [plan.jobs[3].id]
+    assert store.failed_ids() == {plan.jobs[3].id}
+    assert "simulated out-of-memory" in store.read_failure(plan.jobs[3].id)["error"]
+    assert len(store.finished_ids()) == len(plan.jobs) - 1
+
+    FakeExecutor.ran = []
+    local_runner.run_worker(loaded, plan, tmp_path, progress=False)
+    assert FakeExecutor.ran == []  # finished jobs never redone, failed ones not retried
+
+    FakeExecutor.fail = set()
+    local_runner.run_worker(loaded, plan, tmp_path, retry_failed=True, progress=False)
+    assert FakeExecutor.ran == [plan.jobs[3].id]
+    assert store.failed_ids() == set() and len(store.finished_ids()) == len(plan.jobs)
+
+
+def test_status_counts_done_running_failed_pending(smoke, tmp_path):
+    loaded, plan = smoke
+    store = ResultsStore(tmp_path)
+    board = ClaimBoard(tmp_path / "claims")
+    FakeExecutor.fail, FakeExecutor.ran = set(), []
+    local_runner.run_worker(loaded, plan, tmp_path, progress=False, job_ids={plan.jobs[0].id})
+    store.write_failure(plan.jobs[1].to_json(), "boom")
+    claim = board.try_claim(plan.jobs[2].id, "someone")
+    rows = {(r["base"], r["what"]): r for r in status_table(plan, store, board)}
+    claim.release()
+    assert rows[("tiny-llama", "base")]["done"] == 1
+    singles = rows[("tiny-llama", "single")]
+    assert (singles["failed"], singles["running"], singles["pending"]) == (1, 1, 4)
+    assert rows[("tiny-qwen3", "Task Arithmetic")]["pending"] == 6
+
+
+def test_slurm_batch_requeues_itself_on_preemption():
+    submitit = pytest.importorskip("submitit")
+    from repro.runner.slurm_executor import SlurmBatch
+
+    batch = SlurmBatch("configs/smoke.yaml", "/tmp/runs", ["a", "b"], False, 60.0)
+    delayed = batch.checkpoint()
+    assert isinstance(delayed, submitit.helpers.DelayedSubmission)
+    assert delayed.function is batch
