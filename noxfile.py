@@ -4,7 +4,7 @@ No session creates a virtualenv of its own (venv_backend="none"), so none reinst
 .venv/bin directory is put first on PATH and its executables are called directly.
 
     nox -s tests            offline pytest (default session; extra args after `--`)
-    nox -s lint             ruff check + hadolint on the Dockerfile
+    nox -s lint             hadolint on the Dockerfile + ruff check
     nox -s smoke            repro run + repro report table1 on configs/smoke.yaml
     nox -s slurm            pytest -m slurm against a local single-node SLURM cluster (needs root + apt
                             packages slurmctld slurmd slurm-client munge)
@@ -54,12 +54,12 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def lint(session: nox.Session) -> None:
-    """ruff check on the code, hadolint on the Dockerfile."""
-    paths = [path for path in LINT_PATHS if (ROOT / path).exists()]
-    _run(session, str(VENV_BIN / "ruff"), "check", *paths)
+    """hadolint on the Dockerfile, ruff check on the code."""
     hadolint_config = ROOT / ".hadolint.yaml"
     config_args = ["--config", str(hadolint_config)] if hadolint_config.exists() else []
     _run(session, str(VENV_BIN / "hadolint"), *config_args, "Dockerfile")
+    paths = [path for path in LINT_PATHS if (ROOT / path).exists()]
+    _run(session, str(VENV_BIN / "ruff"), "check", *paths)
 
 
 @nox.session(venv_backend="none")
