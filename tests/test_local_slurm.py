@@ -61,6 +61,22 @@ def test_generated_slurm_conf_describes_one_local_node(tmp_path):
     assert "PartitionName=debug Nodes=localhost Default=YES" in conf
 
 
+def test_start_failures_name_the_daemon_and_show_its_log(tmp_path):
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log" / "slurmd.log").write_text("fatal: Unable to determine this slurmd's NodeName\n")
+    with pytest.raises(
+        local_slurm.LocalSlurmError, match="timed out after 0s waiting for node idle"
+    ) as timed_out:
+        local_slurm._wait_for("node idle", lambda: False, tmp_path, [], timeout=0.2)
+    assert "Unable to determine this slurmd's NodeName" in str(timed_out.value)
+    gone = [{"name": "slurmd", "pid": 2**31 - 1, "start_time": "12345"}]
+    with pytest.raises(
+        local_slurm.LocalSlurmError, match="slurmd exited while waiting for node idle"
+    ) as died:
+        local_slurm._wait_for("node idle", lambda: False, tmp_path, gone, timeout=30)
+    assert "slurmd.log" in str(died.value)
+
+
 @pytest.mark.slurm
 def test_sbatch_job_runs_and_writes_its_output(slurm_cluster, tmp_path):
     assert os.environ["SLURM_CONF"] == str(slurm_cluster.conf_path)
