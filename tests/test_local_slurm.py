@@ -119,7 +119,13 @@ def test_context_manager_stops_every_daemon_it_started(tmp_path):
         munge_dir = (cluster.state_dir / "munge").resolve()
         assert munge_dir.is_dir()
         marker = tmp_path / "job-started"
-        job_id = cluster.command("sbatch", "--parsable", "--wrap", f"touch {marker}; sleep 67.25").strip()
+        job_id = cluster.command(
+            "sbatch",
+            "--parsable",
+            f"--output={tmp_path / 'job.out'}",
+            "--wrap",
+            f"touch {marker}; sleep 67.25",
+        ).strip()
         _wait_until(marker.exists, what=f"job {job_id} to start")
         assert _job_processes("sleep 67.25")
     assert not any(_alive(d) for d in daemons)
