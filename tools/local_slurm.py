@@ -269,7 +269,12 @@ def start_cluster(state_dir: Path | str, timeout: float = 90) -> LocalSlurmClust
         _wait_for("munged to answer", lambda: _munge_works(munge_socket), state_dir, daemons, timeout=30)
         daemon_env = {**os.environ, "SLURM_CONF": str(conf_path)}
         _spawn(
-            state_dir, daemons, "slurmctld", ["slurmctld", "-D", "-i", "-f", str(conf_path)], env=daemon_env
+            state_dir,
+            daemons,
+            "slurmctld",
+            ["slurmctld", "-D", "-i", "-f", str(conf_path)],
+            env=daemon_env,
+            cwd=state_dir,
         )
         _spawn(
             state_dir,
@@ -277,6 +282,7 @@ def start_cluster(state_dir: Path | str, timeout: float = 90) -> LocalSlurmClust
             "slurmd",
             ["slurmd", "-D", "-N", NODE_NAME, "-f", str(conf_path)],
             env=daemon_env,
+            cwd=state_dir,
         )
         _wait_for(
             "sinfo to show node localhost idle",
