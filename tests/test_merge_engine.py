@@ -135,3 +135,16 @@ def test_repro_merge_command(tiny_llama_world, tmp_path, capsys):
     assert repro_main(args[:-2] + ["--set", "gamma=1", "--out", str(tmp_path / "n")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "gamma" in err[0]
+
+
+def test_subspace_boosting_reaches_only_projection_matrices_in_a_real_merge(tiny_qwen3_world, tmp_path):
+    base, ckpts = tiny_qwen3_world.base, tiny_qwen3_world.checkpoints[:3]
+    merge_checkpoints(base, ckpts, "task_arithmetic_sb", out_dir=tmp_path / "sb")
+    merge_checkpoints(base, ckpts, "task_arithmetic", {"normalize": False}, out_dir=tmp_path / "ta")
+    boosted, plain = state(tmp_path / "sb"), state(tmp_path / "ta")
+    projections = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    for name in plain:
+        if any(f".{p}.weight" in name for p in projections):
+            assert not torch.allclose(boosted[name], plain[name], atol=1e-6), name
+        else:  # norms (incl. Qwen3's q_norm / k_norm), embeddings, LM head
+            assert torch.equal(boosted[name], plain[name]), name

@@ -135,3 +135,16 @@ def test_bfloat16_base_gives_bfloat16_output(tiny_llama_world, tmp_path):
     name = "model.layers.0.mlp.up_proj.weight"
     b, c0, c1 = (state(p)[name].float() for p in (base, *ckpts))
     assert torch.equal(merged[name], (b + ((c0 - b) + (c1 - b)) / 2).to(torch.bfloat16))
+
+
+def test_a_truncating_merge_is_reproduced_by_mergekit_yaml(messy_world, tmp_path):
+    from repro.cli import main as repro_main
+
+    merge_checkpoints(messy_world.base, messy_world.checkpoints, "iso_c", out_dir=tmp_path / "a")
+    config = tmp_path / "a" / "repro_merge.yaml"
+    assert "--unsafe-truncate-embeddings" in config.read_text()
+    assert (
+        repro_main(["mergekit-yaml", str(config), str(tmp_path / "b"), "--unsafe-truncate-embeddings"]) == 0
+    )
+    first, second = state(tmp_path / "a"), state(tmp_path / "b")
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
