@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_smoke_pipeline import CONFIG, ENV, run_and_report
 
 pytest_plugins = ["slurm_cluster_fixture"]
