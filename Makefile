@@ -58,11 +58,11 @@ lock: setup ## Resolve checkpoint revisions into checkpoints.lock (needs network
 download: setup ## Download the locked checkpoints (extra args via DOWNLOAD_ARGS=...)
 	$(BIN)/repro download --config $(CONFIG) $(DOWNLOAD_ARGS)
 
-merge: setup ## Only the merge stage of CONFIG (repro run --only merge)
-	$(BIN)/repro run --config $(CONFIG) --only merge
+merge: setup ## Merge (and evaluate) every planned subset of CONFIG (repro run --only merge)
+	$(BIN)/repro run --config $(CONFIG) --only merge $(ARGS)
 
-evaluate: setup ## Only the evaluation stage of CONFIG (repro run --only evaluate)
-	$(BIN)/repro run --config $(CONFIG) --only evaluate
+evaluate: setup ## Evaluate the bases and single checkpoints of CONFIG (repro run --only base,single)
+	$(BIN)/repro run --config $(CONFIG) --only base,single $(ARGS)
 
 reproduce-table1: setup ## Full paper run: preflight (GPU, network), run, report table1 (configs/paper.yaml)
 	$(BIN)/repro preflight --config configs/paper.yaml
