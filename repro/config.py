@@ -46,8 +46,8 @@ class MethodConfig(_Strict):
 
 
 class MergeSettings(_Strict):
-    sizes: list[int] = Field(min_length=1)
-    subsets_per_size: int = Field(ge=1)
+    sizes: list[int] = Field(default_factory=list)  # empty: no in-the-wild grid (e.g. homogeneous only)
+    subsets_per_size: int = Field(default=15, ge=1)
     vocab_mismatch: Literal["truncate", "error"] = "truncate"
     out_dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -73,6 +73,19 @@ class EvaluationSettings(_Strict):
     limit: int | None = Field(default=None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     in_memory: bool = False  # evaluate merged models from memory (no scratch write) when possible
+
+
+class HomogeneousExperiment(_Strict):
+    """Appendix E: merge whole expert groups of the lockfile, evaluate on domain suites."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    groups: list[str] = Field(min_length=1)  # homogeneous groups of checkpoints.lock (e.g. medical, math)
+    suites: list[str] = Field(min_length=1)  # suites of configs/suites.yaml to evaluate on
+
+
+class HomogeneousSettings(_Strict):
+    bases: list[str] = Field(min_length=1)
+    experiments: list[HomogeneousExperiment] = Field(min_length=1)
 
 
 class SlurmSettings(_Strict):
@@ -103,15 +116,20 @@ class ExperimentConfig(_Strict):
     merge: MergeSettings
     evaluation: EvaluationSettings
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
+    homogeneous: HomogeneousSettings | None = None
 
     @model_validator(mode="after")
     def _source(self) -> ExperimentConfig:
         if (self.world is None) == (self.lockfile is None):
             raise ValueError("set exactly one of `world` (generated offline models) or `lockfile` (real checkpoints)")
-        if self.lockfile is not None and not self.bases:
+        if self.lockfile is not None and self.merge.sizes and not self.bases:
             raise ValueError("`bases` must list at least one base of the lockfile")
         if self.world is not None and self.bases:
             raise ValueError("`bases` is derived from `world.families`; remove it")
+        if not self.merge.sizes and self.homogeneous is None:
+            raise ValueError("nothing to run: set `merge.sizes` and/or `homogeneous`")
+        if self.homogeneous is not None and self.lockfile is None:
+            raise ValueError("`homogeneous` experiments take their expert groups from `lockfile`")
         names = [m.name for m in self.methods]
         labels = [m.label or m.name for m in self.methods]
         if len(set(zip(names, map(_canonical, (m.params for m in self.methods)), strict=True))) != len(names):
@@ -229,6 +247,20 @@ def _check_lock_references(loaded: LoadedConfig) -> None:
                 path=str(loaded.path),
                 field="merge.sizes",
             )
+    homogeneous = loaded.config.homogeneous
+    if homogeneous is not None:
+        for i, base in enumerate(homogeneous.bases):
+            if base not in lock.bases:
+                raise ConfigError(f"base {base!r} is not in {lock_path.name}", path=str(loaded.path),
+                                  field=f"homogeneous.bases[{i}]")
+            for j, experiment in enumerate(homogeneous.experiments):
+                for k, group in enumerate(experiment.groups):
+                    if group not in lock.bases[base].homogeneous:
+                        known = ", ".join(lock.bases[base].homogeneous) or "none"
+                        raise ConfigError(
+                            f"base {base!r} has no homogeneous group {group!r} in {lock_path.name} (known: {known})",
+                            path=str(loaded.path), field=f"homogeneous.experiments[{j}].groups[{k}]",
+                        )
     loaded.lock = lock
 
 
@@ -255,9 +287,14 @@ def _check_suite(loaded: LoadedConfig) -> None:
 
     suites_path = loaded.resolve(loaded.config.evaluation.suites_file)
     suites = load_suites(suites_path)
-    if loaded.config.evaluation.suite not in suites:
-        raise ConfigError(
-            f"unknown suite {loaded.config.evaluation.suite!r}; defined in {suites_path.name}: {', '.join(suites)}",
-            path=str(loaded.path),
-            field="evaluation.suite",
-        )
+    wanted = [("evaluation.suite", loaded.config.evaluation.suite)]
+    if loaded.config.homogeneous is not None:
+        for j, experiment in enumerate(loaded.config.homogeneous.experiments):
+            wanted += [(f"homogeneous.experiments[{j}].suites[{k}]", s) for k, s in enumerate(experiment.suites)]
+    for field, name in wanted:
+        if name not in suites:
+            raise ConfigError(
+                f"unknown suite {name!r}; defined in {suites_path.name}: {', '.join(suites)}",
+                path=str(loaded.path),
+                field=field,
+            )

@@ -2,7 +2,9 @@
 
 Per base: one `base` job (evaluate the base model), one `single` job per checkpoint (n = 1), and one
 `merge` job per (method, subset) for every merge size, using the subsets of `repro.subset_sampler` (the
-same subsets for every method). A job id is a hash of what determines its result (model identity, method
+same subsets for every method). A config with `homogeneous` experiments (the paper's Appendix E) adds,
+per base, a `base` evaluation on those experiments' suites and one `homogeneous` merge job per
+(method, experiment), whose inputs are whole expert groups of the lockfile (`checkpoints`, repo ids). A job id is a hash of what determines its result (model identity, method
 and parameters, subset, evaluation settings), so adding a method adds jobs and keeps every other id.
 """
 
@@ -32,15 +34,19 @@ class Job:
     method: str | None = None
     label: str | None = None  # display name of the method configuration
     params: dict[str, Any] = field(default_factory=dict)
+    experiment: str | None = None  # homogeneous experiment name (Appendix E), else None
+    checkpoints: tuple[str, ...] = ()  # homogeneous: input repo ids (not pool indices)
+    suites: tuple[str, ...] = ()  # suites to evaluate on; empty = the config's evaluation.suite
 
     def to_json(self) -> dict:
         data = asdict(self)
-        data["subset"] = list(self.subset)
+        for key in ("subset", "checkpoints", "suites"):
+            data[key] = list(data[key])
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> Job:
-        return cls(**{**data, "subset": tuple(data["subset"])})
+        return cls(**{**data, **{k: tuple(data.get(k, ())) for k in ("subset", "checkpoints", "suites")}})
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,13 @@ class Plan:
         """Per base: number of jobs per kind/method label."""
         out: dict[str, Counter] = {}
         for job in self.jobs:
-            key = job.kind if job.kind != "merge" else f"merge:{job.label}"
+            key = job.kind
+            if job.kind == "merge":
+                key = f"merge:{job.label}"
+            elif job.kind == "homogeneous":
+                key = f"homogeneous:{job.experiment}:{job.label}"
+            elif job.experiment:
+                key = f"{job.kind}:{job.experiment}"
             out.setdefault(job.base, Counter())[key] += 1
         return {base: dict(counter) for base, counter in out.items()}
 
@@ -78,6 +90,17 @@ def _job_id(content: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def job_models(loaded: LoadedConfig, job: Job) -> dict:
+    """The input-model identity recorded with a job's result."""
+    if job.checkpoints:
+        lock = loaded.lock
+        return {
+            "base": _entry_identity(lock, lock.bases[job.base].model),
+            "checkpoints": [_entry_identity(lock, r) for r in job.checkpoints],
+        }
+    return model_identity(loaded, job.base, job.subset)
+
+
 def model_identity(loaded: LoadedConfig, base: str, subset: tuple[int, ...]) -> dict:
     """What pins the input models of a job: world spec, or lockfile repo ids and revisions."""
     cfg = loaded.config
@@ -92,6 +115,10 @@ def model_identity(loaded: LoadedConfig, base: str, subset: tuple[int, ...]) -> 
     }
 
 
+def _entry_identity(lock, repo_id: str) -> dict:
+    return {"repo_id": repo_id, "revision": lock.entry(repo_id).revision}
+
+
 def build_plan(loaded: LoadedConfig) -> Plan:
     from repro.merge.registry import METHODS, resolve_method_params
 
@@ -100,7 +127,11 @@ def build_plan(loaded: LoadedConfig) -> Plan:
     merge_settings = {"vocab_mismatch": cfg.merge.vocab_mismatch, "out_dtype": cfg.merge.out_dtype}
     jobs: list[Job] = []
     subsets: dict[str, dict[int, list[tuple[int, ...]]]] = {}
-    for base in loaded.base_names:
+    methods = [
+        (method.name, method.label or METHODS[method.name].title, resolve_method_params(method.name, method.params))
+        for method in cfg.methods
+    ]
+    for base in loaded.base_names if cfg.merge.sizes else []:
         pool_size = loaded.pool_size(base)
 
         def add(kind: str, subset: tuple[int, ...], method=None, label=None, params=None, base=base) -> None:
@@ -122,16 +153,41 @@ def build_plan(loaded: LoadedConfig) -> Plan:
             for n in cfg.merge.sizes
         }
         subsets[base] = by_n
-        for method in cfg.methods:
-            params = resolve_method_params(method.name, method.params)
-            label = method.label or METHODS[method.name].title
+        for name, label, params in methods:
             for n in cfg.merge.sizes:
                 for subset in by_n[n]:
-                    add("merge", subset, method.name, label, params)
+                    add("merge", subset, name, label, params)
+    if cfg.homogeneous is not None:
+        jobs += _homogeneous_jobs(loaded, methods, evaluation, merge_settings)
     ids = [job.id for job in jobs]
     if len(set(ids)) != len(ids):  # only possible if two identical jobs were configured
         raise ValueError("duplicate jobs in plan")
     return Plan(cfg.name, loaded.config_hash, cfg.seed, subsets, tuple(jobs))
+
+
+def _homogeneous_jobs(loaded: LoadedConfig, methods, evaluation: dict, merge_settings: dict) -> list[Job]:
+    lock, settings = loaded.lock, loaded.config.homogeneous
+    jobs = []
+    all_suites = tuple(dict.fromkeys(s for e in settings.experiments for s in e.suites))
+    for base in settings.bases:
+        base_identity = _entry_identity(lock, lock.bases[base].model)
+        content = {"kind": "base", "models": {"base": base_identity}, "evaluation": {**evaluation, "suites": all_suites}}
+        jobs.append(Job(_job_id(content), "base", base, 0, suites=all_suites, experiment="homogeneous"))
+        for experiment in settings.experiments:
+            repo_ids = tuple(dict.fromkeys(e.repo_id for g in experiment.groups for e in lock.group(base, g)))
+            suites = tuple(experiment.suites)
+            for name, label, params in methods:
+                content = {
+                    "kind": "homogeneous",
+                    "models": {"base": base_identity, "checkpoints": [_entry_identity(lock, r) for r in repo_ids]},
+                    "method": name,
+                    "params": params,
+                    "evaluation": {**evaluation, "suites": suites},
+                    "merge": merge_settings,
+                }
+                jobs.append(Job(_job_id(content), "homogeneous", base, len(repo_ids), (), name, label, params,
+                                experiment.name, repo_ids, suites))
+    return jobs
 
 
 def write_plan(plan: Plan, runs_dir: Path) -> Path:

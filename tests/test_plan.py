@@ -52,3 +52,13 @@ def test_adding_a_method_keeps_ids_and_subsets(tmp_path):
     full = build_plan(load_config(ROOT / "configs/paper.yaml"))
     assert {j.id for j in few.jobs} < {j.id for j in full.jobs}
     assert few.subsets == full.subsets
+
+
+def test_homogeneous_plan_of_appendix_e():
+    plan = build_plan(load_config(ROOT / "configs/homogeneous.yaml"))
+    assert len(plan.jobs) == 2 * (1 + 3 * 7)
+    sizes = {(j.base, j.experiment): j.n for j in plan.jobs if j.kind == "homogeneous"}
+    assert sizes == {(b, e): n for b in ("qwen3-4b", "qwen3-8b") for e, n in
+                     (("medical_only", 3), ("math_only", 3), ("all", 6))}
+    all_qwen4 = next(j for j in plan.jobs if j.base == "qwen3-4b" and j.experiment == "all")
+    assert "mlxha/Qwen3-4B-grpo-medmcqa" in all_qwen4.checkpoints and all_qwen4.suites == ("medical", "math")

@@ -65,9 +65,14 @@ def cmd_plan(args) -> int:
         return 0
     for base, counts in plan.counts().items():
         merges = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("merge:")}
-        merge_text = ", ".join(f"{label} {v}" for label, v in merges.items())
-        print(f"{base}: {counts.get('base', 0)} base + {counts.get('single', 0)} single-checkpoint evaluations; "
-              f"merges: {merge_text} ({sum(merges.values())} total)")
+        if merges or counts.get("single"):
+            merge_text = ", ".join(f"{label} {v}" for label, v in merges.items())
+            print(f"{base}: {counts.get('base', 0)} base + {counts.get('single', 0)} single-checkpoint evaluations; "
+                  f"merges: {merge_text} ({sum(merges.values())} total)")
+        homogeneous = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("homogeneous:")}
+        if homogeneous:
+            print(f"{base} (appendix E): {counts.get('base:homogeneous', 0)} base evaluation + "
+                  f"{sum(homogeneous.values())} homogeneous merges ({len(homogeneous)} experiment x method)")
     print(f"{len(plan.jobs)} jobs; plan written to {path}")
     return 0
 
@@ -121,6 +126,8 @@ def status_table(plan, store, board) -> list[dict]:
     rows: dict[tuple[str, str], dict] = {}
     for job in plan.jobs:
         key = (job.base, job.label if job.kind == "merge" else job.kind)
+        if job.experiment:
+            key = (job.base, f"{job.experiment}: {job.label}" if job.label else f"{job.kind} ({job.experiment})")
         row = rows.setdefault(key, {"base": key[0], "what": key[1], "done": 0, "running": 0, "failed": 0,
                                     "pending": 0})
         if job.id in finished:

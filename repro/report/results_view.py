@@ -32,13 +32,14 @@ class ExperimentResults:
 
 def collect(plan: Plan, store: ResultsStore) -> ExperimentResults:
     """Group finished results of `plan`'s jobs; results of jobs not in the plan are ignored."""
-    jobs = {job.id: job for job in plan.jobs}
-    bases = {job.base: BaseResults(job.base) for job in plan.jobs}
+    grid = [job for job in plan.jobs if job.experiment is None]  # Appendix E jobs are reported separately
+    jobs = {job.id: job for job in grid}
+    bases = {job.base: BaseResults(job.base) for job in grid}
     labels: list[str] = []
     sizes: set[int] = set()
     planned_singles: dict[str, int] = defaultdict(int)
     planned_merges: dict[tuple[str, str, int], int] = defaultdict(int)
-    for job in plan.jobs:
+    for job in grid:
         if job.kind == "single":
             planned_singles[job.base] += 1
         elif job.kind == "merge":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from repro.config import LoadedConfig
 from repro.errors import RunnerError
-from repro.plan import Job, model_identity
+from repro.plan import Job, job_models
 from repro.results import ResultsStore
 from repro.runner.model_sources import ModelSources
 from repro.runner.provenance import package_versions, utc_now
@@ -35,13 +35,19 @@ class JobExecutor:
         self.store = store
         self.sources = ModelSources(loaded, runs_dir.parent)
         cfg = loaded.config
-        self.suite = load_suites(loaded.resolve(cfg.evaluation.suites_file))[cfg.evaluation.suite]
+        self.suites = load_suites(loaded.resolve(cfg.evaluation.suites_file))
+        self.suite = self.suites[cfg.evaluation.suite]
         self.eval_device = resolve_device(cfg.evaluation.device)
         self.merge_device = resolve_device(cfg.merge.device)
         self.scratch_dir = runs_dir / ("merged" if cfg.merge.keep_merged else "scratch")
         self.versions = package_versions()
         self._svd_cache = None
         self._verified_inputs: set = set()  # checkpoints already checked for NaN/Inf in this process
+
+    def _input_dirs(self, job: Job) -> list[Path]:
+        if job.checkpoints:
+            return [self.sources.repo_dir(repo_id) for repo_id in job.checkpoints]
+        return [self.sources.checkpoint_dir(job.base, i) for i in job.subset]
 
     def _merge(self, job: Job, out_dir: Path):
         from repro.merge import merge_checkpoints
@@ -50,7 +56,7 @@ class JobExecutor:
         self._check_disk()
         return merge_checkpoints(
             self.sources.base_dir(job.base),
-            [self.sources.checkpoint_dir(job.base, i) for i in job.subset],
+            self._input_dirs(job),
             job.method,
             job.params,
             out_dir=out_dir,
@@ -83,19 +89,40 @@ class JobExecutor:
                 "(merge.min_free_disk_gb) before merging; free disk space or point runs/ elsewhere"
             )
 
-    def _evaluate(self, model_dir: Path, identity: dict):
+    def _tasks(self, job: Job):
+        """The suite a job is evaluated on: the config's, or the union of the job's suites (Appendix E)."""
+        if not job.suites:
+            return self.suite
+        suites = [self.suites[name] for name in job.suites]
+        if len(suites) == 1:
+            return suites[0]
+        return suites[0].model_copy(
+            update={"name": "+".join(job.suites), "tasks": [t for s in suites for t in s.tasks]}
+        )
+
+    def _evaluate(self, job: Job, model_dir: Path, identity: dict):
         from repro.evaluate import evaluate_model
 
         cfg = self.loaded.config.evaluation
         return evaluate_model(
             model_dir,
-            self.suite,
+            self._tasks(job),
             limit=cfg.limit,
             dtype=cfg.dtype,
             batch_size=cfg.batch_size,
             device=self.eval_device,
             identity=identity,
         )
+
+    def _suite_averages(self, job: Job, outcome) -> dict[str, float]:
+        """Per suite of the job: unweighted mean of its tasks' primary scores."""
+        scores = outcome.primary_scores()
+        out = {}
+        for name in job.suites or (self.suite.name,):
+            values = [scores[t.name] for t in self.suites[name].tasks if t.name in scores]
+            if values:
+                out[name] = sum(values) / len(values)
+        return out
 
     def run(self, job: Job) -> dict:
         started = time.monotonic()
@@ -106,10 +133,10 @@ class JobExecutor:
             "method": job.method,
             "params": job.params,
             "subset": list(job.subset),
-            "models": model_identity(self.loaded, job.base, job.subset),
+            "models": job_models(self.loaded, job),
         }
         merge_info = None
-        if job.kind == "merge":
+        if job.kind in ("merge", "homogeneous"):
             out_dir = self.scratch_dir / job.id
             result = self._merge(job, out_dir)
             merge_info = {
@@ -118,7 +145,7 @@ class JobExecutor:
                 "elapsed_s": round(result.elapsed_s, 3),
             }
             try:
-                outcome = self._evaluate(out_dir, identity)
+                outcome = self._evaluate(job, out_dir, identity)
             finally:
                 if not self.loaded.config.merge.keep_merged:
                     shutil.rmtree(out_dir, ignore_errors=True)
@@ -126,7 +153,7 @@ class JobExecutor:
             model_dir = self.sources.base_dir(job.base) if job.kind == "base" else self.sources.checkpoint_dir(
                 job.base, job.subset[0]
             )
-            outcome = self._evaluate(model_dir, identity)
+            outcome = self._evaluate(job, model_dir, identity)
 
         items_path = outcome.write_items(self.store.items_path(job.id))  # atomic
         evaluation = outcome.to_json()
@@ -136,7 +163,7 @@ class JobExecutor:
             "models": identity["models"],
             "merge": merge_info,
             "evaluation": {
-                "suite": self.suite.name,
+                "suite": self._tasks(job).name,
                 "dtype": self.loaded.config.evaluation.dtype,
                 "batch_size": self.loaded.config.evaluation.batch_size,
                 "limit": self.loaded.config.evaluation.limit,
@@ -146,6 +173,7 @@ class JobExecutor:
             },
             "scores": evaluation["rows"],
             "average": outcome.average,
+            "suite_averages": self._suite_averages(job, outcome),
             "items_file": str(items_path.relative_to(self.runs_dir)),
             "packages": self.versions,
             "finished_at": utc_now(),

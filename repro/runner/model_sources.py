@@ -26,6 +26,10 @@ class ModelSources:
             )
         return self._worlds[base]
 
+    def repo_dir(self, repo_id: str) -> Path:
+        """A downloaded checkpoint by repo id (homogeneous experiments name checkpoints directly)."""
+        return self._downloaded(repo_id)
+
     def _downloaded(self, repo_id: str) -> Path:
         from repro.hub import local_model_dir
 
@@ -50,7 +54,15 @@ class ModelSources:
 
     def prepare(self, bases: list[str]) -> None:
         """Make sure every input model exists (builds offline worlds; checks downloads)."""
-        for base in bases:
+        cfg = self.loaded.config
+        for base in bases if cfg.merge.sizes else []:
             self.base_dir(base)
             for index in range(1, self.loaded.pool_size(base) + 1):
                 self.checkpoint_dir(base, index)
+        if cfg.homogeneous is not None:
+            for base in cfg.homogeneous.bases:
+                self.base_dir(base)
+                for experiment in cfg.homogeneous.experiments:
+                    for group in experiment.groups:
+                        for entry in self.loaded.lock.group(base, group):
+                            self.repo_dir(entry.repo_id)
