@@ -86,3 +86,17 @@ def test_slurm_batch_requeues_itself_on_preemption():
     delayed = batch.checkpoint()
     assert isinstance(delayed, submitit.helpers.DelayedSubmission)
     assert delayed.function is batch
+
+
+def test_preflight_names_everything_missing_for_the_paper_run(tmp_path):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in __import__("os").environ.items() if k != "HF_TOKEN"}
+    proc = subprocess.run([sys.executable, "-m", "repro", "preflight", "--config", str(ROOT / "configs/paper.yaml"),
+                           "--runs-dir", str(tmp_path)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2
+    assert "no CUDA GPU" in proc.stderr
+    assert "no pinned revision" in proc.stderr and "make lock" in proc.stderr
+    assert "not downloaded" in proc.stderr and "make download" in proc.stderr
+    assert "HF_TOKEN" in proc.stderr
