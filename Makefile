@@ -46,6 +46,7 @@ test: setup ## Run the offline test suite (nox -s tests; extra pytest args via A
 smoke: setup ## End-to-end smoke run on tiny offline models: repro run + report table1 (configs/smoke.yaml)
 	$(OFFLINE) $(BIN)/repro run --config $(SMOKE_CONFIG)
 	$(OFFLINE) $(BIN)/repro report table1 --config $(SMOKE_CONFIG)
+	$(OFFLINE) $(BIN)/repro report table2 --config $(SMOKE_CONFIG) > /dev/null
 
 demo: smoke ## Alias of smoke
 
@@ -68,6 +69,7 @@ reproduce-table1: setup ## Full paper run: preflight (GPU, network), run, report
 	$(BIN)/repro preflight --config configs/paper.yaml
 	$(BIN)/repro run --config configs/paper.yaml
 	$(BIN)/repro report table1 --config configs/paper.yaml
+	$(BIN)/repro report table2 --config configs/paper.yaml
 
 bench: setup ## Run every bench/*.py (each writes its results under runs/bench/)
 	@mkdir -p runs/bench

@@ -63,3 +63,17 @@ def test_store_ignores_temp_files_and_builds_index(tmp_path):
     con = sqlite3.connect(store.rebuild_index())
     assert con.execute("select job_id, average from results order by job_id").fetchall() == [("b", 0.5), ("s1", 0.4)]
     assert con.execute("select task, metric, value from scores where job_id='b'").fetchall() == [("x", "acc", 0.5)]
+
+
+def test_table2_compares_with_the_best_single_checkpoint(tmp_path):
+    from repro.report.table1 import build_table2
+
+    plan = _plan()
+    store = ResultsStore(tmp_path)
+    averages = {"b": 0.50, "s1": 0.49, "s2": 0.52, "s3": 0.48, "s4": 0.47, "ta0": 0.53, "ta1": 0.495, "ta4": 0.51}
+    for job in plan.jobs:
+        store.write_result(_record(job, averages[job.id]))
+    table = build_table2(collect(plan, store))
+    assert table.headers[2] == "Best FT"
+    # best single = 52.0; n=1: none beats it, mean delta (-3 + 0 - 4 - 5)/4 = -3.00; n=2: (1 - 2.5)/2 = -0.75
+    assert table.rows == [["m", "TA", "52.0", "0 / -3.00", "50 / -0.75", "0 / -1.00"]]

@@ -1,4 +1,4 @@
-"""`repro report table1`: render paper tables from stored results (no models needed)."""
+"""`repro report table1|table2`: render paper tables from stored results (no models needed)."""
 
 from __future__ import annotations
 
@@ -8,24 +8,29 @@ from pathlib import Path
 def register(subparsers) -> None:
     p = subparsers.add_parser("report", help="render the paper's tables from stored results")
     sub = p.add_subparsers(dest="report", metavar="TABLE", required=True)
-    t1 = sub.add_parser("table1", help="Table 1: % of merges beating the base / mean accuracy delta")
-    t1.add_argument("--config", required=True, type=Path)
-    t1.add_argument("--runs-dir", type=Path, default=None)
-    t1.add_argument("--out", type=Path, default=None, help="output folder (default paper_artifacts/<config>)")
-    t1.set_defaults(handler=cmd_table1)
+    for name, help_text in (
+        ("table1", "Table 1: % of models beating the base / mean accuracy delta (%% points)"),
+        ("table2", "Table 2: % of models beating the best single checkpoint / mean delta"),
+    ):
+        table = sub.add_parser(name, help=help_text)
+        table.add_argument("--config", required=True, type=Path)
+        table.add_argument("--runs-dir", type=Path, default=None)
+        table.add_argument("--out", type=Path, default=None, help="output folder (default paper_artifacts/<config>)")
+        table.set_defaults(handler=cmd_table, table=name)
 
 
-def cmd_table1(args) -> int:
+def cmd_table(args) -> int:
     from repro.cli.run_commands import load_for_cli
     from repro.plan import build_plan
     from repro.report.results_view import collect
-    from repro.report.table1 import build_table1, to_markdown, write_table1
+    from repro.report.table1 import build_table1, build_table2, to_markdown, write_table1
     from repro.results import ResultsStore
 
     loaded, runs_dir = load_for_cli(args)
     out = args.out if args.out is not None else loaded.resolve(f"paper_artifacts/{loaded.name}")
-    table = build_table1(collect(build_plan(loaded), ResultsStore(runs_dir)))
-    paths = write_table1(table, Path(out))
+    build = build_table1 if args.table == "table1" else build_table2
+    table = build(collect(build_plan(loaded), ResultsStore(runs_dir)))
+    paths = write_table1(table, Path(out), stem=args.table)
     print(to_markdown(table))
     print("written: " + ", ".join(str(p) for p in paths))
     return 0

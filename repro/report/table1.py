@@ -1,4 +1,8 @@
-"""Table 1 of the paper: per base, method and merge size n, "% of merges beating the base / mean delta".
+"""Tables 1 and 2 of the paper: per base, method and n, "% of models beating a reference / mean delta".
+
+Table 1 compares with the base model; Table 2 with the best single fine-tuned checkpoint of each base
+(highest average accuracy among the n = 1 results; the paper shows Table 2 for Task Arithmetic only, we
+render every method of the config).
 
 For every (base, method, n) cell: the percentage (rounded to an integer) of evaluated models whose average
 accuracy exceeds the base model's, and the mean difference (merged − base) of average accuracy in
@@ -48,10 +52,31 @@ class Table1:
     footnote: str
 
 
+REFERENCES = {"base": "Base", "best_single": "Best FT"}
+
+
+def _reference(entry, reference: str, planned_singles: int) -> float | None:
+    if reference == "base":
+        return entry.base_average
+    if len(entry.singles) < planned_singles or not entry.singles:
+        return None  # the best checkpoint is known only once every single checkpoint is evaluated
+    return max(entry.singles.values())
+
+
 def build_table1(results: ExperimentResults) -> Table1:
+    """Table 1: every model against its base model."""
+    return build_comparison_table(results, "base")
+
+
+def build_table2(results: ExperimentResults) -> Table1:
+    """Table 2: every model against the best single fine-tuned checkpoint of its base."""
+    return build_comparison_table(results, "best_single")
+
+
+def build_comparison_table(results: ExperimentResults, reference: str) -> Table1:
     sizes = results.sizes
     any_single_plan = next(iter(results.planned_singles.values()), 0)
-    headers = ["Model", "Method", "Base", f"n=1 ({any_single_plan})"]
+    headers = ["Model", "Method", REFERENCES[reference], f"n=1 ({any_single_plan})"]
     for n in sizes:
         planned = max((k for (b, lab, m), k in results.planned_merges.items() if m == n), default=0)
         headers.append(f"n={n} ({planned})")
@@ -59,13 +84,14 @@ def build_table1(results: ExperimentResults) -> Table1:
     per_label: dict[str, list[list[Cell]]] = {label: [] for label in results.method_labels}
     base_values = []
     for base, entry in results.bases.items():
-        singles = _cell(list(entry.singles.values()), entry.base_average, results.planned_singles.get(base, 0))
-        base_text = MISSING if entry.base_average is None else f"{100 * entry.base_average:.1f}"
-        if entry.base_average is not None:
-            base_values.append(100 * entry.base_average)
+        ref = _reference(entry, reference, results.planned_singles.get(base, 0))
+        singles = _cell(list(entry.singles.values()), ref, results.planned_singles.get(base, 0))
+        base_text = MISSING if ref is None else f"{100 * ref:.1f}"
+        if ref is not None:
+            base_values.append(100 * ref)
         for i, label in enumerate(results.method_labels):
             cells = [singles] + [
-                _cell(entry.merges[label][n], entry.base_average, results.planned_merges.get((base, label, n), 0))
+                _cell(entry.merges[label][n], ref, results.planned_merges.get((base, label, n), 0))
                 for n in sizes
             ]
             per_label[label].append(cells)
@@ -82,9 +108,10 @@ def build_table1(results: ExperimentResults) -> Table1:
                 avg = Cell(mean(c.percent for c in cells), mean(c.delta for c in cells), all(c.complete for c in cells))
                 texts.append(avg.text())
             rows.append(["Average" if i == 0 else "", label, avg_base, *texts])
+    what = "the base model's" if reference == "base" else "the best single fine-tuned checkpoint's"
     footnote = (
-        "Each cell: % of models whose average accuracy exceeds the base model's / mean accuracy difference "
-        "to the base in percentage points. Headers: n = models merged (number of subsets evaluated). "
+        f"Each cell: % of models whose average accuracy exceeds {what} / mean accuracy difference "
+        "to it in percentage points. Headers: n = models merged (number of subsets evaluated). "
         "* = fewer results than planned; – = no result yet. "
         f"Config hash {results.config_hash[:12]}, {results.n_results} results."
     )
@@ -129,9 +156,9 @@ def to_latex(table: Table1) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table1(table: Table1, out_dir: Path) -> list[Path]:
+def write_table1(table: Table1, out_dir: Path, stem: str = "table1") -> list[Path]:
     return [
-        atomic_write_text(out_dir / "table1.md", to_markdown(table)),
-        atomic_write_text(out_dir / "table1.csv", to_csv(table)),
-        atomic_write_text(out_dir / "table1.tex", to_latex(table)),
+        atomic_write_text(out_dir / f"{stem}.md", to_markdown(table)),
+        atomic_write_text(out_dir / f"{stem}.csv", to_csv(table)),
+        atomic_write_text(out_dir / f"{stem}.tex", to_latex(table)),
     ]
