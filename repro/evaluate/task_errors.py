@@ -14,6 +14,9 @@ from repro.errors import EvaluationError
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 # Hub datasets behind a licence click-through (known, so the message is right even when offline).
+NETWORK_ERRORS = frozenset(
+    {"OfflineModeIsEnabled", "ConnectionError", "ConnectTimeout", "ReadTimeout", "LocalEntryNotFoundError"}
+)
 KNOWN_GATED_DATASETS = frozenset({"Idavidrein/gpqa"})
 KNOWN_GATED_TASK_PREFIXES = ("leaderboard_gpqa", "gpqa")
 
@@ -60,27 +63,28 @@ def has_token() -> bool:
 
 def task_load_error(name: str, dataset: str | None, exc: BaseException, *, gated: bool) -> EvaluationError:
     """The one-line error for a task whose dataset could not be loaded."""
-    text = " ".join(f"{type(e).__name__}: {e}" for e in _chain(exc)).lower()
+    chain = list(_chain(exc))
+    text = " ".join(f"{type(e).__name__}: {e}" for e in chain).lower()
     dataset_txt = f" (dataset {dataset})" if dataset else ""
-    if gated or is_known_gated(name, dataset) or "gated" in text or "401" in text or "403" in text:
-        if not has_token():
-            return EvaluationError(
-                f"task {name!r}{dataset_txt} uses a gated dataset: accept its licence on the Hugging Face hub "
-                "and set HF_TOKEN (or `huggingface-cli login`), or drop the task from the suite",
-                field="tasks",
-            )
-    if is_offline() or any(
-        type(e).__name__
-        in ("OfflineModeIsEnabled", "ConnectionError", "ConnectTimeout", "LocalEntryNotFoundError")
-        for e in _chain(exc)
-    ):
+    access_denied = any(
+        word in text for word in ("gated", "unauthorized", "forbidden", "401 client", "403 client")
+    )
+    if (gated or is_known_gated(name, dataset) or access_denied) and not has_token():
+        return EvaluationError(
+            f"task {name!r}{dataset_txt} uses a gated dataset: accept its licence on the Hugging Face hub "
+            "and set HF_TOKEN (or `huggingface-cli login`), or drop the task from the suite",
+            field="tasks",
+        )
+    network_failure = any(type(e).__name__ in NETWORK_ERRORS for e in chain) or "couldn't reach" in text
+    if network_failure or (is_offline() and "offline" in text):
         return EvaluationError(
             f"task {name!r}{dataset_txt} needs its dataset from the Hugging Face hub, which is not reachable "
             "(offline mode or no network) and it is not in the local datasets cache; run once with network "
             "access to cache it, or use an offline suite (`repro data prepare`)",
             field="tasks",
         )
-    first = next(iter(_chain(exc)))
+    first = chain[0]
+    detail = str(first).splitlines()[0] if str(first) else ""
     return EvaluationError(
-        f"task {name!r}{dataset_txt} could not be loaded: {type(first).__name__}: {first}", field="tasks"
+        f"task {name!r}{dataset_txt} could not be loaded: {type(first).__name__}: {detail}", field="tasks"
     )

