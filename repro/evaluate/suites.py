@@ -30,6 +30,7 @@ class TaskSpec(BaseModel):
     num_fewshot: int = Field(default=0, ge=0)
     metric: Literal["acc", "acc_norm"] = "acc"
     gated: bool = False  # the dataset needs an accepted licence and HF_TOKEN (e.g. leaderboard_gpqa)
+    paper_name: str | None = None  # the name the paper prints, when it differs (headqa -> headqa_en)
     note: str = ""
 
     @field_validator("name")
