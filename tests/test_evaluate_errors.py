@@ -52,3 +52,14 @@ def test_gated_dataset_without_token_says_so(tiny_llama_world):
 def test_missing_include_path(tiny_llama_world, tmp_path):
     with pytest.raises(EvaluationError, match="task folder does not exist"):
         evaluate_model(tiny_llama_world.base, ["x"], include_path=tmp_path / "nope", device="cpu")
+
+
+def test_cli_prints_one_line_and_exits_2(tiny_llama_world, capsys):
+    from repro.cli import main
+
+    code = main(["evaluate", "--model", str(tiny_llama_world.base), "--tasks", "smoke_arithmatic",
+                 "--include-path", str(SMOKE_DIR), "--no-store"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: tasks: unknown lm-eval task 'smoke_arithmatic'")
+    assert main(["evaluate", "--model", str(tiny_llama_world.base), "--suite", "nope", "--no-store"]) == 2
+    assert "unknown suite 'nope'" in capsys.readouterr().err

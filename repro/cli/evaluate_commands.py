@@ -64,6 +64,7 @@ def _batch_size(value: str) -> int | str:
 def run_evaluate(args: argparse.Namespace) -> int:
     from repro.errors import EvaluationError
     from repro.evaluate import evaluate_model
+    from repro.evaluate.model_identity import model_content_hash
     from repro.evaluate.score_table import format_score_table
     from repro.evaluate.standalone_store import store_evaluation
     from repro.evaluate.suites import DEFAULT_SUITES_PATH, TaskSpec, get_suite
@@ -77,6 +78,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         tasks = [TaskSpec(name=name) for name in names]
     if args.limit is not None and args.limit <= 0:
         raise EvaluationError("--limit must be positive", field="--limit")
+    content_hash = model_content_hash(args.model)
     outcome = evaluate_model(
         args.model,
         tasks,
@@ -85,10 +87,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         batch_size=_batch_size(str(args.batch_size)),
         device=args.device or _default_device(),
-        identity={"name": args.model.resolve().name, "path": str(args.model.resolve())},
+        identity={
+            "name": args.model.resolve().name,
+            "path": str(args.model.resolve()),
+            "content_sha256": content_hash,
+        },
         backend=args.backend,
     )
-    stored = None if args.no_store else store_evaluation(outcome, args.model, args.out_dir)
+    stored = None if args.no_store else store_evaluation(outcome, args.model, args.out_dir, content_hash)
     if args.json:
         print(json.dumps(outcome.metrics_by_task(), indent=2, sort_keys=True))
     else:

@@ -27,7 +27,7 @@ def model_content_hash(model_dir: str | Path) -> str:
     return outer.hexdigest()
 
 
-def evaluation_folder_name(model_dir: str | Path) -> str:
+def evaluation_folder_name(model_dir: str | Path, content_hash: str | None = None) -> str:
     """`<model-name>-<first 12 hex of the content hash>`, the folder of a standalone evaluation."""
     model_dir = Path(model_dir).resolve()
-    return f"{model_dir.name}-{model_content_hash(model_dir)[:12]}"
+    return f"{model_dir.name}-{(content_hash or model_content_hash(model_dir))[:12]}"

@@ -16,9 +16,14 @@ SCORES_FILE = "scores.json"
 ITEMS_FILE = "items.json.gz"
 
 
-def store_evaluation(outcome: EvalOutcome, model_dir: str | Path, root: str | Path = "runs/evaluate") -> Path:
+def store_evaluation(
+    outcome: EvalOutcome,
+    model_dir: str | Path,
+    root: str | Path = "runs/evaluate",
+    content_hash: str | None = None,
+) -> Path:
     """Write `outcome` under `root`/<model-name>-<short content hash>/ and return that folder."""
-    final = Path(root) / evaluation_folder_name(model_dir)
+    final = Path(root) / evaluation_folder_name(model_dir, content_hash)
     with atomic_directory(final) as tmp:
         atomic_write_json(tmp / SCORES_FILE, outcome.to_json())
         outcome.write_items(tmp / ITEMS_FILE)
