@@ -217,6 +217,51 @@ def build_lm(model, *, tokenizer, dtype: str, batch_size, device: str, backend: 
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
 
 
+def run_lm_eval(lm, manager, objects: list, limit) -> dict | None:
+    """What `lm_eval.simple_evaluate` does for a ready LM and loaded tasks, minus its environment report.
+
+    simple_evaluate also collects torch's environment info (subprocesses, ~0.5 s per call), which we do
+    not store; everything that affects scores is the same: lm-eval's default seeds, n-shot 0 where a task
+    sets none, the few-shot sampler seed, no chat template, no response cache, per-sample logging.
+    Parity with the stock `lm_eval` CLI is tested (tests/test_evaluate_harness.py).
+    """
+    import random
+
+    import numpy as np
+    from lm_eval.defaults import DEFAULT_OTHER_SEED, DEFAULT_RANDOM_SEED
+    from lm_eval.evaluator import evaluate
+    from lm_eval.utils import set_torch_seed
+
+    random.seed(DEFAULT_RANDOM_SEED)
+    np.random.seed(DEFAULT_OTHER_SEED)
+    set_torch_seed(DEFAULT_OTHER_SEED)
+    loaded = manager.load(objects)
+    for task in loaded["tasks"].values():
+        if task.get_config("num_fewshot") is None:
+            task.set_config(key="num_fewshot", value=0)
+        task.set_fewshot_seed(seed=DEFAULT_OTHER_SEED)
+    return evaluate(
+        lm=lm,
+        task_dict=loaded,
+        limit=limit,
+        bootstrap_iters=100000,
+        log_samples=True,
+        apply_chat_template=False,
+        fewshot_as_multiturn=False,
+    )
+
+
+def _release_memory() -> None:
+    """Free the evaluated model's memory before the next one (the runner evaluates many in one process)."""
+    import gc
+
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def evaluate_model(
     model: Path | str | PreTrainedModel,
     tasks: Suite | list[TaskSpec] | list[str],
@@ -237,8 +282,6 @@ def evaluate_model(
     Returns scores for every requested task (and the leaves of requested groups), the per-item
     correctness of each leaf task, and the unweighted mean of the requested tasks' primary metric.
     """
-    from lm_eval import simple_evaluate
-
     if dtype is None:
         dtype = (tasks.eval_dtype if isinstance(tasks, Suite) else None) or DEFAULT_DTYPE
     specs, include_paths = _resolve_specs(tasks, include_path)
@@ -254,15 +297,11 @@ def evaluate_model(
             device=device,
             backend=backend,
         )
-        results = simple_evaluate(
-            model=lm,
-            tasks=objects,
-            task_manager=manager,
-            limit=limit,
-            log_samples=True,
-            use_cache=None,
-            apply_chat_template=False,
-        )
+        try:
+            results = run_lm_eval(lm, manager, objects, limit)
+        finally:
+            del lm, objects
+            _release_memory()
     if results is None:  # not rank 0 in a distributed launch
         raise EvaluationError("lm-eval returned no results on this process (distributed rank > 0)")
     if identity is None:
