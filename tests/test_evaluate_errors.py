@@ -63,3 +63,16 @@ def test_cli_prints_one_line_and_exits_2(tiny_llama_world, capsys):
     assert code == 2 and err[-1].startswith("error: tasks: unknown lm-eval task 'smoke_arithmatic'")
     assert main(["evaluate", "--model", str(tiny_llama_world.base), "--suite", "nope", "--no-store"]) == 2
     assert "unknown suite 'nope'" in capsys.readouterr().err
+
+
+def test_fetch_suite_datasets_loads_every_task(capsys):
+    from repro.cli import main
+    from repro.evaluate import load_suites
+    from repro.evaluate.task_loading import fetch_suite_datasets
+
+    smoke = load_suites()["smoke"]
+    assert fetch_suite_datasets(smoke) == {name: 40 for name in smoke.task_names}
+    assert main(["data", "fetch", "--suite", "smoke"]) == 0
+    assert "smoke: 3 tasks, 120 items cached" in capsys.readouterr().out
+    with pytest.raises(EvaluationError, match="not reachable"):
+        fetch_suite_datasets(["arc_easy"])

@@ -24,6 +24,16 @@ def register(subparsers) -> None:
     prepare.add_argument("--force", action="store_true", help="rebuild even when the folder is up to date")
     prepare.set_defaults(handler=run_prepare)
 
+    fetch = actions.add_parser(
+        "fetch",
+        help="download a hub suite's datasets into the local Hugging Face cache (needs network)",
+        description="Load every task of a suite once, so that its datasets are in the local Hugging Face "
+        "datasets cache and later evaluations work offline (HF_HUB_OFFLINE=1). Gated datasets need HF_TOKEN.",
+    )
+    fetch.add_argument("--suite", required=True, help="suite name (e.g. paper16, medical, math)")
+    fetch.add_argument("--suites", type=Path, default=None, help="suites file (default: configs/suites.yaml)")
+    fetch.set_defaults(handler=run_fetch)
+
 
 def run_prepare(args: argparse.Namespace) -> int:
     from repro.evaluate.suites import DEFAULT_SUITES_PATH, load_offline_data, load_suites
@@ -37,4 +47,14 @@ def run_prepare(args: argparse.Namespace) -> int:
         state = "built" if result.rebuilt else "up to date"
         items = sum(result.tasks.values())
         print(f"{result.suite}: {state}, {len(result.tasks)} tasks, {items} items -> {result.folder}")
+    return 0
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from repro.evaluate.suites import DEFAULT_SUITES_PATH, get_suite
+    from repro.evaluate.task_loading import fetch_suite_datasets
+
+    suite = get_suite(args.suite, args.suites or DEFAULT_SUITES_PATH)
+    counts = fetch_suite_datasets(suite)
+    print(f"{suite.name}: {len(counts)} tasks, {sum(counts.values())} items cached")
     return 0

@@ -79,8 +79,8 @@ def task_load_error(name: str, dataset: str | None, exc: BaseException, *, gated
     if network_failure or (is_offline() and "offline" in text):
         return EvaluationError(
             f"task {name!r}{dataset_txt} needs its dataset from the Hugging Face hub, which is not reachable "
-            "(offline mode or no network) and it is not in the local datasets cache; run once with network "
-            "access to cache it, or use an offline suite (`repro data prepare`)",
+            "(offline mode or no network) and it is not in the local datasets cache; cache it once with network "
+            "access (`repro data fetch --suite NAME`), or use an offline suite (`repro data prepare`)",
             field="tasks",
         )
     first = chain[0]

@@ -1,0 +1,151 @@
+"""Finding and loading lm-eval tasks for a suite: task managers, n-shot checks, dataset fetching.
+
+Indexing lm-eval's ~200 built-in task folders costs 10-15 s, so task managers are cached per search
+path, and the built-ins are indexed only when a suite names a task the local folders do not have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+from repro.errors import EvaluationError
+from repro.evaluate.suites import Suite, TaskSpec
+from repro.evaluate.task_errors import task_load_error, unknown_task_error
+
+
+class _DropCustomDatasetNotice(logging.Filter):
+    """lm-eval warns on every load of a task with a `custom_dataset` loader (our local tasks); drop that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Custom kwargs can be passed to `--metadata`" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_custom_dataset_notice():
+    logger, notice_filter = logging.getLogger("lm_eval.api.task"), _DropCustomDatasetNotice()
+    logger.addFilter(notice_filter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice_filter)
+
+
+@functools.lru_cache(maxsize=8)
+def _task_manager(include_paths: tuple[str, ...], include_defaults: bool):
+    """A TaskManager per search path. Indexing lm-eval's built-in tasks costs 10-15 s, so it is cached."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=list(include_paths) or None, include_defaults=include_defaults)
+
+
+def resolve_specs(
+    tasks: Suite | list[TaskSpec] | list[str], include_path
+) -> tuple[list[TaskSpec], list[str]]:
+    include_paths: list[str] = []
+    if isinstance(tasks, Suite):
+        tasks.require_ready()
+        specs = list(tasks.tasks)
+        if tasks.include_path is not None:
+            include_paths.append(str(tasks.include_path))
+    else:
+        specs = [spec if isinstance(spec, TaskSpec) else TaskSpec(name=str(spec)) for spec in tasks]
+    if not specs:
+        raise EvaluationError("no tasks to evaluate", field="tasks")
+    extra = (
+        include_path if isinstance(include_path, (list, tuple)) else [include_path] if include_path else []
+    )
+    for path in extra:
+        if not Path(path).is_dir():
+            raise EvaluationError("task folder does not exist", path=str(path), field="include_path")
+        include_paths.append(str(Path(path).resolve()))
+    return specs, sorted(set(include_paths))
+
+
+def task_manager_for(names: list[str], include_paths: list[str]):
+    """The cheapest TaskManager that knows every name: local folders only if they suffice."""
+    if include_paths:
+        local = _task_manager(tuple(include_paths), False)
+        if all(name in local.all_tasks for name in names):
+            return local
+    manager = _task_manager(tuple(include_paths), True)
+    for name in names:
+        if name not in manager.all_tasks:
+            raise unknown_task_error(name, manager.all_tasks, include_paths)
+    return manager
+
+
+def load_task_objects(manager, specs: list[TaskSpec]) -> tuple[list[Any], dict[str, str]]:
+    """Load each named task/group (datasets included). Returns the objects and leaf -> requested name."""
+    from lm_eval.api.group import Group
+
+    objects, parent_of = [], {}
+    for spec in specs:
+        try:
+            loaded = manager.load([spec.name])
+        except Exception as exc:  # noqa: BLE001 - translated into one clear message
+            entry = manager._index.get(spec.name) if hasattr(manager, "_index") else None
+            dataset = None
+            if entry is not None and getattr(entry, "yaml_path", None):
+                dataset = _dataset_path_of(entry.yaml_path)
+            raise task_load_error(spec.name, dataset, exc, gated=spec.gated) from None
+        top = loaded.get("groups", {}).get(spec.name)
+        objects.extend([top] if isinstance(top, Group) else loaded["tasks"].values())
+        for leaf in loaded["tasks"]:
+            if leaf in parent_of:
+                raise EvaluationError(
+                    f"task {leaf!r} is part of both {parent_of[leaf]!r} and {spec.name!r}", field="tasks"
+                )
+            parent_of[leaf] = spec.name
+        _apply_fewshot(spec, loaded["tasks"])
+    return objects, parent_of
+
+
+def _dataset_path_of(yaml_path) -> str | None:
+    try:
+        import yaml
+
+        text = Path(yaml_path).read_text(encoding="utf-8")
+        for line in text.splitlines():
+            if line.startswith("dataset_path:"):
+                return line.split(":", 1)[1].strip() or None
+        data = yaml.safe_load(text)
+        return data.get("dataset_path") if isinstance(data, dict) else None
+    except Exception:  # noqa: BLE001 - only used to improve an error message
+        return None
+
+
+def _apply_fewshot(spec: TaskSpec, leaves: dict[str, Any]) -> None:
+    """Use the suite's n-shot; a task YAML that pins 0 cannot be overridden (lm-eval rule)."""
+    for name, task in leaves.items():
+        current = task.get_config("num_fewshot")
+        if current == spec.num_fewshot or (current is None and spec.num_fewshot == 0):
+            continue
+        if current == 0:
+            raise EvaluationError(
+                f"task {name!r} pins num_fewshot: 0 in its YAML, but the suite asks for {spec.num_fewshot}; "
+                "fix num_fewshot in the suite",
+                field=f"tasks.{spec.name}.num_fewshot",
+            )
+        task.set_config(key="num_fewshot", value=spec.num_fewshot)
+
+
+def fetch_suite_datasets(tasks: Suite | list[TaskSpec] | list[str], include_path=None) -> dict[str, int]:
+    """Load every task of a suite (downloading hub datasets into the local cache): leaf task -> items.
+
+    Run once on a machine with network access (and HF_TOKEN for gated datasets) so that later
+    evaluations work offline from the Hugging Face datasets cache.
+    """
+    specs, include_paths = resolve_specs(tasks, include_path)
+    manager = task_manager_for([spec.name for spec in specs], include_paths)
+    counts: dict[str, int] = {}
+    with quiet_custom_dataset_notice():
+        for spec in specs:
+            objects, parent_of = load_task_objects(manager, [spec])
+            loaded = manager.load(objects)
+            for leaf, task in sorted(loaded["tasks"].items()):
+                counts[leaf] = len(task.eval_docs)
+    return counts
