@@ -10,7 +10,7 @@ def format_score_table(outcome: EvalOutcome) -> str:
 
     rows = []
     for row in outcome.rows:
-        task = row.task if row.parent is None else f"  {row.task}"
+        task = row.task if row.parent is None else f"└ {row.task}"
         rows.append(
             [
                 task,
