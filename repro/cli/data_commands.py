@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("data", help="evaluation data: build the offline suites")
+    parser = subparsers.add_parser("data", help="evaluation data: build offline suites, cache hub datasets")
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     prepare = actions.add_parser(
         "prepare",
