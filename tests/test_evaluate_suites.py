@@ -8,7 +8,7 @@ import pytest
 
 from repro.errors import EvaluationError
 from repro.evaluate import load_suites
-from repro.evaluate.suites import get_suite, load_settings
+from repro.evaluate.suites import get_suite
 
 REPO = Path(__file__).resolve().parents[1]
 SUITES = REPO / "configs" / "suites.yaml"
@@ -47,11 +47,6 @@ def test_smoke_suite_is_local_and_resolved_against_the_file():
     assert all((smoke.include_path / f"{name}.yaml").is_file() for name in smoke.task_names)
 
 
-def test_settings_are_the_papers():
-    settings = load_settings(SUITES)
-    assert (settings.dtype, settings.batch_size, settings.apply_chat_template) == ("float16", "auto", False)
-
-
 def _write(tmp_path, text: str) -> Path:
     path = tmp_path / "suites.yaml"
     path.write_text(text)
@@ -67,7 +62,6 @@ def _write(tmp_path, text: str) -> Path:
         ("suites:\n  s:\n    tasks: [{name: a, shots: 3}]\n", "tasks.0.shots: Extra inputs"),
         ("suites:\n  s:\n    tasks: []\n", "suites.s: tasks"),
         ("suites:\n  s:\n    tasks: [{name: 'a,b'}]\n", "one lm-eval task name"),
-        ("settings: {dtype: float8}\nsuites:\n  s:\n    tasks: [{name: a}]\n", "settings.dtype"),
         ("suites: [\n", "not valid YAML"),
         ("- a\n", "expected a mapping"),
     ],

@@ -125,24 +125,10 @@ class Suite(BaseModel):
             )
 
 
-class EvalSettings(BaseModel):
-    """The paper's inference settings (App. F), recorded in the suites file."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    dtype: Literal["float16", "bfloat16", "float32"] = "float16"
-    batch_size: str | int = "auto"
-    apply_chat_template: Literal[False] = False
-    seeds: Literal["lm-eval defaults"] = "lm-eval defaults"
-    backend: Literal["hf", "vllm"] = "hf"
-    use_cache: Literal[False] = False
-
-
 class _SuitesFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: Literal[1] = 1
-    settings: EvalSettings = Field(default_factory=EvalSettings)
     offline_data: dict | None = None
     suites: dict[str, dict] = Field(min_length=1)
 
@@ -169,11 +155,6 @@ def _read_suites_file(path: Path) -> _SuitesFile:
     except ValidationError as exc:
         raise EvaluationError(_format_validation_error(exc), path=str(path)) from None
     return parsed
-
-
-def load_settings(path: str | Path = DEFAULT_SUITES_PATH) -> EvalSettings:
-    """The evaluation settings block of the suites file."""
-    return _read_suites_file(Path(path)).settings
 
 
 def _resolve(base_dir: Path, value) -> Path:
