@@ -26,6 +26,35 @@ def resolve_device(setting: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _merge_info(result, *, in_memory: bool) -> dict:
+    return {
+        "task_vector_l2": result.task_vector_l2,
+        "vocab_truncations": result.vocab_truncations,
+        "out_dtype": result.out_dtype,
+        "in_memory": in_memory,
+        "elapsed_s": round(result.elapsed_s, 3),
+    }
+
+
+def _model_from_state(base_dir: Path, state_dict: dict):
+    """The merged model in memory: the base's config with exactly the tensors a save would write
+    (what `from_pretrained` of the saved merge would build, without the disk round trip)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.initialization import no_init_weights
+
+    dtype = next(iter(state_dict.values())).dtype
+    with no_init_weights():  # every parameter is overwritten below: skip the random initialisation
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base_dir), dtype=dtype)
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    tied = set(getattr(model, "all_tied_weights_keys", None) or getattr(model, "_tied_weights_keys", None) or [])
+    if unexpected or set(missing) - tied:
+        raise RunnerError(f"merged tensors do not fit the architecture of {base_dir}: missing {sorted(missing)[:3]}, "
+                          f"unexpected {sorted(unexpected)[:3]}")
+    if missing:
+        model.tie_weights()
+    return model.eval()
+
+
 class JobExecutor:
     def __init__(self, loaded: LoadedConfig, runs_dir: Path, store: ResultsStore):
         from repro.evaluate import load_suites
@@ -49,11 +78,13 @@ class JobExecutor:
             return [self.sources.repo_dir(repo_id) for repo_id in job.checkpoints]
         return [self.sources.checkpoint_dir(job.base, i) for i in job.subset]
 
-    def _merge(self, job: Job, out_dir: Path):
+    def _merge(self, job: Job, out_dir: Path | None):
+        """Merge into `out_dir`, or in memory (`out_dir=None`: the result carries the state dict)."""
         from repro.merge import merge_checkpoints
 
         cfg = self.loaded.config
-        self._check_disk()
+        if out_dir is not None:
+            self._check_disk()
         return merge_checkpoints(
             self.sources.base_dir(job.base),
             self._input_dirs(job),
@@ -100,13 +131,14 @@ class JobExecutor:
             update={"name": "+".join(job.suites), "tasks": [t for s in suites for t in s.tasks]}
         )
 
-    def _evaluate(self, job: Job, model_dir: Path, identity: dict):
+    def _evaluate(self, job: Job, model, identity: dict, tokenizer=None):
         from repro.evaluate import evaluate_model
 
         cfg = self.loaded.config.evaluation
         return evaluate_model(
-            model_dir,
+            model,
             self._tasks(job),
+            tokenizer=tokenizer,
             limit=cfg.limit,
             dtype=cfg.dtype,
             batch_size=cfg.batch_size,
@@ -136,18 +168,20 @@ class JobExecutor:
             "models": job_models(self.loaded, job),
         }
         merge_info = None
-        if job.kind in ("merge", "homogeneous"):
+        cfg = self.loaded.config
+        if job.kind in ("merge", "homogeneous") and cfg.evaluation.in_memory and not cfg.merge.keep_merged:
+            result = self._merge(job, None)
+            merge_info = _merge_info(result, in_memory=True)
+            model = _model_from_state(self.sources.base_dir(job.base), result.state_dict)
+            outcome = self._evaluate(job, model, identity, tokenizer=self.sources.base_dir(job.base))
+        elif job.kind in ("merge", "homogeneous"):
             out_dir = self.scratch_dir / job.id
             result = self._merge(job, out_dir)
-            merge_info = {
-                "task_vector_l2": result.task_vector_l2,
-                "vocab_truncations": result.vocab_truncations,
-                "elapsed_s": round(result.elapsed_s, 3),
-            }
+            merge_info = _merge_info(result, in_memory=False)
             try:
                 outcome = self._evaluate(job, out_dir, identity)
             finally:
-                if not self.loaded.config.merge.keep_merged:
+                if not cfg.merge.keep_merged:
                     shutil.rmtree(out_dir, ignore_errors=True)
         else:
             model_dir = self.sources.base_dir(job.base) if job.kind == "base" else self.sources.checkpoint_dir(

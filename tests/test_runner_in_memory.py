@@ -1,0 +1,50 @@
+"""`evaluation.in_memory`: merged models evaluated straight from memory score exactly like saved ones."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from repro.config import load_config
+from repro.plan import build_plan
+from repro.results import ResultsStore
+from repro.runner.local_runner import run_worker
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(tmp_path: Path, in_memory: bool) -> Path:
+    project = tmp_path / ("memory" if in_memory else "disk")
+    (project / "configs").mkdir(parents=True)
+    shutil.copy(ROOT / "configs/suites.yaml", project / "configs/suites.yaml")
+    shutil.copytree(ROOT / "tasks", project / "tasks")
+    data = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())
+    data["evaluation"].update(in_memory=in_memory, limit=12)
+    data["merge"]["out_dtype"] = "bfloat16"  # the in-memory model must carry the saved dtype's rounding
+    path = project / "configs/smoke.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_in_memory_and_saved_merges_give_identical_results(tmp_path):
+    scores = {}
+    for in_memory in (False, True):
+        loaded = load_config(_config(tmp_path, in_memory))
+        plan = build_plan(loaded)
+        merges = [j for j in plan.jobs if j.kind == "merge"]
+        picked = {merges[0].id, merges[-1].id}  # one tiny Llama and one tiny Qwen3 merge
+        runs = tmp_path / f"runs-{in_memory}" / "smoke"
+        summary = run_worker(loaded, plan, runs, job_ids=picked, progress=False)
+        assert summary.failed == [] and set(summary.done) == picked
+        store = ResultsStore(runs)
+        records = {job_id: store.read_result(job_id) for job_id in picked}
+        assert all(r["merge"]["in_memory"] is in_memory for r in records.values())
+        assert not (runs / "scratch").exists() or not any((runs / "scratch").iterdir())
+        scores[in_memory] = {
+            job_id: ([(s["task"], s["metric"], s["value"], s["stderr"]) for s in r["scores"]], r["average"],
+                     r["merge"]["task_vector_l2"], store.items_path(job_id).read_bytes())
+            for job_id, r in records.items()
+        }
+    assert scores[True] == scores[False]
