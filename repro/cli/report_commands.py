@@ -1,4 +1,4 @@
-"""`repro report table1|table2`: render paper tables from stored results (no models needed)."""
+"""`repro report table1|table2|table6`: render paper tables from stored results (no models needed)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,20 @@ def register(subparsers) -> None:
         table.add_argument("--runs-dir", type=Path, default=None)
         table.add_argument("--out", type=Path, default=None, help="output folder (default paper_artifacts/<config>)")
         table.set_defaults(handler=cmd_table, table=name)
+    t6 = sub.add_parser("table6", help="Table 6: n-shot per benchmark, from configs/suites.yaml")
+    t6.add_argument("--suites", type=Path, default=None, help="suites file (default configs/suites.yaml)")
+    t6.add_argument("--suite", default="paper16")
+    t6.add_argument("--out", type=Path, default=None, help="output folder (default paper_artifacts/)")
+    t6.set_defaults(handler=cmd_table6)
+
+
+def cmd_table6(args) -> int:
+    from repro.report.table6 import DEFAULT_SUITES_PATH, REPO_ROOT, write_table6
+
+    out = args.out if args.out is not None else REPO_ROOT / "paper_artifacts"
+    for path in write_table6(out, args.suites or DEFAULT_SUITES_PATH, args.suite):
+        print(f"written: {path}")
+    return 0
 
 
 def cmd_table(args) -> int:

@@ -10,7 +10,6 @@ suite loader, which needs no models or torch); writes paper_artifacts/table6.{md
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,20 +93,3 @@ def write_table6(out_dir: str | Path = REPO_ROOT / "paper_artifacts", suites_pat
         atomic_write_text(out_dir / "table6.md", to_markdown(table)),
         atomic_write_text(out_dir / "table6.tex", to_latex(table)),
     ]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m repro.report.table6", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--suites", type=Path, default=DEFAULT_SUITES_PATH)
-    parser.add_argument("--suite", default="paper16")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "paper_artifacts")
-    args = parser.parse_args(argv)
-    for path in write_table6(args.out, args.suites, args.suite):
-        print(f"written: {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
