@@ -137,6 +137,17 @@ def run_lm_eval(lm, manager, objects: list, limit) -> dict | None:
     )
 
 
+def _silence_request_bars(lm) -> None:
+    """lm-eval's request methods take `disable_tqdm`; bind it to True on this LM instance."""
+    import functools
+    import inspect
+
+    for name in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
+        method = getattr(lm, name, None)
+        if method is not None and "disable_tqdm" in inspect.signature(method).parameters:
+            setattr(lm, name, functools.partial(method, disable_tqdm=True))
+
+
 def _release_memory() -> None:
     """Free the evaluated model's memory before the next one (the runner evaluates many in one process)."""
     import gc
@@ -160,10 +171,12 @@ def evaluate_model(
     device: str = "cpu",
     identity: dict | None = None,
     backend: str = "hf",
+    show_progress: bool = True,
 ) -> EvalOutcome:
     """Evaluate `model` (a saved directory or an in-memory PreTrainedModel, cast in place to `dtype`).
 
     `dtype` defaults to the suite's eval_dtype, else float16 (the paper's setting).
+    `show_progress=False` silences lm-eval's per-request progress bars (the runner shows its own).
 
     Returns scores for every requested task (and the leaves of requested groups), the per-item
     correctness of each leaf task, and the unweighted mean of the requested tasks' primary metric.
@@ -183,6 +196,8 @@ def evaluate_model(
             device=device,
             backend=backend,
         )
+        if not show_progress:
+            _silence_request_bars(lm)
         try:
             results = run_lm_eval(lm, manager, objects, limit)
         finally:

@@ -139,6 +139,7 @@ class JobExecutor:
             model,
             self._tasks(job),
             tokenizer=tokenizer,
+            show_progress=False,
             limit=cfg.limit,
             dtype=cfg.dtype,
             batch_size=cfg.batch_size,
