@@ -69,6 +69,12 @@ def test_lockfile_grid_and_homogeneous_jobs_run_end_to_end(tmp_path, tiny_llama_
     record = store.read_result(homogeneous[-1].id)
     assert record["models"]["checkpoints"][0] == {"repo_id": "tiny-org/ft-1", "revision": None}
     assert set(record["suite_averages"]) == {"smoke"} and record["merge"]["task_vector_l2"] > 0
+    from repro.report.homogeneous_table import build_homogeneous_table
+
+    appendix = build_homogeneous_table(plan, store)
+    assert appendix.headers == ["Model", "Method", "base: smoke", "a_only: smoke", "all: smoke"]
+    assert [row[1] for row in appendix.rows] == ["Task Arithmetic", "TIES-Merging"]
+    assert all(cell != "–" for row in appendix.rows for cell in row[2:])
     table = build_table1(collect(plan, store))
     assert [row[1] for row in table.rows] == ["Task Arithmetic", "TIES-Merging"]
     assert all("–" not in cell and "*" not in cell for row in table.rows for cell in row)

@@ -17,11 +17,30 @@ def register(subparsers) -> None:
         table.add_argument("--runs-dir", type=Path, default=None)
         table.add_argument("--out", type=Path, default=None, help="output folder (default paper_artifacts/<config>)")
         table.set_defaults(handler=cmd_table, table=name)
+    hom = sub.add_parser("homogeneous", help="Appendix E: homogeneous vs mixed-domain merges per suite")
+    hom.add_argument("--config", required=True, type=Path)
+    hom.add_argument("--runs-dir", type=Path, default=None)
+    hom.add_argument("--out", type=Path, default=None, help="output folder (default paper_artifacts/<config>)")
+    hom.set_defaults(handler=cmd_homogeneous)
     t6 = sub.add_parser("table6", help="Table 6: n-shot per benchmark, from configs/suites.yaml")
     t6.add_argument("--suites", type=Path, default=None, help="suites file (default configs/suites.yaml)")
     t6.add_argument("--suite", default="paper16")
     t6.add_argument("--out", type=Path, default=None, help="output folder (default paper_artifacts/)")
     t6.set_defaults(handler=cmd_table6)
+
+
+def cmd_homogeneous(args) -> int:
+    from repro.cli.run_commands import load_for_cli
+    from repro.plan import build_plan
+    from repro.report.homogeneous_table import build_homogeneous_table, write_homogeneous_table
+    from repro.results import ResultsStore
+
+    loaded, runs_dir = load_for_cli(args)
+    out = args.out if args.out is not None else loaded.resolve(f"paper_artifacts/{loaded.name}")
+    table = build_homogeneous_table(build_plan(loaded), ResultsStore(runs_dir))
+    for path in write_homogeneous_table(table, Path(out)):
+        print(f"written: {path}")
+    return 0
 
 
 def cmd_table6(args) -> int:
