@@ -113,6 +113,7 @@ class ExperimentConfig(_Strict):
     pool: Literal["in_the_wild"] = "in_the_wild"
     models_dir: str = "runs/models"
     methods: list[MethodConfig] = Field(min_length=1)
+    methods_from: str | None = None  # informational after loading: the config the methods were read from
     merge: MergeSettings
     evaluation: EvaluationSettings
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
@@ -200,6 +201,8 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
         raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", path=str(path)) from None
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping of settings at the top level", path=str(path))
+    if "methods_from" in data:
+        data = {**data, "methods": _methods_from(path, data)}
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
@@ -221,6 +224,21 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
     if check_suite:
         _check_suite(loaded)
     return loaded
+
+
+def _methods_from(path: Path, data: dict) -> list:
+    """`methods_from: other.yaml` (relative to this config's folder) reuses that config's method list."""
+    if "methods" in data:
+        raise ConfigError("set either `methods` or `methods_from`, not both", path=str(path), field="methods_from")
+    source = path.parent / str(data["methods_from"])
+    try:
+        other = yaml.safe_load(source.read_text(encoding="utf-8"))
+        return other["methods"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        raise ConfigError(
+            f"cannot read a `methods` list from {source}; point methods_from at a config that has one",
+            path=str(path), field="methods_from",
+        ) from None
 
 
 def _check_lock_references(loaded: LoadedConfig) -> None:

@@ -79,3 +79,15 @@ def test_cli_exit_code_2_and_nothing_written(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "methods[7]" in lines[0] and "dare_linear" in lines[0] and str(path) in lines[0]
     assert sorted(p for p in tmp_path.rglob("*")) == before
+
+
+def test_homogeneous_config_reuses_the_papers_methods():
+    paper = load_config(ROOT / "configs/paper.yaml")
+    homogeneous = load_config(ROOT / "configs/homogeneous.yaml")
+    assert homogeneous.config.methods == paper.config.methods
+
+
+def test_methods_and_methods_from_together_is_an_error(tmp_path):
+    path = _variant(tmp_path, lambda d: d.update(methods_from="paper.yaml"))
+    with pytest.raises(ConfigError, match="methods_from"):
+        load_config(path)
