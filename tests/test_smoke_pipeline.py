@@ -85,7 +85,9 @@ def test_two_local_workers_run_every_job_exactly_once(reference, tmp_path):
     runs = tmp_path / "runs" / "smoke"
     proc = repro("run", "--config", str(CONFIG), "--runs-dir", str(runs), "--workers", "2", "--no-progress")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    journal = [json.loads(line) for line in (runs / "journal.jsonl").read_text().splitlines()]
+    from repro.results import ResultsStore
+
+    journal = ResultsStore(runs).read_journal()
     done = [e["job"] for e in journal if e["event"] == "done"]
     started = [e["job"] for e in journal if e["event"] == "start"]
     plan = json.loads((runs / "plan.json").read_text())
