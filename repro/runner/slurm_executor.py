@@ -95,8 +95,12 @@ def run_on_slurm(
 
     if shutil.which("sbatch") is None or shutil.which("squeue") is None:
         raise RunnerError("the slurm executor needs `sbatch` and `squeue` on PATH (run on a SLURM login node)")
-    settings = loaded.config.slurm.model_copy(update=_parse_overrides(overrides))
-    settings = type(settings).model_validate(settings.model_dump())  # re-validate overridden values
+    try:
+        settings = type(loaded.config.slurm).model_validate(
+            {**loaded.config.slurm.model_dump(), **_parse_overrides(overrides)}
+        )
+    except ValueError as exc:  # pydantic's ValidationError
+        raise RunnerError(f"bad --slurm-option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
     store = ResultsStore(runs_dir)
     todo = pending_jobs(plan, store, retry_failed=retry_failed, kinds=kinds)
     if not todo:
