@@ -85,6 +85,14 @@ class JobExecutor:
         cfg = self.loaded.config
         if out_dir is not None:
             self._check_disk()
+        svd_cache = self._get_svd_cache()
+        if self.loaded.lock is not None:
+            # Pinned revisions identify checkpoint content: the SVD cache need not hash the weight files.
+            models = job_models(self.loaded, job)
+            for entry, path in zip([models["base"], *models["checkpoints"]],
+                                   [self.sources.base_dir(job.base), *self._input_dirs(job)], strict=True):
+                if entry["revision"]:
+                    svd_cache.register_checkpoint(path, f"{entry['repo_id']}@{entry['revision']}")
         return merge_checkpoints(
             self.sources.base_dir(job.base),
             self._input_dirs(job),
@@ -94,7 +102,7 @@ class JobExecutor:
             device=self.merge_device,
             vocab_mismatch=cfg.merge.vocab_mismatch,
             out_dtype=cfg.merge.out_dtype,
-            svd_cache=self._get_svd_cache(),
+            svd_cache=svd_cache,
             verified_inputs=self._verified_inputs,
         )
 
