@@ -43,6 +43,18 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
+def replace_directory(complete: Path, final: Path) -> None:
+    """Move the finished directory `complete` to `final`, replacing an existing `final` only at the end."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(complete, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(complete, final)
+
+
 @contextlib.contextmanager
 def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory beside `final`; on success rename it to `final`.
@@ -56,14 +68,7 @@ def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
     tmp.chmod(0o755)
     try:
         yield tmp
-        if final.exists():
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        replace_directory(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from safetensors.torch import load_file  # noqa: E402
 
 from repro.cli import main as repro_main  # noqa: E402
 from repro.merge import METHODS, SvdCache, merge_checkpoints  # noqa: E402
-
-
-def state(model_dir: Path) -> dict:
-    out = {}
-    for file in sorted(Path(model_dir).glob("*.safetensors")):
-        out.update(load_file(str(file)))
-    return out
+from repro.merge.engine import load_state_dict as state  # noqa: E402
 
 
 @pytest.mark.parametrize("method", ["task_arithmetic", "ties", "model_stock"])

@@ -14,13 +14,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 from repro.errors import MergeError  # noqa: E402
 from repro.merge import merge_checkpoints  # noqa: E402
-
-
-def state(model_dir: Path) -> dict:
-    out = {}
-    for file in sorted(Path(model_dir).glob("*.safetensors")):
-        out.update(load_file(str(file)))
-    return out
+from repro.merge.engine import load_state_dict as state  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro.atomic_io import atomic_write_json
+from repro.atomic_io import atomic_write_json, replace_directory
 from repro.errors import HubError
 from repro.hub.errors import hub_call
 from repro.hub.files import (
@@ -221,7 +221,7 @@ def _download_entry(
             "converted_from_pickle": pickle_only,
         },
     )
-    _swap_into_place(stage, final)
+    replace_directory(stage, final)
     return DownloadResult(entry.repo_id, final, entry.revision, "converted" if pickle_only else "downloaded")
 
 
@@ -253,12 +253,3 @@ def _check_disk_space(where: Path, needed: int, repo_id: str) -> None:
         )
 
 
-def _swap_into_place(stage: Path, final: Path) -> None:
-    if final.exists():
-        old = final.with_name(f".{final.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(stage, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(stage, final)

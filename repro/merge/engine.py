@@ -146,11 +146,12 @@ def task_vector_l2(merged_dir: Path, base: Path) -> float:
     return total**0.5
 
 
-def _load_state_dict(model_dir: Path) -> dict:
+def load_state_dict(model_dir: str | Path) -> dict:
+    """Every tensor of a saved model directory (all *.safetensors shards), by name."""
     from safetensors.torch import load_file
 
     state = {}
-    for file in sorted(model_dir.glob("*.safetensors")):
+    for file in sorted(Path(model_dir).glob("*.safetensors")):
         state.update(load_file(str(file)))
     return state
 
@@ -273,7 +274,7 @@ def merge_checkpoints(
     if out_dir is None:
         with tempfile.TemporaryDirectory(prefix="repro-merge-") as scratch:
             outcome = produce(Path(scratch))
-            state_dict = _load_state_dict(Path(scratch))
+            state_dict = load_state_dict(scratch)
         result_dir = None
     else:
         state_dict = None
