@@ -32,11 +32,12 @@ def test_paper_plan_counts_and_shared_subsets():
     assert len({job.id for job in plan.jobs}) == len(plan.jobs) == 4 * (13 + 7 * 76)
 
 
-def test_plan_is_the_same_on_every_run_and_in_a_new_process():
+def test_plan_is_the_same_on_every_run_and_in_a_new_process(tmp_path):
     first = build_plan(load_config(ROOT / "configs/paper.yaml")).to_json()
     proc = subprocess.run([sys.executable, "-m", "repro", "plan", "--config", str(ROOT / "configs/paper.yaml"),
-                           "--json", "--runs-dir", "/tmp/repro-plan-test"], capture_output=True, text=True, check=True)
+                           "--json", "--runs-dir", str(tmp_path)], capture_output=True, text=True, check=True)
     assert json.loads(proc.stdout) == first
+    assert json.loads((tmp_path / "plan.json").read_text()) == first
 
 
 def test_adding_a_method_keeps_ids_and_subsets(tmp_path):
