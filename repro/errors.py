@@ -41,3 +41,7 @@ class EvaluationError(ReproError):
 
 class RunnerError(ReproError):
     """The experiment runner cannot proceed (disk space, missing GPU, corrupt plan)."""
+
+
+class InsufficientDiskError(RunnerError):
+    """Not enough free disk to merge: the whole run stops (no job is marked failed)."""

@@ -100,3 +100,26 @@ def test_preflight_names_everything_missing_for_the_paper_run(tmp_path):
     assert "no pinned revision" in proc.stderr and "make lock" in proc.stderr
     assert "not downloaded" in proc.stderr and "make download" in proc.stderr
     assert "HF_TOKEN" in proc.stderr
+
+
+def test_short_disk_stops_the_run_with_one_message_and_fails_no_job(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    (tmp_path / "configs").mkdir()
+    shutil.copy(ROOT / "configs/suites.yaml", tmp_path / "configs/suites.yaml")
+    shutil.copytree(ROOT / "tasks", tmp_path / "tasks")
+    data = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())
+    data["merge"]["min_free_disk_gb"] = 10**6
+    config = tmp_path / "configs/smoke.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    runs = tmp_path / "runs" / "smoke"
+    proc = subprocess.run([sys.executable, "-m", "repro", "run", "--config", str(config), "--runs-dir", str(runs),
+                           "--only", "merge", "--no-progress"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "min_free_disk_gb" in proc.stderr.strip().splitlines()[-1]
+    store = ResultsStore(runs)
+    assert store.failed_ids() == set() and store.finished_ids() == set()

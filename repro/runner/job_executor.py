@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from repro.config import LoadedConfig
-from repro.errors import RunnerError
+from repro.errors import InsufficientDiskError, RunnerError
 from repro.plan import Job, job_models
 from repro.results import ResultsStore
 from repro.runner.model_sources import ModelSources
@@ -123,7 +123,7 @@ class JobExecutor:
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
         free_gb = shutil.disk_usage(self.scratch_dir).free / 2**30
         if free_gb < need:
-            raise RunnerError(
+            raise InsufficientDiskError(
                 f"only {free_gb:.1f} GiB free in {self.scratch_dir}, the config asks for {need:g} GiB "
                 "(merge.min_free_disk_gb) before merging; free disk space or point runs/ elsewhere"
             )

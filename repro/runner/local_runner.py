@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from repro.config import LoadedConfig
+from repro.errors import InsufficientDiskError
 from repro.plan import Job, Plan
 from repro.results import ResultsStore
 from repro.runner.claims import ClaimBoard, worker_identity
@@ -82,6 +83,9 @@ def run_worker(
                     if executor is None:
                         executor = JobExecutor(loaded, runs_dir, store)
                     record = executor.run(job)
+                except InsufficientDiskError:
+                    store.journal(job.id, owner, "stopped")
+                    raise  # a machine problem, not the job's: stop the run, keep the job pending
                 except Exception as exc:  # a failed job must not stop the others
                     store.write_failure(job.to_json(), f"{type(exc).__name__}: {exc}", traceback.format_exc())
                     store.journal(job.id, owner, "failed")
