@@ -13,13 +13,16 @@ SMOKE_DIR = REPO / "tasks" / "smoke"
 SMOKE_TASKS = ["smoke_arithmetic", "smoke_antonyms", "smoke_capitals"]
 
 
-def _stock_lm_eval(model_dir: Path, out_dir: Path) -> tuple[dict, dict]:
-    """Run the stock `lm_eval` CLI; return its results JSON and its per-sample records by task."""
+def _stock_lm_eval(model_dir: Path, out_dir: Path, defaults: bool = False) -> tuple[dict, dict]:
+    """Run the stock `lm_eval` CLI (with its own defaults, or float32 + batch size auto); return its
+    results JSON and its per-sample records by task."""
     lm_eval = Path(sys.executable).parent / "lm_eval"
+    settings = [] if defaults else ["--batch_size", "auto"]
     command = [
-        str(lm_eval), "--model", "hf", "--model_args", f"pretrained={model_dir},dtype=float32",
+        str(lm_eval), "--model", "hf",
+        "--model_args", f"pretrained={model_dir}" + ("" if defaults else ",dtype=float32"),
         "--tasks", ",".join(SMOKE_TASKS), "--include_path", str(SMOKE_DIR), "--device", "cpu",
-        "--batch_size", "auto", "--output_path", str(out_dir), "--log_samples",
+        *settings, "--output_path", str(out_dir), "--log_samples",
     ]  # fmt: skip
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     subprocess.run(
@@ -39,8 +42,8 @@ def test_repro_evaluate_gives_exactly_the_stock_lm_eval_numbers(tiny_llama_world
     stock, samples = _stock_lm_eval(tiny_llama_world.base, tmp_path / "stock")
     code = main(
         ["evaluate", "--model", str(tiny_llama_world.base), "--tasks", ",".join(SMOKE_TASKS),
-         "--include-path", str(SMOKE_DIR), "--dtype", "float32", "--device", "cpu", "--json",
-         "--out-dir", str(tmp_path / "store")]
+         "--include-path", str(SMOKE_DIR), "--dtype", "float32", "--batch-size", "auto", "--device", "cpu",
+         "--json", "--out-dir", str(tmp_path / "store")]
     )  # fmt: skip
     assert code == 0
     ours = json.loads(capsys.readouterr().out)
@@ -60,3 +63,18 @@ def test_repro_evaluate_gives_exactly_the_stock_lm_eval_numbers(tiny_llama_world
         expected = sorted((str(s["doc_id"]), int(s["acc"])) for s in samples[task])
         assert sorted(stored.items[task]) == expected
         assert stored.task_hashes[task] == stock["task_hashes"][task]
+
+
+def test_with_tasks_and_no_settings_repro_evaluate_matches_a_default_lm_eval_run(tiny_qwen3_world, tmp_path, capsys):
+    """`--tasks` without --dtype/--batch-size uses lm_eval's own defaults (dtype auto, batch size 1)."""
+    from repro.cli import main
+
+    stock, _ = _stock_lm_eval(tiny_qwen3_world.checkpoints[2], tmp_path / "stock", defaults=True)
+    code = main(["evaluate", "--model", str(tiny_qwen3_world.checkpoints[2]), "--tasks", ",".join(SMOKE_TASKS),
+                 "--include-path", str(SMOKE_DIR), "--device", "cpu", "--json", "--no-store"])
+    assert code == 0
+    ours = json.loads(capsys.readouterr().out)
+    for task in SMOKE_TASKS:
+        for metric in ("acc", "acc_norm"):
+            assert ours[task][metric] == stock["results"][task][f"{metric},none"], (task, metric)
+            assert ours[task][f"{metric}_stderr"] == stock["results"][task][f"{metric}_stderr,none"], (task, metric)

@@ -28,9 +28,16 @@ def register(subparsers) -> None:
         "--limit", type=float, default=None, help="evaluate only the first N items of each task"
     )
     parser.add_argument(
-        "--dtype", default=None, help="float16 (paper), bfloat16, float32 or auto; default: suite's"
+        "--dtype",
+        default=None,
+        help="float16 (paper), bfloat16, float32 or auto. Default: with --suite the suite's (float16, the "
+        "paper's, unless the suite sets eval_dtype); with --tasks lm_eval's own default, auto",
     )
-    parser.add_argument("--batch-size", default="auto", help="an integer or auto (default)")
+    parser.add_argument(
+        "--batch-size",
+        default=None,
+        help="an integer or auto. Default: auto (the paper's) with --suite; 1 (lm_eval's default) with --tasks",
+    )
     parser.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:0... (default: cuda if available, else cpu)"
     )
@@ -78,14 +85,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
         tasks = [TaskSpec(name=name) for name in names]
     if args.limit is not None and args.limit <= 0:
         raise EvaluationError("--limit must be positive", field="--limit")
+    # --suite: the paper's settings; --tasks: behave exactly like the stock lm_eval CLI by default.
+    dtype = args.dtype if args.dtype is not None else (None if args.suite else "auto")
+    batch_size = args.batch_size if args.batch_size is not None else ("auto" if args.suite else "1")
     content_hash = model_content_hash(args.model)
     outcome = evaluate_model(
         args.model,
         tasks,
         include_path=args.include_path,
         limit=_limit(args.limit),
-        dtype=args.dtype,
-        batch_size=_batch_size(str(args.batch_size)),
+        dtype=dtype,
+        batch_size=_batch_size(str(batch_size)),
         device=args.device or _default_device(),
         identity={
             "name": args.model.resolve().name,
