@@ -86,16 +86,16 @@ class JobExecutor:
         if out_dir is not None:
             self._check_disk()
         svd_cache = self._get_svd_cache()
+        base_dir, input_dirs = self.sources.base_dir(job.base), self._input_dirs(job)
         if self.loaded.lock is not None:
             # Pinned revisions identify checkpoint content: the SVD cache need not hash the weight files.
             models = job_models(self.loaded, job)
-            for entry, path in zip([models["base"], *models["checkpoints"]],
-                                   [self.sources.base_dir(job.base), *self._input_dirs(job)], strict=True):
+            for entry, path in zip([models["base"], *models["checkpoints"]], [base_dir, *input_dirs], strict=True):
                 if entry["revision"]:
                     svd_cache.register_checkpoint(path, f"{entry['repo_id']}@{entry['revision']}")
         return merge_checkpoints(
-            self.sources.base_dir(job.base),
-            self._input_dirs(job),
+            base_dir,
+            input_dirs,
             job.method,
             job.params,
             out_dir=out_dir,
@@ -108,10 +108,8 @@ class JobExecutor:
 
     def _get_svd_cache(self):
         if self._svd_cache is None:
-            try:
-                from repro.merge import SvdCache
-            except ImportError:
-                return None
+            from repro.merge import SvdCache
+
             # In memory only: TSV-M factors of real checkpoints are as large as the checkpoints.
             self._svd_cache = SvdCache()
         return self._svd_cache
