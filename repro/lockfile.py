@@ -1,4 +1,4 @@
-"""checkpoints.lock: the pinned input models of the study, and the only reader/writer of that file.
+"""checkpoints.lock: the pinned input models of the study, and the only reader of that file.
 
 The lockfile lists every Hugging Face checkpoint once (`checkpoints`, keyed by repo id, with its pinned
 commit and the sha256 + size of every file we download) and, per base model, which checkpoints form its
@@ -6,13 +6,11 @@ in-the-wild pool (`in_the_wild`, in the paper's Appendix A order: position i is 
 and its homogeneous expert groups (`homogeneous`, the paper's Table 4).
 
 `load_lockfile(path)` validates everything and raises one LockError naming the file and the field;
-`dump_lockfile(lock, path)` writes it back deterministically and atomically (load(dump(x)) == x, and
-dumping the same lock twice gives the same bytes).
+`repro.lockfile_writer.dump_lockfile(lock, path)` writes it back deterministically and atomically.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +30,6 @@ from pydantic import (
     model_validator,
 )
 
-from repro.atomic_io import atomic_write_text
 from repro.errors import LockError
 
 DEFAULT_LOCKFILE = Path("checkpoints.lock")
@@ -408,62 +405,3 @@ def load_lockfile(path: str | Path = DEFAULT_LOCKFILE) -> Lockfile:
     except (OSError, UnicodeDecodeError) as exc:
         raise LockError(f"cannot read the lockfile: {exc}", path=str(path)) from None
     return parse_lockfile(text, path)
-
-
-# ----- writing -------------------------------------------------------------------------------------------
-
-_PLAIN_SCALAR = re.compile(r"^[A-Za-z_][A-Za-z0-9._/-]*$")
-_YAML_WORDS = {"null", "true", "false", "yes", "no", "on", "off", "y", "n", "~"}
-
-
-def _scalar(value: str) -> str:
-    """A YAML scalar for a string: plain when unambiguous, else a JSON (= YAML double-quoted) string."""
-    if _PLAIN_SCALAR.match(value) and value.lower() not in _YAML_WORDS:
-        return value
-    return json.dumps(value, ensure_ascii=False)
-
-
-def render_lockfile(lock: Lockfile) -> str:
-    """The canonical text of a lockfile: header, then version, checkpoints, bases (deterministic)."""
-    lines = [f"version: {lock.version}", "checkpoints:"]
-    order = lock.referenced_ids()
-    for repo_id in order:
-        entry = lock.checkpoints[repo_id]
-        revision = "null" if entry.revision is None else json.dumps(entry.revision)
-        lines += [
-            f"  {_scalar(repo_id)}:",
-            f"    revision: {revision}",
-            f"    gated: {'true' if entry.gated else 'false'}",
-        ]
-        if not entry.files:
-            lines.append("    files: []")
-        else:
-            lines.append("    files:")
-            for f in sorted(entry.files, key=lambda f: f.path):
-                lines += [
-                    f"      - path: {_scalar(f.path)}",
-                    f"        sha256: {json.dumps(f.sha256)}",
-                    f"        size: {f.size}",
-                ]
-    lines.append("bases:")
-    for name, base in lock.bases.items():
-        lines += [f"  {_scalar(name)}:", f"    model: {_scalar(base.model)}", "    in_the_wild:"]
-        lines += [f"      - {_scalar(r)}" for r in base.in_the_wild]
-        if not base.homogeneous:
-            lines.append("    homogeneous: {}")
-        else:
-            lines.append("    homogeneous:")
-            for group, members in base.homogeneous.items():
-                lines.append(f"      {_scalar(group)}:")
-                lines += [f"        - {_scalar(r)}" for r in members]
-    header = lock._header
-    if header and not header.endswith("\n"):
-        header += "\n"
-    return header + "\n".join(lines) + "\n"
-
-
-def dump_lockfile(lock: Lockfile, path: str | Path = DEFAULT_LOCKFILE) -> Path:
-    """Write the canonical text of `lock` to `path` atomically (temp file, then rename)."""
-    text = render_lockfile(lock)
-    parse_lockfile(text, path)  # never write a file we could not read back
-    return atomic_write_text(path, text)

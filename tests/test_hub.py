@@ -21,7 +21,8 @@ from repro.hub import (
     select_files,
     sha256_file,
 )
-from repro.lockfile import Lockfile, dump_lockfile, load_lockfile
+from repro.lockfile import Lockfile, load_lockfile
+from repro.lockfile_writer import dump_lockfile
 
 POOL = ["tiny/ft-1", "tiny/ft-2", "tiny/pickled"]
 

@@ -110,7 +110,8 @@ def resolve_command(args) -> int:
     from huggingface_hub import HfApi
 
     from repro.hub import resolve_lockfile
-    from repro.lockfile import dump_lockfile, load_lockfile
+    from repro.lockfile import load_lockfile
+    from repro.lockfile_writer import dump_lockfile
 
     path, bases, _ = _lockfile_and_bases(args)
     lock = load_lockfile(path)
