@@ -47,6 +47,7 @@ smoke: setup ## End-to-end smoke run on tiny offline models: repro run + report 
 	$(OFFLINE) $(BIN)/repro run --config $(SMOKE_CONFIG)
 	$(OFFLINE) $(BIN)/repro report table1 --config $(SMOKE_CONFIG)
 	$(OFFLINE) $(BIN)/repro report table2 --config $(SMOKE_CONFIG) > /dev/null
+	$(OFFLINE) $(BIN)/repro report figures --config $(SMOKE_CONFIG)
 
 demo: smoke ## Alias of smoke
 
@@ -59,9 +60,10 @@ plan: setup ## Write and summarize the job plan of CONFIG (repro plan)
 status: setup ## Done / running / failed / pending jobs of CONFIG (repro status)
 	$(BIN)/repro status --config $(CONFIG)
 
-tables: setup ## Render Tables 1, 2 and 6 of CONFIG from stored results (no GPU needed)
+tables: setup ## Render Tables 1, 2, 6 and Figures 3-4 of CONFIG from stored results (no GPU needed)
 	$(BIN)/repro report table1 --config $(CONFIG)
 	$(BIN)/repro report table2 --config $(CONFIG)
+	$(BIN)/repro report figures --config $(CONFIG)
 	$(BIN)/repro report table6
 
 lock-check: setup ## Check checkpoints.lock against the config (offline)
@@ -84,6 +86,7 @@ reproduce-table1: setup ## Full paper run: preflight (GPU, network), run, report
 	$(BIN)/repro run --config configs/paper.yaml
 	$(BIN)/repro report table1 --config configs/paper.yaml
 	$(BIN)/repro report table2 --config configs/paper.yaml
+	$(BIN)/repro report figures --config configs/paper.yaml
 
 bench: setup ## Run every bench/*.py (each writes its results under runs/bench/)
 	@mkdir -p runs/bench

@@ -77,3 +77,20 @@ def test_table2_compares_with_the_best_single_checkpoint(tmp_path):
     assert table.headers[2] == "Best FT"
     # best single = 52.0; n=1: none beats it, mean delta (-3 + 0 - 4 - 5)/4 = -3.00; n=2: (1 - 2.5)/2 = -0.75
     assert table.rows == [["m", "TA", "52.0", "0 / -3.00", "50 / -0.75", "0 / -1.00"]]
+
+
+def test_figures_render_from_results_only(tmp_path):
+    from repro.report.figures import write_figures
+
+    plan = _plan()
+    store = ResultsStore(tmp_path)
+    for job in plan.jobs:
+        record = _record(job, 0.5 + 0.01 * len(job.id))
+        if job.kind == "merge":
+            record["merge"] = {"task_vector_l2": 1.0 + len(job.subset)}
+        store.write_result(record)
+    paths = write_figures(plan, store, tmp_path / "figs")
+    assert [p.name for p in paths] == ["figure3_accuracy.png", "figure3_accuracy.pdf", "figure4_norm.png",
+                                       "figure4_norm.pdf"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:4] == b"%PDF"

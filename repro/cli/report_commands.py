@@ -17,6 +17,11 @@ def register(subparsers) -> None:
         table.add_argument("--runs-dir", type=Path, default=None)
         table.add_argument("--out", type=Path, default=None, help="output folder (default paper_artifacts/<config>)")
         table.set_defaults(handler=cmd_table, table=name)
+    fig = sub.add_parser("figures", help="Figures 3 (accuracy vs n) and 4 (task-vector norm vs n) as PNG/PDF")
+    fig.add_argument("--config", required=True, type=Path)
+    fig.add_argument("--runs-dir", type=Path, default=None)
+    fig.add_argument("--out", type=Path, default=None, help="output folder (default paper_artifacts/<config>)")
+    fig.set_defaults(handler=cmd_figures)
     hom = sub.add_parser("homogeneous", help="Appendix E: homogeneous vs mixed-domain merges per suite")
     hom.add_argument("--config", required=True, type=Path)
     hom.add_argument("--runs-dir", type=Path, default=None)
@@ -27,6 +32,19 @@ def register(subparsers) -> None:
     t6.add_argument("--suite", default="paper16")
     t6.add_argument("--out", type=Path, default=None, help="output folder (default paper_artifacts/)")
     t6.set_defaults(handler=cmd_table6)
+
+
+def cmd_figures(args) -> int:
+    from repro.cli.run_commands import load_for_cli
+    from repro.plan import build_plan
+    from repro.report.figures import write_figures
+    from repro.results import ResultsStore
+
+    loaded, runs_dir = load_for_cli(args)
+    out = args.out if args.out is not None else loaded.resolve(f"paper_artifacts/{loaded.name}")
+    for path in write_figures(build_plan(loaded), ResultsStore(runs_dir), Path(out)):
+        print(f"written: {path}")
+    return 0
 
 
 def cmd_homogeneous(args) -> int:
