@@ -13,7 +13,7 @@ import torch
 from mergekit.merge_methods.base import BasePolicy, InputContract, TensorGroup
 from mergekit.merge_methods.easy_define import merge_method
 
-from repro.merge.methods.spectral import is_decomposed_matrix, isotropic
+from repro.merge.methods.spectral import base_plus_update, is_decomposed_matrix, isotropic
 
 
 def iso_c_update(group: TensorGroup) -> torch.Tensor:
@@ -31,7 +31,4 @@ def iso_c_update(group: TensorGroup) -> torch.Tensor:
     contract=InputContract(base=BasePolicy.REQUIRED, min_non_base=1),
 )
 def iso_c_merge_method(group: TensorGroup) -> torch.Tensor:
-    base = group.base.tensor
-    if not group.non_base:
-        return base
-    return (base.to(torch.float32) + iso_c_update(group)).to(base.dtype)
+    return base_plus_update(group, iso_c_update)

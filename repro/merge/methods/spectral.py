@@ -89,3 +89,14 @@ def isotropic(update: torch.Tensor, name: str | None = None) -> torch.Tensor:
     """Iso-C: U diag(mean(sigma)) V^T of the update's reduced SVD (float32)."""
     u, s, vh = robust_svd(update, name)
     return (s.mean() * (u @ vh)).to(update.dtype)
+
+
+def base_plus_update(group, update_of) -> torch.Tensor:
+    """W_0 + update_of(group), computed in float32 and cast back to the base dtype (lambda = 1).
+
+    With no fine-tuned inputs for a tensor, the base tensor is returned unchanged.
+    """
+    base = group.base.tensor
+    if not group.non_base:
+        return base
+    return (base.to(torch.float32) + update_of(group)).to(base.dtype)

@@ -17,7 +17,7 @@ import torch
 from mergekit.merge_methods.base import BasePolicy, InputContract, TensorEntry, TensorGroup
 from mergekit.merge_methods.easy_define import merge_method
 
-from repro.merge.methods.spectral import is_decomposed_matrix, robust_svd
+from repro.merge.methods.spectral import base_plus_update, is_decomposed_matrix, robust_svd
 from repro.merge.svd_cache import active_svd_cache
 
 
@@ -75,7 +75,4 @@ def tsv_merge_update(group: TensorGroup) -> torch.Tensor:
     contract=InputContract(base=BasePolicy.REQUIRED, min_non_base=1),
 )
 def tsv_m_merge_method(group: TensorGroup) -> torch.Tensor:
-    base = group.base.tensor
-    if not group.non_base:
-        return base
-    return (base.to(torch.float32) + tsv_merge_update(group)).to(base.dtype)
+    return base_plus_update(group, tsv_merge_update)
