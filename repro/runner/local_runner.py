@@ -40,10 +40,25 @@ def pending_jobs(plan: Plan, store: ResultsStore, *, retry_failed: bool, kinds: 
     ]
 
 
-def _progress(total: int, enabled: bool, desc: str):
+def progress_bar(total: int, enabled: bool, desc: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="job", disable=not enabled, dynamic_ncols=True, file=sys.stderr)
+
+
+def watch_results(store: ResultsStore, wanted: set[str], still_running, desc: str, *, progress: bool,
+                  poll_s: float = 0.5) -> None:
+    """Show progress of jobs run elsewhere (worker processes, SLURM tasks) by reading result files only,
+    until every wanted job has a result or a failure, or `still_running()` says nothing works on them."""
+    with progress_bar(len(wanted), progress, desc) as bar:
+        seen = 0
+        while True:
+            ended = len(wanted & (store.finished_ids() | store.failed_ids()))
+            bar.update(ended - seen)
+            seen = ended
+            if ended == len(wanted) or not still_running():
+                return
+            time.sleep(poll_s)
 
 
 def run_worker(
@@ -66,7 +81,7 @@ def run_worker(
     todo = [j for j in pending_jobs(plan, store, retry_failed=retry_failed, kinds=kinds) if not job_ids or j.id in job_ids]
     summary = RunSummary()
     executor = None
-    with _progress(len(todo), progress, f"{loaded.name}") as bar:
+    with progress_bar(len(todo), progress, f"{loaded.name}") as bar:
         for job in todo:
             claim = board.try_claim(job.id, owner)
             if claim is None:
@@ -127,12 +142,6 @@ def run_parallel(
     if kinds:
         cmd += ["--only", ",".join(sorted(kinds))]
     procs = [subprocess.Popen(cmd, env={**os.environ, "REPRO_WORKER_INDEX": str(i)}) for i in range(workers)]
-    with _progress(len(todo), progress, f"{plan.config_name} ({workers} workers)") as bar:
-        seen = 0
-        while any(p.poll() is None for p in procs):
-            time.sleep(0.5)
-            now = len(todo & (store.finished_ids() | store.failed_ids()))
-            bar.update(now - seen)
-            seen = now
-        bar.update(len(todo & (store.finished_ids() | store.failed_ids())) - seen)
-    return max(p.returncode for p in procs)
+    watch_results(store, todo, lambda: any(p.poll() is None for p in procs),
+                  f"{plan.config_name} ({workers} workers)", progress=progress)
+    return max(p.wait() for p in procs)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from repro.config import LoadedConfig
@@ -91,7 +90,7 @@ def run_on_slurm(
 ) -> int:
     import submitit
 
-    from repro.runner.local_runner import _progress, pending_jobs
+    from repro.runner.local_runner import pending_jobs, watch_results
 
     if shutil.which("sbatch") is None or shutil.which("squeue") is None:
         raise RunnerError("the slurm executor needs `sbatch` and `squeue` on PATH (run on a SLURM login node)")
@@ -129,15 +128,8 @@ def run_on_slurm(
     print(f"submitted {len(todo)} jobs as {len(batches)} array task(s): SLURM job {', '.join(array_ids)}",
           file=sys.stderr)
     wanted = {j.id for j in todo}
-    with _progress(len(wanted), progress, f"{loaded.name} (slurm)") as bar:
-        seen = 0
-        while True:
-            finished = wanted & (store.finished_ids() | store.failed_ids())
-            bar.update(len(finished) - seen)
-            seen = len(finished)
-            if finished == wanted or not _alive_array_ids(array_ids):
-                break
-            time.sleep(poll_s)
+    watch_results(store, wanted, lambda: bool(_alive_array_ids(array_ids)), f"{loaded.name} (slurm)",
+                  progress=progress, poll_s=poll_s)
     finished = wanted & store.finished_ids()
     failed = wanted & store.failed_ids()
     left = wanted - finished - failed
