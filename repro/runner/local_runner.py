@@ -141,10 +141,16 @@ def disk_full(exc: BaseException) -> str | None:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
             return f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+        # Rust and C++ writers (safetensors, torch) report the OS error in their message only.
+        if any(f"os error {code})" in str(exc) for code in DISK_FULL_ERRNOS):
+            return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def _describe(job: Job) -> str:
