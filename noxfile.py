@@ -92,7 +92,7 @@ def reliability(session: nox.Session) -> None:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "log.jsonl"
     log.unlink(missing_ok=True)
-    env = {**_venv_env(session), "REPRO_RELIABILITY_LOG": str(log)}
+    env = {**_venv_env(session), "REPRO_RELIABILITY_LOG": str(log), "REPRO_FUZZ_EXAMPLES": "400"}
     python = str(VENV_BIN / "python")
     junit = out / "junit.xml"
     junit.unlink(missing_ok=True)

@@ -250,7 +250,9 @@ def test_a_bug_is_one_line_exit_1_and_the_traceback_only_with_debug(capsys, monk
 
 # -- property-based fuzzing: never a crash, only the typed error -------------------------------------------
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+# `make test`: 100 examples per property (fixed seed); `nox -s reliability` sets REPRO_FUZZ_EXAMPLES higher.
+FUZZ = settings(max_examples=int(os.environ.get("REPRO_FUZZ_EXAMPLES", "100")), deadline=None,
+                suppress_health_check=list(HealthCheck), derandomize=True)
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
                     st.text(max_size=12), st.sampled_from(["..", "/etc/passwd", "a\x00b", "org/..", "", "main"]))
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),

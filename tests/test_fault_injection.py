@@ -36,6 +36,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFO
 RUN_KILLS = int(os.environ.get("REPRO_RELIABILITY_RUN_KILLS", "40"))
 DOWNLOAD_KILLS = int(os.environ.get("REPRO_RELIABILITY_DOWNLOAD_KILLS", "12"))
 VOLATILE = ("finished_at", "elapsed_s", "worker")  # when and by whom, not what: differ between any two runs
+# (also merge.elapsed_s and each score row's date; everything else must be byte-identical)
 OUTPUTS: list[str] = []  # every stdout/stderr of this module, for the canary check
 
 
@@ -63,6 +64,8 @@ def canonical(runs: Path) -> dict[str, object]:
             record.pop(key, None)
         if record.get("merge"):
             record["merge"].pop("elapsed_s", None)
+        for row in record.get("scores", []):
+            row.pop("date", None)  # when the score was computed
         out[path.name] = record
         out[record["items_file"]] = gzip.decompress((runs / record["items_file"]).read_bytes())
     return out

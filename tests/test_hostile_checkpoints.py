@@ -303,3 +303,18 @@ def test_run_refuses_a_hostile_downloaded_checkpoint_before_any_job(tmp_path, ti
     reliability_log("hostile", "run-with-auto-map-checkpoint", refused)
     assert code == 2 and "tiny/ft-2/config.json" in err and "auto_map" in err, err
     assert not (runs / "results").exists()
+
+
+@pytest.mark.parametrize("case,breaker,words", [
+    ("evaluate-auto-map", edit_json("config.json", set_("auto_map", {"AutoModelForCausalLM": "x.Y"})), "auto_map"),
+    ("evaluate-truncated", truncate(0.5), "truncated"),
+], ids=["auto-map", "truncated"])
+def test_repro_evaluate_refuses_a_hostile_model_before_loading_it(tiny_llama_world, tmp_path, capsys,
+                                                                   reliability_log, case, breaker, words):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_llama_world.checkpoints[0], broken)
+    breaker(broken)
+    code = main(["evaluate", "--model", str(broken), "--suite", "smoke", "--no-store"])
+    err = capsys.readouterr().err
+    reliability_log("hostile", case, code == 2 and words in err and "Traceback" not in err)
+    assert code == 2 and words in err and str(broken) in err and "Traceback" not in err, err

@@ -88,6 +88,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     # --suite: the paper's settings; --tasks: behave exactly like the stock lm_eval CLI by default.
     dtype = args.dtype if args.dtype is not None else (None if args.suite else "auto")
     batch_size = args.batch_size if args.batch_size is not None else ("auto" if args.suite else "1")
+    if (args.model / "config.json").is_file():  # refuse remote code, broken headers, pickle-only weights
+        from repro.merge.tensor_checks import inspect_checkpoint
+
+        inspect_checkpoint(args.model)
     content_hash = model_content_hash(args.model)
     outcome = evaluate_model(
         args.model,
