@@ -259,7 +259,7 @@ def _check_lock_references(loaded: LoadedConfig) -> list[tuple[str, str]]:
     lock_path = loaded.resolve(loaded.config.lockfile)
     try:
         lock = load_lockfile(lock_path)
-    except LockError as exc:
+    except LockError:
         if not lock_path.is_file():
             return [("lockfile", f"{lock_path} does not exist; point `lockfile` at checkpoints.lock")]
         raise
