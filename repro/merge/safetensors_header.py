@@ -34,8 +34,14 @@ FIX = "re-download the checkpoint (repro download --verify) or remove it from th
 class HeaderEntry:
     dtype: str
     shape: tuple[int, ...]
-    begin: int
+    begin: int  # byte range within the data section (as written in the header)
     end: int
+    data_start: int = 0  # where the data section starts in the file (8 + header length)
+
+    @property
+    def file_range(self) -> tuple[int, int]:
+        """Absolute byte range of the tensor's data in the file."""
+        return self.data_start + self.begin, self.data_start + self.end
 
 
 def _fail(file: Path, what: str) -> MergeError:
@@ -82,12 +88,12 @@ def read_header(file: str | os.PathLike) -> dict[str, HeaderEntry]:
             if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
                 raise _fail(file, "the safetensors __metadata__ is not a mapping of strings")
             continue
-        entries[name] = _entry(file, name, meta, data_bytes)
+        entries[name] = _entry(file, name, meta, data_bytes, 8 + length)
     _check_overlaps(file, entries)
     return entries
 
 
-def _entry(file: Path, name: str, meta: object, data_bytes: int) -> HeaderEntry:
+def _entry(file: Path, name: str, meta: object, data_bytes: int, data_start: int) -> HeaderEntry:
     where = f"tensor {name}"
     if not isinstance(meta, dict) or set(meta) != {"dtype", "shape", "data_offsets"}:
         raise _fail(file, f"{where}: the header entry must have exactly dtype, shape and data_offsets")
@@ -109,7 +115,7 @@ def _entry(file: Path, name: str, meta: object, data_bytes: int) -> HeaderEntry:
     if end - begin != needed:
         raise _fail(file, f"{where}: data_offsets span {end - begin} bytes but a {dtype} tensor of shape "
                           f"{shape} needs {needed}")
-    return HeaderEntry(dtype, tuple(shape), begin, end)
+    return HeaderEntry(dtype, tuple(shape), begin, end, data_start)
 
 
 def _check_overlaps(file: Path, entries: dict[str, HeaderEntry]) -> None:

@@ -26,6 +26,8 @@ class TensorInfo:
     dtype: str
     shape: tuple[int, ...]
     file: Path
+    start: int = 0  # absolute byte range of the tensor's data in `file` (validated by read_header)
+    end: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,8 @@ def read_tensor_index(model_dir: str | Path) -> dict[str, TensorInfo]:
                     "is corrupt, re-download it",
                     path=str(model_dir),
                 )
-            index[name] = TensorInfo(dtype=entry.dtype, shape=entry.shape, file=file)
+            start, end = entry.file_range
+            index[name] = TensorInfo(dtype=entry.dtype, shape=entry.shape, file=file, start=start, end=end)
     return index
 
 
