@@ -94,7 +94,9 @@ def _install_run_hooks(reporter: _Reporter, self_kill_at: int | None, cut: float
 
 
 def _install_download_hooks(reporter: _Reporter, self_kill_at_byte: int | None) -> None:
-    import repro.hub.download as download
+    import importlib
+
+    download = importlib.import_module("repro.hub.download")  # the module (repro.hub.download is also a function)
 
     download.HASH_CHUNK_BYTES = 16 * 1024  # many chunks per tiny file: room for a kill inside one
     copied = [0]
@@ -326,6 +328,8 @@ def campaign_run(config: Path, work: Path, worlds: Path, kills: int, seed: int) 
         result.update(target=target, round=len(rounds), problems=check_runs_folder(runs_dir))
         attempts.append(result)
         injected += bool(result["killed"])
+        if result["errors"]:
+            break  # the child failed on its own: report it instead of retrying forever
     return {"kind": "run", "attempts": attempts, "rounds": rounds, "injected": injected}
 
 
@@ -376,6 +380,8 @@ def campaign_download(lockfile: Path, mirror: Path, work: Path, kills: int, seed
         result.update(target=target, round=len(rounds), problems=check_download_folder(lock, dest))
         attempts.append(result)
         injected += bool(result["killed"])
+        if result["errors"]:
+            break  # the child failed on its own: report it instead of retrying forever
     return {"kind": "download", "attempts": attempts, "rounds": rounds, "injected": injected}
 
 

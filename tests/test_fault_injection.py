@@ -208,18 +208,23 @@ def test_kill_9_at_random_points_of_download_from_a_mirror(reference, work, reli
 
 
 class Snapshots:
-    """Copies a results folder every `every_s` seconds while a run writes into it (like a user's sync)."""
+    """Copies a results folder while a run writes into it (like a user's sync): each time the results
+    folder changed, at most `limit` times, so the copies are spread over the run."""
 
-    def __init__(self, source: Path, target: Path, every_s: float = 1.5, limit: int = 12):
+    def __init__(self, source: Path, target: Path, every_s: float = 0.5, limit: int = 12):
         self.source, self.target, self.every_s, self.limit = source, target, every_s, limit
         self.taken: list[Path] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.seen = -1
 
     def _loop(self) -> None:
         while not self.stop.wait(self.every_s) and len(self.taken) < self.limit:
-            if not (self.source / "results").is_dir():
+            results = self.source / "results"
+            count = len(list(results.iterdir())) if results.is_dir() else -1
+            if count <= 0 or count == self.seen or count % 2:  # copy at every other new result
                 continue
+            self.seen = count
             copy = self.target / f"copy-{len(self.taken) + 1}"
             try:
                 shutil.copytree(self.source, copy, dirs_exist_ok=True, copy_function=_copy_if_present,
