@@ -256,7 +256,7 @@ def _svd_delta(svd_cache, before):
     if before is None:
         return None
     after = _svd_stats(svd_cache)
-    return dict(zip(("computed", "memory_hits", "disk_hits"), (a - b for a, b in zip(after, before))))
+    return dict(zip(("computed", "memory_hits", "disk_hits"), (a - b for a, b in zip(after, before, strict=True)), strict=False))
 
 
 def merge_checkpoints(

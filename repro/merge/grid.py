@@ -89,7 +89,7 @@ def merge_grid(
     states: list[dict] = [{} for _ in checked] if out_dirs is None else []
     with contextlib.ExitStack() as stack:
         if out_dirs is None:
-            targets = [MergeTarget(inputs=subset, sink=state.__setitem__) for subset, state in zip(checked, states)]
+            targets = [MergeTarget(inputs=subset, sink=state.__setitem__) for subset, state in zip(checked, states, strict=True)]
         else:
             from repro.merge.tensor_io import ShardWriter
 
@@ -98,14 +98,14 @@ def merge_grid(
             writers = [ShardWriter(tmp, layout, shard_size_bytes) for tmp in tmps]
             for writer in writers:
                 stack.callback(writer.abort)
-            targets = [MergeTarget(inputs=subset, sink=w.write) for subset, w in zip(checked, writers)]
+            targets = [MergeTarget(inputs=subset, sink=w.write) for subset, w in zip(checked, writers, strict=True)]
         before = _svd_stats(svd_cache)
         merge_started = time.perf_counter()
         _run_targets(prepared, targets, svd_cache)
         timings["merge_s"] = time.perf_counter() - merge_started
         cache_stats = _svd_delta(svd_cache, before)
         if out_dirs is not None:
-            for tmp, writer, target in zip(tmps, writers, targets):
+            for tmp, writer, target in zip(tmps, writers, targets, strict=True):
                 writer.close()
                 write_model_files(tmp, prepared)
                 write_records(

@@ -148,8 +148,11 @@ class ElementwiseKernel:
         self.weights = torch.full((n_inputs, 1), float(params["weight"]), dtype=torch.float32, device=device)
         self._deltas = torch.empty((n_inputs, chunk), dtype=torch.float32, device=device) if chunk <= CPU_CHUNK else None
 
-    def merge(self, base: torch.Tensor, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The merged tensor (float32, on the device) from base and inputs (any dtype, any device)."""
+    def merge(
+        self, base: torch.Tensor, inputs: Sequence[torch.Tensor], out_dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """The merged tensor (`out_dtype`, on the device) from base and inputs (any dtype, any device);
+        each chunk is cast as mergekit casts its result (float32, then `out_dtype`)."""
         rules = None
         if self.ties:
             rules = ties_trim_rules(
@@ -158,7 +161,7 @@ class ElementwiseKernel:
         flat_base = base.reshape(-1)
         flats = [t.reshape(-1) for t in inputs]
         total = flat_base.numel()
-        out = torch.empty(total, dtype=torch.float32, device=self.device)
+        out = torch.empty(total, dtype=out_dtype, device=self.device)
         for start in range(0, total, self.chunk):
             end = min(total, start + self.chunk)
             base32 = flat_base[start:end].to(self.device, torch.float32)
@@ -175,7 +178,10 @@ class ElementwiseKernel:
                 lam=float(self.params["lambda"]),
                 int8_mask=bool(self.params.get("int8_mask", False)),
             )
-            torch.add(base32, mixed, out=out[start:end])
+            if out_dtype == torch.float32:
+                torch.add(base32, mixed, out=out[start:end])
+            else:
+                out[start:end].copy_(mixed.add_(base32))  # base + mixed == mixed + base, bit for bit
         return out.view(base.shape)
 
     def _buffer(self, size: int) -> torch.Tensor:

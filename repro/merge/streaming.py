@@ -32,6 +32,10 @@ from repro.merge.tensor_checks import TensorInfo
 from repro.merge.tensor_io import MappedCheckpoint
 
 NORM_CHUNK = 1 << 20
+# Below this many elements a tensor's merge runs on one intra-op thread: waking a thread pool costs
+# more than it saves on small work, and on a loaded machine a descheduled worker turns microseconds into
+# milliseconds. Chunked kernels (TA, TIES) always work on small pieces, so they run on one thread too.
+PARALLEL_MIN_ELEMENTS = 1 << 20
 CHECK_BEFORE_MERGE = ("tsv_m", "iso_c", "task_arithmetic_sb", "ties_sb")  # SVDs need finite inputs
 
 
@@ -86,6 +90,7 @@ def run_pass(
             method, mergekit_name, params, [base] + [models[i] for i in target.inputs], device, chunk
         )
     names = tensor_order(base_index)
+    threads = torch.get_num_threads()
     try:
         for position, name in enumerate(names):
             if position + 1 < len(names):
@@ -99,6 +104,8 @@ def run_pass(
                 if rows is not None and tensor.ndim and tensor.shape[0] != rows:
                     tensor = tensor.narrow(0, 0, rows)  # vocabulary truncation (checked beforehand)
                 inputs.append(tensor)
+            parallel = method not in ELEMENTWISE_METHODS and base_tensor.numel() >= PARALLEL_MIN_ELEMENTS
+            torch.set_num_threads(threads if parallel else 1)
             for target in targets:
                 selected = [inputs[i] for i in target.inputs]
                 merged = _merge_one(method, target, name, base_tensor, selected, out_dtype)
@@ -109,6 +116,7 @@ def run_pass(
             for reader in readers:
                 reader.release(name)
     finally:
+        torch.set_num_threads(threads)
         for reader in readers:
             reader.close()
 
@@ -118,7 +126,7 @@ def _merge_one(method, target, name, base_tensor, inputs, out_dtype) -> torch.Te
         return base_tensor.clone()  # integer buffers: the base's
     try:
         if method in ELEMENTWISE_METHODS:
-            merged = target.kernel.merge(base_tensor, inputs)
+            merged = target.kernel.merge(base_tensor, inputs, out_dtype)
         else:
             if method in CHECK_BEFORE_MERGE:
                 check_group_inputs(base_tensor, inputs)

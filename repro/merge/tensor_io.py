@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import mmap
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,6 +41,7 @@ ST_DTYPES = {
     "F8_E5M2": torch.float8_e5m2,
 }
 ST_NAMES = {dtype: name for name, dtype in ST_DTYPES.items()}
+ITEMSIZE = {dtype: torch.empty((), dtype=dtype).element_size() for dtype in ST_DTYPES.values()}
 PAGE = mmap.PAGESIZE
 
 
@@ -78,7 +78,7 @@ class MappedCheckpoint:
         if dtype is None:
             raise MergeError(f"tensor {name} has unsupported dtype {info.dtype}", path=str(self.model_dir))
         mapped = self._map(info.file)
-        itemsize = torch.empty((), dtype=dtype).element_size()
+        itemsize = ITEMSIZE[dtype]
         count = _numel(info.shape)
         if info.end - info.start != count * itemsize or info.start < 0 or info.end > self._sizes[info.file]:
             raise MergeError(
@@ -88,9 +88,7 @@ class MappedCheckpoint:
             )
         if count == 0:
             return torch.empty(info.shape, dtype=dtype)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            raw = torch.frombuffer(mapped, dtype=torch.uint8, count=count * itemsize, offset=info.start)
+        raw = torch.frombuffer(mapped, dtype=torch.uint8, count=count * itemsize, offset=info.start)
         if info.start % itemsize:  # unaligned data: one aligned copy
             raw = raw.clone()
         return raw.view(dtype).view(info.shape)
@@ -131,7 +129,7 @@ def shard_layout(
     shards: list[list] = [[]]
     size = 0
     for name, dtype, shape in entries:
-        nbytes = _numel(shape) * torch.empty((), dtype=dtype).element_size()
+        nbytes = _numel(shape) * ITEMSIZE[dtype]
         if shards[-1] and size + nbytes > shard_bytes:
             shards.append([])
             size = 0
@@ -157,7 +155,7 @@ class ShardWriter:
                 name = "model.safetensors" if total == 1 else f"model-{number:05d}-of-{total:05d}.safetensors"
                 header, offset = {}, 0
                 for tensor_name, dtype, shape in shard:
-                    nbytes = _numel(shape) * torch.empty((), dtype=dtype).element_size()
+                    nbytes = _numel(shape) * ITEMSIZE[dtype]
                     header[tensor_name] = {
                         "dtype": ST_NAMES[dtype],
                         "shape": list(shape),
