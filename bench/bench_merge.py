@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     worlds = {"main": build_world(bench_dir / f"world-{label}", dims),
               "deep": build_world(bench_dir / f"world-{label}-deep", deep),
               "tiny": build_world(bench_dir / "world-tiny", TINY)}
-    if not args.quick:
+    if not args.quick and not args.skip_grid:
         worlds["grid"] = build_world(bench_dir / "world-merge-quick", QUICK)
     work = bench_dir / f"work-{label}"
     shutil.rmtree(work, ignore_errors=True)

@@ -30,6 +30,7 @@ import torch
 from repro.errors import MergeError
 
 CPU_CHUNK = 1 << 16  # elements per chunk on the CPU (a multiple of 64, see above)
+SELECT_DIRECTLY = 1 << 17  # TIES: below this many entries, select among all of them (no sampling)
 ELEMENTWISE_METHODS = ("task_arithmetic", "ties")
 
 
@@ -74,12 +75,16 @@ def topk_threshold(magnitude: torch.Tensor, k: int) -> tuple[float, int]:
     from a strided sample; exact whatever the sample."""
     flat = magnitude.reshape(-1)
     total = flat.numel()
-    step = max(1, total // 65536)
-    sample = torch.sort(flat[::step]).values
-    position = int((1.0 - 1.25 * k / total) * sample.numel())
-    bound = sample[max(0, min(sample.numel() - 1, position))]
-    candidates = torch.nonzero(flat >= bound).reshape(-1)
-    if candidates.numel() < k:  # the sample overestimated the cut-off: select among all entries
+    if total <= SELECT_DIRECTLY:
+        candidates = None
+    else:
+        sample = flat[:: total // 16384]
+        position = int((1.0 - 1.25 * k / total) * sample.numel())  # a bound a little below the cut-off
+        bound = torch.kthvalue(sample, max(1, min(sample.numel(), position + 1))).values
+        candidates = torch.nonzero(flat >= bound).reshape(-1)
+        if candidates.numel() < k:  # the sample overestimated the cut-off: select among all entries
+            candidates = None
+    if candidates is None:
         candidates = torch.arange(total, device=flat.device)
     values = flat[candidates]
     threshold = torch.kthvalue(values, values.numel() - k + 1).values
