@@ -154,10 +154,15 @@ class ElementwiseKernel:
         self._deltas = torch.empty((n_inputs, chunk), dtype=torch.float32, device=device) if chunk <= CPU_CHUNK else None
 
     def merge(
-        self, base: torch.Tensor, inputs: Sequence[torch.Tensor], out_dtype: torch.dtype = torch.float32
+        self,
+        base: torch.Tensor,
+        inputs: Sequence[torch.Tensor],
+        out_dtype: torch.dtype = torch.float32,
+        done: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
         """The merged tensor (`out_dtype`, on the device) from base and inputs (any dtype, any device);
-        each chunk is cast as mergekit casts its result (float32, then `out_dtype`)."""
+        each chunk is cast as mergekit casts its result (float32, then `out_dtype`). `done(end)` is
+        called after the elements [0, end) are merged (the inputs' pages there may be released)."""
         rules = None
         if self.ties:
             rules = ties_trim_rules(
@@ -187,6 +192,8 @@ class ElementwiseKernel:
                 torch.add(base32, mixed, out=out[start:end])
             else:
                 out[start:end].copy_(mixed.add_(base32))  # base + mixed == mixed + base, bit for bit
+            if done is not None:
+                done(end)
         return out.view(base.shape)
 
     def _buffer(self, size: int) -> torch.Tensor:

@@ -108,7 +108,13 @@ def run_pass(
             torch.set_num_threads(threads if parallel else 1)
             for target in targets:
                 selected = [inputs[i] for i in target.inputs]
-                merged = _merge_one(method, target, name, base_tensor, selected, out_dtype)
+                done = None
+                if len(targets) == 1:  # a single merge: pages behind the chunk in flight can go
+                    def done(end, name=name):
+                        for reader in readers:
+                            reader.release_elements(name, end)
+
+                merged = _merge_one(method, target, name, base_tensor, selected, out_dtype, done)
                 target.norm_sq += _norm_sq(merged, base_tensor, name, selected, target)
                 target.sink(name, merged)
                 del merged
@@ -121,12 +127,12 @@ def run_pass(
             reader.close()
 
 
-def _merge_one(method, target, name, base_tensor, inputs, out_dtype) -> torch.Tensor:
+def _merge_one(method, target, name, base_tensor, inputs, out_dtype, done=None) -> torch.Tensor:
     if not base_tensor.is_floating_point():
         return base_tensor.clone()  # integer buffers: the base's
     try:
         if method in ELEMENTWISE_METHODS:
-            merged = target.kernel.merge(base_tensor, inputs, out_dtype)
+            merged = target.kernel.merge(base_tensor, inputs, out_dtype, done)
         else:
             if method in CHECK_BEFORE_MERGE:
                 check_group_inputs(base_tensor, inputs)

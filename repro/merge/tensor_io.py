@@ -109,6 +109,22 @@ class MappedCheckpoint:
             self._map(self.index[name].file)
             self._advise(name, mmap.MADV_WILLNEED)
 
+    def release_elements(self, name: str, end: int) -> None:
+        """Drop the pages holding elements [0, end) of `name` (whole pages only): a chunked merge that
+        is past them keeps only the pages in flight resident."""
+        info = self.index.get(name)
+        mapped = self._maps.get(info.file) if info is not None else None
+        if mapped is None:
+            return
+        first = info.start - info.start % PAGE
+        last = min(info.end, info.start + end * ITEMSIZE[ST_DTYPES[info.dtype]])
+        last -= last % PAGE
+        if last > first:
+            try:
+                mapped.madvise(mmap.MADV_DONTNEED, first, last - first)
+            except (OSError, ValueError):
+                pass
+
     def release(self, name: str) -> None:
         """Drop the pages of `name` from this process (views of it must no longer be used)."""
         self._advise(name, mmap.MADV_DONTNEED)
