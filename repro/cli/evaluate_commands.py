@@ -68,8 +68,8 @@ def register(subparsers) -> None:
         description="Run lm_eval ARGS with `--model hf-shared` (shared-context scoring) available; all "
         "arguments are passed to lm-eval unchanged.",
         add_help=False,
+        prefix_chars="\0",  # no options of its own: every argument (--model, -h...) goes to lm-eval
     )
-    lm_eval_cmd.add_argument("-h", "--help", action="store_true", help="show lm_eval's help")
     lm_eval_cmd.add_argument("lm_eval_args", nargs=argparse.REMAINDER, help="lm_eval arguments")
     lm_eval_cmd.set_defaults(handler=_lm_eval)
 
@@ -77,7 +77,7 @@ def register(subparsers) -> None:
 def _lm_eval(args: argparse.Namespace) -> int:
     from repro.evaluate.lm_eval_cli import run_lm_eval_cli
 
-    return run_lm_eval_cli((["--help"] if args.help else []) + list(args.lm_eval_args))
+    return run_lm_eval_cli(list(args.lm_eval_args))
 
 
 def _limit(value: float | None) -> int | float | None:

@@ -146,6 +146,17 @@ def load_tasks(manager, objects: list) -> dict:
     return loaded
 
 
+def prepare_tasks(specs: list[TaskSpec], include_paths: list[str], limit, session: EvaluationSession):
+    """The session's loaded tasks for this selection (loaded now if this is the first time)."""
+
+    def load() -> tuple[dict, dict[str, str]]:
+        manager = task_manager_for([spec.name for spec in specs], include_paths)
+        objects, parent_of = load_task_objects(manager, specs)
+        return load_tasks(manager, objects), parent_of
+
+    return session.tasks(task_selection_key(specs, include_paths, limit, lm_eval_version()), load)
+
+
 def run_lm_eval(lm, prepared: PreparedTasks, limit) -> dict | None:
     """What `lm_eval.simple_evaluate` does for a ready LM and loaded tasks, minus its environment report.
 
@@ -225,14 +236,8 @@ def evaluate_model(
     specs, include_paths = resolve_specs(tasks, include_path)
     session = session if session is not None else process_session()
     effective_batch = _effective_batch_size(batch_size, device)
-
-    def load() -> tuple[dict, dict[str, str]]:
-        manager = task_manager_for([spec.name for spec in specs], include_paths)
-        objects, parent_of = load_task_objects(manager, specs)
-        return load_tasks(manager, objects), parent_of
-
     with quiet_custom_dataset_notice():
-        prepared = session.tasks(task_selection_key(specs, include_paths, limit, lm_eval_version()), load)
+        prepared = prepare_tasks(specs, include_paths, limit, session)
         parent_of = prepared.parent_of
         lm = build_lm(
             model,
