@@ -197,3 +197,30 @@ def test_requests_are_built_once_per_session_and_results_equal_fresh_evaluations
                            session=session, backend="hf")
     assert stock.rows[0].backend == "hf" and stock.forward_tokens is None
     assert stock.items == shared[0].items
+
+
+def test_auto_batch_size_uses_lm_evals_probe_and_scores_like_stock(tiny_llama_world):
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from repro.evaluate.shared_context import SharedContextHFLM
+
+    rng = random.Random(5)
+    requests = []
+    for doc_id in range(6):
+        context = "Question: " + _phrase(rng, 3, 15) + "\nAnswer:"
+        for i in range(rng.randint(2, 5)):
+            requests.append(Instance("loglikelihood", {}, (context, " " + _phrase(rng, 1, 4)), i,
+                                     ("t", doc_id, 1)))
+    requests.append(Instance("loglikelihood", {}, ("", "alone at the start"), 0, ("t", 99, 1)))  # empty context
+    ours = SharedContextHFLM(pretrained=str(tiny_llama_world.base), dtype="float32", batch_size="auto",
+                             max_batch_size=8, device="cpu", token_cache={})
+    stock = HFLM(pretrained=str(tiny_llama_world.base), dtype="float32", batch_size=4, device="cpu")
+    got = ours.loglikelihood(requests, disable_tqdm=True)
+    expected = stock.loglikelihood(requests, disable_tqdm=True)
+    assert len(ours.token_cache) == len({r.args for r in requests})
+    for (a, greedy_a), (b, greedy_b) in zip(got, expected, strict=True):
+        assert abs(a - b) <= FLOAT32_TOLERANCE and greedy_a == greedy_b
+    # a second call reuses the cached token ids and gives the same numbers
+    again = ours.loglikelihood(requests, disable_tqdm=True)
+    assert again == got

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 
@@ -122,6 +123,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     session = EvaluationSession()  # tasks and tokenized requests built once for all --model
     by_model = {}
     for model in args.model:
+        started = time.monotonic()
         content_hash = model_content_hash(model)
         outcome = evaluate_model(
             model,
@@ -145,6 +147,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             if len(args.model) > 1:
                 print(f"== {model}")
             print(format_score_table(outcome))
+            tokens = "" if outcome.forward_tokens is None else f", {outcome.forward_tokens} forward tokens"
+            print(f"evaluated in {time.monotonic() - started:.1f} s ({args.backend} backend{tokens})")
             if stored is not None:
                 print(f"stored in {stored}")
     if args.json:  # one model: {task: {metric: value}}; several: {model: {task: ...}}

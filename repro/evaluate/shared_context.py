@@ -192,7 +192,8 @@ class SharedContextHFLM(HFLM):
         if self.batch_size != "auto":
             return max(1, int(self.batch_size))
         longest = max(groups, key=lambda g: g.length)
-        probe = [(None, longest.prefix, longest.rows[0] + [0])]
+        row = max(longest.rows, key=len)
+        probe = [(None, longest.prefix, row + [0])]  # lm-eval probes with (context + continuation)[:-1]
         return max(1, int(self._detect_batch_size(probe)))
 
     def _forward(self, input_ids, attention_mask, position_ids, past_key_values=None, last_only=False):
