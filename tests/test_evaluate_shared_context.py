@@ -144,9 +144,9 @@ def test_identical_inputs_share_one_row_and_large_groups_get_their_own_batch():
 
 
 def test_hf_shared_is_in_lm_eval_registry():
-    import repro.evaluate  # noqa: F401 - registers the model
     from lm_eval.api.registry import get_model
 
+    import repro.evaluate  # noqa: F401 - registers the model
     from repro.evaluate.shared_context import SharedContextHFLM
 
     assert get_model("hf-shared") is SharedContextHFLM

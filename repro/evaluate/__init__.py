@@ -10,10 +10,9 @@ Importing this package registers the shared-context scorer in lm-eval's model re
 """
 
 from repro.evaluate.harness import BACKENDS, DEFAULT_BACKEND, evaluate_model, lm_eval_version
-from repro.evaluate.prepared import EvaluationSession
 from repro.evaluate.outcome import EvalOutcome, ScoreRow, read_items, write_items
+from repro.evaluate.prepared import EvaluationSession
 from repro.evaluate.suites import Suite, TaskSpec, get_suite, load_suites
-
 
 
 def register_lm_eval_model() -> None:
