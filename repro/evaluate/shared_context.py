@@ -12,8 +12,8 @@ Batches hold several items: their prefixes are left-padded (position ids count r
 their continuations right-padded; the attention mask covers prefix + continuation. A batch holds at
 most `batch_size` continuation rows — lm-eval's meaning of the batch size, and with `auto` the size
 lm-eval's own probe finds for its (longer) full sequences — so memory stays below the stock path's.
-Requests that do not share a context with another one, truncated (over-long) requests and
-seq2seq models go through the stock path unchanged.
+Requests that do not share a context with another one, truncated (over-long) requests, requests
+longer than a sliding attention window and seq2seq models go through the stock path unchanged.
 
 Registered in lm-eval's model registry as `hf-shared` when `repro.evaluate` is imported;
 `repro lm-eval ...` is the stock CLI with it available (`--model hf-shared`).
@@ -160,7 +160,10 @@ class SharedContextHFLM(HFLM):
     def _loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False, override_bs=None):
         if self.backend != "causal" or override_bs is not None:
             return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
-        groups, stock_indices = group_requests(requests, self.max_length)
+        window = _sliding_window(self.config)
+        # a request longer than a sliding attention window is left to the stock path (the model's own
+        # masking); so is one that lm-eval truncates (longer than max_length + 1)
+        groups, stock_indices = group_requests(requests, min(self.max_length, window or self.max_length))
         results: list[tuple[float, bool] | None] = [None] * len(requests)
         if stock_indices:
             stock = super()._loglikelihood_tokens(
@@ -270,6 +273,14 @@ class SharedContextHFLM(HFLM):
                 greedy = bool((scored.argmax(dim=-1) == cont).all())
                 value = float(torch.gather(scored, 1, cont[:, None]).sum())
                 yield index, (value, greedy)
+
+
+def _sliding_window(config) -> int | None:
+    """The attention window of a model with sliding-window layers in use, else None."""
+    window = getattr(config, "sliding_window", None)
+    if not window or getattr(config, "use_sliding_window", True) is False:
+        return None
+    return int(window)
 
 
 def _select_rows(cache, owner: torch.Tensor, last: bool):
