@@ -73,6 +73,8 @@ class EvaluationSettings(_Strict):
     limit: int | None = Field(default=None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     in_memory: bool = False  # evaluate merged models from memory (no scratch write) when possible
+    # lm-eval model: "shared" (HF with shared-context scoring, default), "hf" (stock HF path), "vllm" (GPU)
+    backend: Literal["shared", "hf", "vllm"] = "shared"
 
 
 class HomogeneousExperiment(_Strict):
