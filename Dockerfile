@@ -48,7 +48,7 @@ RUN apt-get update \
     && mkdir -p /repro /data/hf \
     && chown repro:repro /repro /data /data/hf
 
-USER repro
+USER 1000:1000
 WORKDIR /repro
 
 # The heavy layer: every pinned package (torch, its nvidia-* CUDA wheels, transformers, mergekit, lm-eval,
@@ -60,7 +60,7 @@ RUN if [ "${CONSTRAINTS_SHA256}" != unset ]; then \
         || { echo "error: CONSTRAINTS_SHA256 is not the sha256 of constraints.txt; build with make docker-build" >&2; exit 1; }; \
     fi \
     && python3.11 -m venv .venv \
-    && pip install --cert "${BUILD_CA}" --index-url "${PIP_INDEX}" -r constraints.txt \
+    && PIP_CERT="${BUILD_CA}" PIP_INDEX_URL="${PIP_INDEX}" pip install -r constraints.txt \
     && python -c "import torch; assert torch.version.cuda, 'torch is a CPU build: ' + torch.__version__"
 
 COPY --chown=repro:repro . .

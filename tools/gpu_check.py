@@ -58,7 +58,7 @@ def synthetic_family(out: Path, layers: int, checkpoints: int, shapes: dict, see
 
     from repro.worlds.tiny import build_tokenizer
 
-    config = LlamaConfig(**shapes, num_hidden_layers=layers, torch_dtype="bfloat16")
+    config = LlamaConfig(**shapes, num_hidden_layers=layers, dtype="bfloat16", architectures=["LlamaForCausalLM"])
     with torch.device("meta"):
         names = {k: tuple(v.shape) for k, v in AutoModelForCausalLM.from_config(config).state_dict().items()}
     if config.tie_word_embeddings:

@@ -15,7 +15,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repro.errors import HubError
 from repro.hub.errors import RepoProblem, hub_call
 from repro.hub.files import is_pickle_only, local_model_dir, select_files
 from repro.lockfile import CheckpointEntry
@@ -202,4 +201,4 @@ def human_bytes(n: int | None) -> str:
     raise AssertionError("unreachable")
 
 
-__all__ = ["CheckpointFacts", "FactsRequest", "Finding", "HubError", "compare", "human_bytes", "read_facts"]
+__all__ = ["CheckpointFacts", "FactsRequest", "Finding", "compare", "human_bytes", "read_facts"]
