@@ -180,3 +180,21 @@ def test_missing_gpu_is_named_for_cpu_and_cuda_builds(monkeypatch):
     assert "is a CPU build" in gpu_problem()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert gpu_problem() is None
+
+
+def test_keys_a_config_does_not_state_are_not_mismatches():
+    from repro.hub.compatibility import CheckpointFacts, compare
+
+    def facts(repo_id, **changes):
+        shapes = {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128, "num_attention_heads": 4,
+                  "num_key_value_heads": 2, "head_dim": 16}
+        shapes.update(changes.pop("shapes", {}))
+        return CheckpointFacts(repo_id=repo_id, revision=None, architecture="LlamaForCausalLM", model_type="llama",
+                               shapes=shapes, vocab_rows=320, tied_embeddings=changes.get("tied"), remote_code=[],
+                               pickle_only=False, download_bytes=1, present=False)
+
+    base = facts("org/base", tied=True)
+    assert compare(base, facts("ft/no-head-dim", shapes={"head_dim": None}), "truncate") == []
+    assert compare(base, facts("ft/tied-unknown", tied=None), "truncate") == []
+    found = compare(base, facts("ft/no-layers", shapes={"num_hidden_layers": None}), "truncate")
+    assert len(found) == 1 and found[0].blocking and "layer count None" in found[0].message

@@ -152,7 +152,8 @@ def compare(base: CheckpointFacts, ckpt: CheckpointFacts, vocab_mismatch: str) -
             )
         for key, label in SHAPE_KEYS.items():
             mine, theirs = ckpt.shapes.get(key), base.shapes.get(key)
-            if mine != theirs and (mine is not None or key in ("hidden_size", "num_hidden_layers")):
+            required = key in ("hidden_size", "num_hidden_layers")  # optional keys: compared when both state them
+            if mine != theirs and (required or None not in (mine, theirs)):
                 problem(f"{label} {mine} ({key}) differs from the base's {theirs}: tensor shapes cannot match")
         if ckpt.vocab_rows != base.vocab_rows and None not in (ckpt.vocab_rows, base.vocab_rows):
             rows, base_rows = ckpt.vocab_rows, base.vocab_rows
@@ -169,8 +170,10 @@ def compare(base: CheckpointFacts, ckpt: CheckpointFacts, vocab_mismatch: str) -
                 )
             else:
                 problem(f"{rows} vocabulary rows, fewer than the base's {base_rows}: the embeddings cannot be merged")
-        base_tied, tied = bool(base.tied_embeddings), bool(ckpt.tied_embeddings)
-        if tied and not base_tied:
+        base_tied, tied = base.tied_embeddings, ckpt.tied_embeddings  # None: the config does not say
+        if None in (base_tied, tied):
+            pass
+        elif tied and not base_tied:
             problem("tied embeddings (no lm_head) but the base has its own lm_head: that tensor is missing")
         elif base_tied and not tied:
             problem(

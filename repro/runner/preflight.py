@@ -132,7 +132,7 @@ def checkpoint_report(loaded: LoadedConfig, api=None, token: str | None = None) 
                 report.lines.append(
                     f"  {repo_id[:52]:52} {str(row.architecture)[:22]:22} {str(row.shapes['hidden_size']):>6} "
                     f"{str(row.shapes['num_hidden_layers']):>6} {str(row.vocab_rows):>7} "
-                    f"{'yes' if row.tied_embeddings else 'no':>5} {weights:>11} {size:>9}"
+                    f"{ {True: 'yes', False: 'no', None: '?'}[row.tied_embeddings]:>5} {weights:>11} {size:>9}"
                 )
                 if base is None:
                     continue
