@@ -65,8 +65,10 @@ in_buildah() {  # run a command in a throwaway container of IMAGE, without netwo
     local ctr status=0
     ctr="$(buildah from --pull-never "$IMAGE")"
     # --isolation chroot shares the caller's network (buildah refuses --network none there), so the
-    # command runs in a new, empty network namespace (unshare --net): truly offline.
-    unshare --net buildah run --isolation chroot "$ctr" -- "$@" || status=$?
+    # command runs in a new network namespace (unshare --net) with only loopback up: truly offline, while
+    # tests that serve files on 127.0.0.1 still work.
+    unshare --net sh -c 'ip link set lo up && exec "$@"' sh \
+        buildah run --isolation chroot "$ctr" -- "$@" || status=$?
     buildah rm "$ctr" >/dev/null
     return "$status"
 }
