@@ -10,6 +10,8 @@ No session creates a virtualenv of its own (venv_backend="none"), so none reinst
                             packages slurmctld slurmd slurm-client munge)
     nox -s reliability      hostile checkpoints, bad inputs + hypothesis fuzzing, kill -9 / disk full /
                             concurrent workers / copies mid-run / HF_TOKEN canary, then a counted summary
+    nox -s image            build the Docker image (docker, else buildah: root + apt packages buildah podman
+                            debootstrap) and run `make test` + `make smoke` inside it, offline (tools/image.sh)
 """
 
 from __future__ import annotations
@@ -101,3 +103,9 @@ def reliability(session: nox.Session) -> None:
     # The summary exits 1 if any tried case or any test failed, which fails the session.
     session.run(python, str(ROOT / "tools" / "reliability_summary.py"), str(log), "--junit", str(junit),
                 env=env, external=True)
+
+
+@nox.session(venv_backend="none")
+def image(session: nox.Session) -> None:
+    """The image built for real and tested inside: tools/image.sh test (docker, else buildah; ~4 GB download)."""
+    session.run(str(ROOT / "tools" / "image.sh"), "test", external=True)

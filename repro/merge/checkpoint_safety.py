@@ -5,7 +5,7 @@ The kit never runs code from a checkpoint: a config.json or tokenizer_config.jso
 A checkpoint must also share its base's architecture: the same `model_type`, `architectures` and sizes
 (hidden size, layer count, heads, intermediate size), and no tensor the base lacks (except an untied
 `lm_head.weight` when the base ties it to the embeddings, and rotary `inv_freq` buffers, which mergekit
-ignores). Missing tensors and shape mismatches are checked by `tensor_checks.check_input_structure`,
+ignores). Missing tensors and shape mismatches are checked by `tensor_checks.read_merge_inputs`,
 which calls these checks.
 """
 

@@ -1,5 +1,5 @@
 """Checks on merge inputs before anything is written: headers, config, tensor names, shapes, dtypes,
-vocabulary rows, NaN/Inf. The merge engine calls `check_input_structure` and `check_finite`.
+vocabulary rows, NaN/Inf. The merge engine calls `read_merge_inputs` before it reads any tensor data.
 
 Real in-the-wild checkpoints are messy: some extend the tokenizer (more embedding rows than the base,
 e.g. 128320 vs 128256), some are broken. Shapes come from the safetensors headers (no tensor data is
@@ -104,6 +104,17 @@ def check_input_structure(
 ) -> tuple[dict[str, TensorInfo], list[VocabTruncation]]:
     """Compare every checkpoint's tensors with the base's; return (base index, truncations to apply).
 
+    See `read_merge_inputs`, which also returns every checkpoint's index.
+    """
+    base_index, _, truncations = read_merge_inputs(base, models, vocab_mismatch)
+    return base_index, truncations
+
+
+def read_merge_inputs(
+    base: Path, models: list[Path], vocab_mismatch: str = "truncate"
+) -> tuple[dict[str, TensorInfo], list[dict[str, TensorInfo]], list[VocabTruncation]]:
+    """(base index, checkpoint indexes, truncations to apply), from the safetensors headers only.
+
     A tensor of the base missing from a checkpoint, or any shape mismatch other than extra vocabulary
     rows, is a MergeError naming the checkpoint and tensor. Extra vocabulary rows are truncated to the
     base's (policy "truncate") or an error (policy "error").
@@ -116,12 +127,14 @@ def check_input_structure(
     base_config = model_config(base)  # refuses remote code (auto_map, trust_remote_code)
     base_index = read_tensor_index(base)
     _check_dtypes(base, base_index)
+    indexes: list[dict[str, TensorInfo]] = []
     truncations: list[VocabTruncation] = []
     for model in models:
         check_same_architecture(base, base_config, model, model_config(model))
         index = read_tensor_index(model)
         _check_dtypes(model, index)
         check_no_extra_tensors(model, set(index), set(base_index), base_config)
+        indexes.append(index)
         for name, base_info in base_index.items():
             info = index.get(name)
             if info is None:
@@ -152,7 +165,7 @@ def check_input_structure(
                 "this checkpoint does not share the base's architecture, remove it from the merge",
                 path=str(model),
             )
-    return base_index, truncations
+    return base_index, indexes, truncations
 
 
 def inspect_checkpoint(model_dir: str | Path) -> None:
