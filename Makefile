@@ -13,6 +13,7 @@ CONFIG ?= configs/paper.yaml
 SMOKE_CONFIG ?= configs/smoke.yaml
 DOWNLOAD_ARGS ?=
 ARGS ?=
+LOCK_ARGS ?= --as-of config
 IMAGE ?= repro
 HF_CACHE_VOLUME ?= hf-cache
 
@@ -20,7 +21,7 @@ HF_CACHE_VOLUME ?= hf-cache
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .PHONY: help setup test smoke demo data lock-check lock download merge evaluate reproduce-table1 plan status tables \
-        bench lint docker-build docker-run constraints clean
+        bench lint docker-build docker-test docker-run gpu-check constraints clean
 
 help: ## List the targets
 	@echo "Usage: make TARGET [CONFIG=configs/paper.yaml] [ARGS=...]"
@@ -69,8 +70,8 @@ tables: setup ## Render Tables 1, 2, 6 and Figures 3-4 of CONFIG from stored res
 lock-check: setup ## Check checkpoints.lock against the config (offline)
 	$(BIN)/repro lock check --config $(CONFIG)
 
-lock: setup ## Resolve checkpoint revisions into checkpoints.lock (needs network + HF_TOKEN)
-	$(BIN)/repro lock resolve --config $(CONFIG)
+lock: setup ## Pin checkpoints.lock as of CONFIG's checkpoints_as_of date (LOCK_ARGS=; needs network + HF_TOKEN)
+	$(BIN)/repro lock resolve --config $(CONFIG) $(LOCK_ARGS)
 
 download: setup ## Download the locked checkpoints (extra args via DOWNLOAD_ARGS=...)
 	$(BIN)/repro download --config $(CONFIG) $(DOWNLOAD_ARGS)
@@ -99,8 +100,14 @@ bench: setup ## Run every bench/*.py (each writes its results under runs/bench/)
 lint: setup ## ruff check + hadolint on the Dockerfile (nox -s lint)
 	$(BIN)/nox -s lint
 
-docker-build: ## Build the GPU image (docker build -t repro .)
-	docker build -t $(IMAGE) .
+docker-build: ## Build the GPU image: docker, else buildah as root (tools/image.sh; ~4 GB download)
+	IMAGE=$(IMAGE) tools/image.sh build
+
+docker-test: ## Build the image, then run make test + make smoke inside it, offline (tools/image.sh)
+	IMAGE=$(IMAGE) tools/image.sh test
+
+gpu-check: setup ## Merges (7 methods) on CPU vs CUDA + lm-eval on CUDA; prints "no GPU" and exits 0 without one
+	$(OFFLINE) $(BIN)/python tools/gpu_check.py $(ARGS)
 
 docker-run: ## Reproduce Table 1 in the GPU image; HF cache in the hf-cache volume
 	docker run --gpus all -v $(HF_CACHE_VOLUME):/data $(IMAGE) make reproduce-table1
