@@ -249,9 +249,18 @@ def summary_line(reference: Reference, findings: list[Finding]) -> str:
             f"{len(bad)} inconsistencies ({per_rule}), {notes} notes")
 
 
+def _shown(path) -> str:
+    from repro.reference import REPO_ROOT
+
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def render_markdown(reference: Reference, findings: list[Finding]) -> str:
     lines = ["# Published Tables 1-3: internal consistency", "",
-             f"Source: `{reference.root}` (tables.csv: {len(reference.cells)} cells as printed; "
+             f"Source: `{_shown(reference.root)}` (tables.csv: {len(reference.cells)} cells as printed; "
              f"text_claims.yaml: {len(reference.claims)} quoted passages).", "",
              summary_line(reference, findings), "", "## Rules", ""]
     lines += [line.strip() for line in (__doc__ or "").split("Rules")[1].splitlines()[1:] if line.strip()]
