@@ -103,7 +103,7 @@ def build_lm(model, *, tokenizer, dtype: str, batch_size, device: str, backend: 
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
 
 
-def run_lm_eval(lm, manager, objects: list, limit) -> dict | None:
+def run_lm_eval(lm, manager, objects: list, limit, item_sample: dict | None = None) -> dict | None:
     """What `lm_eval.simple_evaluate` does for a ready LM and loaded tasks, minus its environment report.
 
     simple_evaluate also collects torch's environment info (subprocesses, ~0.5 s per call), which we do
@@ -126,10 +126,16 @@ def run_lm_eval(lm, manager, objects: list, limit) -> dict | None:
         if task.get_config("num_fewshot") is None:
             task.set_config(key="num_fewshot", value=0)
         task.set_fewshot_seed(seed=DEFAULT_OTHER_SEED)
+    samples = None
+    if item_sample is not None:  # the same seeded items of each task for every model
+        from repro.evaluate.item_sample import samples_for
+
+        samples = samples_for(loaded["tasks"], int(item_sample["per_task"]), int(item_sample.get("seed", 0)))
     return evaluate(
         lm=lm,
         task_dict=loaded,
         limit=limit,
+        samples=samples,
         bootstrap_iters=100000,
         log_samples=True,
         apply_chat_template=False,
@@ -166,6 +172,7 @@ def evaluate_model(
     tokenizer=None,
     include_path=None,
     limit: int | float | None = None,
+    item_sample: dict | None = None,
     dtype: str | None = None,
     batch_size: int | str = "auto",
     device: str = "cpu",
@@ -176,6 +183,8 @@ def evaluate_model(
     """Evaluate `model` (a saved directory or an in-memory PreTrainedModel, cast in place to `dtype`).
 
     `dtype` defaults to the suite's eval_dtype, else float16 (the paper's setting).
+    `item_sample={"per_task": k, "seed": s}` scores a fixed seeded sample of k items per task, the same
+    for every model (repro.evaluate.item_sample); it excludes `limit`.
     `show_progress=False` silences lm-eval's per-request progress bars (the runner shows its own).
 
     Returns scores for every requested task (and the leaves of requested groups), the per-item
@@ -199,7 +208,7 @@ def evaluate_model(
         if not show_progress:
             _silence_request_bars(lm)
         try:
-            results = run_lm_eval(lm, manager, objects, limit)
+            results = run_lm_eval(lm, manager, objects, limit, item_sample)
         finally:
             del lm, objects
             _release_memory()
