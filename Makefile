@@ -20,7 +20,7 @@ HF_CACHE_VOLUME ?= hf-cache
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .PHONY: help setup test smoke demo data lock-check lock download merge evaluate reproduce-table1 plan status tables \
-        bench lint docker-build docker-run constraints clean
+        bench lint docker-build docker-run constraints clean verify-published reproduce-reduced
 
 help: ## List the targets
 	@echo "Usage: make TARGET [CONFIG=configs/paper.yaml] [ARGS=...]"
@@ -53,6 +53,19 @@ demo: smoke ## Alias of smoke
 
 data: setup ## Build the offline MMLU + BIG-bench suites under runs/data/ from PyPI archives (repro data prepare)
 	$(BIN)/repro data prepare
+
+verify-published: setup ## Check the published Tables 1-3 against themselves and the text (offline, seconds)
+	$(BIN)/repro verify --published
+
+reproduce-reduced: setup ## configs/reduced.yaml (~18 GPU-hours est.): preflight, run, tables with intervals, verify --run
+	$(BIN)/repro preflight --config configs/reduced.yaml
+	$(BIN)/repro plan --config configs/reduced.yaml
+	$(BIN)/repro run --config configs/reduced.yaml
+	$(BIN)/repro report table1 --config configs/reduced.yaml
+	$(BIN)/repro report table2 --config configs/reduced.yaml
+	$(BIN)/repro report ci --config configs/reduced.yaml
+	$(BIN)/repro plan --config configs/reduced.yaml --update-costs
+	$(BIN)/repro verify --run configs/reduced.yaml
 
 plan: setup ## Write and summarize the job plan of CONFIG (repro plan)
 	$(BIN)/repro plan --config $(CONFIG)
