@@ -61,8 +61,9 @@ def _pattern_counts(n_items: int, frequencies: np.ndarray, resamples: int, rng: 
 
 def _index_counts(n_items: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
     """(B, N) how often each item is drawn: n_items uniform draws per resample, counted."""
-    drawn = rng.integers(0, n_items, size=(resamples, n_items))
-    drawn += np.arange(resamples)[:, None] * n_items
+    dtype = np.int32 if resamples * n_items < 2**31 else np.int64  # 32-bit draws are about twice as fast
+    drawn = rng.integers(0, n_items, size=(resamples, n_items), dtype=dtype)
+    drawn += (np.arange(resamples, dtype=dtype) * n_items)[:, None]
     return np.bincount(drawn.ravel(), minlength=resamples * n_items).reshape(resamples, n_items)
 
 
