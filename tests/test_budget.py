@@ -11,7 +11,7 @@ from repro.budget import (Settings, Z_POWER, choose_for_budget, detectable_delta
 from repro.cli import main
 from repro.config import load_config
 from repro.costs import CostsError, load_costs, save_costs
-from tests.synthetic_results import build_plan, write_store
+from tests.item_results import build_plan, write_store
 
 REPO = Path(__file__).resolve().parents[1]
 COSTS = {

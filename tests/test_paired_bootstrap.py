@@ -7,7 +7,7 @@ import pytest
 
 from repro.report.ci_tables import bootstrap_experiment, build_ci_cells, write_ci_tables
 from repro.report.paired_bootstrap import accuracy_replicates, cell_bootstrap, paired_bootstrap
-from tests.synthetic_results import build_plan, write_store
+from tests.item_results import build_plan, write_store
 
 # Two tasks: 3 and 2 items. Model and reference flags on the same items.
 MODEL = [np.array([1, 1, 0]), np.array([1, 0])]

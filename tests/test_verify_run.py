@@ -7,7 +7,7 @@ import yaml
 from repro.reference import COLUMNS, load_reference
 from repro.report.ci_tables import bootstrap_experiment, build_ci_cells
 from repro.report.verify_run import TOLERANCE_RULE, compare_run, render_comparison
-from tests.synthetic_results import build_plan, write_store
+from tests.item_results import build_plan, write_store
 
 
 def _reference(tmp_path, rows):
