@@ -6,8 +6,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.budget import (Settings, Z_POWER, choose_for_budget, detectable_delta, evidence, gpu_hours,
-                          item_sd_points, update_from_run)
+from repro.budget import (
+    Z_POWER,
+    Settings,
+    choose_for_budget,
+    detectable_delta,
+    evidence,
+    gpu_hours,
+    item_sd_points,
+    update_from_run,
+)
 from repro.cli import main
 from repro.config import load_config
 from repro.costs import CostsError, load_costs, save_costs

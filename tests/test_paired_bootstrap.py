@@ -106,11 +106,24 @@ def test_ci_tables_render_and_point_values_match_table1(tmp_path):
 
 
 def test_unpaired_items_are_one_clear_error(tmp_path):
-    from repro.report.item_data import ItemDataError, load_item_matrix
     from repro.evaluate.outcome import write_items
+    from repro.report.item_data import ItemDataError, load_item_matrix
 
     plan = build_plan(bases=("m1",), sizes=(2,), subsets=1)
     store = write_store(tmp_path, plan, lambda job: 0.5)
     write_items(store.items_path("m1-s1"), {"alpha": [("0", 1)], "beta": [("0", 0)], "gamma": [("0", 1)]})
     with pytest.raises(ItemDataError, match="m1-s1.*other items"):
         load_item_matrix(store, ["m1-base", "m1-s1"])
+
+
+def test_report_layer_statistics_import_no_torch_merge_or_evaluate():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import repro.report.ci_tables, repro.report.verify_run, repro.report.published_checks\n"
+            "import repro.report.published_text, repro.report.item_data, repro.report.paired_bootstrap\n"
+            "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('repro.merge', 'repro.evaluate'))]\n"
+            "print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
