@@ -25,7 +25,11 @@ def register(subparsers) -> None:
     p.add_argument("--executor", choices=["local", "slurm"], default="local")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     p.add_argument("--retry-failed", action="store_true", help="also rerun jobs that failed before")
-    p.add_argument("--only", default=None, help="comma-separated job kinds to run: base,single,merge")
+    p.add_argument("--only", default=None,
+                   help="comma-separated job kinds to run: base,single,merge,homogeneous,geometry")
+    p.add_argument("--for", dest="for_table", choices=["table1", "table2", "table3"], default=None,
+                   help="only the jobs a table needs: bases, single checkpoints and the merges of the "
+                        "methods the config's `report:` section puts in that table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
                    help="override a slurm setting of the config (slurm executor)")
@@ -90,8 +94,16 @@ def cmd_run(args) -> int:
     plan = build_plan(loaded)
     write_plan(plan, runs_dir)
     kinds = set(args.only.split(",")) if args.only else None
-    if kinds and not kinds <= {"base", "single", "merge"}:
-        raise RunnerError(f"--only takes base, single and/or merge, not {args.only!r}")
+    if kinds and not kinds <= set(JOB_KINDS):
+        raise RunnerError(f"--only takes {', '.join(JOB_KINDS)}, not {args.only!r}")
+    if os.environ.get("REPRO_WORKER_INDEX") is None:
+        from repro.runner.reuse import reuse_finished_jobs
+
+        for name, count in reuse_finished_jobs(loaded, plan, runs_dir).items():
+            if count:
+                print(f"reused {count} finished job(s) of runs/{name}/ (same content ids)", file=sys.stderr)
+    if getattr(args, "for_table", None):
+        plan = plan_for_table(loaded, plan, args.for_table)
     if os.environ.get("REPRO_WORKER_INDEX") is None:
         # Build offline worlds / check downloads once, before any worker or array task starts.
         from repro.runner.model_sources import ModelSources
@@ -104,7 +116,8 @@ def cmd_run(args) -> int:
                             overrides=args.slurm_option, progress=not args.no_progress)
     if args.workers > 1:
         code = run_parallel(args.config, runs_dir, plan, args.workers, retry_failed=args.retry_failed,
-                            kinds=kinds, progress=not args.no_progress)
+                            kinds=kinds, progress=not args.no_progress,
+                            extra_args=("--for", args.for_table) if getattr(args, "for_table", None) else ())
     else:
         summary = run_worker(loaded, plan, runs_dir, retry_failed=args.retry_failed, kinds=kinds,
                              progress=not args.no_progress)
@@ -119,6 +132,19 @@ def cmd_run(args) -> int:
               "rerun with --retry-failed after fixing the cause", file=sys.stderr)
         return 1
     return code
+
+
+JOB_KINDS = ("base", "single", "merge", "homogeneous", "geometry")
+
+
+def plan_for_table(loaded, plan, table: str):
+    """The part of the main grid a table needs: bases, singles and the merges of the table's methods."""
+    import dataclasses
+
+    labels = set(loaded.report_labels(table))
+    jobs = tuple(job for job in plan.jobs if job.experiment is None and (
+        job.kind in ("base", "single") or (job.kind == "merge" and job.label in labels)))
+    return dataclasses.replace(plan, jobs=jobs)
 
 
 def status_table(plan, store, board) -> list[dict]:

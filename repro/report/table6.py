@@ -15,7 +15,7 @@ from pathlib import Path
 
 from repro.atomic_io import atomic_write_text
 from repro.errors import EvaluationError
-from repro.evaluate.suites import DEFAULT_SUITES_PATH, REPO_ROOT, load_suites
+from repro.suites import DEFAULT_SUITES_PATH, REPO_ROOT, load_suites
 
 CAPTION = (
     "Number of in-context examples (n-fewshot) used for each evaluation task, "
