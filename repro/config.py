@@ -171,7 +171,7 @@ class ExperimentConfig(_Strict):
     bases: list[str] = Field(default_factory=list)
     pool: Literal["in_the_wild"] = "in_the_wild"
     models_dir: str = "runs/models"
-    methods: list[MethodConfig] = Field(min_length=1)
+    methods: list[MethodConfig] = Field(default_factory=list)  # required unless the config only computes geometry
     methods_from: str | None = None  # informational after loading: the config the methods were read from
     merge: MergeSettings
     evaluation: EvaluationSettings
@@ -199,6 +199,8 @@ class ExperimentConfig(_Strict):
             raise ValueError("`bases` is derived from `world.families`; remove it")
         if not self.uses_pool and self.homogeneous is None:
             raise ValueError("nothing to run: set `merge.sizes`, `sweeps`, `geometry` and/or `homogeneous`")
+        if not self.methods and (self.merge.sizes or self.sweeps or self.homogeneous is not None):
+            raise ValueError("`methods` must list at least one merge method")
         bad = [name for name in self.reuse_results_from if not re.fullmatch(r"[A-Za-z0-9_.-]+", name)]
         if bad:
             raise ValueError(f"reuse_results_from takes config names (runs/<name>/), not {bad[0]!r}")

@@ -5,7 +5,8 @@ from every checkpoint (safetensors `safe_open`, in row slices of at most `chunk_
 whole model and no whole large tensor of 13 models is ever in memory), the k task-vector slices are
 stacked and their Gram matrix G = D Dᵀ (every pairwise dot product; the norms² on the diagonal) is
 accumulated in float64. Task vectors are computed in float32, like the merge engine's. Per tensor, per
-transformer block (tensor names matching `layer_pattern`) and in total, cos(i, j) = G_ij / √(G_ii G_jj).
+transformer block (tensor names matching `layer_pattern`) and in total; the report turns them into
+cosines, cos(i, j) = G_ij / √(G_ii G_jj).
 
 Checkpoints whose first dimension is larger than the base's (extended vocabularies) are truncated to the
 base's rows, as the merge engine does with `vocab_mismatch: truncate`; any other shape mismatch or a
@@ -44,19 +45,6 @@ class Geometry:
             "layers": {str(i): gram for i, gram in sorted(self.layers.items())},
             "tensors": self.tensors,
         }
-
-
-def cosine_matrix(gram: list[list[float]]) -> list[list[float | None]]:
-    """cos(i, j) from a Gram matrix; None where a task vector is exactly zero (the cosine is undefined)."""
-    k = len(gram)
-    out: list[list[float | None]] = []
-    for i in range(k):
-        row: list[float | None] = []
-        for j in range(k):
-            denominator = math.sqrt(gram[i][i] * gram[j][j])
-            row.append(None if denominator == 0 else max(-1.0, min(1.0, gram[i][j] / denominator)))
-        out.append(row)
-    return out
 
 
 def _tensor_files(model_dir: Path) -> dict[str, Path]:

@@ -18,6 +18,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("plan", help="write the job plan of a config and print its counts")
     _add_config(p)
     p.add_argument("--json", action="store_true", help="print the whole plan as JSON")
+    p.add_argument("--appendix-configs", action="store_true",
+                   help="only print the appendix configs of the config's `report:` section, one per line")
     p.set_defaults(handler=cmd_plan)
 
     p = subparsers.add_parser("run", help="run all pending jobs of a config (resumable)")
@@ -62,6 +64,10 @@ def cmd_plan(args) -> int:
     from repro.plan import build_plan, write_plan
 
     loaded, runs_dir = load_for_cli(args)
+    if getattr(args, "appendix_configs", False):
+        for config_path in loaded.appendix_config_paths():
+            print(config_path)
+        return 0
     plan = build_plan(loaded)
     path = write_plan(plan, runs_dir)
     if args.json:
@@ -69,16 +75,66 @@ def cmd_plan(args) -> int:
         return 0
     for base, counts in plan.counts().items():
         merges = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("merge:")}
+        sweeps = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("sweep:")}
         if merges or counts.get("single"):
             merge_text = ", ".join(f"{label} {v}" for label, v in merges.items())
-            print(f"{base}: {counts.get('base', 0)} base + {counts.get('single', 0)} single-checkpoint evaluations; "
-                  f"merges: {merge_text} ({sum(merges.values())} total)")
+            line = f"{base}: {counts.get('base', 0)} base + {counts.get('single', 0)} single-checkpoint evaluations"
+            if merges:
+                line += f"; merges: {merge_text} ({sum(merges.values())} total)"
+            if sweeps:
+                line += "; sweep merges: " + ", ".join(f"{k.replace(':', ' ')} {v}" for k, v in sweeps.items())
+            print(line)
+        if counts.get("geometry"):
+            print(f"{base}: {counts['geometry']} geometry job (task vectors of all {plan_pool(plan, base)} checkpoints)")
         homogeneous = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("homogeneous:")}
         if homogeneous:
             print(f"{base} (appendix E): {counts.get('base:homogeneous', 0)} base evaluation + "
                   f"{sum(homogeneous.values())} homogeneous merges ({len(homogeneous)} experiment x method)")
+    experiments = experiment_job_counts(plan)
+    if len(experiments) > 1 or plan.sweep_points or any(job.kind == "geometry" for job in plan.jobs):
+        print("jobs per experiment (a job two experiments share, e.g. a base evaluation, counts in each and runs once):")
+        for name, count in experiments.items():
+            print(f"  {name}: {count}")
+    if loaded.config.reuse_results_from:
+        from repro.results import ResultsStore
+
+        ids = {job.id for job in plan.jobs}
+        for name in loaded.config.reuse_results_from:
+            done = len(ids & ResultsStore(runs_dir.parent / name).finished_ids())
+            print(f"reusable from runs/{name}/ (same content ids, already finished): {done}")
     print(f"{len(plan.jobs)} jobs; plan written to {path}")
     return 0
+
+
+def plan_pool(plan, base: str) -> int:
+    return max((len(job.subset) for job in plan.jobs if job.base == base and job.kind == "geometry"), default=0)
+
+
+def experiment_job_counts(plan) -> dict[str, int]:
+    """Experiment -> number of distinct jobs it needs: the in-the-wild grid, each sweep (its points plus
+    the base and single-checkpoint evaluations of its bases), the geometry and each homogeneous experiment."""
+    jobs = {job.id: job for job in plan.jobs}
+    out: dict[str, set[str]] = {}
+    references = {job.base: set() for job in plan.jobs}
+    for job in plan.jobs:
+        if job.experiment is None and job.kind in ("base", "single"):
+            references[job.base].add(job.id)
+    grid = {job.id for job in plan.jobs if job.experiment is None and job.kind == "merge"}
+    if grid:
+        out["in-the-wild grid (Tables 1-3, Figs 3-10)"] = grid | set().union(*references.values())
+    for point in plan.sweep_points:
+        out.setdefault(f"sweep {point.sweep}", set()).update({point.job_id} | references[point.base])
+    geometry = {job.id for job in plan.jobs if job.kind == "geometry"}
+    if geometry:
+        out["geometry (Figs 19-26)"] = geometry
+    for job in plan.jobs:
+        if job.kind == "homogeneous":
+            out.setdefault(f"homogeneous {job.experiment}", set()).add(job.id)
+    homogeneous_bases = {job.id for job in plan.jobs if job.kind == "base" and job.experiment == "homogeneous"}
+    for name in out:
+        if name.startswith("homogeneous "):
+            out[name] |= {i for i in homogeneous_bases if jobs[i].base in {jobs[j].base for j in out[name]}}
+    return {name: len(ids) for name, ids in out.items()}
 
 
 def cmd_run(args) -> int:
