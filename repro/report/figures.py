@@ -145,11 +145,15 @@ def _only_base(plan, base: str):
 
 
 def draw_panels(panels: list[Panel], stem: Path, *, title: str, xlabel: str, ylabel: str,
-                columns: int | None = None, colors: dict[str, str] | None = None) -> list[Path]:
+                columns: int | None = None, colors: dict[str, str] | None = None,
+                panel_size: tuple[float, float] = (3.6, 3.0)) -> list[Path]:
     """Render panels side by side (or in `columns`), one shared legend, the title on top."""
+    import textwrap
+
     labels = list(dict.fromkeys(line.label for panel in panels for line in panel.lines))
     colors = colors or method_colors(labels)
-    with figure(len(panels), columns=columns) as (fig, axes):
+    with figure(len(panels), columns=columns, panel_size=panel_size) as (fig, axes):
+        width = fig.get_figwidth()
         for ax, panel in zip(axes, panels, strict=True):
             for line in panel.lines:
                 xs = [p.x for p in line.points]
@@ -170,13 +174,16 @@ def draw_panels(panels: list[Panel], stem: Path, *, title: str, xlabel: str, yla
             if panel.reference is not None:
                 ax.axhline(panel.reference, color="black", linestyle="--", linewidth=1, label=panel.reference_label)
             if panel.xlog:
+                from matplotlib.ticker import FuncFormatter
+
                 ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
             xticks = panel.xticks or sorted({p.x for line in panel.lines for p in line.points})
-            if xticks and not panel.auto_xticks:
+            if xticks and not panel.auto_xticks and not panel.xlog:
                 ax.set_xticks(xticks)
                 ax.set_xticklabels([f"{x:g}" for x in xticks])
             ax.set_title(panel.title)
-            ax.set_xlabel(xlabel)
+            ax.set_xlabel(f"{xlabel}, log scale" if panel.xlog else xlabel)
             ax.set_ylabel(ylabel)
         handles, names = {}, []
         for ax in axes:
@@ -185,9 +192,9 @@ def draw_panels(panels: list[Panel], stem: Path, *, title: str, xlabel: str, yla
                     handles[name] = handle
                     names.append(name)
         if names:
-            fig.legend([handles[n] for n in names], names, loc="outside lower center", ncol=min(len(names), 6),
-                       frameon=False)
-        fig.suptitle(title)
+            fig.legend([handles[n] for n in names], names, loc="outside lower center", frameon=False,
+                       ncol=max(1, min(len(names), int(width / 1.9))))
+        fig.suptitle(textwrap.fill(title, width=int(width * 14)))
         return save(fig, stem)
 
 

@@ -63,10 +63,14 @@ def _heatmap(ax, matrix, labels, *, vmin, vmax, cmap, fmt, title):
     ax.set_ylabel(INDEX_AXIS)
     ax.set_title(title)
     small = len(labels) > 8
+    diverging = vmin < 0
     for i, row in enumerate(matrix):
         for j, v in enumerate(row):
             text = "n/a" if v is None else fmt(v)
-            ax.text(j, i, text, ha="center", va="center", fontsize=4.5 if small else 6, color="black")
+            level = 0.0 if v is None else float(image.norm(v))
+            dark = abs(level - 0.5) > 0.3 if diverging else level > 0.6
+            ax.text(j, i, text, ha="center", va="center", fontsize=4.5 if small else 6,
+                    color="white" if dark else "black")
     return image
 
 
@@ -77,6 +81,8 @@ def _csv(rows: list[list]) -> str:
 
 
 def geometry_figures(loaded, plan, records, out_dir: Path) -> list[FigureFile]:
+    from matplotlib.ticker import MaxNLocator
+
     settings = loaded.config.geometry
     tolerance = settings.zero_tolerance if settings is not None else 1e-6
     jobs = [job for job in plan.jobs if job.kind == "geometry" and job.id in records]
@@ -117,7 +123,9 @@ def geometry_figures(loaded, plan, records, out_dir: Path) -> list[FigureFile]:
                         "zero": f"|cos| ≤ {tolerance:g} or zero vector"}[name]
                 image = _heatmap(ax, counts[name], labels, vmin=0, vmax=max(n_layers, 1), cmap=cmap,
                                  fmt=lambda v: f"{v:d}", title=f"{name}: {what}")
-                fig.colorbar(image, ax=ax, label=f"number of blocks (of {n_layers})", shrink=0.8)
+                bar = fig.colorbar(image, ax=ax, label=f"number of blocks (of {n_layers})", shrink=0.8)
+                bar.locator = MaxNLocator(integer=True)
+                bar.update_ticks()
             fig.suptitle(title)
             files = save(fig, out_dir / key)
         rows = [["i", "j", "positive", "negative", "zero", "blocks", "total_cosine"]]

@@ -56,7 +56,12 @@ def homogeneous_figures(plan, records, out_dir: Path) -> list[FigureFile]:
                 ax.set_xlabel("merge method")
                 ax.set_ylabel(f"{suite} suite average accuracy (%)")
                 ax.set_title(f"{suite} tasks (Table 5)")
-                ax.legend(loc="lower right")
+            handles: dict = {}
+            for ax in axes:
+                for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+                    handles.setdefault(name, handle)
+            fig.legend(list(handles.values()), list(handles), loc="outside lower center", frameon=False,
+                       ncol=len(handles))
             fig.suptitle(title)
             files = save(fig, out_dir / key)
         out.append(FigureFile(key, title, files, len(merges) + (1 if base_job else 0)))

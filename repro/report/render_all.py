@@ -54,8 +54,9 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
     for table, build in (("table1", build_table1), ("table2", build_table2), ("table3", build_table1)):
         labels = [label for label in loaded.report_labels(table) if label in results.method_labels]
         if not grid_results or not labels:
-            skipped.append(f"{TABLE_TITLES[table]}: no {'results' if labels else 'method of this table'} "
-                           "in this config")
+            why = "no in-the-wild grid results (merge.sizes) in this config" if not grid_results else \
+                "none of the table's methods (report: section) has results in this config"
+            skipped.append(f"{TABLE_TITLES[table]}: {why}")
             continue
         built = build(results, labels)
         artifacts.append(Artifact(table, TABLE_TITLES[table], "table", write_table1(built, out_dir, stem=table),

@@ -92,7 +92,7 @@ def sweep_figures(loaded, plan, records, out_dir: Path) -> list[FigureFile]:
                 title = f"Figure {number}: {name} — {base_title(base)}{numbering_note('ties_grid', base, number)}" \
                     if sweep.figure == 13 else f"Figure {number}: {name} — {base_title(base)}"
                 out.append(FigureFile(key, title, draw_panels([panel], out_dir / key, title=title, xlabel=xlabel,
-                                                              ylabel=ACCURACY_AXIS), count))
+                                                              ylabel=ACCURACY_AXIS, panel_size=(6.4, 4.6)), count))
         else:
             key = figure_key(str(sweep.figure), sweep.name)
             title = f"Figure {sweep.figure}: {name}"
