@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,6 +103,64 @@ class HomogeneousSettings(_Strict):
     experiments: list[HomogeneousExperiment] = Field(min_length=1)
 
 
+class SweepSettings(_Strict):
+    """Appendix C: one hyperparameter sweep. Every point merges ALL checkpoints of each base's pool with a
+    method of `methods` whose parameters are overridden by one point of the grid (the cartesian product of
+    `grid`'s value lists); each point is an ordinary merge job with a content id."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    figure: int = Field(ge=1)  # the paper's figure number (per-base figures: the first of the family)
+    per_base: bool = False  # one figure per base (Figs 13-16) instead of one panel per base
+    methods: list[str] = Field(default_factory=list)  # names or labels of `methods`; empty = all
+    grid: dict[str, list[float | bool]] = Field(min_length=1)
+    x: str | None = None  # grid parameter on the x axis, or "task_vector_l2"; default: the only grid key
+    series: str | None = None  # grid parameter drawn as separate lines (e.g. density)
+    title: str = ""
+
+    @model_validator(mode="after")
+    def _axes(self) -> SweepSettings:
+        if any(len(values) == 0 for values in self.grid.values()):
+            raise ValueError("every grid parameter needs at least one value")
+        for axis, value in (("x", self.x), ("series", self.series)):
+            if value is not None and value not in self.grid and not (axis == "x" and value == "task_vector_l2"):
+                raise ValueError(f"{axis} {value!r} is not a grid parameter ({', '.join(self.grid)})")
+        if self.x is None and len(self.grid) != 1:
+            raise ValueError("set `x` (which grid parameter is the x axis) when the grid has several parameters")
+        return self
+
+    @property
+    def x_axis(self) -> str:
+        return self.x or next(iter(self.grid))
+
+
+class GeometrySettings(_Strict):
+    """Appendix D: pairwise dot products and norms of the task vectors of every base's pool, per tensor
+    (streamed from the safetensors files) and per transformer block."""
+
+    # |cos| <= zero_tolerance (or a task vector that is exactly zero in the layer) counts as neither
+    # positive nor negative (the paper's "numerically indistinguishable from zero").
+    zero_tolerance: float = Field(default=1e-6, ge=0)
+    layer_pattern: str = r"(?:^|\.)layers\.(\d+)\."  # a tensor name's transformer block index
+
+
+class ReportSettings(_Strict):
+    """Which methods (registry names or labels of `methods`) each table shows; and the appendix configs
+    `make reproduce-appendix CONFIG=this` runs (paths relative to this config's folder)."""
+
+    table1: list[str] | None = None
+    table2: list[str] | None = None
+    table3: list[str] | None = None
+    appendix_configs: list[str] = Field(default_factory=list)
+
+
+# Table -> methods when a config's `report:` does not say (the paper's Tables 1-3).
+DEFAULT_REPORT_TABLES = {
+    "table1": ("task_arithmetic", "model_stock", "ties"),
+    "table2": ("task_arithmetic",),
+    "table3": ("task_arithmetic_sb", "ties_sb", "tsv_m", "iso_c"),
+}
+
+
 class SlurmSettings(_Strict):
     """SLURM array settings for `repro run --executor slurm` (override with --slurm-option KEY=VALUE)."""
 
@@ -126,23 +185,42 @@ class ExperimentConfig(_Strict):
     bases: list[str] = Field(default_factory=list)
     pool: Literal["in_the_wild"] = "in_the_wild"
     models_dir: str = "runs/models"
-    methods: list[MethodConfig] = Field(min_length=1)
+    methods: list[MethodConfig] = Field(default_factory=list)  # required unless the config only computes geometry
     methods_from: str | None = None  # informational after loading: the config the methods were read from
     merge: MergeSettings
     evaluation: EvaluationSettings
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
     homogeneous: HomogeneousSettings | None = None
+    sweeps: list[SweepSettings] = Field(default_factory=list)
+    geometry: GeometrySettings | None = None
+    report: ReportSettings = Field(default_factory=ReportSettings)
+    # Other experiments (config names: runs/<name>/ beside this run's folder) whose finished jobs with the
+    # same content id are reused instead of rerun (e.g. the sweeps reuse the main run's base evaluations).
+    reuse_results_from: list[str] = Field(default_factory=list)
+
+    @property
+    def uses_pool(self) -> bool:
+        """Whether jobs read the in-the-wild pools of `bases` (grid, sweeps or geometry)."""
+        return bool(self.merge.sizes or self.sweeps or self.geometry is not None)
 
     @model_validator(mode="after")
     def _source(self) -> ExperimentConfig:
         if (self.world is None) == (self.lockfile is None):
             raise ValueError("set exactly one of `world` (generated offline models) or `lockfile` (real checkpoints)")
-        if self.lockfile is not None and self.merge.sizes and not self.bases:
+        if self.lockfile is not None and self.uses_pool and not self.bases:
             raise ValueError("`bases` must list at least one base of the lockfile")
         if self.world is not None and self.bases:
             raise ValueError("`bases` is derived from `world.families`; remove it")
-        if not self.merge.sizes and self.homogeneous is None:
-            raise ValueError("nothing to run: set `merge.sizes` and/or `homogeneous`")
+        if not self.uses_pool and self.homogeneous is None:
+            raise ValueError("nothing to run: set `merge.sizes`, `sweeps`, `geometry` and/or `homogeneous`")
+        if not self.methods and (self.merge.sizes or self.sweeps or self.homogeneous is not None):
+            raise ValueError("`methods` must list at least one merge method")
+        bad = [name for name in self.reuse_results_from if not re.fullmatch(r"[A-Za-z0-9_.-]+", name)]
+        if bad:
+            raise ValueError(f"reuse_results_from takes config names (runs/<name>/), not {bad[0]!r}")
+        sweep_names = [s.name for s in self.sweeps]
+        if len(set(sweep_names)) != len(sweep_names):
+            raise ValueError("sweep names must be distinct")
         if self.homogeneous is not None and self.lockfile is None:
             raise ValueError("`homogeneous` experiments take their expert groups from `lockfile`")
         names = [m.name for m in self.methods]
@@ -178,6 +256,39 @@ class LoadedConfig:
         if self.config.world is not None:
             return [f"tiny-{family}" for family in self.config.world.families]
         return list(self.config.bases)
+
+    def methods_for(self, wanted: list[str] | tuple[str, ...]) -> list[MethodConfig]:
+        """The config's methods named (registry name or label) in `wanted`, in `wanted`'s order."""
+        out: list[MethodConfig] = []
+        for key in wanted:
+            for method in self.config.methods:
+                if key in (method.name, method.label) and method not in out:
+                    out.append(method)
+        return out
+
+    @property
+    def report_tables(self) -> dict[str, tuple[str, ...]]:
+        """Table name ("table1", "table2", "table3") -> method names (registry names) it shows, in order.
+
+        A table the `report:` section does not mention gets the paper's methods (DEFAULT_REPORT_TABLES)
+        that this config runs; a table with no method of this config maps to ().
+        """
+        out = {}
+        for table, default in DEFAULT_REPORT_TABLES.items():
+            wanted = getattr(self.config.report, table)
+            out[table] = tuple(dict.fromkeys(m.name for m in self.methods_for(default if wanted is None else wanted)))
+        return out
+
+    def report_labels(self, table: str) -> list[str]:
+        """Display labels of the method configurations a table shows (variants of a method included)."""
+        from repro.merge.registry import METHODS
+
+        wanted = getattr(self.config.report, table)
+        methods = self.methods_for(DEFAULT_REPORT_TABLES[table] if wanted is None else wanted)
+        return [m.label or METHODS[m.name].title for m in methods]
+
+    def appendix_config_paths(self) -> list[Path]:
+        return [self.path.parent / p for p in self.config.report.appendix_configs]
 
     def pool_size(self, base: str) -> int:
         if self.config.world is not None:
@@ -233,6 +344,7 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
     loaded = LoadedConfig(path, config, raw_text, _project_root_for(path.resolve()))
     if config.lockfile is not None:
         _check_lock_references(loaded)
+    _check_report(loaded)
     if check_methods:
         _check_methods(loaded)
     if check_suite:
@@ -312,10 +424,50 @@ def _check_methods(loaded: LoadedConfig) -> None:
             resolve_method_params(method.name, method.params)
         except ReproError as exc:
             raise ConfigError(str(exc), path=str(loaded.path), field=f"methods[{i}]") from None
+    for j, sweep in enumerate(loaded.config.sweeps):
+        for method in loaded.methods_for(sweep.methods or [m.label or m.name for m in loaded.config.methods]):
+            for point in sweep_points(sweep):
+                try:
+                    resolve_method_params(method.name, {**method.params, **point})
+                except ReproError as exc:
+                    raise ConfigError(f"{method.label or method.name}: {exc}", path=str(loaded.path),
+                                      field=f"sweeps[{j}].grid") from None
+
+
+def sweep_points(sweep: SweepSettings) -> list[dict[str, Any]]:
+    """The grid of a sweep as parameter overrides, in the order the config lists the values."""
+    import itertools
+
+    keys = list(sweep.grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(sweep.grid[k] for k in keys))]
+
+
+def _check_report(loaded: LoadedConfig) -> None:
+    """Every method a table or sweep names is one of `methods`; appendix configs exist."""
+    cfg = loaded.config
+    known = {key for m in cfg.methods for key in (m.name, m.label) if key}
+    problems = []
+    for table in DEFAULT_REPORT_TABLES:
+        for i, key in enumerate(getattr(cfg.report, table) or []):
+            if key not in known:
+                problems.append((f"report.{table}[{i}]", key))
+    for j, sweep in enumerate(cfg.sweeps):
+        for i, key in enumerate(sweep.methods):
+            if key not in known:
+                problems.append((f"sweeps[{j}].methods[{i}]", key))
+    if problems:
+        field, key = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(f"method {key!r} is not in `methods` (names or labels: {', '.join(sorted(known))}){more}",
+                          path=str(loaded.path), field=field)
+    for i, path in enumerate(loaded.appendix_config_paths()):
+        if not path.is_file():
+            raise ConfigError(f"appendix config {path} does not exist", path=str(loaded.path),
+                              field=f"report.appendix_configs[{i}]")
 
 
 def _check_suite(loaded: LoadedConfig) -> None:
-    from repro.evaluate.suites import load_suites
+    from repro.suites import load_suites
 
     suites_path = loaded.resolve(loaded.config.evaluation.suites_file)
     suites = load_suites(suites_path)

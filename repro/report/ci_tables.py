@@ -84,7 +84,8 @@ def bootstrap_experiment(plan, store, *, resamples: int = DEFAULT_RESAMPLES, see
     from repro.report.paired_bootstrap import accuracy_replicates
 
     finished = store.finished_ids()
-    jobs = {job.id: job for job in plan.jobs if job.experiment is None and job.id in finished}
+    jobs = {job.id: job for job in plan.jobs
+            if job.experiment is None and job.kind in ("base", "single", "merge") and job.id in finished}
     order = sorted(jobs, key=lambda i: (jobs[i].base, jobs[i].kind, jobs[i].label or "", jobs[i].n, jobs[i].subset))
     matrix = load_item_matrix(store, order)
     observed, replicates = accuracy_replicates(matrix.flags, resamples=resamples, seed=seed)

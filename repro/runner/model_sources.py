@@ -55,7 +55,7 @@ class ModelSources:
     def prepare(self, bases: list[str]) -> None:
         """Make sure every input model exists (builds offline worlds; checks downloads)."""
         cfg = self.loaded.config
-        for base in bases if cfg.merge.sizes else []:
+        for base in bases if cfg.uses_pool else []:
             self.base_dir(base)
             for index in range(1, self.loaded.pool_size(base) + 1):
                 self.checkpoint_dir(base, index)

@@ -10,7 +10,8 @@ from repro.config import LoadedConfig
 def preflight_problems(loaded: LoadedConfig) -> list[str]:
     problems: list[str] = []
     cfg = loaded.config
-    wants_gpu = cfg.evaluation.device in ("auto", "cuda") and cfg.world is None
+    evaluates = bool(cfg.merge.sizes or cfg.sweeps or cfg.homogeneous is not None)  # geometry alone needs no GPU
+    wants_gpu = cfg.evaluation.device in ("auto", "cuda") and cfg.world is None and evaluates
     if wants_gpu or cfg.evaluation.device == "cuda" or cfg.merge.device == "cuda":
         import torch
 
