@@ -65,6 +65,13 @@ def write_budget_config(loaded, chosen, path) -> None:
         raw["bases"] = list(chosen.bases)
     raw["methods"] = [m for m in raw.get("methods", []) if m["name"] in chosen.methods]
     raw.pop("methods_from", None)
+    keep = {m["name"] for m in raw["methods"]} | {m.get("label") for m in raw["methods"]}
+    report = raw.get("report")
+    if isinstance(report, dict):  # tables keep only the methods still run; appendix runs are not part of it
+        for table in ("table1", "table2", "table3"):
+            if isinstance(report.get(table), list):
+                report[table] = [m for m in report[table] if m in keep]
+        report.pop("appendix_configs", None)
     raw["merge"]["subsets_per_size"] = chosen.subsets
     evaluation = raw.setdefault("evaluation", {})
     evaluation.pop("limit", None)

@@ -108,16 +108,24 @@ def _cell_seed(seed: int, *parts) -> int:
     return seed * 1_000_003 + zlib.crc32("|".join(map(str, parts)).encode())
 
 
-def build_ci_cells(plan, eb: ExperimentBootstrap, table: str, methods: list[str]) -> list[CellCI]:
-    """Every (base, method label, n) cell of one table, then the Average rows."""
+def build_ci_cells(plan, eb: ExperimentBootstrap, table: str, methods: list[str] | None = None,
+                   labels: list[str] | None = None) -> list[CellCI]:
+    """Every (base, method label, n) cell of one table, then the Average rows.
+
+    The table's methods are given as registry names (`methods`, every configuration of them) or as the
+    display labels of the configurations it shows (`labels`, e.g. LoadedConfig.report_labels(table)).
+    """
     reference = TABLE_REFERENCE[table]
     planned: dict = {}
     for job in plan.jobs:
         if job.experiment is None and job.kind in ("single", "merge"):
             key = (job.base, job.label if job.kind == "merge" else None, job.n)
             planned[key] = planned.get(key, 0) + 1
-    labels = list(dict.fromkeys(j.label for j in plan.jobs if j.kind == "merge" and j.method in methods))
-    sizes = sorted({j.n for j in plan.jobs if j.kind == "merge" and j.method in methods})
+    grid = [j for j in plan.jobs if j.kind == "merge" and j.experiment is None]
+    if labels is None:
+        labels = list(dict.fromkeys(j.label for j in grid if j.method in (methods or [])))
+    labels = [label for label in labels if any(j.label == label for j in grid)]
+    sizes = sorted({j.n for j in grid if j.label in labels})
     bases = list(dict.fromkeys(j.base for j in plan.jobs if j.experiment is None))
     cells, replicate_means, replicate_shares = [], {}, {}
     for base in bases:
@@ -152,6 +160,26 @@ def build_ci_cells(plan, eb: ExperimentBootstrap, table: str, methods: list[str]
                                     float(np.mean([c.delta for c in parts])), 100 * lo, 100 * hi,
                                     sum(c.significant for c in parts)))
     return cells
+
+
+def accuracy_intervals(plan, eb: ExperimentBootstrap, level: float = 0.95) -> dict:
+    """(base, label, n) -> 95% interval (accuracy %) of the cell's mean accuracy, subsets and items resampled;
+    n = 1 (the single checkpoints) under every label. For the error bars of Figures 3 and 6."""
+    out = {}
+    alpha = (1 - level) / 2
+    labels = list(dict.fromkeys(j.label for j in eb.jobs.values() if j.kind == "merge"))
+    for base in dict.fromkeys(j.base for j in eb.jobs.values()):
+        for label in labels:
+            for n in sorted({j.n for j in eb.jobs.values() if j.base == base and (j.label == label or j.n == 1)}):
+                ids = sorted(i for i, j in eb.jobs.items() if j.base == base and j.n == n
+                             and (j.kind == "single" if n == 1 else j.kind == "merge" and j.label == label))
+                if not ids:
+                    continue
+                cb = cell_bootstrap(eb.observed, eb.replicates, [eb.columns[i] for i in ids], None,
+                                    seed=_cell_seed(eb.seed, "accuracy", base, label, n))
+                lo, hi = np.quantile(cb.cell_mean, [alpha, 1 - alpha])
+                out[(base, label, n)] = (100 * float(lo), 100 * float(hi))
+    return out
 
 
 def footnote(table: str, eb: ExperimentBootstrap) -> str:
@@ -217,10 +245,49 @@ def write_ci_tables(plan, store, out_dir, loaded=None, *, resamples: int = DEFAU
     for table, methods in table_methods(loaded).items():
         if table not in TABLE_REFERENCE:
             continue
-        cells = build_ci_cells(plan, eb, table, methods)
+        labels = loaded.report_labels(table) if hasattr(loaded, "report_labels") else None
+        cells = build_ci_cells(plan, eb, table, methods, labels)
         if not cells:
             continue
         note = footnote(table, eb)
         for suffix, text in (("md", to_markdown(cells, note)), ("csv", to_csv(cells)), ("tex", to_latex(cells, note))):
             paths.append(atomic_write_text(out_dir / f"{table}_ci.{suffix}", text))
     return paths
+
+
+CI_TITLES = {
+    "table1_ci": "Table 1 with 95% intervals (subsets and items resampled) and significant gains",
+    "table2_ci": "Table 2 with 95% intervals (subsets and items resampled) and significant gains",
+    "table3_ci": "Table 3 with 95% intervals (subsets and items resampled) and significant gains",
+}
+
+
+def ci_artifacts(loaded, plan, store, out_dir, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0):
+    """For `repro report all`: (CI table artifacts, Figure 3/6 error-bar intervals or None, skipped notes)."""
+    from repro.atomic_io import atomic_write_text
+    from repro.report.artifacts import Artifact
+    from repro.report.item_data import ItemDataError
+
+    grid = [j for j in plan.jobs if j.experiment is None and j.kind == "merge"]
+    finished = store.finished_ids()
+    if not any(j.id in finished for j in grid):
+        return [], None, [f"{title}: no in-the-wild grid results" for title in CI_TITLES.values()]
+    try:
+        eb = bootstrap_experiment(plan, store, resamples=resamples, seed=seed)
+    except ItemDataError as exc:
+        return [], None, [f"{title}: {exc}" for title in CI_TITLES.values()]
+    artifacts, skipped = [], []
+    for table in TABLE_REFERENCE:
+        labels = loaded.report_labels(table) if hasattr(loaded, "report_labels") else None
+        cells = build_ci_cells(plan, eb, table, table_methods(loaded).get(table), labels)
+        key = f"{table}_ci"
+        if not cells:
+            skipped.append(f"{CI_TITLES[key]}: none of the table's methods has results in this config")
+            continue
+        note = footnote(table, eb)
+        files = [atomic_write_text(out_dir / f"{key}.{suffix}", text) for suffix, text in
+                 (("md", to_markdown(cells, note)), ("csv", to_csv(cells)), ("tex", to_latex(cells, note)))]
+        headers, rows = wide_rows(cells)
+        artifacts.append(Artifact(key, CI_TITLES[key], "table", files, len(eb.columns), notes=[note],
+                                  table=(headers, rows)))
+    return artifacts, accuracy_intervals(plan, eb), skipped

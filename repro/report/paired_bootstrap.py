@@ -126,15 +126,16 @@ def paired_bootstrap(reference: list[np.ndarray], model: list[np.ndarray], *, re
     return float(observed[0] - observed[1]), float(lo), float(hi)
 
 
-def cell_bootstrap(observed: np.ndarray, replicates: np.ndarray, columns: list[int], reference: int, *,
+def cell_bootstrap(observed: np.ndarray, replicates: np.ndarray, columns: list[int], reference: int | None, *,
                    seed: int = 0, resample_models: bool = True) -> CellBootstrap:
     """Hierarchical bootstrap of one table cell from a base's shared accuracy replicates.
 
     columns: the cell's models (its subsets); reference: the column of the base or best checkpoint. Per
     resample the cell's models are drawn with replacement (the subset draw) and each drawn model's delta
-    uses that resample's items (the item draw, shared by all models and the reference).
+    uses that resample's items (the item draw, shared by all models and the reference). With reference None
+    the cell's accuracies themselves are resampled (error bars of a mean accuracy).
     """
-    deltas = replicates[:, columns] - replicates[:, [reference]]  # (B, K)
+    deltas = replicates[:, columns] - (0.0 if reference is None else replicates[:, [reference]])  # (B, K)
     k, resamples = len(columns), replicates.shape[0]
     if resample_models and k > 1:
         rng = np.random.default_rng(seed)
@@ -143,4 +144,5 @@ def cell_bootstrap(observed: np.ndarray, replicates: np.ndarray, columns: list[i
         weights = np.full((resamples, k), 1.0 / k)
     cell_mean = np.einsum("bk,bk->b", weights, deltas)
     cell_share = np.einsum("bk,bk->b", weights, (deltas > 0).astype(float))
-    return CellBootstrap(observed[columns] - observed[reference], deltas, cell_mean, cell_share)
+    point = observed[columns] - (0.0 if reference is None else observed[reference])
+    return CellBootstrap(point, deltas, cell_mean, cell_share)
