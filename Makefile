@@ -48,6 +48,7 @@ smoke: setup ## End-to-end smoke run on tiny offline models: repro run + report 
 	$(OFFLINE) $(BIN)/repro report table1 --config $(SMOKE_CONFIG)
 	$(OFFLINE) $(BIN)/repro report table2 --config $(SMOKE_CONFIG) > /dev/null
 	$(OFFLINE) $(BIN)/repro report figures --config $(SMOKE_CONFIG)
+	$(OFFLINE) $(BIN)/repro report ci --config $(SMOKE_CONFIG)
 
 demo: smoke ## Alias of smoke
 

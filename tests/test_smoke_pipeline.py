@@ -94,3 +94,23 @@ def test_two_local_workers_run_every_job_exactly_once(reference, tmp_path):
     assert sorted(done) == sorted(started) == sorted(j["id"] for j in plan["jobs"])
     assert len({e["worker"] for e in journal}) == 2  # both workers did work
     assert run_and_report(tmp_path) == tables  # a rerun has nothing left to do and gives the same tables
+
+
+def test_ci_tables_and_verify_run_on_the_smoke_world(reference):
+    """table1_ci renders on the kit's own world; verify --run lists the paper's cells as not run there."""
+    work, tables, _ = reference
+    runs, out = work / "runs" / "smoke", work / "ci"
+    proc = repro("report", "ci", "--config", str(CONFIG), "--runs-dir", str(runs), "--out", str(out),
+                 "--resamples", "2000")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ci = (out / "table1_ci.md").read_text()
+    plain = tables["table1.md"].decode()
+    for row in ("tiny-llama", "tiny-qwen3", "Average"):
+        assert f"| {row} | Task Arithmetic |" in ci
+    # the point values are Table 1's: its first cell "50 / +0.42" style text opens each CI cell
+    first_cell = plain.splitlines()[2].split("|")[4].strip()
+    assert ci.splitlines()[2].split("|")[3].strip().startswith(first_cell.split(" / ")[0] + " [")
+    proc = repro("verify", "--run", str(CONFIG), "--runs-dir", str(runs), "--out", str(work / "verify.md"),
+                 "--resamples", "500")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "0 agree, 0 disagree, 280 not run" in proc.stdout
