@@ -263,7 +263,14 @@ def render_markdown(reference: Reference, findings: list[Finding]) -> str:
              f"Source: `{_shown(reference.root)}` (tables.csv: {len(reference.cells)} cells as printed; "
              f"text_claims.yaml: {len(reference.claims)} quoted passages).", "",
              summary_line(reference, findings), "", "## Rules", ""]
-    lines += [line.strip() for line in (__doc__ or "").split("Rules")[1].splitlines()[1:] if line.strip()]
+    bullets: list[str] = []
+    for line in (__doc__ or "").split("Rules")[1].splitlines()[1:]:
+        text = " ".join(line.split())
+        if text.startswith("- "):
+            bullets.append(text)
+        elif text and bullets:
+            bullets[-1] += " " + text
+    lines += bullets
     for severity, title in (("inconsistency", "Inconsistencies"), ("note", "Notes")):
         chosen = [f for f in findings if f.severity == severity]
         lines += ["", f"## {title} ({len(chosen)})", ""]
