@@ -127,3 +127,11 @@ def test_report_layer_statistics_import_no_torch_merge_or_evaluate():
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_replicates_do_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(7)
+    flags = [(rng.random((n, 4)) < 0.6).astype(np.uint8) for n in (30, 200, 55)]
+    one = accuracy_replicates(flags, resamples=3000, seed=11, threads=1)
+    many = accuracy_replicates(flags, resamples=3000, seed=11, threads=3)
+    assert np.array_equal(one[0], many[0]) and np.array_equal(one[1], many[1])
