@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from repro.report.figure_style import base_title, figure, figure_key, figure_numbers, method_colors, numbering_note, save
+from repro.report.figure_style import (
+    base_title,
+    figure,
+    figure_key,
+    figure_numbers,
+    method_colors,
+    numbering_note,
+    save,
+)
 from repro.report.figures import FigureFile
 
 EXPERIMENT_NAMES = {"medical_only": "Medical only (n = 3)", "math_only": "Math only (n = 3)", "all": "All experts (n = 6)"}
