@@ -140,3 +140,18 @@ def test_repro_plan_prints_jobs_per_appendix_experiment(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "repro", "plan", "--config", str(ROOT / "configs" / config),
                                "--runs-dir", str(tmp_path / config)], capture_output=True, text=True)
         assert expected in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_report_all_needs_no_torch_or_models(appendix, tmp_path):
+    """The report layer reads stored results only: no torch, transformers, lm-eval or mergekit import."""
+    work, _ = appendix
+    code = (
+        "import sys\nfrom repro.cli import main\n"
+        f"code = main(['report', 'all', '--config', {str(ROOT / 'configs/smoke_appendix.yaml')!r}, "
+        f"'--runs-dir', {str(work / 'runs')!r}, '--out', {str(tmp_path / 'out')!r}])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'lm_eval', 'mergekit'))\n"
+        "print(code, heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip().splitlines()[-1] == "0 []", proc.stdout + proc.stderr
+    assert _files(tmp_path / "out") == _files(work / "a")  # another process, same bytes

@@ -29,7 +29,7 @@ from repro.report.figure_style import (
 
 N_AXIS = "number of merged checkpoints n (count)"
 ACCURACY_AXIS = "average accuracy (%)"
-NORM_AXIS = "‖θ_merged − θ_base‖₂ (L2 distance in weight space)"
+NORM_AXIS = "‖θ_merged − θ_base‖₂ (weight-space L2 norm)"
 
 
 @dataclass
