@@ -125,12 +125,16 @@ def test_report_section_defaults_and_errors(tmp_path):
                                    "table3": ("task_arithmetic_sb", "ties_sb", "tsv_m", "iso_c")}
     smoke = load_config(ROOT / "configs/smoke.yaml")
     assert smoke.report_tables["table3"] == () and smoke.report_labels("table1") == ["Task Arithmetic"]
-    text = (ROOT / "configs/smoke.yaml").read_text().replace("table2: [task_arithmetic]", "table2: [tsv_m]")
+    text = (ROOT / "configs/smoke.yaml").read_text().replace("table2: [task_arithmetic]", "table2: [tsv_mm]")
     (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "suites.yaml").write_text((ROOT / "configs/suites.yaml").read_text())
     bad = tmp_path / "configs" / "bad.yaml"
     bad.write_text(text.replace("appendix_configs: [smoke_appendix.yaml]", "appendix_configs: []"))
-    with pytest.raises(ConfigError, match=r"report.table2\[0\]: method 'tsv_m' is not in `methods`"):
+    with pytest.raises(ConfigError, match=r"report.table2\[0\]: method 'tsv_mm' is not a merge method name or a label"):
         load_config(bad)
+    # a registry method the config does not run is simply absent from the table
+    bad.write_text(text.replace("tsv_mm", "tsv_m").replace("appendix_configs: [smoke_appendix.yaml]", "appendix_configs: []"))
+    assert load_config(bad).report_tables["table2"] == ()
 
 
 def test_repro_plan_prints_jobs_per_appendix_experiment(tmp_path):
