@@ -18,6 +18,7 @@ from repro.report.figure_style import (
     method_colors,
     numbering_note,
     save,
+    suptitle,
 )
 from repro.report.figures import FigureFile
 
@@ -70,7 +71,7 @@ def homogeneous_figures(plan, records, out_dir: Path) -> list[FigureFile]:
                     handles.setdefault(name, handle)
             fig.legend(list(handles.values()), list(handles), loc="outside lower center", frameon=False,
                        ncol=len(handles))
-            fig.suptitle(title)
+            suptitle(fig, title)
             files = save(fig, out_dir / key)
         out.append(FigureFile(key, title, files, len(merges) + (1 if base_job else 0)))
     return out
