@@ -8,6 +8,8 @@ No session creates a virtualenv of its own (venv_backend="none"), so none reinst
     nox -s smoke            repro run + repro report table1 on configs/smoke.yaml
     nox -s slurm            pytest -m slurm against a local single-node SLURM cluster (needs root + apt
                             packages slurmctld slurmd slurm-client munge)
+    nox -s page             headless-Chromium screenshot of a rendered index.html (runs/page-screenshot.png);
+                            installs Debian's chromium with apt-get when missing and possible, else skips
 """
 
 from __future__ import annotations
@@ -74,3 +76,18 @@ def smoke(session: nox.Session) -> None:
 def slurm(session: nox.Session) -> None:
     """Tests marked `slurm`: they start a local SLURM cluster (tools/local_slurm.py) as root."""
     _run(session, str(VENV_BIN / "python"), "-m", "pytest", "-m", "slurm", *(session.posargs or ["-q"]))
+
+
+@nox.session(venv_backend="none")
+def page(session: nox.Session) -> None:
+    """The static report page in a real browser: screenshot to runs/page-screenshot.png."""
+    import shutil
+
+    browsers = ("chromium", "chromium-browser", "google-chrome")
+    if not any(shutil.which(b) for b in browsers) and shutil.which("apt-get") and os.geteuid() == 0:
+        session.run("apt-get", "install", "-y", "--no-install-recommends", "chromium", external=True,
+                    success_codes=[0, 100])  # 100: not installable here; the test then skips
+    (ROOT / "runs").mkdir(exist_ok=True)
+    env = {**_venv_env(session), "REPRO_SCREENSHOT": str(ROOT / "runs" / "page-screenshot.png")}
+    session.run(str(VENV_BIN / "python"), "-m", "pytest", "-q", "-rs", "tests/test_report_page_browser.py",
+                env=env, external=True)

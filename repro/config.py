@@ -288,7 +288,14 @@ class LoadedConfig:
         return [m.label or METHODS[m.name].title for m in methods]
 
     def appendix_config_paths(self) -> list[Path]:
-        return [self.path.parent / p for p in self.config.report.appendix_configs]
+        """The `report.appendix_configs` (relative to this config's folder); checked when asked for, so a
+        copy of a config elsewhere still loads."""
+        paths = [self.path.parent / p for p in self.config.report.appendix_configs]
+        for i, path in enumerate(paths):
+            if not path.is_file():
+                raise ConfigError(f"appendix config {path} does not exist", path=str(self.path),
+                                  field=f"report.appendix_configs[{i}]")
+        return paths
 
     def pool_size(self, base: str) -> int:
         if self.config.world is not None:
@@ -344,9 +351,9 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
     loaded = LoadedConfig(path, config, raw_text, _project_root_for(path.resolve()))
     if config.lockfile is not None:
         _check_lock_references(loaded)
-    _check_report(loaded)
     if check_methods:
         _check_methods(loaded)
+    _check_report(loaded)
     if check_suite:
         _check_suite(loaded)
     return loaded
@@ -443,27 +450,27 @@ def sweep_points(sweep: SweepSettings) -> list[dict[str, Any]]:
 
 
 def _check_report(loaded: LoadedConfig) -> None:
-    """Every method a table or sweep names is one of `methods`; appendix configs exist."""
+    """Every method a table names is a registry method or a label of `methods` (a registry method this
+    config does not run is simply absent from the table); every method a sweep names is in `methods`."""
+    from repro.merge.registry import METHODS
+
     cfg = loaded.config
-    known = {key for m in cfg.methods for key in (m.name, m.label) if key}
+    in_config = {key for m in cfg.methods for key in (m.name, m.label) if key}
     problems = []
     for table in DEFAULT_REPORT_TABLES:
         for i, key in enumerate(getattr(cfg.report, table) or []):
-            if key not in known:
-                problems.append((f"report.{table}[{i}]", key))
+            if key not in in_config and key not in METHODS:
+                problems.append((f"report.{table}[{i}]", key, "a merge method name or a label of `methods`",
+                                 sorted(set(METHODS) | in_config)))
     for j, sweep in enumerate(cfg.sweeps):
         for i, key in enumerate(sweep.methods):
-            if key not in known:
-                problems.append((f"sweeps[{j}].methods[{i}]", key))
+            if key not in in_config:
+                problems.append((f"sweeps[{j}].methods[{i}]", key, "in `methods`", sorted(in_config)))
     if problems:
-        field, key = problems[0]
+        field, key, what, known = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ConfigError(f"method {key!r} is not in `methods` (names or labels: {', '.join(sorted(known))}){more}",
+        raise ConfigError(f"method {key!r} is not {what} (known: {', '.join(known)}){more}",
                           path=str(loaded.path), field=field)
-    for i, path in enumerate(loaded.appendix_config_paths()):
-        if not path.is_file():
-            raise ConfigError(f"appendix config {path} does not exist", path=str(loaded.path),
-                              field=f"report.appendix_configs[{i}]")
 
 
 def _check_suite(loaded: LoadedConfig) -> None:

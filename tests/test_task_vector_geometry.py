@@ -135,3 +135,31 @@ def test_missing_tensor_and_shape_mismatch_name_checkpoint_and_tensor(constructe
     save_file(weights, wrong / "model.safetensors")
     with pytest.raises(RunnerError, match=r"wrong: tensor 'model.layers.1.mlp.weight' has shape \[4, 4\]"):
         task_vector_geometry(base_dir, [wrong], layer_pattern=PATTERN)
+
+
+def test_repro_geometry_runs_the_geometry_jobs_of_a_config(tmp_path):
+    """`repro geometry` on the smoke world: one job per base, stored as a result with Gram matrices."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from repro.results import ResultsStore
+
+    root = Path(__file__).resolve().parents[1]
+    runs = tmp_path / "runs" / "smoke_appendix"
+    proc = subprocess.run([sys.executable, "-m", "repro", "geometry", "--config", str(root / "configs/smoke_appendix.yaml"),
+                           "--runs-dir", str(runs), "--no-progress"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "tiny-llama:" in proc.stdout and "tiny-qwen3:" in proc.stdout
+    records = [r for r in ResultsStore(runs).iter_results() if r["job"]["kind"] == "geometry"]
+    assert len(records) == 2
+    for record in records:
+        geometry = record["geometry"]
+        assert geometry["checkpoints"] == ["1", "2", "3", "4", "5", "6"]
+        assert sorted(geometry["layers"]) == ["0", "1"]  # the tiny models have 2 blocks
+        diagonal = [geometry["total"][i][i] for i in range(6)]
+        assert all(d > 0 for d in diagonal)
+        assert "average" not in record and record["packages"]
+    proc = subprocess.run([sys.executable, "-m", "repro", "geometry", "--config", str(root / "configs/smoke.yaml"),
+                           "--runs-dir", str(tmp_path / "runs" / "smoke")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "no `geometry:` section" in proc.stderr and "Traceback" not in proc.stderr

@@ -120,6 +120,13 @@ def figure(n_panels: int = 1, *, panel_size: tuple[float, float] = (3.6, 3.0), c
         yield fig, axes[:n_panels]
 
 
+def suptitle(fig, title: str) -> None:
+    """The figure title, wrapped to the figure's width (nothing is cut off at the edges)."""
+    import textwrap
+
+    fig.suptitle(textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 14))))
+
+
 def save(fig, stem: Path) -> list[Path]:
     """Write `stem`.png and `stem`.pdf deterministically (temp file + rename); returns both paths."""
     import matplotlib

@@ -25,11 +25,12 @@ from repro.report.figure_style import (
     method_colors,
     numbering_note,
     save,
+    suptitle,
 )
 
 N_AXIS = "number of merged checkpoints n (count)"
 ACCURACY_AXIS = "average accuracy (%)"
-NORM_AXIS = "‖θ_merged − θ_base‖₂ (L2 distance in weight space)"
+NORM_AXIS = "‖θ_merged − θ_base‖₂ (weight-space L2 norm)"
 
 
 @dataclass
@@ -154,8 +155,6 @@ def draw_panels(panels: list[Panel], stem: Path, *, title: str, xlabel: str, yla
                 columns: int | None = None, colors: dict[str, str] | None = None,
                 panel_size: tuple[float, float] = (3.6, 3.0)) -> list[Path]:
     """Render panels side by side (or in `columns`), one shared legend, the title on top."""
-    import textwrap
-
     labels = list(dict.fromkeys(line.label for panel in panels for line in panel.lines))
     colors = colors or method_colors(labels)
     with figure(len(panels), columns=columns, panel_size=panel_size) as (fig, axes):
@@ -169,6 +168,8 @@ def draw_panels(panels: list[Panel], stem: Path, *, title: str, xlabel: str, yla
                 if any(p.std for p in line.points):
                     ax.fill_between(xs, [p.mean - p.std for p in line.points], [p.mean + p.std for p in line.points],
                                     color=color, alpha=0.15, linewidth=0)
+                if line.point_labels:
+                    ax.margins(x=0.12, y=0.08)  # room for the labels at the edges
                 for point, text in zip(line.points, line.point_labels or [], strict=False):
                     ax.annotate(text, (point.x, point.mean), textcoords="offset points", xytext=(3, 3), fontsize=6,
                                 color=color)
@@ -200,7 +201,7 @@ def draw_panels(panels: list[Panel], stem: Path, *, title: str, xlabel: str, yla
         if names:
             fig.legend([handles[n] for n in names], names, loc="outside lower center", frameon=False,
                        ncol=max(1, min(len(names), int(width / 1.9))))
-        fig.suptitle(textwrap.fill(title, width=int(width * 14)))
+        suptitle(fig, title)
         return save(fig, stem)
 
 

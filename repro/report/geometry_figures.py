@@ -15,7 +15,15 @@ import io
 from pathlib import Path
 
 from repro.atomic_io import atomic_write_text
-from repro.report.figure_style import base_title, figure, figure_key, figure_numbers, numbering_note, save
+from repro.report.figure_style import (
+    base_title,
+    figure,
+    figure_key,
+    figure_numbers,
+    numbering_note,
+    save,
+    suptitle,
+)
 from repro.report.figures import FigureFile
 
 INDEX_AXIS = "checkpoint index (Appendix A order)"
@@ -101,10 +109,10 @@ def geometry_figures(loaded, plan, records, out_dir: Path) -> list[FigureFile]:
         title = (f"Figure {number}: pairwise cosine similarity of the task vectors of {base_title(job.base)}"
                  f"{numbering_note('cosine', job.base, number)}")
         with figure(1, panel_size=(6.2, 5.4)) as (fig, [ax]):
-            image = _heatmap(ax, cos, labels, vmin=-scale, vmax=scale, cmap="RdBu_r", fmt=lambda v: f"{v:.2f}",
+            image = _heatmap(ax, cos, labels, vmin=-scale, vmax=scale, cmap="RdBu_r", fmt=lambda v: f"{round(v, 2) + 0.0:.2f}",
                              title=f"colour scale ±{scale:.3g} (largest |cos| off the diagonal)")
             fig.colorbar(image, ax=ax, label="cosine similarity (dimensionless)")
-            fig.suptitle(title)
+            suptitle(fig, title)
             files = save(fig, out_dir / key)
         files.append(atomic_write_text(out_dir / f"{key}.csv", _csv(
             [["index", *labels]] + [[labels[i]] + ["" if c is None else repr(c) for c in row] for i, row in enumerate(cos)])))
@@ -126,7 +134,7 @@ def geometry_figures(loaded, plan, records, out_dir: Path) -> list[FigureFile]:
                 bar = fig.colorbar(image, ax=ax, label=f"number of blocks (of {n_layers})", shrink=0.8)
                 bar.locator = MaxNLocator(integer=True)
                 bar.update_ticks()
-            fig.suptitle(title)
+            suptitle(fig, title)
             files = save(fig, out_dir / key)
         rows = [["i", "j", "positive", "negative", "zero", "blocks", "total_cosine"]]
         for i in range(len(labels)):

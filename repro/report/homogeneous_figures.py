@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from repro.report.figure_style import base_title, figure, figure_key, figure_numbers, method_colors, numbering_note, save
+from repro.report.figure_style import (
+    base_title,
+    figure,
+    figure_key,
+    figure_numbers,
+    method_colors,
+    numbering_note,
+    save,
+    suptitle,
+)
 from repro.report.figures import FigureFile
 
 EXPERIMENT_NAMES = {"medical_only": "Medical only (n = 3)", "math_only": "Math only (n = 3)", "all": "All experts (n = 6)"}
@@ -62,7 +71,7 @@ def homogeneous_figures(plan, records, out_dir: Path) -> list[FigureFile]:
                     handles.setdefault(name, handle)
             fig.legend(list(handles.values()), list(handles), loc="outside lower center", frameon=False,
                        ncol=len(handles))
-            fig.suptitle(title)
+            suptitle(fig, title)
             files = save(fig, out_dir / key)
         out.append(FigureFile(key, title, files, len(merges) + (1 if base_job else 0)))
     return out

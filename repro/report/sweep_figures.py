@@ -16,10 +16,10 @@ from repro.report.figure_style import base_title, figure_key, figure_numbers, nu
 from repro.report.figures import ACCURACY_AXIS, NORM_AXIS, FigureFile, Line, Panel, Point, draw_panels
 
 PARAMETER_AXES = {
-    "lambda": "scaling coefficient λ (dimensionless)",
+    "lambda": "scaling coefficient λ (unitless)",
     "density": "top-k% density (fraction of entries kept)",
-    "beta": "boosting threshold β (fraction of cumulative singular-value energy)",
-    "weight": "model weight α (dimensionless)",
+    "beta": "boosting threshold β (fraction of spectral energy)",
+    "weight": "model weight α (unitless)",
 }
 
 
@@ -75,10 +75,11 @@ def sweep_figures(loaded, plan, records, out_dir: Path) -> list[FigureFile]:
             if not lines:
                 continue
             xs = [p.x for line in lines for p in line.points]
-            wide = x_axis != "task_vector_l2" and min(xs) > 0 and max(xs) / min(xs) > 50
+            # A log axis only for a grid that leaves the unit range by far (TA's λ = 10); β and density stay linear.
+            wide = x_axis != "task_vector_l2" and min(xs) > 0 and max(xs) > 5 and max(xs) / min(xs) > 50
             n = len(jobs[points[0].job_id].subset)
             panel = Panel(f"{base_title(base)} (all {n} checkpoints)", lines, _base_reference(plan, records, base),
-                          auto_xticks=x_axis == "task_vector_l2", xlog=wide)
+                          auto_xticks=x_axis == "task_vector_l2" or len(set(xs)) > 8, xlog=wide)
             panel.notes.append(f"{sum(len(line.points) for line in lines)} of {len(points)} points")
             panels.append((base, panel, sum(len(line.points) for line in lines)))
         if not panels:
