@@ -26,6 +26,10 @@ def cmd_verify(args) -> int:
     from repro.atomic_io import atomic_write_text
     from repro.reference import REPO_ROOT, load_reference
 
+    from repro.errors import ReproError
+
+    if args.resamples < 100:
+        raise ReproError("must be at least 100 (10000 recommended)", field="--resamples")
     reference = load_reference(args.reference)
     if args.published:
         from repro.report.published_checks import check_published, render_markdown, summary_line

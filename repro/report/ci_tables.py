@@ -78,6 +78,7 @@ class ExperimentBootstrap:
     recorded: dict[str, float]  # job id -> recorded average (used to pick the best checkpoint)
     resamples: int
     seed: int
+    config_hash: str = ""
 
 
 def bootstrap_experiment(plan, store, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> ExperimentBootstrap:
@@ -91,7 +92,7 @@ def bootstrap_experiment(plan, store, *, resamples: int = DEFAULT_RESAMPLES, see
     observed, replicates = accuracy_replicates(matrix.flags, resamples=resamples, seed=seed)
     recorded = {job_id: store.read_result(job_id)["average"] for job_id in order}
     return ExperimentBootstrap(jobs, {j: i for i, j in enumerate(order)}, observed, replicates, recorded,
-                               resamples, seed)
+                               resamples, seed, plan.config_hash)
 
 
 def _reference_column(eb: ExperimentBootstrap, base: str, reference: str) -> int | None:
@@ -188,7 +189,8 @@ def footnote(table: str, eb: ExperimentBootstrap) -> str:
             f"[95% interval] · models with a significant paired gain / models. Intervals: hierarchical bootstrap "
             f"({eb.resamples} resamples, seed {eb.seed}): the cell's subsets redrawn with replacement and the "
             "benchmark items redrawn within each task, the same items for every model and the reference. "
-            "Point values recomputed from per-item results. * = fewer models than planned.")
+            f"Point values recomputed from per-item results. * = fewer models than planned. "
+            f"Config hash {eb.config_hash[:12]}, {len(eb.columns)} results with per-item data.")
 
 
 def wide_rows(cells: list[CellCI]) -> tuple[list[str], list[list[str]]]:

@@ -69,6 +69,7 @@ class RunComparison:
     cells: list[CellComparison]
     resamples: int
     seed: int
+    provenance: str = ""
 
     def counts(self) -> Counter:
         return Counter(c.status for c in self.cells)
@@ -117,7 +118,10 @@ def compare_run(plan, store, reference: Reference, *, loaded=None, resamples: in
             if cell.model == AVERAGE and not covers_all:
                 mine = None
             comparisons.append(compare_cell(cell, mine))
-    return RunComparison(plan.config_name, comparisons, resamples, seed)
+    provenance = (f"Run `{plan.config_name}` (config hash {plan.config_hash[:12]}): "
+                  f"{0 if eb is None else len(eb.columns)} finished results with per-item data; reference "
+                  f"`{reference.root}` ({len(reference.cells)} cells).")
+    return RunComparison(plan.config_name, comparisons, resamples, seed, provenance)
 
 
 def _ours_text(c: CellComparison) -> str:
@@ -132,6 +136,7 @@ def _ours_text(c: CellComparison) -> str:
 def render_comparison(comparison: RunComparison) -> str:
     counts = comparison.counts()
     lines = [f"# `{comparison.config}` against the published Tables 1-3", "", comparison.summary_line(), "",
+             comparison.provenance, "",
              "## Tolerance rule", "", TOLERANCE_RULE + f" Bootstrap: {comparison.resamples} resamples, seed "
              f"{comparison.seed}.", "", "## Summary per table, base and method", "",
              "| table | model | method | agree | disagree | not run |", "|---|---|---|---|---|---|"]
