@@ -200,6 +200,14 @@ class Reference:
     root: Path
 
 
+def display_path(path: Path) -> str:
+    """A reference folder as shown in reports: relative to the repository when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def load_reference(directory: str | Path | None = None) -> Reference:
     """tables.csv + text_claims.yaml (optional) + names.yaml (optional) of a reference folder."""
     root = Path(directory) if directory is not None else DEFAULT_REFERENCE_DIR

@@ -28,7 +28,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from statistics import mean, median
 
-from repro.reference import AVERAGE, Reference, ReferenceCell
+from repro.reference import AVERAGE, Reference, ReferenceCell, display_path
 
 UNIT = {"percentage": 1.0, "delta": 0.01, "reference_accuracy": 0.1}
 EPS = 1e-9
@@ -249,18 +249,9 @@ def summary_line(reference: Reference, findings: list[Finding]) -> str:
             f"{len(bad)} inconsistencies ({per_rule}), {notes} notes")
 
 
-def _shown(path) -> str:
-    from repro.reference import REPO_ROOT
-
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
 def render_markdown(reference: Reference, findings: list[Finding]) -> str:
     lines = ["# Published Tables 1-3: internal consistency", "",
-             f"Source: `{_shown(reference.root)}` (tables.csv: {len(reference.cells)} cells as printed; "
+             f"Source: `{display_path(reference.root)}` (tables.csv: {len(reference.cells)} cells as printed; "
              f"text_claims.yaml: {len(reference.claims)} quoted passages).", "",
              summary_line(reference, findings), "", "## Rules", ""]
     bullets: list[str] = []

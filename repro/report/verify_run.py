@@ -20,7 +20,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
-from repro.reference import AVERAGE, Reference, ReferenceCell
+from repro.reference import AVERAGE, Reference, ReferenceCell, display_path
 from repro.report.ci_tables import TABLE_REFERENCE, CellCI, bootstrap_experiment, build_ci_cells
 
 WIDEN = math.sqrt(2)
@@ -120,7 +120,7 @@ def compare_run(plan, store, reference: Reference, *, loaded=None, resamples: in
             comparisons.append(compare_cell(cell, mine))
     provenance = (f"Run `{plan.config_name}` (config hash {plan.config_hash[:12]}): "
                   f"{0 if eb is None else len(eb.columns)} finished results with per-item data; reference "
-                  f"`{reference.root}` ({len(reference.cells)} cells).")
+                  f"`{display_path(reference.root)}` ({len(reference.cells)} cells).")
     return RunComparison(plan.config_name, comparisons, resamples, seed, provenance)
 
 
