@@ -65,34 +65,31 @@ class ItemMatrix:
 
 
 def load_item_matrix(store, job_ids: list[str]) -> ItemMatrix:
-    """Every job's flags, aligned item by item per suite task (the first job fixes the item order)."""
+    """Every job's flags, aligned item by item per suite task: the leaves of a task in name order, each leaf's
+    items in stored order, which must be the same doc ids for every job (the first job fixes them)."""
     if not job_ids:
         raise ItemDataError("no finished jobs with per-item results")
-    keys: dict[str, list[tuple[str, str]]] | None = None
+    layout: dict[str, list[tuple[str, list[str]]]] | None = None  # task -> [(leaf, doc ids)]
     columns: list[dict[str, np.ndarray]] = []
     for job_id in job_ids:
         record = store.read_result(job_id)
         groups = task_of_leaf(record)
-        items = read_item_flags(store.root / record["items_file"]) if record.get("items_file") else \
-            read_item_flags(store.items_path(job_id))
-        per_task: dict[str, list[tuple[tuple[str, str], int]]] = {}
-        for leaf, (doc_ids, flags) in items.items():
-            task = groups.get(leaf, leaf)
-            per_task.setdefault(task, []).extend(((leaf, d), int(f)) for d, f in zip(doc_ids, flags, strict=True))
-        for task in per_task:
-            per_task[task].sort(key=lambda pair: pair[0])
-        task_keys = {task: [k for k, _ in pairs] for task, pairs in per_task.items()}
-        if keys is None:
-            keys = task_keys
-        elif task_keys != keys:
-            differing = sorted(set(task_keys) ^ set(keys)) or [t for t in keys if task_keys.get(t) != keys[t]]
+        path = store.root / record["items_file"] if record.get("items_file") else store.items_path(job_id)
+        items = read_item_flags(path)
+        tasks: dict[str, list[tuple[str, list[str]]]] = {}
+        for leaf in sorted(items):
+            tasks.setdefault(groups.get(leaf, leaf), []).append((leaf, items[leaf][0]))
+        if layout is None:
+            layout = tasks
+        elif tasks != layout:
+            differing = sorted(set(tasks) ^ set(layout)) or [t for t in layout if tasks.get(t) != layout[t]]
             raise ItemDataError(
                 f"job {job_id} was evaluated on other items than job {job_ids[0]} (task(s) {', '.join(differing[:3])});"
                 " paired statistics need identical items: re-run with the same evaluation settings",
-                path=str(store.items_path(job_id)),
+                path=str(path),
             )
-        columns.append({task: np.fromiter((f for _, f in pairs), dtype=np.uint8, count=len(pairs))
-                        for task, pairs in per_task.items()})
-    tasks = sorted(keys)
-    flags = [np.stack([col[task] for col in columns], axis=1) for task in tasks]
-    return ItemMatrix(list(job_ids), tasks, flags)
+        columns.append({task: np.concatenate([items[leaf][1] for leaf, _ in leaves])
+                        for task, leaves in tasks.items()})
+    names = sorted(layout)
+    flags = [np.stack([col[task] for col in columns], axis=1) for task in names]
+    return ItemMatrix(list(job_ids), names, flags)
