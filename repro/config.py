@@ -11,6 +11,7 @@ missing lockfile entries each raise one ConfigError naming the file and the fiel
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -81,6 +82,8 @@ class EvaluationSettings(_Strict):
     limit: int | None = Field(default=None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     in_memory: bool = False  # evaluate merged models from memory (no scratch write) when possible
+    # lm-eval model: "shared" (HF with shared-context scoring, default), "hf" (stock HF path), "vllm" (GPU)
+    backend: Literal["shared", "hf", "vllm"] = "shared"
 
 
 class HomogeneousExperiment(_Strict):
@@ -111,6 +114,15 @@ class SlurmSettings(_Strict):
     claim_ttl_s: float = Field(default=600.0, gt=0)
 
 
+class CheckpointsAsOf(_Strict):
+    """The experiment date the checkpoints are pinned to (`repro lock resolve --as-of config`) and where that
+    date comes from: in-the-wild checkpoints change after a study, so the lockfile takes the last commit of
+    each repository at or before this day (UTC, inclusive)."""
+
+    date: dt.date
+    source: str = Field(min_length=1)
+
+
 class ExperimentConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -120,6 +132,7 @@ class ExperimentConfig(_Strict):
     bases: list[str] = Field(default_factory=list)
     pool: Literal["in_the_wild"] = "in_the_wild"
     models_dir: str = "runs/models"
+    checkpoints_as_of: CheckpointsAsOf | None = None
     methods: list[MethodConfig] = Field(default_factory=list)  # required unless the config only computes geometry
     methods_from: str | None = None  # informational after loading: the config the methods were read from
     merge: MergeSettings
@@ -150,6 +163,8 @@ class ExperimentConfig(_Strict):
             raise ValueError("nothing to run: set `merge.sizes`, `sweeps`, `geometry` and/or `homogeneous`")
         if not self.methods and (self.merge.sizes or self.sweeps or self.homogeneous is not None):
             raise ValueError("`methods` must list at least one merge method")
+        if self.checkpoints_as_of is not None and self.lockfile is None:
+            raise ValueError("`checkpoints_as_of` pins lockfile checkpoints; a `world` config has none")
         bad = [name for name in self.reuse_results_from if not re.fullmatch(r"[A-Za-z0-9_.-]+", name)]
         if bad:
             raise ValueError(f"reuse_results_from takes config names (runs/<name>/), not {bad[0]!r}")
