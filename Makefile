@@ -15,8 +15,7 @@ DOWNLOAD_ARGS ?=
 # Extra `repro run` flags for the reproduce-* targets, e.g. REPRODUCE_ARGS="--workers 2" or "--executor slurm".
 REPRODUCE_ARGS ?=
 ARGS ?=
-# Extra `repro run` flags for the reproduce-* targets, e.g. REPRODUCE_ARGS="--workers 2" or "--executor slurm".
-REPRODUCE_ARGS ?=
+LOCK_ARGS ?= --as-of config
 IMAGE ?= repro
 HF_CACHE_VOLUME ?= hf-cache
 
@@ -24,8 +23,8 @@ HF_CACHE_VOLUME ?= hf-cache
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .PHONY: help setup test smoke demo data lock-check lock download merge evaluate reproduce-table1 plan status tables \
-        bench lint docker-build docker-run constraints clean reproduce-table2 reproduce-table3 reproduce-figures \
-        reproduce-appendix reproduce-all figures \
+        bench lint docker-build docker-test docker-run gpu-check constraints clean reproduce-table2 reproduce-table3 \
+        reproduce-figures reproduce-appendix reproduce-all figures \
         verify-published reproduce-reduced
 
 help: ## List the targets
@@ -85,8 +84,8 @@ figures: setup ## Every figure of CONFIG's stored results as PNG + PDF (repro re
 lock-check: setup ## Check checkpoints.lock against the config (offline)
 	$(BIN)/repro lock check --config $(CONFIG)
 
-lock: setup ## Resolve checkpoint revisions into checkpoints.lock (needs network + HF_TOKEN)
-	$(BIN)/repro lock resolve --config $(CONFIG)
+lock: setup ## Pin checkpoints.lock as of CONFIG's checkpoints_as_of date (LOCK_ARGS=; needs network + HF_TOKEN)
+	$(BIN)/repro lock resolve --config $(CONFIG) $(LOCK_ARGS)
 
 download: setup ## Download the locked checkpoints (extra args via DOWNLOAD_ARGS=...)
 	$(BIN)/repro download --config $(CONFIG) $(DOWNLOAD_ARGS)
@@ -140,8 +139,14 @@ bench: setup ## Run every bench/*.py (each writes its results under runs/bench/)
 lint: setup ## ruff check + hadolint on the Dockerfile (nox -s lint)
 	$(BIN)/nox -s lint
 
-docker-build: ## Build the GPU image (docker build -t repro .)
-	docker build -t $(IMAGE) .
+docker-build: ## Build the GPU image: docker, else buildah as root (tools/image.sh; ~4 GB download)
+	IMAGE=$(IMAGE) tools/image.sh build
+
+docker-test: ## Build the image, then run make test + make smoke inside it, offline (tools/image.sh)
+	IMAGE=$(IMAGE) tools/image.sh test
+
+gpu-check: setup ## Merges (7 methods) on CPU vs CUDA + lm-eval on CUDA; prints "no GPU" and exits 0 without one
+	$(OFFLINE) $(BIN)/python tools/gpu_check.py $(ARGS)
 
 docker-run: ## Reproduce Table 1 in the GPU image; HF cache in the hf-cache volume
 	docker run --gpus all -v $(HF_CACHE_VOLUME):/data $(IMAGE) make reproduce-table1

@@ -10,6 +10,8 @@ No session creates a virtualenv of its own (venv_backend="none"), so none reinst
                             packages slurmctld slurmd slurm-client munge)
     nox -s page             headless-Chromium screenshot of a rendered index.html (runs/page-screenshot.png);
                             installs Debian's chromium with apt-get when missing and possible, else skips
+    nox -s image            build the Docker image (docker, else buildah: root + apt packages buildah podman
+                            debootstrap) and run `make test` + `make smoke` inside it, offline (tools/image.sh)
 """
 
 from __future__ import annotations
@@ -91,3 +93,9 @@ def page(session: nox.Session) -> None:
     env = {**_venv_env(session), "REPRO_SCREENSHOT": str(ROOT / "runs" / "page-screenshot.png")}
     session.run(str(VENV_BIN / "python"), "-m", "pytest", "-q", "-rs", "tests/test_report_page_browser.py",
                 env=env, external=True)
+
+
+@nox.session(venv_backend="none")
+def image(session: nox.Session) -> None:
+    """The image built for real and tested inside: tools/image.sh test (docker, else buildah; ~4 GB download)."""
+    session.run(str(ROOT / "tools" / "image.sh"), "test", external=True)

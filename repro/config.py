@@ -11,6 +11,7 @@ missing lockfile entries each raise one ConfigError naming the file and the fiel
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -21,6 +22,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from repro.errors import ConfigError, LockError, ReproError
+from repro.experiment_sections import (  # noqa: F401 (sweep_points is part of this module's API)
+    DEFAULT_REPORT_TABLES,
+    GeometrySettings,
+    ReportSettings,
+    SweepSettings,
+    sweep_points,
+)
 
 DEFAULT_SUITES_FILE = "configs/suites.yaml"
 
@@ -81,6 +89,8 @@ class EvaluationSettings(_Strict):
     limit: int | None = Field(default=None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     in_memory: bool = False  # evaluate merged models from memory (no scratch write) when possible
+    # lm-eval model: "shared" (HF with shared-context scoring, default), "hf" (stock HF path), "vllm" (GPU)
+    backend: Literal["shared", "hf", "vllm"] = "shared"
     item_sample: ItemSample | None = None  # evaluate a seeded per-task item sample (same for every model)
 
     @model_validator(mode="after")
@@ -103,64 +113,6 @@ class HomogeneousSettings(_Strict):
     experiments: list[HomogeneousExperiment] = Field(min_length=1)
 
 
-class SweepSettings(_Strict):
-    """Appendix C: one hyperparameter sweep. Every point merges ALL checkpoints of each base's pool with a
-    method of `methods` whose parameters are overridden by one point of the grid (the cartesian product of
-    `grid`'s value lists); each point is an ordinary merge job with a content id."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    figure: int = Field(ge=1)  # the paper's figure number (per-base figures: the first of the family)
-    per_base: bool = False  # one figure per base (Figs 13-16) instead of one panel per base
-    methods: list[str] = Field(default_factory=list)  # names or labels of `methods`; empty = all
-    grid: dict[str, list[float | bool]] = Field(min_length=1)
-    x: str | None = None  # grid parameter on the x axis, or "task_vector_l2"; default: the only grid key
-    series: str | None = None  # grid parameter drawn as separate lines (e.g. density)
-    title: str = ""
-
-    @model_validator(mode="after")
-    def _axes(self) -> SweepSettings:
-        if any(len(values) == 0 for values in self.grid.values()):
-            raise ValueError("every grid parameter needs at least one value")
-        for axis, value in (("x", self.x), ("series", self.series)):
-            if value is not None and value not in self.grid and not (axis == "x" and value == "task_vector_l2"):
-                raise ValueError(f"{axis} {value!r} is not a grid parameter ({', '.join(self.grid)})")
-        if self.x is None and len(self.grid) != 1:
-            raise ValueError("set `x` (which grid parameter is the x axis) when the grid has several parameters")
-        return self
-
-    @property
-    def x_axis(self) -> str:
-        return self.x or next(iter(self.grid))
-
-
-class GeometrySettings(_Strict):
-    """Appendix D: pairwise dot products and norms of the task vectors of every base's pool, per tensor
-    (streamed from the safetensors files) and per transformer block."""
-
-    # |cos| <= zero_tolerance (or a task vector that is exactly zero in the layer) counts as neither
-    # positive nor negative (the paper's "numerically indistinguishable from zero").
-    zero_tolerance: float = Field(default=1e-6, ge=0)
-    layer_pattern: str = r"(?:^|\.)layers\.(\d+)\."  # a tensor name's transformer block index
-
-
-class ReportSettings(_Strict):
-    """Which methods (registry names or labels of `methods`) each table shows; and the appendix configs
-    `make reproduce-appendix CONFIG=this` runs (paths relative to this config's folder)."""
-
-    table1: list[str] | None = None
-    table2: list[str] | None = None
-    table3: list[str] | None = None
-    appendix_configs: list[str] = Field(default_factory=list)
-
-
-# Table -> methods when a config's `report:` does not say (the paper's Tables 1-3).
-DEFAULT_REPORT_TABLES = {
-    "table1": ("task_arithmetic", "model_stock", "ties"),
-    "table2": ("task_arithmetic",),
-    "table3": ("task_arithmetic_sb", "ties_sb", "tsv_m", "iso_c"),
-}
-
-
 class SlurmSettings(_Strict):
     """SLURM array settings for `repro run --executor slurm` (override with --slurm-option KEY=VALUE)."""
 
@@ -176,6 +128,15 @@ class SlurmSettings(_Strict):
     claim_ttl_s: float = Field(default=600.0, gt=0)
 
 
+class CheckpointsAsOf(_Strict):
+    """The experiment date the checkpoints are pinned to (`repro lock resolve --as-of config`) and where that
+    date comes from: in-the-wild checkpoints change after a study, so the lockfile takes the last commit of
+    each repository at or before this day (UTC, inclusive)."""
+
+    date: dt.date
+    source: str = Field(min_length=1)
+
+
 class ExperimentConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -185,6 +146,7 @@ class ExperimentConfig(_Strict):
     bases: list[str] = Field(default_factory=list)
     pool: Literal["in_the_wild"] = "in_the_wild"
     models_dir: str = "runs/models"
+    checkpoints_as_of: CheckpointsAsOf | None = None
     methods: list[MethodConfig] = Field(default_factory=list)  # required unless the config only computes geometry
     methods_from: str | None = None  # informational after loading: the config the methods were read from
     merge: MergeSettings
@@ -215,6 +177,8 @@ class ExperimentConfig(_Strict):
             raise ValueError("nothing to run: set `merge.sizes`, `sweeps`, `geometry` and/or `homogeneous`")
         if not self.methods and (self.merge.sizes or self.sweeps or self.homogeneous is not None):
             raise ValueError("`methods` must list at least one merge method")
+        if self.checkpoints_as_of is not None and self.lockfile is None:
+            raise ValueError("`checkpoints_as_of` pins lockfile checkpoints; a `world` config has none")
         bad = [name for name in self.reuse_results_from if not re.fullmatch(r"[A-Za-z0-9_.-]+", name)]
         if bad:
             raise ValueError(f"reuse_results_from takes config names (runs/<name>/), not {bad[0]!r}")
@@ -439,14 +403,6 @@ def _check_methods(loaded: LoadedConfig) -> None:
                 except ReproError as exc:
                     raise ConfigError(f"{method.label or method.name}: {exc}", path=str(loaded.path),
                                       field=f"sweeps[{j}].grid") from None
-
-
-def sweep_points(sweep: SweepSettings) -> list[dict[str, Any]]:
-    """The grid of a sweep as parameter overrides, in the order the config lists the values."""
-    import itertools
-
-    keys = list(sweep.grid)
-    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(sweep.grid[k] for k in keys))]
 
 
 def _check_report(loaded: LoadedConfig) -> None:

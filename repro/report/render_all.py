@@ -78,6 +78,7 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
     skipped += ci_skipped
     figures = render_figures(loaded, plan, records, out_dir, suites, intervals=intervals)
     artifacts += [Artifact(f.key, f.title, "figure", f.files, f.n_results) for f in figures]
+    skipped += _missing_figures(loaded, [f.key for f in figures])
     if any(job.kind == "homogeneous" and job.id in records for job in plan.jobs):
         from repro.report.homogeneous_table import build_homogeneous_table, write_homogeneous_table
 
@@ -110,6 +111,27 @@ def render_figures(loaded, plan, records: dict, out_dir: Path, suites: dict | No
     figures += geometry_figures(loaded, plan, records, out_dir)
     figures += homogeneous_figures(plan, records, out_dir)
     return figures
+
+
+def _missing_figures(loaded, rendered: list[str]) -> list[str]:
+    """The figures this config's experiments make that have no results yet."""
+    cfg = loaded.config
+    expected: list[tuple[str, str]] = []  # (key prefix, description)
+    if cfg.merge.sizes:
+        expected += [("fig03_", "Figure 3 (accuracy vs. n, Table 1 methods)"), ("fig04_", "Figure 4 (task-vector norm)")]
+        if loaded.report_labels("table3"):
+            expected.append(("fig06_", "Figure 6 (accuracy vs. n, Table 3 methods)"))
+        expected.append(("_taskwise_", "Figures 7-10 (task-wise accuracy)"))
+    stems = [key.split("_", 1)[1] for key in rendered if "_" in key]  # "fig13_ties_grid_b" -> "ties_grid_b"
+    for sweep in cfg.sweeps:
+        done = any(stem == sweep.name or (sweep.per_base and stem.startswith(f"{sweep.name}_")) for stem in stems)
+        if not done:
+            expected.append(("\0never", f"Figure {sweep.figure}{'ff.' if sweep.per_base else ''} ({sweep.name})"))
+    if cfg.geometry is not None:
+        expected += [("_cosine_", "Figures 19-22 (cosine heatmaps)"), ("_layer_signs_", "Figures 23-26 (layer signs)")]
+    if cfg.homogeneous is not None:
+        expected.append(("_homogeneous_", "Figures 27-28 (homogeneous merges)"))
+    return [f"{what}: no results yet" for prefix, what in expected if not any(prefix in key for key in rendered)]
 
 
 def _order(artifact: Artifact) -> tuple:

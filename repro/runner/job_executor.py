@@ -57,6 +57,7 @@ def _model_from_state(base_dir: Path, state_dict: dict):
 
 class JobExecutor:
     def __init__(self, loaded: LoadedConfig, runs_dir: Path, store: ResultsStore):
+        from repro.evaluate import EvaluationSession
         from repro.suites import load_suites
 
         self.loaded = loaded
@@ -72,6 +73,7 @@ class JobExecutor:
         self.versions = package_versions()
         self._svd_cache = None
         self._verified_inputs: set = set()  # checkpoints already checked for NaN/Inf in this process
+        self.eval_session = EvaluationSession()  # tasks and tokenized requests built once per worker
 
     def _input_dirs(self, job: Job) -> list[Path]:
         if job.checkpoints:
@@ -152,6 +154,8 @@ class JobExecutor:
             batch_size=cfg.batch_size,
             device=self.eval_device,
             identity=identity,
+            backend=cfg.backend,
+            session=self.eval_session,
         )
 
     def _suite_averages(self, job: Job, outcome) -> dict[str, float]:
@@ -234,6 +238,7 @@ class JobExecutor:
                 "item_sample": (self.loaded.config.evaluation.item_sample.model_dump()
                                 if self.loaded.config.evaluation.item_sample is not None else None),
                 "device": self.eval_device,
+                "backend": self.loaded.config.evaluation.backend,
                 "lm_eval_version": evaluation.get("lm_eval_version"),
                 "task_hashes": evaluation.get("task_hashes", {}),
             },
