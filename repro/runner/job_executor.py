@@ -57,7 +57,7 @@ def _model_from_state(base_dir: Path, state_dict: dict):
 
 class JobExecutor:
     def __init__(self, loaded: LoadedConfig, runs_dir: Path, store: ResultsStore):
-        from repro.evaluate import load_suites
+        from repro.evaluate import EvaluationSession, load_suites
 
         self.loaded = loaded
         self.runs_dir = runs_dir
@@ -72,6 +72,7 @@ class JobExecutor:
         self.versions = package_versions()
         self._svd_cache = None
         self._verified_inputs: set = set()  # checkpoints already checked for NaN/Inf in this process
+        self.eval_session = EvaluationSession()  # tasks and tokenized requests built once per worker
 
     def _input_dirs(self, job: Job) -> list[Path]:
         if job.checkpoints:
@@ -151,6 +152,8 @@ class JobExecutor:
             batch_size=cfg.batch_size,
             device=self.eval_device,
             identity=identity,
+            backend=cfg.backend,
+            session=self.eval_session,
         )
 
     def _suite_averages(self, job: Job, outcome) -> dict[str, float]:
@@ -209,6 +212,7 @@ class JobExecutor:
                 "batch_size": self.loaded.config.evaluation.batch_size,
                 "limit": self.loaded.config.evaluation.limit,
                 "device": self.eval_device,
+                "backend": self.loaded.config.evaluation.backend,
                 "lm_eval_version": evaluation.get("lm_eval_version"),
                 "task_hashes": evaluation.get("task_hashes", {}),
             },

