@@ -24,9 +24,8 @@ def register(subparsers) -> None:
 
 def cmd_verify(args) -> int:
     from repro.atomic_io import atomic_write_text
-    from repro.reference import REPO_ROOT, load_reference
-
     from repro.errors import ReproError
+    from repro.reference import REPO_ROOT, load_reference
 
     if args.resamples < 100:
         raise ReproError("must be at least 100 (10000 recommended)", field="--resamples")
