@@ -8,13 +8,10 @@ No session creates a virtualenv of its own (venv_backend="none"), so none reinst
     nox -s smoke            repro run + repro report table1 on configs/smoke.yaml
     nox -s slurm            pytest -m slurm against a local single-node SLURM cluster (needs root + apt
                             packages slurmctld slurmd slurm-client munge)
-<<<<<<< HEAD
     nox -s page             headless-Chromium screenshot of a rendered index.html (runs/page-screenshot.png);
                             installs Debian's chromium with apt-get when missing and possible, else skips
-=======
     nox -s reliability      hostile checkpoints, bad inputs + hypothesis fuzzing, kill -9 / disk full /
                             concurrent workers / copies mid-run / HF_TOKEN canary, then a counted summary
->>>>>>> main
     nox -s image            build the Docker image (docker, else buildah: root + apt packages buildah podman
                             debootstrap) and run `make test` + `make smoke` inside it, offline (tools/image.sh)
 """

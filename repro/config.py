@@ -22,7 +22,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from repro.errors import ConfigError, LockError, ReproError
-<<<<<<< HEAD
 from repro.experiment_sections import (  # noqa: F401 (sweep_points is part of this module's API)
     DEFAULT_REPORT_TABLES,
     GeometrySettings,
@@ -30,9 +29,7 @@ from repro.experiment_sections import (  # noqa: F401 (sweep_points is part of t
     SweepSettings,
     sweep_points,
 )
-=======
 from repro.input_problems import ProblemList, load_yaml, pydantic_problems, suggest
->>>>>>> main
 
 DEFAULT_SUITES_FILE = "configs/suites.yaml"
 
@@ -159,37 +156,26 @@ class ExperimentConfig(_Strict):
     def _source(self) -> ExperimentConfig:
         problems: list[tuple[str, str]] = []
         if (self.world is None) == (self.lockfile is None):
-<<<<<<< HEAD
-            raise ValueError("set exactly one of `world` (generated offline models) or `lockfile` (real checkpoints)")
-        if self.lockfile is not None and self.uses_pool and not self.bases:
-            raise ValueError("`bases` must list at least one base of the lockfile")
-        if self.world is not None and self.bases:
-            raise ValueError("`bases` is derived from `world.families`; remove it")
-        if not self.uses_pool and self.homogeneous is None:
-            raise ValueError("nothing to run: set `merge.sizes`, `sweeps`, `geometry` and/or `homogeneous`")
-        if not self.methods and (self.merge.sizes or self.sweeps or self.homogeneous is not None):
-            raise ValueError("`methods` must list at least one merge method")
-        if self.checkpoints_as_of is not None and self.lockfile is None:
-            raise ValueError("`checkpoints_as_of` pins lockfile checkpoints; a `world` config has none")
-        bad = [name for name in self.reuse_results_from if not re.fullmatch(r"[A-Za-z0-9_.-]+", name)]
-        if bad:
-            raise ValueError(f"reuse_results_from takes config names (runs/<name>/), not {bad[0]!r}")
-        sweep_names = [s.name for s in self.sweeps]
-        if len(set(sweep_names)) != len(sweep_names):
-            raise ValueError("sweep names must be distinct")
-=======
             problems.append(("world", "set exactly one of `world` (generated offline models) or `lockfile` "
                                       "(real checkpoints)"))
-        if self.lockfile is not None and self.merge.sizes and not self.bases:
+        if self.lockfile is not None and self.uses_pool and not self.bases:
             problems.append(("bases", "`bases` must list at least one base of the lockfile"))
         if self.world is not None and self.bases:
             problems.append(("bases", "`bases` is derived from `world.families`; remove it"))
-        if not self.merge.sizes and self.homogeneous is None:
-            problems.append(("merge.sizes", "nothing to run: set `merge.sizes` and/or `homogeneous`"))
+        if not self.uses_pool and self.homogeneous is None:
+            problems.append(("merge.sizes", "nothing to run: set `merge.sizes`, `sweeps`, `geometry` and/or "
+                                            "`homogeneous`"))
+        if not self.methods and (self.merge.sizes or self.sweeps or self.homogeneous is not None):
+            problems.append(("methods", "`methods` must list at least one merge method"))
         if self.checkpoints_as_of is not None and self.lockfile is None:
             problems.append(("checkpoints_as_of", "`checkpoints_as_of` pins lockfile checkpoints; a `world` config "
                                                   "has none"))
->>>>>>> main
+        bad = [name for name in self.reuse_results_from if not re.fullmatch(r"[A-Za-z0-9_.-]+", name)]
+        if bad:
+            problems.append(("reuse_results_from", f"takes config names (runs/<name>/), not {bad[0]!r}"))
+        sweep_names = [sweep.name for sweep in self.sweeps]
+        if len(set(sweep_names)) != len(sweep_names):
+            problems.append(("sweeps", "sweep names must be distinct"))
         if self.homogeneous is not None and self.lockfile is None:
             problems.append(("homogeneous", "`homogeneous` experiments take their expert groups from `lockfile`"))
         names = [m.name for m in self.methods]
@@ -318,12 +304,8 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
     if config.lockfile is not None:
         problems += _check_lock_references(loaded)
     if check_methods:
-<<<<<<< HEAD
-        _check_methods(loaded)
-    _check_report(loaded)
-=======
         problems += _check_methods(loaded)
->>>>>>> main
+    problems += _check_report(loaded)
     if check_suite:
         problems += _check_suite(loaded)
     if problems:
@@ -407,7 +389,7 @@ def _check_methods(loaded: LoadedConfig) -> list[tuple[str, str]]:
             if n > pool:
                 problems.append(("merge.sizes", f"merge size {n} exceeds world.checkpoints_per_base ({pool}); "
                                                 f"use sizes up to {pool} or more checkpoints"))
-    return problems + _method_problems([m.model_dump() for m in loaded.config.methods])
+    return problems + _method_problems([m.model_dump() for m in loaded.config.methods]) + _sweep_problems(loaded)
 
 
 def _method_problems(methods: object) -> list[tuple[str, str]]:
@@ -421,45 +403,6 @@ def _method_problems(methods: object) -> list[tuple[str, str]]:
         try:
             resolve_method_params(method["name"])
         except ReproError as exc:
-<<<<<<< HEAD
-            raise ConfigError(str(exc), path=str(loaded.path), field=f"methods[{i}]") from None
-    for j, sweep in enumerate(loaded.config.sweeps):
-        for method in loaded.methods_for(sweep.methods or [m.label or m.name for m in loaded.config.methods]):
-            for point in sweep_points(sweep):
-                try:
-                    resolve_method_params(method.name, {**method.params, **point})
-                except ReproError as exc:
-                    raise ConfigError(f"{method.label or method.name}: {exc}", path=str(loaded.path),
-                                      field=f"sweeps[{j}].grid") from None
-
-
-def _check_report(loaded: LoadedConfig) -> None:
-    """Every method a table names is a registry method or a label of `methods` (a registry method this
-    config does not run is simply absent from the table); every method a sweep names is in `methods`."""
-    from repro.merge.registry import METHODS
-
-    cfg = loaded.config
-    in_config = {key for m in cfg.methods for key in (m.name, m.label) if key}
-    problems = []
-    for table in DEFAULT_REPORT_TABLES:
-        for i, key in enumerate(getattr(cfg.report, table) or []):
-            if key not in in_config and key not in METHODS:
-                problems.append((f"report.{table}[{i}]", key, "a merge method name or a label of `methods`",
-                                 sorted(set(METHODS) | in_config)))
-    for j, sweep in enumerate(cfg.sweeps):
-        for i, key in enumerate(sweep.methods):
-            if key not in in_config:
-                problems.append((f"sweeps[{j}].methods[{i}]", key, "in `methods`", sorted(in_config)))
-    if problems:
-        field, key, what, known = problems[0]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ConfigError(f"method {key!r} is not {what} (known: {', '.join(known)}){more}",
-                          path=str(loaded.path), field=field)
-
-
-def _check_suite(loaded: LoadedConfig) -> None:
-    from repro.suites import load_suites
-=======
             problems.append((f"methods[{i}].name", exc.problems[0][1]))
             continue
         params = method.get("params")
@@ -471,9 +414,47 @@ def _check_suite(loaded: LoadedConfig) -> None:
     return problems
 
 
+def _sweep_problems(loaded: LoadedConfig) -> list[tuple[str, str]]:
+    """Every grid point of every sweep is a valid parameter set of each method it sweeps."""
+    from repro.merge.registry import resolve_method_params
+
+    problems: list[tuple[str, str]] = []
+    for j, sweep in enumerate(loaded.config.sweeps):
+        for method in loaded.methods_for(sweep.methods or [m.label or m.name for m in loaded.config.methods]):
+            for point in sweep_points(sweep):
+                try:
+                    resolve_method_params(method.name, {**method.params, **point})
+                except ReproError as exc:
+                    where, message = exc.problems[0]
+                    problems.append((f"sweeps[{j}].grid", f"{method.label or method.name}: {where}: {message}"))
+                    break
+    return problems
+
+
+def _check_report(loaded: LoadedConfig) -> list[tuple[str, str]]:
+    """Every method a table names is a registry method or a label of `methods` (a registry method this
+    config does not run is simply absent from the table); every method a sweep names is in `methods`."""
+    from repro.merge.registry import METHODS
+
+    cfg = loaded.config
+    in_config = {key for m in cfg.methods for key in (m.name, m.label) if key}
+    known = ", ".join(sorted(set(METHODS) | in_config))
+    problems = []
+    for table in DEFAULT_REPORT_TABLES:
+        for i, key in enumerate(getattr(cfg.report, table) or []):
+            if key not in in_config and key not in METHODS:
+                problems.append((f"report.{table}[{i}]", f"method {key!r} is not a merge method name or a label "
+                                                         f"of `methods` (known: {known})"))
+    for j, sweep in enumerate(cfg.sweeps):
+        for i, key in enumerate(sweep.methods):
+            if key not in in_config:
+                problems.append((f"sweeps[{j}].methods[{i}]", f"method {key!r} is not in `methods` "
+                                                              f"(names or labels: {', '.join(sorted(in_config))})"))
+    return problems
+
+
 def _check_suite(loaded: LoadedConfig) -> list[tuple[str, str]]:
-    from repro.evaluate.suites import load_suites
->>>>>>> main
+    from repro.suites import load_suites
 
     suites_path = loaded.resolve(loaded.config.evaluation.suites_file)
     suites = load_suites(suites_path)
