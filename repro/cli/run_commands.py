@@ -18,6 +18,13 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("plan", help="write the job plan of a config and print its counts")
     _add_config(p)
     p.add_argument("--json", action="store_true", help="print the whole plan as JSON")
+    p.add_argument("--costs", type=Path, default=None, help="per-model GPU costs (default configs/costs.yaml)")
+    p.add_argument("--budget-gpu-hours", type=float, default=None, metavar="H",
+                   help="pick the bases, methods, subsets and item sample with the most evidence within H GPU-hours")
+    p.add_argument("--max-methods", type=int, default=2, help="methods the budget planner may pick (default 2)")
+    p.add_argument("--write-config", type=Path, default=None, help="with --budget-gpu-hours: write the chosen config")
+    p.add_argument("--update-costs", action="store_true",
+                   help="update the costs file from this config's recorded timings and per-item results")
     p.add_argument("--appendix-configs", action="store_true",
                    help="only print the appendix configs of the config's `report:` section, one per line")
     p.set_defaults(handler=cmd_plan)
@@ -108,7 +115,9 @@ def cmd_plan(args) -> int:
             done = len(ids & ResultsStore(runs_dir.parent / name).finished_ids())
             print(f"reusable from runs/{name}/ (same content ids, already finished): {done}")
     print(f"{len(plan.jobs)} jobs; plan written to {path}")
-    return 0
+    from repro.cli.budget_output import print_budget
+
+    return print_budget(args, loaded, plan, runs_dir)
 
 
 def plan_pool(plan, base: str) -> int:

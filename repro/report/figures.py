@@ -89,8 +89,11 @@ def _by_base(plan, records, value, labels: list[str]) -> dict[str, dict]:
     return out
 
 
-def accuracy_panels(plan, records, labels: list[str], value=None) -> list[Panel]:
-    """Figures 3 and 6: one panel per base; n = 1 is the single checkpoints (the same for every method)."""
+def accuracy_panels(plan, records, labels: list[str], value=None, intervals: dict | None = None) -> list[Panel]:
+    """Figures 3 and 6: one panel per base; n = 1 is the single checkpoints (the same for every method).
+
+    `intervals`: optional (base, label, n) -> (low, high) in accuracy %, drawn as error bars
+    (repro.report.ci_tables.accuracy_intervals: subsets and items resampled)."""
     value = value or (lambda r: r.get("average"))
     panels = []
     for base, entry in _by_base(plan, records, value, labels).items():
@@ -101,7 +104,10 @@ def accuracy_panels(plan, records, labels: list[str], value=None) -> list[Panel]
                 continue
             if entry["single"]:
                 by_n[1] = entry["single"]
-            lines.append(Line(label, [Point.of(n, by_n[n], 100.0) for n in sorted(by_n)]))
+            points = [Point.of(n, by_n[n], 100.0) for n in sorted(by_n)]
+            for point in points if intervals else []:
+                point.interval = intervals.get((base, label, int(point.x)))
+            lines.append(Line(label, points))
         reference = None if entry["base"] is None else 100.0 * entry["base"]
         if lines or reference is not None:
             panels.append(Panel(base_title(base), lines, reference))
@@ -213,15 +219,19 @@ def _count(plan, records, labels, base: str | None = None) -> int:
 
 
 def main_figures(plan, records, out_dir: Path, *, table1_labels: list[str], table3_labels: list[str],
-                 all_labels: list[str], tasks: list[str]) -> list[FigureFile]:
-    """Figures 3, 4, 6 and 7-10 that the results support (a figure without data is not drawn)."""
+                 all_labels: list[str], tasks: list[str], intervals: dict | None = None) -> list[FigureFile]:
+    """Figures 3, 4, 6 and 7-10 that the results support (a figure without data is not drawn).
+
+    `intervals` (optional): error bars of Figures 3 and 6, see `accuracy_panels`."""
     out: list[FigureFile] = []
     colors = method_colors(all_labels)
     for number, key, labels, what in ((3, "fig03_accuracy_vs_n", table1_labels, "Table 1 methods"),
                                       (6, "fig06_accuracy_vs_n_subspace", table3_labels, "Table 3 methods")):
-        panels = [p for p in accuracy_panels(plan, records, labels) if p.lines]
+        panels = [p for p in accuracy_panels(plan, records, labels, intervals=intervals) if p.lines]
         if panels:
-            title = f"Figure {number}: average accuracy vs. number of merged checkpoints ({what}; mean ± std over subsets)"
+            bars = "; bars: 95% interval, subsets and items resampled" if intervals else ""
+            title = (f"Figure {number}: average accuracy vs. number of merged checkpoints ({what}; mean ± std over "
+                     f"subsets{bars})")
             out.append(FigureFile(key, title, draw_panels(panels, out_dir / key, title=title, xlabel=N_AXIS,
                                                           ylabel=ACCURACY_AXIS, colors=colors),
                                   _count(plan, records, labels)))

@@ -2,9 +2,10 @@
 
 Reads the config (facts), its plan (which job ids hold what) and its results store; writes into
 paper_artifacts/<config name>/ (or `out_dir`):
-- Tables 1, 2, 3 (main grid; methods per table from the config's `report:` section), Table 4 (lockfile
+- Tables 1, 2, 3 (main grid; methods per table from the config's `report:` section) and their companions
+  table{1,2,3}_ci (bootstrap intervals, repro.report.ci_tables), Table 4 (lockfile
   groups) and Table 5 (domain suites) for homogeneous configs, Table 6 (n-shot of the config's suite);
-- Figures 3, 4, 6, 7-10 (main grid), 11-18 (sweeps), 19-26 (geometry), 27-28 (homogeneous) and the
+- Figures 3, 4, 6, 7-10 (main grid; Figures 3/6 with 95% error bars from the item data), 11-18 (sweeps), 19-26 (geometry), 27-28 (homogeneous) and the
   Appendix E table;
 - manifest.json (what was rendered, from how many results) and index.html.
 A table or figure without any result is skipped (listed under "not rendered" on the page). Rendering
@@ -70,7 +71,12 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
         artifacts.append(Artifact(key, TABLE_TITLES[key], "table", write_table1(built, out_dir, stem=key), 0,
                                   notes=[built.footnote], table=(built.headers, built.rows)))
     artifacts.append(_table6(loaded, out_dir))
-    figures = render_figures(loaded, plan, records, out_dir, suites)
+    from repro.report.ci_tables import ci_artifacts
+
+    ci_tables, intervals, ci_skipped = ci_artifacts(loaded, plan, store, out_dir)
+    artifacts += ci_tables
+    skipped += ci_skipped
+    figures = render_figures(loaded, plan, records, out_dir, suites, intervals=intervals)
     artifacts += [Artifact(f.key, f.title, "figure", f.files, f.n_results) for f in figures]
     skipped += _missing_figures(loaded, [f.key for f in figures])
     if any(job.kind == "homogeneous" and job.id in records for job in plan.jobs):
@@ -89,7 +95,8 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
     return artifacts, skipped
 
 
-def render_figures(loaded, plan, records: dict, out_dir: Path, suites: dict | None = None) -> list:
+def render_figures(loaded, plan, records: dict, out_dir: Path, suites: dict | None = None,
+                   intervals: dict | None = None) -> list:
     """Every figure the results support: 3, 4, 6, 7-10, 11-18, 19-26, 27-28 (FigureFile list)."""
     if suites is None:
         from repro.suites import load_suites
@@ -99,7 +106,7 @@ def render_figures(loaded, plan, records: dict, out_dir: Path, suites: dict | No
     suite = suites[loaded.config.evaluation.suite]
     figures = main_figures(plan, records, out_dir, table1_labels=loaded.report_labels("table1"),
                            table3_labels=loaded.report_labels("table3"), all_labels=all_labels,
-                           tasks=[t.name for t in suite.tasks])
+                           tasks=[t.name for t in suite.tasks], intervals=intervals)
     figures += sweep_figures(loaded, plan, records, out_dir)
     figures += geometry_figures(loaded, plan, records, out_dir)
     figures += homogeneous_figures(plan, records, out_dir)

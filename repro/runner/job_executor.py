@@ -149,6 +149,7 @@ class JobExecutor:
             tokenizer=tokenizer,
             show_progress=False,
             limit=cfg.limit,
+            item_sample=cfg.item_sample.model_dump() if cfg.item_sample is not None else None,
             dtype=cfg.dtype,
             batch_size=cfg.batch_size,
             device=self.eval_device,
@@ -234,6 +235,8 @@ class JobExecutor:
                 "dtype": self.loaded.config.evaluation.dtype,
                 "batch_size": self.loaded.config.evaluation.batch_size,
                 "limit": self.loaded.config.evaluation.limit,
+                "item_sample": (self.loaded.config.evaluation.item_sample.model_dump()
+                                if self.loaded.config.evaluation.item_sample is not None else None),
                 "device": self.eval_device,
                 "backend": self.loaded.config.evaluation.backend,
                 "lm_eval_version": evaluation.get("lm_eval_version"),
