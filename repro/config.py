@@ -186,9 +186,8 @@ class ExperimentConfig(_Strict):
                                                   "has none"))
         bad = [name for name in self.reuse_results_from if not re.fullmatch(r"[A-Za-z0-9_.-]+", name)]
         if bad:
-            problems.append(("reuse_results_from", f"reuse_results_from takes config names (runs/<name>/), not "
-                                                   f"{bad[0]!r}"))
-        sweep_names = [s.name for s in self.sweeps]
+            problems.append(("reuse_results_from", f"takes config names (runs/<name>/), not {bad[0]!r}"))
+        sweep_names = [sweep.name for sweep in self.sweeps]
         if len(set(sweep_names)) != len(sweep_names):
             problems.append(("sweeps", "sweep names must be distinct"))
         if self.homogeneous is not None and self.lockfile is None:
@@ -320,8 +319,7 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
         problems += _check_lock_references(loaded)
     if check_methods:
         problems += _check_methods(loaded)
-    if not problems:
-        _check_report(loaded)
+    problems += _check_report(loaded)
     if check_suite:
         problems += _check_suite(loaded)
     if problems:
@@ -431,7 +429,7 @@ def _method_problems(methods: object) -> list[tuple[str, str]]:
 
 
 def _sweep_problems(loaded: LoadedConfig) -> list[tuple[str, str]]:
-    """Every point of every sweep must be a valid parameter set of each method it sweeps."""
+    """Every grid point of every sweep is a valid parameter set of each method it sweeps."""
     from repro.merge.registry import resolve_method_params
 
     problems: list[tuple[str, str]] = []
@@ -441,32 +439,32 @@ def _sweep_problems(loaded: LoadedConfig) -> list[tuple[str, str]]:
                 try:
                     resolve_method_params(method.name, {**method.params, **point})
                 except ReproError as exc:
-                    problems.append((f"sweeps[{j}].grid", f"{method.label or method.name}: {exc.problems[0][1]}"))
+                    where, message = exc.problems[0]
+                    problems.append((f"sweeps[{j}].grid", f"{method.label or method.name}: {where}: {message}"))
+                    break
     return problems
 
 
-def _check_report(loaded: LoadedConfig) -> None:
+def _check_report(loaded: LoadedConfig) -> list[tuple[str, str]]:
     """Every method a table names is a registry method or a label of `methods` (a registry method this
     config does not run is simply absent from the table); every method a sweep names is in `methods`."""
     from repro.merge.registry import METHODS
 
     cfg = loaded.config
     in_config = {key for m in cfg.methods for key in (m.name, m.label) if key}
+    known = ", ".join(sorted(set(METHODS) | in_config))
     problems = []
     for table in DEFAULT_REPORT_TABLES:
         for i, key in enumerate(getattr(cfg.report, table) or []):
             if key not in in_config and key not in METHODS:
-                problems.append((f"report.{table}[{i}]", key, "a merge method name or a label of `methods`",
-                                 sorted(set(METHODS) | in_config)))
+                problems.append((f"report.{table}[{i}]", f"method {key!r} is not a merge method name or a label "
+                                                         f"of `methods` (known: {known})"))
     for j, sweep in enumerate(cfg.sweeps):
         for i, key in enumerate(sweep.methods):
             if key not in in_config:
-                problems.append((f"sweeps[{j}].methods[{i}]", key, "in `methods`", sorted(in_config)))
-    if problems:
-        field, key, what, known = problems[0]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ConfigError(f"method {key!r} is not {what} (known: {', '.join(known)}){more}",
-                          path=str(loaded.path), field=field)
+                problems.append((f"sweeps[{j}].methods[{i}]", f"method {key!r} is not in `methods` "
+                                                              f"(names or labels: {', '.join(sorted(in_config))})"))
+    return problems
 
 
 def _check_suite(loaded: LoadedConfig) -> list[tuple[str, str]]:

@@ -72,6 +72,7 @@ def test_reuse_copies_finished_jobs_of_the_main_run(tmp_path):
 
 def _write(tmp_path: Path, text: str) -> Path:
     (tmp_path / "configs").mkdir(exist_ok=True)
+    (tmp_path / "configs" / "suites.yaml").write_text((ROOT / "configs/suites.yaml").read_text())
     path = tmp_path / "configs" / "x.yaml"
     path.write_text(text)
     return path
