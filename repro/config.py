@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from repro.errors import ConfigError, LockError, ReproError
+from repro.experiment_sections import (  # noqa: F401 (sweep_points is part of this module's API)
+    DEFAULT_REPORT_TABLES,
+    GeometrySettings,
+    ReportSettings,
+    SweepSettings,
+    sweep_points,
+)
 from repro.input_problems import ProblemList, load_yaml, pydantic_problems, suggest
 
 DEFAULT_SUITES_FILE = "configs/suites.yaml"
@@ -66,6 +74,13 @@ class MergeSettings(_Strict):
         return sorted(sizes)
 
 
+class ItemSample(_Strict):
+    """A fixed, seeded sample of each task's items, identical for every model (reduced reproductions)."""
+
+    per_task: int = Field(ge=1)  # items per task (all of a task's items when it has fewer)
+    seed: int = 0
+
+
 class EvaluationSettings(_Strict):
     suite: str
     suites_file: str = DEFAULT_SUITES_FILE
@@ -77,6 +92,13 @@ class EvaluationSettings(_Strict):
     in_memory: bool = False  # evaluate merged models from memory (no scratch write) when possible
     # lm-eval model: "shared" (HF with shared-context scoring, default), "hf" (stock HF path), "vllm" (GPU)
     backend: Literal["shared", "hf", "vllm"] = "shared"
+    item_sample: ItemSample | None = None  # evaluate a seeded per-task item sample (same for every model)
+
+    @model_validator(mode="after")
+    def _one_subsampling(self) -> EvaluationSettings:
+        if self.limit is not None and self.item_sample is not None:
+            raise ValueError("set either `limit` (first N items) or `item_sample` (seeded sample), not both")
+        return self
 
 
 class HomogeneousExperiment(_Strict):
@@ -126,12 +148,23 @@ class ExperimentConfig(_Strict):
     pool: Literal["in_the_wild"] = "in_the_wild"
     models_dir: str = "runs/models"
     checkpoints_as_of: CheckpointsAsOf | None = None
-    methods: list[MethodConfig] = Field(min_length=1)
+    methods: list[MethodConfig] = Field(default_factory=list)  # required unless the config only computes geometry
     methods_from: str | None = None  # informational after loading: the config the methods were read from
     merge: MergeSettings
     evaluation: EvaluationSettings
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
     homogeneous: HomogeneousSettings | None = None
+    sweeps: list[SweepSettings] = Field(default_factory=list)
+    geometry: GeometrySettings | None = None
+    report: ReportSettings = Field(default_factory=ReportSettings)
+    # Other experiments (config names: runs/<name>/ beside this run's folder) whose finished jobs with the
+    # same content id are reused instead of rerun (e.g. the sweeps reuse the main run's base evaluations).
+    reuse_results_from: list[str] = Field(default_factory=list)
+
+    @property
+    def uses_pool(self) -> bool:
+        """Whether jobs read the in-the-wild pools of `bases` (grid, sweeps or geometry)."""
+        return bool(self.merge.sizes or self.sweeps or self.geometry is not None)
 
     @model_validator(mode="after")
     def _source(self) -> ExperimentConfig:
@@ -139,15 +172,24 @@ class ExperimentConfig(_Strict):
         if (self.world is None) == (self.lockfile is None):
             problems.append(("world", "set exactly one of `world` (generated offline models) or `lockfile` "
                                       "(real checkpoints)"))
-        if self.lockfile is not None and self.merge.sizes and not self.bases:
+        if self.lockfile is not None and self.uses_pool and not self.bases:
             problems.append(("bases", "`bases` must list at least one base of the lockfile"))
         if self.world is not None and self.bases:
             problems.append(("bases", "`bases` is derived from `world.families`; remove it"))
-        if not self.merge.sizes and self.homogeneous is None:
-            problems.append(("merge.sizes", "nothing to run: set `merge.sizes` and/or `homogeneous`"))
+        if not self.uses_pool and self.homogeneous is None:
+            problems.append(("merge.sizes", "nothing to run: set `merge.sizes`, `sweeps`, `geometry` and/or "
+                                            "`homogeneous`"))
+        if not self.methods and (self.merge.sizes or self.sweeps or self.homogeneous is not None):
+            problems.append(("methods", "`methods` must list at least one merge method"))
         if self.checkpoints_as_of is not None and self.lockfile is None:
             problems.append(("checkpoints_as_of", "`checkpoints_as_of` pins lockfile checkpoints; a `world` config "
                                                   "has none"))
+        bad = [name for name in self.reuse_results_from if not re.fullmatch(r"[A-Za-z0-9_.-]+", name)]
+        if bad:
+            problems.append(("reuse_results_from", f"takes config names (runs/<name>/), not {bad[0]!r}"))
+        sweep_names = [sweep.name for sweep in self.sweeps]
+        if len(set(sweep_names)) != len(sweep_names):
+            problems.append(("sweeps", "sweep names must be distinct"))
         if self.homogeneous is not None and self.lockfile is None:
             problems.append(("homogeneous", "`homogeneous` experiments take their expert groups from `lockfile`"))
         names = [m.name for m in self.methods]
@@ -185,6 +227,46 @@ class LoadedConfig:
         if self.config.world is not None:
             return [f"tiny-{family}" for family in self.config.world.families]
         return list(self.config.bases)
+
+    def methods_for(self, wanted: list[str] | tuple[str, ...]) -> list[MethodConfig]:
+        """The config's methods named (registry name or label) in `wanted`, in `wanted`'s order."""
+        out: list[MethodConfig] = []
+        for key in wanted:
+            for method in self.config.methods:
+                if key in (method.name, method.label) and method not in out:
+                    out.append(method)
+        return out
+
+    @property
+    def report_tables(self) -> dict[str, tuple[str, ...]]:
+        """Table name ("table1", "table2", "table3") -> method names (registry names) it shows, in order.
+
+        A table the `report:` section does not mention gets the paper's methods (DEFAULT_REPORT_TABLES)
+        that this config runs; a table with no method of this config maps to ().
+        """
+        out = {}
+        for table, default in DEFAULT_REPORT_TABLES.items():
+            wanted = getattr(self.config.report, table)
+            out[table] = tuple(dict.fromkeys(m.name for m in self.methods_for(default if wanted is None else wanted)))
+        return out
+
+    def report_labels(self, table: str) -> list[str]:
+        """Display labels of the method configurations a table shows (variants of a method included)."""
+        from repro.merge.registry import METHODS
+
+        wanted = getattr(self.config.report, table)
+        methods = self.methods_for(DEFAULT_REPORT_TABLES[table] if wanted is None else wanted)
+        return [m.label or METHODS[m.name].title for m in methods]
+
+    def appendix_config_paths(self) -> list[Path]:
+        """The `report.appendix_configs` (relative to this config's folder); checked when asked for, so a
+        copy of a config elsewhere still loads."""
+        paths = [self.path.parent / p for p in self.config.report.appendix_configs]
+        for i, path in enumerate(paths):
+            if not path.is_file():
+                raise ConfigError(f"appendix config {path} does not exist", path=str(self.path),
+                                  field=f"report.appendix_configs[{i}]")
+        return paths
 
     def pool_size(self, base: str) -> int:
         if self.config.world is not None:
@@ -237,6 +319,7 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
         problems += _check_lock_references(loaded)
     if check_methods:
         problems += _check_methods(loaded)
+    problems += _check_report(loaded)
     if check_suite:
         problems += _check_suite(loaded)
     if problems:
@@ -320,7 +403,7 @@ def _check_methods(loaded: LoadedConfig) -> list[tuple[str, str]]:
             if n > pool:
                 problems.append(("merge.sizes", f"merge size {n} exceeds world.checkpoints_per_base ({pool}); "
                                                 f"use sizes up to {pool} or more checkpoints"))
-    return problems + _method_problems([m.model_dump() for m in loaded.config.methods])
+    return problems + _method_problems([m.model_dump() for m in loaded.config.methods]) + _sweep_problems(loaded)
 
 
 def _method_problems(methods: object) -> list[tuple[str, str]]:
@@ -345,8 +428,47 @@ def _method_problems(methods: object) -> list[tuple[str, str]]:
     return problems
 
 
+def _sweep_problems(loaded: LoadedConfig) -> list[tuple[str, str]]:
+    """Every grid point of every sweep is a valid parameter set of each method it sweeps."""
+    from repro.merge.registry import resolve_method_params
+
+    problems: list[tuple[str, str]] = []
+    for j, sweep in enumerate(loaded.config.sweeps):
+        for method in loaded.methods_for(sweep.methods or [m.label or m.name for m in loaded.config.methods]):
+            for point in sweep_points(sweep):
+                try:
+                    resolve_method_params(method.name, {**method.params, **point})
+                except ReproError as exc:
+                    where, message = exc.problems[0]
+                    problems.append((f"sweeps[{j}].grid", f"{method.label or method.name}: {where}: {message}"))
+                    break
+    return problems
+
+
+def _check_report(loaded: LoadedConfig) -> list[tuple[str, str]]:
+    """Every method a table names is a registry method or a label of `methods` (a registry method this
+    config does not run is simply absent from the table); every method a sweep names is in `methods`."""
+    from repro.merge.registry import METHODS
+
+    cfg = loaded.config
+    in_config = {key for m in cfg.methods for key in (m.name, m.label) if key}
+    known = ", ".join(sorted(set(METHODS) | in_config))
+    problems = []
+    for table in DEFAULT_REPORT_TABLES:
+        for i, key in enumerate(getattr(cfg.report, table) or []):
+            if key not in in_config and key not in METHODS:
+                problems.append((f"report.{table}[{i}]", f"method {key!r} is not a merge method name or a label "
+                                                         f"of `methods` (known: {known})"))
+    for j, sweep in enumerate(cfg.sweeps):
+        for i, key in enumerate(sweep.methods):
+            if key not in in_config:
+                problems.append((f"sweeps[{j}].methods[{i}]", f"method {key!r} is not in `methods` "
+                                                              f"(names or labels: {', '.join(sorted(in_config))})"))
+    return problems
+
+
 def _check_suite(loaded: LoadedConfig) -> list[tuple[str, str]]:
-    from repro.evaluate.suites import load_suites
+    from repro.suites import load_suites
 
     suites_path = loaded.resolve(loaded.config.evaluation.suites_file)
     suites = load_suites(suites_path)

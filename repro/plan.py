@@ -22,6 +22,7 @@ from repro.config import LoadedConfig
 from repro.subset_sampler import sample_subsets
 
 PLAN_VERSION = 1
+GEOMETRY_VERSION = 1  # bump when the stored geometry of a job changes
 
 
 @dataclass(frozen=True)
@@ -50,20 +51,39 @@ class Job:
 
 
 @dataclass(frozen=True)
+class SweepPoint:
+    """One point of an Appendix C sweep: which merge job holds it (jobs are shared by content id)."""
+
+    sweep: str
+    base: str
+    label: str
+    values: dict[str, Any]  # the grid parameters of this point
+    job_id: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Plan:
     config_name: str
     config_hash: str
     seed: int
     subsets: dict[str, dict[int, list[tuple[int, ...]]]]  # base -> n -> subsets
     jobs: tuple[Job, ...]
+    sweep_points: tuple[SweepPoint, ...] = ()
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Per base: number of jobs per kind/method label."""
         out: dict[str, Counter] = {}
         for job in self.jobs:
             key = job.kind
-            if job.kind == "merge":
+            if job.kind == "merge" and job.experiment is not None:
+                key = f"sweep:{job.experiment}:{job.label}"
+            elif job.kind == "merge":
                 key = f"merge:{job.label}"
+            elif job.kind == "geometry":
+                key = "geometry"
             elif job.kind == "homogeneous":
                 key = f"homogeneous:{job.experiment}:{job.label}"
             elif job.experiment:
@@ -82,6 +102,7 @@ class Plan:
                 for base, by_n in self.subsets.items()
             },
             "jobs": [job.to_json() for job in self.jobs],
+            "sweep_points": [point.to_json() for point in self.sweep_points],
         }
 
 
@@ -120,21 +141,26 @@ def _entry_identity(lock, repo_id: str) -> dict:
 
 
 def build_plan(loaded: LoadedConfig) -> Plan:
+    from repro.config import sweep_points
     from repro.merge.registry import METHODS, resolve_method_params
 
     cfg = loaded.config
     evaluation = {"suite": cfg.evaluation.suite, "dtype": cfg.evaluation.dtype, "limit": cfg.evaluation.limit}
+    if cfg.evaluation.item_sample is not None:  # only then: ids of existing configs stay unchanged
+        evaluation["item_sample"] = cfg.evaluation.item_sample.model_dump()
     merge_settings = {"vocab_mismatch": cfg.merge.vocab_mismatch, "out_dtype": cfg.merge.out_dtype}
-    jobs: list[Job] = []
+    jobs: dict[str, Job] = {}  # by id: a job several experiments need (e.g. the base model) is planned once
     subsets: dict[str, dict[int, list[tuple[int, ...]]]] = {}
+    points: list[SweepPoint] = []
     methods = [
         (method.name, method.label or METHODS[method.name].title, resolve_method_params(method.name, method.params))
         for method in cfg.methods
     ]
-    for base in loaded.base_names if cfg.merge.sizes else []:
+    for base in loaded.base_names if cfg.uses_pool else []:
         pool_size = loaded.pool_size(base)
 
-        def add(kind: str, subset: tuple[int, ...], method=None, label=None, params=None, base=base) -> None:
+        def add(kind: str, subset: tuple[int, ...], method=None, label=None, params=None, base=base,
+                experiment=None) -> str:
             content = {
                 "kind": kind,
                 "models": model_identity(loaded, base, subset),
@@ -143,26 +169,43 @@ def build_plan(loaded: LoadedConfig) -> Plan:
                 "evaluation": evaluation,
                 "merge": merge_settings if kind == "merge" else None,
             }
-            jobs.append(Job(_job_id(content), kind, base, len(subset), subset, method, label, params or {}))
+            if kind == "geometry":  # no evaluation, no merge: the task vectors of the pool only
+                content = {"kind": kind, "models": content["models"], "version": GEOMETRY_VERSION}
+            job = Job(_job_id(content), kind, base, len(subset), subset, method, label, params or {}, experiment)
+            jobs.setdefault(job.id, job)
+            return job.id
 
-        add("base", ())
-        for index in range(1, pool_size + 1):
-            add("single", (index,))
-        by_n = {
-            n: sample_subsets(pool_size, n, cfg.merge.subsets_per_size, seed=cfg.seed, base=base)
-            for n in cfg.merge.sizes
-        }
-        subsets[base] = by_n
-        for name, label, params in methods:
-            for n in cfg.merge.sizes:
-                for subset in by_n[n]:
-                    add("merge", subset, name, label, params)
+        if cfg.merge.sizes or cfg.sweeps:
+            add("base", ())
+            for index in range(1, pool_size + 1):
+                add("single", (index,))
+        if cfg.merge.sizes:
+            by_n = {
+                n: sample_subsets(pool_size, n, cfg.merge.subsets_per_size, seed=cfg.seed, base=base)
+                for n in cfg.merge.sizes
+            }
+            subsets[base] = by_n
+            for name, label, params in methods:
+                for n in cfg.merge.sizes:
+                    for subset in by_n[n]:
+                        add("merge", subset, name, label, params)
+        everything = tuple(range(1, pool_size + 1))
+        for sweep in cfg.sweeps:
+            for method in loaded.methods_for(sweep.methods or [m.label or m.name for m in cfg.methods]):
+                label = method.label or METHODS[method.name].title
+                for values in sweep_points(sweep):
+                    params = resolve_method_params(method.name, {**method.params, **values})
+                    job_id = add("merge", everything, method.name, label, params, experiment=sweep.name)
+                    points.append(SweepPoint(sweep.name, base, label, values, job_id))
+        if cfg.geometry is not None:
+            add("geometry", everything, experiment="geometry")
+    planned = list(jobs.values())
     if cfg.homogeneous is not None:
-        jobs += _homogeneous_jobs(loaded, methods, evaluation, merge_settings)
-    ids = [job.id for job in jobs]
+        planned += [job for job in _homogeneous_jobs(loaded, methods, evaluation, merge_settings) if job.id not in jobs]
+    ids = [job.id for job in planned]
     if len(set(ids)) != len(ids):  # only possible if two identical jobs were configured
         raise ValueError("duplicate jobs in plan")
-    return Plan(cfg.name, loaded.config_hash, cfg.seed, subsets, tuple(jobs))
+    return Plan(cfg.name, loaded.config_hash, cfg.seed, subsets, tuple(planned), tuple(points))
 
 
 def _homogeneous_jobs(loaded: LoadedConfig, methods, evaluation: dict, merge_settings: dict) -> list[Job]:

@@ -80,17 +80,23 @@ def test_table2_compares_with_the_best_single_checkpoint(tmp_path):
 
 
 def test_figures_render_from_results_only(tmp_path):
-    from repro.report.figures import write_figures
+    from repro.report.artifacts import load_records
+    from repro.report.figures import main_figures
 
     plan = _plan()
     store = ResultsStore(tmp_path)
     for job in plan.jobs:
         record = _record(job, 0.5 + 0.01 * len(job.id))
+        record["scores"][0]["primary"] = True
         if job.kind == "merge":
             record["merge"] = {"task_vector_l2": 1.0 + len(job.subset)}
         store.write_result(record)
-    paths = write_figures(plan, store, tmp_path / "figs")
-    assert [p.name for p in paths] == ["figure3_accuracy.png", "figure3_accuracy.pdf", "figure4_norm.png",
-                                       "figure4_norm.pdf"]
+    figures = main_figures(plan, load_records(plan, store), tmp_path / "figs", table1_labels=["TA"], table3_labels=[],
+                           all_labels=["TA"], tasks=["x"])
+    paths = [path for figure in figures for path in figure.files]
+    assert [p.name for p in paths] == ["fig03_accuracy_vs_n.png", "fig03_accuracy_vs_n.pdf",
+                                       "fig04_task_vector_norm.png", "fig04_task_vector_norm.pdf",
+                                       "fig07_taskwise_m.png", "fig07_taskwise_m.pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:4] == b"%PDF"
+    assert [f.n_results for f in figures] == [8, 3, 8]

@@ -94,3 +94,54 @@ def test_two_local_workers_run_every_job_exactly_once(reference, tmp_path):
     assert sorted(done) == sorted(started) == sorted(j["id"] for j in plan["jobs"])
     assert len({e["worker"] for e in journal}) == 2  # both workers did work
     assert run_and_report(tmp_path) == tables  # a rerun has nothing left to do and gives the same tables
+
+
+def test_ci_tables_and_verify_run_on_the_smoke_world(reference):
+    """table1_ci renders on the kit's own world; verify --run lists the paper's cells as not run there."""
+    work, tables, _ = reference
+    runs, out = work / "runs" / "smoke", work / "ci"
+    proc = repro("report", "ci", "--config", str(CONFIG), "--runs-dir", str(runs), "--out", str(out),
+                 "--resamples", "2000")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ci = (out / "table1_ci.md").read_text()
+    plain = tables["table1.md"].decode()
+    for row in ("tiny-llama", "tiny-qwen3", "Average"):
+        assert f"| {row} | Task Arithmetic |" in ci
+    # the point values are Table 1's: its first cell "50 / +0.42" style text opens each CI cell
+    first_cell = plain.splitlines()[2].split("|")[4].strip()
+    assert ci.splitlines()[2].split("|")[3].strip().startswith(first_cell.split(" / ")[0] + " [")
+    proc = repro("verify", "--run", str(CONFIG), "--runs-dir", str(runs), "--out", str(work / "verify.md"),
+                 "--resamples", "500")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "0 agree, 0 disagree, 280 not run" in proc.stdout
+
+
+def test_appendix_reuses_the_main_run_and_report_all_is_byte_identical(reference, tmp_path):
+    """What `make reproduce-all CONFIG=configs/smoke.yaml` does after the main run: the appendix config
+    (sweeps + geometry) reuses the smoke run's base and single evaluations by content id, then
+    `repro report all` renders every supported table and figure of both, byte-identical on a rerender."""
+    import shutil
+
+    work, _, _ = reference
+    runs_root = tmp_path / "runs"
+    shutil.copytree(work / "runs" / "smoke", runs_root / "smoke")  # a copied runs/ folder
+    appendix = ROOT / "configs/smoke_appendix.yaml"
+    proc = repro("run", "--config", str(appendix), "--runs-dir", str(runs_root / "smoke_appendix"), "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reused 14 finished job(s) of runs/smoke/" in proc.stderr  # 2 bases + 2 x 6 single checkpoints
+    rendered = {}
+    for config, name in ((CONFIG, "smoke"), (appendix, "smoke_appendix")):
+        for attempt in ("first", "second"):
+            out = tmp_path / attempt / name
+            proc = repro("report", "all", "--config", str(config), "--runs-dir", str(runs_root / name), "--out", str(out))
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            rendered[(name, attempt)] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+        assert rendered[(name, "first")] == rendered[(name, "second")]
+    smoke_files = set(rendered[("smoke", "first")])
+    assert {"table1.md", "table2.csv", "table6.tex", "fig03_accuracy_vs_n.png", "fig04_task_vector_norm.pdf",
+            "fig07_taskwise_tiny-llama.png", "fig08_taskwise_tiny-qwen3.png", "index.html",
+            "table1_ci.md", "table2_ci.csv"} <= smoke_files
+    appendix_files = set(rendered[("smoke_appendix", "first")])
+    for stem in ("fig11_ta_lambda", "fig12_ta_lambda_nonorm", "fig13_ties_grid_tiny-llama", "fig14_ties_grid_tiny-qwen3",
+                 "fig17_ties_density", "fig18_sb_beta", "fig19_cosine_tiny-llama", "fig24_layer_signs_tiny-qwen3"):
+        assert {f"{stem}.png", f"{stem}.pdf"} <= appendix_files

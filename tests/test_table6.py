@@ -31,8 +31,8 @@ def test_rows_are_the_papers_table6():
 
 def test_markdown_and_latex_are_written(tmp_path):
     paths = write_table6(tmp_path, REPO / "configs" / "suites.yaml")
-    assert [p.name for p in paths] == ["table6.md", "table6.tex"]
-    markdown, latex = (p.read_text() for p in paths)
+    assert [p.name for p in paths] == ["table6.md", "table6.csv", "table6.tex"]
+    markdown, _, latex = (p.read_text() for p in paths)
     assert "| `leaderboard_bbh` | 3 |" in markdown and "| `leaderboard_mmlu_pro` | 5 |" in markdown
     assert r"\texttt{leaderboard\_mmlu\_pro} & 5 \\" in latex and r"\begin{tabular}{lr}" in latex
     import subprocess

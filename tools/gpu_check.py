@@ -9,7 +9,8 @@ On a machine where torch sees a CUDA GPU (e.g. `docker run --gpus all repro make
    largest magnitude must stay under 1e-5 for the element-wise methods (TA, TIES, Model Stock) and under
    1e-3 for the SVD-based ones (TSV-M, Iso-C, TA+SB, TIES+SB: cuSOLVER and LAPACK differ in the last bits,
    and those differences pass through orthogonalization and spectrum flattening);
-3. evaluates the tiny base with lm-eval on the smoke suite on CUDA in float16 (and on the CPU in float32);
+3. evaluates the tiny base with lm-eval on the smoke suite on CUDA in float16 (stock HF backend and the
+   kit's default shared-context scorer) and on the CPU in float32;
 4. prints the timings of every step and exits 1 if any comparison fails.
 Without a GPU it prints one "no GPU" line and exits 0. `--selftest` runs the same code on the CPU twice with
 scaled-down shapes (for the kit's own tests; it compares nothing across devices).
@@ -147,16 +148,19 @@ def merge_family(label: str, base: Path, models: list[Path], devices: tuple[str,
     return ok
 
 
-def evaluate_tiny(model_dir: Path, runs: list[tuple[str, str]]) -> None:
+def evaluate_tiny(model_dir: Path, runs: list[tuple[str, str, str]]) -> None:
+    """lm-eval on the tiny base: backend "hf" is lm-eval's stock HF model, "shared" the kit's default scorer."""
     from repro.evaluate import evaluate_model
     from repro.evaluate.suites import get_suite
 
     suite = get_suite("smoke", ROOT / "configs/suites.yaml")
     print("\nlm-eval on the tiny base, smoke suite:")
-    for device, dtype in runs:
+    for device, dtype, backend in runs:
         start = time.perf_counter()
-        outcome = evaluate_model(model_dir, suite, device=device, dtype=dtype, batch_size="auto", show_progress=False)
-        print(f"  {device:5} {dtype:8} mean accuracy {outcome.average:.4f}  in {time.perf_counter() - start:.1f} s")
+        outcome = evaluate_model(model_dir, suite, device=device, dtype=dtype, batch_size="auto",
+                                 backend=backend, show_progress=False)
+        print(f"  {device:5} {dtype:8} {backend:7} mean accuracy {outcome.average:.4f}  "
+              f"in {time.perf_counter() - start:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,12 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         devices = ("cpu", "cuda")
         print(f"gpu-check: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}")
         shapes = LLAMA_3B_SHAPES
-        eval_runs = [("cpu", "float32"), ("cuda", "float16")]
+        eval_runs = [("cpu", "float32", "hf"), ("cuda", "float16", "hf"), ("cuda", "float16", "shared")]
     else:
         devices = ("cpu", "cpu")
         shapes = {**LLAMA_3B_SHAPES, "hidden_size": 192, "intermediate_size": 512, "num_attention_heads": 6,
                   "num_key_value_heads": 2, "head_dim": 32, "vocab_size": 1024}
-        eval_runs = [("cpu", "float32")]
+        eval_runs = [("cpu", "float32", "hf"), ("cpu", "float32", "shared")]
         print("gpu-check --selftest: CPU vs CPU, scaled-down shapes")
     from repro.worlds.tiny import build_tiny_world
 

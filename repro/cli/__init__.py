@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "repro.cli.data_commands",
     "repro.cli.run_commands",
     "repro.cli.report_commands",
+    "repro.cli.verify_commands",
 )
 
 

@@ -36,7 +36,7 @@ def register(subparsers) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from repro.evaluate.suites import DEFAULT_SUITES_PATH, load_offline_data, load_suites
+    from repro.suites import DEFAULT_SUITES_PATH, load_offline_data, load_suites
     from repro.worlds.offline_suites import prepare_suites
 
     path = args.suites or DEFAULT_SUITES_PATH
@@ -51,8 +51,8 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from repro.evaluate.suites import DEFAULT_SUITES_PATH, get_suite
     from repro.evaluate.task_loading import fetch_suite_datasets
+    from repro.suites import DEFAULT_SUITES_PATH, get_suite
 
     suite = get_suite(args.suite, args.suites or DEFAULT_SUITES_PATH)
     counts = fetch_suite_datasets(suite)

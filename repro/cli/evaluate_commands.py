@@ -103,7 +103,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from repro.evaluate.model_identity import model_content_hash
     from repro.evaluate.score_table import format_score_table
     from repro.evaluate.standalone_store import store_evaluation
-    from repro.evaluate.suites import DEFAULT_SUITES_PATH, TaskSpec, get_suite
+    from repro.suites import DEFAULT_SUITES_PATH, TaskSpec, get_suite
 
     if args.suite:
         tasks = get_suite(args.suite, args.suites or DEFAULT_SUITES_PATH)

@@ -1,14 +1,16 @@
-"""`repro report table1|table2|figures|homogeneous|table6`: paper tables and figures from stored results
-(no models, no GPU needed)."""
+"""`repro report all|table1|table2|table3|figures|homogeneous|table6`: paper tables and figures from stored
+results (no models, no GPU needed); `repro geometry`: run a config's task-vector geometry jobs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 REPORTS = (
+    ("all", "every table and figure the stored results support, manifest.json and index.html"),
     ("table1", "Table 1: % of models beating the base / mean accuracy delta (%% points)"),
     ("table2", "Table 2: % of models beating the best single checkpoint / mean delta"),
-    ("figures", "Figures 3 (accuracy vs n) and 4 (task-vector norm vs n) as PNG/PDF"),
+    ("table3", "Table 3: as Table 1 for the subspace methods of the config's report: section"),
+    ("figures", "every figure the stored results support (Figs 3-4, 6-28) as PNG/PDF"),
     ("homogeneous", "Appendix E: homogeneous vs mixed-domain merges per suite"),
 )
 
@@ -22,11 +24,25 @@ def register(subparsers) -> None:
         report.add_argument("--runs-dir", type=Path, default=None)
         report.add_argument("--out", type=Path, default=None, help="output folder (default paper_artifacts/<config>)")
         report.set_defaults(handler=cmd_report, report=name)
+    ci = sub.add_parser("ci", help="table1_ci/table2_ci/table3_ci: cells with paired bootstrap intervals")
+    ci.add_argument("--config", required=True, type=Path)
+    ci.add_argument("--runs-dir", type=Path, default=None)
+    ci.add_argument("--out", type=Path, default=None, help="output folder (default paper_artifacts/<config>)")
+    ci.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
+    ci.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    ci.set_defaults(handler=cmd_report_ci)
     t6 = sub.add_parser("table6", help="Table 6: n-shot per benchmark, from configs/suites.yaml")
     t6.add_argument("--suites", type=Path, default=None, help="suites file (default configs/suites.yaml)")
     t6.add_argument("--suite", default="paper16")
     t6.add_argument("--out", type=Path, default=None, help="output folder (default paper_artifacts/)")
     t6.set_defaults(handler=cmd_table6)
+
+    g = subparsers.add_parser("geometry", help="Appendix D: pairwise task-vector dot products and norms of a "
+                              "config's bases (streamed from the checkpoints), stored as results")
+    g.add_argument("--config", required=True, type=Path)
+    g.add_argument("--runs-dir", type=Path, default=None)
+    g.add_argument("--no-progress", action="store_true")
+    g.set_defaults(handler=cmd_geometry)
 
 
 def cmd_report(args) -> int:
@@ -37,21 +53,50 @@ def cmd_report(args) -> int:
     loaded, runs_dir = load_for_cli(args)
     out = Path(args.out if args.out is not None else loaded.resolve(f"paper_artifacts/{loaded.name}"))
     plan, store = build_plan(loaded), ResultsStore(runs_dir)
-    if args.report in ("table1", "table2"):
+    if args.report == "all":
+        from repro.report.render_all import render_all
+
+        artifacts, skipped = render_all(loaded, plan, store, out)
+        for artifact in artifacts:
+            print(f"{artifact.title} ({artifact.n_results} results): {', '.join(p.name for p in artifact.files)}")
+        for reason in skipped:
+            print(f"not rendered: {reason}")
+        print(f"written: {out / 'index.html'} ({len(artifacts)} tables and figures)")
+        return 0
+    if args.report in ("table1", "table2", "table3"):
         from repro.report.results_view import collect
         from repro.report.table1 import build_table1, build_table2, to_markdown, write_table1
 
-        table = (build_table1 if args.report == "table1" else build_table2)(collect(plan, store))
+        build = build_table2 if args.report == "table2" else build_table1
+        table = build(collect(plan, store), loaded.report_labels(args.report))
         print(to_markdown(table))
         paths = write_table1(table, out, stem=args.report)
     elif args.report == "figures":
-        from repro.report.figures import write_figures
+        from repro.report.artifacts import load_records
+        from repro.report.render_all import render_figures
 
-        paths = write_figures(plan, store, out)
+        paths = [path for f in render_figures(loaded, plan, load_records(plan, store), out) for path in f.files]
     else:
         from repro.report.homogeneous_table import build_homogeneous_table, write_homogeneous_table
 
         paths = write_homogeneous_table(build_homogeneous_table(plan, store), out)
+    print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_report_ci(args) -> int:
+    from repro.cli.run_commands import load_for_cli
+    from repro.errors import ReproError
+    from repro.plan import build_plan
+    from repro.report.ci_tables import write_ci_tables
+    from repro.results import ResultsStore
+
+    if args.resamples < 100:
+        raise ReproError("--resamples must be at least 100 (10000 recommended)", field="--resamples")
+    loaded, runs_dir = load_for_cli(args)
+    out = Path(args.out if args.out is not None else loaded.resolve(f"paper_artifacts/{loaded.name}"))
+    paths = write_ci_tables(build_plan(loaded), ResultsStore(runs_dir), out, loaded,
+                            resamples=args.resamples, seed=args.seed)
     print("written: " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -63,3 +108,38 @@ def cmd_table6(args) -> int:
     for path in write_table6(out, args.suites or DEFAULT_SUITES_PATH, args.suite):
         print(f"written: {path}")
     return 0
+
+
+def cmd_geometry(args) -> int:
+    import os
+
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    from repro.cli.run_commands import load_for_cli
+    from repro.errors import ConfigError
+    from repro.plan import build_plan, write_plan
+    from repro.results import ResultsStore
+    from repro.runner.local_runner import run_worker
+    from repro.runner.model_sources import ModelSources
+
+    loaded, runs_dir = load_for_cli(args)
+    if loaded.config.geometry is None:
+        raise ConfigError("no `geometry:` section: add one (see configs/geometry.yaml) to compute the "
+                          "task-vector geometry of this config's bases", path=str(args.config), field="geometry")
+    plan = build_plan(loaded)
+    write_plan(plan, runs_dir)
+    ModelSources(loaded, runs_dir.parent).prepare(loaded.base_names)
+    summary = run_worker(loaded, plan, runs_dir, kinds={"geometry"}, progress=not args.no_progress)
+    store = ResultsStore(runs_dir)
+    store.rebuild_index()
+    from repro.report.geometry_figures import cosine_matrix
+
+    for job in plan.jobs:
+        if job.kind != "geometry" or not store.has_result(job.id):
+            continue
+        geometry = store.read_result(job.id)["geometry"]
+        cos = cosine_matrix(geometry["total"])
+        off = [c for i, row in enumerate(cos) for j, c in enumerate(row) if i < j and c is not None]
+        print(f"{job.base}: {len(geometry['tensors'])} tensors, {len(geometry['layers'])} blocks; pairwise cosine "
+              f"min {min(off, default=0):+.4f} max {max(off, default=0):+.4f} "
+              f"-> {store.result_path(job.id)}")
+    return 1 if summary.failed else 0

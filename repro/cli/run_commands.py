@@ -18,6 +18,15 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("plan", help="write the job plan of a config and print its counts")
     _add_config(p)
     p.add_argument("--json", action="store_true", help="print the whole plan as JSON")
+    p.add_argument("--costs", type=Path, default=None, help="per-model GPU costs (default configs/costs.yaml)")
+    p.add_argument("--budget-gpu-hours", type=float, default=None, metavar="H",
+                   help="pick the bases, methods, subsets and item sample with the most evidence within H GPU-hours")
+    p.add_argument("--max-methods", type=int, default=2, help="methods the budget planner may pick (default 2)")
+    p.add_argument("--write-config", type=Path, default=None, help="with --budget-gpu-hours: write the chosen config")
+    p.add_argument("--update-costs", action="store_true",
+                   help="update the costs file from this config's recorded timings and per-item results")
+    p.add_argument("--appendix-configs", action="store_true",
+                   help="only print the appendix configs of the config's `report:` section, one per line")
     p.set_defaults(handler=cmd_plan)
 
     p = subparsers.add_parser("run", help="run all pending jobs of a config (resumable)")
@@ -25,7 +34,11 @@ def register(subparsers) -> None:
     p.add_argument("--executor", choices=["local", "slurm"], default="local")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     p.add_argument("--retry-failed", action="store_true", help="also rerun jobs that failed before")
-    p.add_argument("--only", default=None, help="comma-separated job kinds to run: base,single,merge")
+    p.add_argument("--only", default=None,
+                   help="comma-separated job kinds to run: base,single,merge,homogeneous,geometry")
+    p.add_argument("--for", dest="for_table", choices=["table1", "table2", "table3"], default=None,
+                   help="only the jobs a table needs: bases, single checkpoints and the merges of the "
+                        "methods the config's `report:` section puts in that table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
                    help="override a slurm setting of the config (slurm executor)")
@@ -63,6 +76,10 @@ def cmd_plan(args) -> int:
     from repro.plan import build_plan, write_plan
 
     loaded, runs_dir = load_for_cli(args)
+    if getattr(args, "appendix_configs", False):
+        for config_path in loaded.appendix_config_paths():
+            print(config_path)
+        return 0
     plan = build_plan(loaded)
     path = write_plan(plan, runs_dir)
     if args.json:
@@ -70,16 +87,68 @@ def cmd_plan(args) -> int:
         return 0
     for base, counts in plan.counts().items():
         merges = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("merge:")}
+        sweeps = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("sweep:")}
         if merges or counts.get("single"):
             merge_text = ", ".join(f"{label} {v}" for label, v in merges.items())
-            print(f"{base}: {counts.get('base', 0)} base + {counts.get('single', 0)} single-checkpoint evaluations; "
-                  f"merges: {merge_text} ({sum(merges.values())} total)")
+            line = f"{base}: {counts.get('base', 0)} base + {counts.get('single', 0)} single-checkpoint evaluations"
+            if merges:
+                line += f"; merges: {merge_text} ({sum(merges.values())} total)"
+            if sweeps:
+                line += "; sweep merges: " + ", ".join(f"{k.replace(':', ' ')} {v}" for k, v in sweeps.items())
+            print(line)
+        if counts.get("geometry"):
+            print(f"{base}: {counts['geometry']} geometry job (task vectors of all {plan_pool(plan, base)} checkpoints)")
         homogeneous = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("homogeneous:")}
         if homogeneous:
             print(f"{base} (appendix E): {counts.get('base:homogeneous', 0)} base evaluation + "
                   f"{sum(homogeneous.values())} homogeneous merges ({len(homogeneous)} experiment x method)")
+    experiments = experiment_job_counts(plan)
+    if len(experiments) > 1 or plan.sweep_points or any(job.kind == "geometry" for job in plan.jobs):
+        print("jobs per experiment (a job two experiments share, e.g. a base evaluation, counts in each and runs once):")
+        for name, count in experiments.items():
+            print(f"  {name}: {count}")
+    if loaded.config.reuse_results_from:
+        from repro.results import ResultsStore
+
+        ids = {job.id for job in plan.jobs}
+        for name in loaded.config.reuse_results_from:
+            done = len(ids & ResultsStore(runs_dir.parent / name).finished_ids())
+            print(f"reusable from runs/{name}/ (same content ids, already finished): {done}")
     print(f"{len(plan.jobs)} jobs; plan written to {path}")
-    return 0
+    from repro.cli.budget_output import print_budget
+
+    return print_budget(args, loaded, plan, runs_dir)
+
+
+def plan_pool(plan, base: str) -> int:
+    return max((len(job.subset) for job in plan.jobs if job.base == base and job.kind == "geometry"), default=0)
+
+
+def experiment_job_counts(plan) -> dict[str, int]:
+    """Experiment -> number of distinct jobs it needs: the in-the-wild grid, each sweep (its points plus
+    the base and single-checkpoint evaluations of its bases), the geometry and each homogeneous experiment."""
+    jobs = {job.id: job for job in plan.jobs}
+    out: dict[str, set[str]] = {}
+    references = {job.base: set() for job in plan.jobs}
+    for job in plan.jobs:
+        if job.experiment is None and job.kind in ("base", "single"):
+            references[job.base].add(job.id)
+    grid = {job.id for job in plan.jobs if job.experiment is None and job.kind == "merge"}
+    if grid:
+        out["in-the-wild grid (Tables 1-3, Figs 3-10)"] = grid | set().union(*references.values())
+    for point in plan.sweep_points:
+        out.setdefault(f"sweep {point.sweep}", set()).update({point.job_id} | references[point.base])
+    geometry = {job.id for job in plan.jobs if job.kind == "geometry"}
+    if geometry:
+        out["geometry (Figs 19-26)"] = geometry
+    for job in plan.jobs:
+        if job.kind == "homogeneous":
+            out.setdefault(f"homogeneous {job.experiment}", set()).add(job.id)
+    homogeneous_bases = {job.id for job in plan.jobs if job.kind == "base" and job.experiment == "homogeneous"}
+    for name in out:
+        if name.startswith("homogeneous "):
+            out[name] |= {i for i in homogeneous_bases if jobs[i].base in {jobs[j].base for j in out[name]}}
+    return {name: len(ids) for name, ids in out.items()}
 
 
 def cmd_run(args) -> int:
@@ -95,8 +164,16 @@ def cmd_run(args) -> int:
     plan = build_plan(loaded)
     write_plan(plan, runs_dir)
     kinds = set(args.only.split(",")) if args.only else None
-    if kinds and not kinds <= {"base", "single", "merge"}:
-        raise RunnerError(f"--only takes base, single and/or merge, not {args.only!r}")
+    if kinds and not kinds <= set(JOB_KINDS):
+        raise RunnerError(f"--only takes {', '.join(JOB_KINDS)}, not {args.only!r}")
+    if os.environ.get("REPRO_WORKER_INDEX") is None:
+        from repro.runner.reuse import reuse_finished_jobs
+
+        for name, count in reuse_finished_jobs(loaded, plan, runs_dir).items():
+            if count:
+                print(f"reused {count} finished job(s) of runs/{name}/ (same content ids)", file=sys.stderr)
+    if getattr(args, "for_table", None):
+        plan = plan_for_table(loaded, plan, args.for_table)
     if os.environ.get("REPRO_WORKER_INDEX") is None:
         # Build offline worlds / check downloads once, before any worker or array task starts.
         from repro.runner.model_sources import ModelSources
@@ -109,7 +186,8 @@ def cmd_run(args) -> int:
                             overrides=args.slurm_option, progress=not args.no_progress)
     if args.workers > 1:
         code = run_parallel(args.config, runs_dir, plan, args.workers, retry_failed=args.retry_failed,
-                            kinds=kinds, progress=not args.no_progress)
+                            kinds=kinds, progress=not args.no_progress,
+                            extra_args=("--for", args.for_table) if getattr(args, "for_table", None) else ())
     else:
         summary = run_worker(loaded, plan, runs_dir, retry_failed=args.retry_failed, kinds=kinds,
                              progress=not args.no_progress)
@@ -124,6 +202,19 @@ def cmd_run(args) -> int:
               "rerun with --retry-failed after fixing the cause", file=sys.stderr)
         return 1
     return code
+
+
+JOB_KINDS = ("base", "single", "merge", "homogeneous", "geometry")
+
+
+def plan_for_table(loaded, plan, table: str):
+    """The part of the main grid a table needs: bases, singles and the merges of the table's methods."""
+    import dataclasses
+
+    labels = set(loaded.report_labels(table))
+    jobs = tuple(job for job in plan.jobs if job.experiment is None and (
+        job.kind in ("base", "single") or (job.kind == "merge" and job.label in labels)))
+    return dataclasses.replace(plan, jobs=jobs)
 
 
 def status_table(plan, store, board) -> list[dict]:

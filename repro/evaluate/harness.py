@@ -157,7 +157,7 @@ def prepare_tasks(specs: list[TaskSpec], include_paths: list[str], limit, sessio
     return session.tasks(task_selection_key(specs, include_paths, limit, lm_eval_version()), load)
 
 
-def run_lm_eval(lm, prepared: PreparedTasks, limit) -> dict | None:
+def run_lm_eval(lm, prepared: PreparedTasks, limit, item_sample: dict | None = None) -> dict | None:
     """What `lm_eval.simple_evaluate` does for a ready LM and loaded tasks, minus its environment report.
 
     simple_evaluate also collects torch's environment info (subprocesses, ~0.5 s per call), which we do
@@ -170,10 +170,16 @@ def run_lm_eval(lm, prepared: PreparedTasks, limit) -> dict | None:
 
     if prepared.built:
         _set_default_seeds()
+    samples = None
+    if item_sample is not None:  # the same seeded items of each task for every model
+        from repro.evaluate.item_sample import samples_for
+
+        samples = samples_for(prepared.loaded["tasks"], int(item_sample["per_task"]), int(item_sample.get("seed", 0)))
     results = evaluate(
         lm=lm,
         task_dict=prepared.loaded,
         limit=limit,
+        samples=samples,
         bootstrap_iters=100000,
         log_samples=True,
         apply_chat_template=False,
@@ -213,6 +219,7 @@ def evaluate_model(
     tokenizer=None,
     include_path=None,
     limit: int | float | None = None,
+    item_sample: dict | None = None,
     dtype: str | None = None,
     batch_size: int | str = "auto",
     device: str = "cpu",
@@ -227,6 +234,8 @@ def evaluate_model(
     `backend`: "shared" (shared-context scoring, default), "hf" (lm-eval's stock HF path) or "vllm".
     `show_progress=False` silences lm-eval's per-request progress bars (the runner shows its own).
     `session` holds the tasks and tokenized requests reused between models (default: this process's).
+    `item_sample={"per_task": k, "seed": s}` scores a fixed seeded sample of k items per task, the same
+    for every model (repro.evaluate.item_sample); it excludes `limit`.
 
     Returns scores for every requested task (and the leaves of requested groups), the per-item
     correctness of each leaf task, and the unweighted mean of the requested tasks' primary metric.
@@ -237,7 +246,9 @@ def evaluate_model(
     session = session if session is not None else process_session()
     effective_batch = _effective_batch_size(batch_size, device)
     with quiet_custom_dataset_notice():
-        prepared = prepare_tasks(specs, include_paths, limit, session)
+        # the item sample is part of what the prepared requests were built for
+        prepared = prepare_tasks(specs, include_paths, limit if item_sample is None else (limit, tuple(
+            sorted(item_sample.items()))), session)
         parent_of = prepared.parent_of
         lm = build_lm(
             model,
@@ -252,7 +263,7 @@ def evaluate_model(
         if not show_progress:
             _silence_request_bars(lm)
         try:
-            results = run_lm_eval(lm, prepared, limit)
+            results = run_lm_eval(lm, prepared, limit, item_sample)
             forward_tokens = getattr(lm, "forward_tokens", None)
         finally:
             del lm

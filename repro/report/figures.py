@@ -1,89 +1,258 @@
-"""Figures 3/6 and 4 of the paper, from stored results only.
+"""Figures 3, 4, 6 and 7-10 of the paper, from stored results only.
 
-- `accuracy_vs_n`: per base (one panel each), the mean average accuracy of every method against the number
-  of merged checkpoints n (n = 1: the single checkpoints), with the standard deviation over subsets shaded
-  and the base model as a horizontal line (the paper's Figures 3 and 6).
-- `norm_vs_n`: the mean ‖θ_merged − θ_base‖₂ against n, per method and base, standard deviation shaded
-  (Figure 4).
-Written as PNG (and PDF) with the Agg backend; no model or GPU is needed.
+- Figure 3 / Figure 6: per base (one panel each), the mean average accuracy (%) of every method of Table 1
+  (Fig. 3) or Table 3 (Fig. 6) against the number of merged checkpoints n (n = 1: the single checkpoints),
+  the standard deviation over subsets shaded, the base model as a dashed line.
+- Figure 4: the mean ‖θ_merged − θ_base‖₂ against n, per method and base, standard deviation shaded.
+- Figures 7-10: task-wise accuracy, one figure per base, one panel per benchmark of the suite.
+
+The data and the drawing are separate: `*_panels` build plain `Panel`s (lines of `Point`s with mean,
+standard deviation, count and an optional `interval`, e.g. a confidence interval another module computes,
+drawn as error bars); `draw_panels` renders any list of panels.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean, pstdev
 
-from repro.plan import Plan
-from repro.results import ResultsStore
+from repro.report.figure_style import (
+    base_title,
+    figure,
+    figure_key,
+    figure_numbers,
+    method_colors,
+    numbering_note,
+    save,
+    suptitle,
+)
+
+N_AXIS = "number of merged checkpoints n (count)"
+ACCURACY_AXIS = "average accuracy (%)"
+NORM_AXIS = "‖θ_merged − θ_base‖₂ (weight-space L2 norm)"
 
 
-def _series(plan: Plan, store: ResultsStore, value) -> dict:
-    """base -> label -> n -> [values] for merge jobs (and label None -> n=1 singles, n=0 base)."""
-    finished = store.finished_ids()
-    out: dict = {}
-    for job in plan.jobs:
-        if job.experiment is not None or job.id not in finished:
-            continue
-        record = store.read_result(job.id)
-        v = value(record)
+@dataclass
+class Point:
+    x: float
+    mean: float
+    std: float
+    count: int
+    interval: tuple[float, float] | None = None  # drawn as an error bar when set
+
+    @classmethod
+    def of(cls, x: float, values: list[float], scale: float = 1.0) -> Point:
+        return cls(x, scale * mean(values), scale * pstdev(values), len(values))
+
+
+@dataclass
+class Line:
+    label: str
+    points: list[Point]
+    style: str = "-"
+    marker: str = "o"
+    point_labels: list[str] | None = None  # text written beside each point (e.g. its λ)
+
+
+@dataclass
+class Panel:
+    title: str
+    lines: list[Line]
+    reference: float | None = None  # the base model, dashed
+    reference_label: str = "base model"
+    xticks: list[float] | None = None  # None: the x values of the points
+    auto_xticks: bool = False  # let matplotlib place the ticks (continuous x such as a norm)
+    xlog: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _grid_jobs(plan) -> list:
+    return [job for job in plan.jobs if job.experiment is None]
+
+
+def _by_base(plan, records, value, labels: list[str]) -> dict[str, dict]:
+    """base -> {"base": value, "single": [values], label: {n: [values]}} from the main grid's results."""
+    out: dict[str, dict] = {}
+    for job in _grid_jobs(plan):
+        entry = out.setdefault(job.base, {"base": None, "single": [], "merges": {}})
+        record = records.get(job.id)
+        v = value(record) if record is not None else None
         if v is None:
             continue
-        label = job.label if job.kind == "merge" else job.kind
-        out.setdefault(job.base, {}).setdefault(label, {}).setdefault(job.n, []).append(v)
+        if job.kind == "base":
+            entry["base"] = v
+        elif job.kind == "single":
+            entry["single"].append(v)
+        elif job.kind == "merge" and job.label in labels:
+            entry["merges"].setdefault(job.label, {}).setdefault(job.n, []).append(v)
     return out
 
 
-def _figure(series: dict, ylabel: str, path: Path, scale: float, base_line: bool) -> list[Path]:
-    import matplotlib
+def accuracy_panels(plan, records, labels: list[str], value=None, intervals: dict | None = None) -> list[Panel]:
+    """Figures 3 and 6: one panel per base; n = 1 is the single checkpoints (the same for every method).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    bases = list(series)
-    fig, axes = plt.subplots(1, max(len(bases), 1), figsize=(4.2 * max(len(bases), 1), 3.4), squeeze=False)
-    for ax, base in zip(axes[0], bases, strict=False):
-        by_label = series[base]
-        singles = by_label.get("single", {}).get(1, [])
-        for label, by_n in by_label.items():
-            if label in ("base", "single"):
+    `intervals`: optional (base, label, n) -> (low, high) in accuracy %, drawn as error bars
+    (repro.report.ci_tables.accuracy_intervals: subsets and items resampled)."""
+    value = value or (lambda r: r.get("average"))
+    panels = []
+    for base, entry in _by_base(plan, records, value, labels).items():
+        lines = []
+        for label in labels:
+            by_n = dict(entry["merges"].get(label, {}))
+            if not by_n:
                 continue
-            points = dict(by_n)
-            if singles and base_line:
-                points.setdefault(1, singles)
-            ns = sorted(points)
-            means = [scale * mean(points[n]) for n in ns]
-            stds = [scale * pstdev(points[n]) for n in ns]
-            ax.plot(ns, means, marker="o", label=label)
-            ax.fill_between(ns, [m - s for m, s in zip(means, stds, strict=True)],
-                            [m + s for m, s in zip(means, stds, strict=True)], alpha=0.15)
-        if base_line and by_label.get("base"):
-            ax.axhline(scale * by_label["base"][0][0], color="black", linestyle="--", linewidth=1, label="base")
-        ax.set_xticks(sorted({n for label, by_n in by_label.items() if label != "base" for n in by_n} | (
-            {1} if singles and base_line else set())))
-        ax.set_title(base)
-        ax.set_xlabel("number of merged checkpoints n")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-    if bases:
-        axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for suffix in (".png", ".pdf"):
-        target = path.with_suffix(suffix)
-        tmp = target.with_name(f".{target.name}.tmp")
-        fig.savefig(tmp, dpi=150, format=suffix[1:], metadata={"CreationDate": None} if suffix == ".pdf" else None)
-        tmp.replace(target)
-        written.append(target)
-    plt.close(fig)
-    return written
+            if entry["single"]:
+                by_n[1] = entry["single"]
+            points = [Point.of(n, by_n[n], 100.0) for n in sorted(by_n)]
+            for point in points if intervals else []:
+                point.interval = intervals.get((base, label, int(point.x)))
+            lines.append(Line(label, points))
+        reference = None if entry["base"] is None else 100.0 * entry["base"]
+        if lines or reference is not None:
+            panels.append(Panel(base_title(base), lines, reference))
+    return panels
 
 
-def write_figures(plan: Plan, store: ResultsStore, out_dir: Path) -> list[Path]:
-    """figure3_accuracy.{png,pdf} and figure4_norm.{png,pdf} under `out_dir`."""
-    accuracy = _series(plan, store, lambda r: r.get("average"))
-    norms = _series(plan, store, lambda r: (r.get("merge") or {}).get("task_vector_l2"))
-    return [
-        *_figure(accuracy, "average accuracy (%)", out_dir / "figure3_accuracy", 100.0, base_line=True),
-        *_figure(norms, "‖θ_merged − θ_base‖₂", out_dir / "figure4_norm", 1.0, base_line=False),
-    ]
+def norm_panels(plan, records, labels: list[str]) -> list[Panel]:
+    """Figure 4: ‖θ_merged − θ_base‖₂ per method against n (merges only; n = 1 has no merge)."""
+    def norm(record):
+        return (record.get("merge") or {}).get("task_vector_l2")
+
+    panels = []
+    for base, entry in _by_base(plan, records, norm, labels).items():
+        lines = [Line(label, [Point.of(n, v) for n, v in sorted(entry["merges"][label].items())])
+                 for label in labels if entry["merges"].get(label)]
+        if lines:
+            panels.append(Panel(base_title(base), lines))
+    return panels
+
+
+def task_scores(record) -> dict[str, float]:
+    """Task -> its primary metric value (what the suite average averages)."""
+    return {row["task"]: row["value"] for row in record.get("scores", []) if row.get("primary")}
+
+
+def taskwise_panels(plan, records, base: str, labels: list[str], tasks: list[str]) -> list[Panel]:
+    """Figures 7-10: one panel per benchmark of `base`, every method against n."""
+    panels = []
+    for task in tasks:
+        [panel] = [p for p in accuracy_panels(
+            _only_base(plan, base), records, labels, value=lambda r, t=task: task_scores(r).get(t))] or [None]
+        if panel is not None:
+            panel.title = task
+            panels.append(panel)
+    return panels
+
+
+def _only_base(plan, base: str):
+    import dataclasses
+
+    return dataclasses.replace(plan, jobs=tuple(j for j in plan.jobs if j.base == base))
+
+
+def draw_panels(panels: list[Panel], stem: Path, *, title: str, xlabel: str, ylabel: str,
+                columns: int | None = None, colors: dict[str, str] | None = None,
+                panel_size: tuple[float, float] = (3.6, 3.0)) -> list[Path]:
+    """Render panels side by side (or in `columns`), one shared legend, the title on top."""
+    labels = list(dict.fromkeys(line.label for panel in panels for line in panel.lines))
+    colors = colors or method_colors(labels)
+    with figure(len(panels), columns=columns, panel_size=panel_size) as (fig, axes):
+        width = fig.get_figwidth()
+        for ax, panel in zip(axes, panels, strict=True):
+            for line in panel.lines:
+                xs = [p.x for p in line.points]
+                ys = [p.mean for p in line.points]
+                color = colors.get(line.label)
+                ax.plot(xs, ys, linestyle=line.style, marker=line.marker, color=color, label=line.label)
+                if any(p.std for p in line.points):
+                    ax.fill_between(xs, [p.mean - p.std for p in line.points], [p.mean + p.std for p in line.points],
+                                    color=color, alpha=0.15, linewidth=0)
+                if line.point_labels:
+                    ax.margins(x=0.12, y=0.08)  # room for the labels at the edges
+                for point, text in zip(line.points, line.point_labels or [], strict=False):
+                    ax.annotate(text, (point.x, point.mean), textcoords="offset points", xytext=(3, 3), fontsize=6,
+                                color=color)
+                intervals = [p for p in line.points if p.interval is not None]
+                if intervals:
+                    ax.errorbar([p.x for p in intervals], [p.mean for p in intervals], fmt="none", ecolor=color,
+                                capsize=2, yerr=[[p.mean - p.interval[0] for p in intervals],
+                                                 [p.interval[1] - p.mean for p in intervals]])
+            if panel.reference is not None:
+                ax.axhline(panel.reference, color="black", linestyle="--", linewidth=1, label=panel.reference_label)
+            if panel.xlog:
+                from matplotlib.ticker import FuncFormatter
+
+                ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+            xticks = panel.xticks or sorted({p.x for line in panel.lines for p in line.points})
+            if xticks and not panel.auto_xticks and not panel.xlog:
+                ax.set_xticks(xticks)
+                ax.set_xticklabels([f"{x:g}" for x in xticks])
+            ax.set_title(panel.title)
+            ax.set_xlabel(f"{xlabel}, log scale" if panel.xlog else xlabel)
+            ax.set_ylabel(ylabel)
+        handles, names = {}, []
+        for ax in axes:
+            for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+                if name not in handles:
+                    handles[name] = handle
+                    names.append(name)
+        if names:
+            fig.legend([handles[n] for n in names], names, loc="outside lower center", frameon=False,
+                       ncol=max(1, min(len(names), int(width / 1.9))))
+        suptitle(fig, title)
+        return save(fig, stem)
+
+
+@dataclass
+class FigureFile:
+    key: str
+    title: str
+    files: list[Path]
+    n_results: int
+
+
+def _count(plan, records, labels, base: str | None = None) -> int:
+    return sum(1 for job in _grid_jobs(plan) if job.id in records and (base is None or job.base == base)
+               and (job.kind in ("base", "single") or job.label in labels))
+
+
+def main_figures(plan, records, out_dir: Path, *, table1_labels: list[str], table3_labels: list[str],
+                 all_labels: list[str], tasks: list[str], intervals: dict | None = None) -> list[FigureFile]:
+    """Figures 3, 4, 6 and 7-10 that the results support (a figure without data is not drawn).
+
+    `intervals` (optional): error bars of Figures 3 and 6, see `accuracy_panels`."""
+    out: list[FigureFile] = []
+    colors = method_colors(all_labels)
+    for number, key, labels, what in ((3, "fig03_accuracy_vs_n", table1_labels, "Table 1 methods"),
+                                      (6, "fig06_accuracy_vs_n_subspace", table3_labels, "Table 3 methods")):
+        panels = [p for p in accuracy_panels(plan, records, labels, intervals=intervals) if p.lines]
+        if panels:
+            bars = "; bars: 95% interval, subsets and items resampled" if intervals else ""
+            title = (f"Figure {number}: average accuracy vs. number of merged checkpoints ({what}; mean ± std over "
+                     f"subsets{bars})")
+            out.append(FigureFile(key, title, draw_panels(panels, out_dir / key, title=title, xlabel=N_AXIS,
+                                                          ylabel=ACCURACY_AXIS, colors=colors),
+                                  _count(plan, records, labels)))
+    panels = norm_panels(plan, records, all_labels)
+    if panels:
+        title = "Figure 4: ‖θ_merged − θ_base‖₂ vs. number of merged checkpoints (mean ± std over subsets)"
+        out.append(FigureFile("fig04_task_vector_norm", title,
+                              draw_panels(panels, out_dir / "fig04_task_vector_norm", title=title, xlabel=N_AXIS,
+                                          ylabel=NORM_AXIS, colors=colors),
+                              sum(1 for j in _grid_jobs(plan) if j.kind == "merge" and j.id in records)))
+    bases = list(dict.fromkeys(job.base for job in _grid_jobs(plan) if job.kind == "merge"))
+    numbers = figure_numbers("taskwise", bases)
+    for base in bases:
+        panels = [p for p in taskwise_panels(plan, records, base, all_labels, tasks) if p.lines]
+        if not panels:
+            continue
+        number = numbers[base]
+        key = figure_key(number, f"taskwise_{base}")
+        title = (f"Figure {number}: task-wise accuracy of {base_title(base)} vs. n (mean ± std over subsets)"
+                 f"{numbering_note('taskwise', base, number)}")
+        out.append(FigureFile(key, title, draw_panels(panels, out_dir / key, title=title, xlabel=N_AXIS,
+                                                      ylabel="accuracy (%)", columns=4, colors=colors),
+                              _count(plan, records, all_labels, base)))
+    return out

@@ -1,8 +1,10 @@
-"""Tables 1 and 2 of the paper: per base, method and n, "% of models beating a reference / mean delta".
+"""Tables 1, 2 and 3 of the paper: per base, method and n, "% of models beating a reference / mean delta".
 
-Table 1 compares with the base model; Table 2 with the best single fine-tuned checkpoint of each base
-(highest average accuracy among the n = 1 results; the paper shows Table 2 for Task Arithmetic only, we
-render every method of the config).
+Table 1 (TA, Model Stock, TIES) and Table 3 (TA + SB, TIES + SB, TSV-M, Iso-C) compare with the base model;
+Table 2 (TA) with the best single fine-tuned checkpoint of each base (highest average accuracy among the
+n = 1 results). Which methods each table shows is the config's `report:` section (LoadedConfig.report_labels).
+Column headers are the paper's "n = m (k)": k is the number of combinations EVALUATED (results found),
+a range "k1–k2" when rows differ.
 
 For every (base, method, n) cell: the percentage (rounded to an integer) of evaluated models whose average
 accuracy exceeds the base model's, and the mean difference (merged − base) of average accuracy in
@@ -50,6 +52,7 @@ class Table1:
     headers: list[str]
     rows: list[list[str]]  # [model, method, base accuracy, n=1 cell, n=sizes... cells]
     footnote: str
+    grouped: bool = True  # a non-empty first cell starts a group (a rule above it in LaTeX)
 
 
 REFERENCES = {"base": "Base", "best_single": "Best FT"}
@@ -63,25 +66,57 @@ def _reference(entry, reference: str, planned_singles: int) -> float | None:
     return max(entry.singles.values())
 
 
-def build_table1(results: ExperimentResults) -> Table1:
-    """Table 1: every model against its base model."""
-    return build_comparison_table(results, "base")
+def build_table1(results: ExperimentResults, labels: list[str] | None = None) -> Table1:
+    """Table 1 (and Table 3, with its methods): every model against its base model."""
+    return build_comparison_table(results, "base", labels)
 
 
-def build_table2(results: ExperimentResults) -> Table1:
+def build_table2(results: ExperimentResults, labels: list[str] | None = None) -> Table1:
     """Table 2: every model against the best single fine-tuned checkpoint of its base."""
-    return build_comparison_table(results, "best_single")
+    return build_comparison_table(results, "best_single", labels)
 
 
-def build_comparison_table(results: ExperimentResults, reference: str) -> Table1:
+def _count_text(counts: list[int]) -> str:
+    low, high = min(counts, default=0), max(counts, default=0)
+    return f"{low}" if low == high else f"{low}–{high}"
+
+
+def evaluated_counts(results: ExperimentResults, labels: list[str]) -> dict[int, str]:
+    """n -> how many combinations were evaluated ("15", or "12–15" when bases/methods differ)."""
+    out = {1: _count_text([len(entry.singles) for entry in results.bases.values()])}
+    for n in results.sizes:
+        out[n] = _count_text([len(entry.merges[label][n]) for entry in results.bases.values() for label in labels
+                              if results.planned_merges.get((entry.base, label, n))])
+    return out
+
+
+def incomplete_cells(results: ExperimentResults, labels: list[str] | None = None) -> list[str]:
+    """Every (base, method, n) cell with fewer results than planned, e.g. "qwen3-4b TA n=4: 12 of 15"."""
+    labels = results.method_labels if labels is None else [lab for lab in labels if lab in results.method_labels]
+    out = []
+    for base, entry in results.bases.items():
+        planned = results.planned_singles.get(base, 0)
+        if len(entry.singles) < planned:
+            out.append(f"{base} n=1 (single checkpoints): {len(entry.singles)} of {planned}")
+        if entry.base_average is None:
+            out.append(f"{base} base model: not evaluated")
+        for label in labels:
+            for n in results.sizes:
+                planned = results.planned_merges.get((base, label, n), 0)
+                have = len(entry.merges[label][n])
+                if have < planned:
+                    out.append(f"{base} {label} n={n}: {have} of {planned}")
+    return out
+
+
+def build_comparison_table(results: ExperimentResults, reference: str, labels: list[str] | None = None) -> Table1:
     sizes = results.sizes
-    any_single_plan = next(iter(results.planned_singles.values()), 0)
-    headers = ["Model", "Method", REFERENCES[reference], f"n=1 ({any_single_plan})"]
-    for n in sizes:
-        planned = max((k for (b, lab, m), k in results.planned_merges.items() if m == n), default=0)
-        headers.append(f"n={n} ({planned})")
+    labels = results.method_labels if labels is None else [lab for lab in labels if lab in results.method_labels]
+    counts = evaluated_counts(results, labels)
+    headers = ["Model", "Method", REFERENCES[reference], f"n=1 ({counts[1]})"]
+    headers += [f"n={n} ({counts[n]})" for n in sizes]
     rows: list[list[str]] = []
-    per_label: dict[str, list[list[Cell]]] = {label: [] for label in results.method_labels}
+    per_label: dict[str, list[list[Cell]]] = {label: [] for label in labels}
     base_values = []
     for base, entry in results.bases.items():
         ref = _reference(entry, reference, results.planned_singles.get(base, 0))
@@ -89,7 +124,7 @@ def build_comparison_table(results: ExperimentResults, reference: str) -> Table1
         base_text = MISSING if ref is None else f"{100 * ref:.1f}"
         if ref is not None:
             base_values.append(100 * ref)
-        for i, label in enumerate(results.method_labels):
+        for i, label in enumerate(labels):
             cells = [singles] + [
                 _cell(entry.merges[label][n], ref, results.planned_merges.get((base, label, n), 0))
                 for n in sizes
@@ -98,7 +133,7 @@ def build_comparison_table(results: ExperimentResults, reference: str) -> Table1
             rows.append([base if i == 0 else "", label, base_text, *(c.text() for c in cells)])
     if len(results.bases) > 1:
         avg_base = f"{mean(base_values):.1f}" if len(base_values) == len(results.bases) else MISSING
-        for i, label in enumerate(results.method_labels):
+        for i, label in enumerate(labels):
             texts = []
             for col in range(len(sizes) + 1):
                 cells = [cells_of_base[col] for cells_of_base in per_label[label]]
@@ -112,7 +147,7 @@ def build_comparison_table(results: ExperimentResults, reference: str) -> Table1
     footnote = (
         f"Each cell: % of models whose average accuracy exceeds {what} / mean accuracy difference "
         "to it in percentage points. Headers: n = models merged (number of subsets evaluated). "
-        "* = fewer results than planned; – = no result yet. "
+        "Header k counts the combinations evaluated. * = fewer results than planned; – = no result yet. "
         f"Config hash {results.config_hash[:12]}, {results.n_results} results."
     )
     return Table1(headers, rows, footnote)
@@ -149,7 +184,7 @@ def to_latex(table: Table1) -> str:
     lines = [r"\begin{tabular}{" + spec + "}", r"\toprule", " & ".join(header(h) for h in table.headers) + r" \\",
              r"\midrule"]
     for row in table.rows:
-        if row[0] and row is not table.rows[0]:
+        if table.grouped and row[0] and row is not table.rows[0]:
             lines.append(r"\midrule")
         lines.append(" & ".join(_latex_escape(c) for c in row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", "% " + _latex_escape(table.footnote)]

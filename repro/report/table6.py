@@ -3,7 +3,7 @@
 The table lists the `paper16` suite in its configured order, under the names the paper prints
 (`paper_name`, e.g. headqa for headqa_en), with the n-shot the kit evaluates. Footnotes state the metric
 read per task and what the paper's "average accuracy" averages. Reads only the suites file (via the
-suite loader, which needs no models or torch); writes paper_artifacts/table6.{md,tex}.
+suite loader of the facts layer, which needs no models or torch); writes paper_artifacts/table6.{md,csv,tex}.
 
     python -m repro.report.table6 [--suites configs/suites.yaml] [--out paper_artifacts]
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from repro.atomic_io import atomic_write_text
 from repro.errors import EvaluationError
-from repro.evaluate.suites import DEFAULT_SUITES_PATH, REPO_ROOT, load_suites
+from repro.suites import DEFAULT_SUITES_PATH, REPO_ROOT, load_suites
 
 CAPTION = (
     "Number of in-context examples (n-fewshot) used for each evaluation task, "
@@ -91,5 +91,10 @@ def write_table6(out_dir: str | Path = REPO_ROOT / "paper_artifacts", suites_pat
     out_dir = Path(out_dir)
     return [
         atomic_write_text(out_dir / "table6.md", to_markdown(table)),
+        atomic_write_text(out_dir / "table6.csv", to_csv(table)),
         atomic_write_text(out_dir / "table6.tex", to_latex(table)),
     ]
+
+
+def to_csv(table: Table6) -> str:
+    return "\n".join([",".join(table.headers), *(f"{name},{shots}" for name, shots in table.rows)]) + "\n"

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from repro.atomic_io import atomic_write_json
+from repro.atomic_io import atomic_write_bytes, atomic_write_json
 
 RESULT_SCHEMA = 1
 
@@ -77,6 +77,17 @@ class ResultsStore:
 
     def read_result(self, job_id: str) -> dict:
         return json.loads(self.result_path(job_id).read_text(encoding="utf-8"))
+
+    def adopt(self, other: ResultsStore, job_id: str) -> Path:
+        """Copy the finished job `job_id` of another experiment's store into this one (items first, then the
+        result file, both atomically), recording where it came from: the same content id means the same
+        job, so it is never rerun."""
+        record = other.read_result(job_id)
+        source_items = other.items_path(job_id)
+        if source_items.is_file():
+            atomic_write_bytes(self.items_path(job_id), source_items.read_bytes())
+        record["reused_from"] = {"config": (record.get("config") or {}).get("name"), "runs_dir": other.root.name}
+        return atomic_write_json(self.result_path(job_id), record)
 
     def iter_results(self) -> Iterator[dict]:
         """Every finished result, in job-id order (temporary files are never read)."""
@@ -145,7 +156,7 @@ class ResultsStore:
                         "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                         (
                             job["id"], job["kind"], job["base"], job.get("method"), job.get("label"), job["n"],
-                            json.dumps(job["subset"]), record["average"], merge.get("task_vector_l2"),
+                            json.dumps(job["subset"]), record.get("average"), merge.get("task_vector_l2"),
                             record["config"]["hash"], record.get("finished_at"),
                         ),
                     )
@@ -154,7 +165,7 @@ class ResultsStore:
                         [
                             (job["id"], row["task"], row["metric"], row["value"], row.get("stderr"),
                              row.get("n_shot"))
-                            for row in record["scores"]
+                            for row in record.get("scores", [])
                         ],
                     )
             con.close()

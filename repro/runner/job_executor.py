@@ -10,7 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
-from repro.config import LoadedConfig
+from repro.config import GeometrySettings, LoadedConfig
 from repro.errors import InsufficientDiskError, RunnerError
 from repro.plan import Job, job_models
 from repro.results import ResultsStore
@@ -57,7 +57,8 @@ def _model_from_state(base_dir: Path, state_dict: dict):
 
 class JobExecutor:
     def __init__(self, loaded: LoadedConfig, runs_dir: Path, store: ResultsStore):
-        from repro.evaluate import EvaluationSession, load_suites
+        from repro.evaluate import EvaluationSession
+        from repro.suites import load_suites
 
         self.loaded = loaded
         self.runs_dir = runs_dir
@@ -148,6 +149,7 @@ class JobExecutor:
             tokenizer=tokenizer,
             show_progress=False,
             limit=cfg.limit,
+            item_sample=cfg.item_sample.model_dump() if cfg.item_sample is not None else None,
             dtype=cfg.dtype,
             batch_size=cfg.batch_size,
             device=self.eval_device,
@@ -166,8 +168,30 @@ class JobExecutor:
                 out[name] = sum(values) / len(values)
         return out
 
+    def _geometry_record(self, job: Job, started: float) -> dict:
+        """Appendix D: Gram matrices of the pool's task vectors (no merge, no evaluation)."""
+        from repro.task_vector_geometry import task_vector_geometry
+
+        settings = self.loaded.config.geometry
+        pattern = settings.layer_pattern if settings is not None else GeometrySettings().layer_pattern
+        geometry = task_vector_geometry(
+            self.sources.base_dir(job.base), self._input_dirs(job), layer_pattern=pattern,
+            labels=[str(i) for i in job.subset],
+        )
+        return {
+            "job": job.to_json(),
+            "config": {"name": self.loaded.name, "hash": self.loaded.config_hash, "path": str(self.loaded.path)},
+            "models": job_models(self.loaded, job),
+            "geometry": geometry.to_json(),
+            "packages": self.versions,
+            "finished_at": utc_now(),
+            "elapsed_s": round(time.monotonic() - started, 3),
+        }
+
     def run(self, job: Job) -> dict:
         started = time.monotonic()
+        if job.kind == "geometry":
+            return self._geometry_record(job, started)
         identity = {
             "job_id": job.id,
             "kind": job.kind,
@@ -211,6 +235,8 @@ class JobExecutor:
                 "dtype": self.loaded.config.evaluation.dtype,
                 "batch_size": self.loaded.config.evaluation.batch_size,
                 "limit": self.loaded.config.evaluation.limit,
+                "item_sample": (self.loaded.config.evaluation.item_sample.model_dump()
+                                if self.loaded.config.evaluation.item_sample is not None else None),
                 "device": self.eval_device,
                 "backend": self.loaded.config.evaluation.backend,
                 "lm_eval_version": evaluation.get("lm_eval_version"),

@@ -158,6 +158,8 @@ def _describe(job: Job) -> str:
         return f"{job.base} {job.label} n={job.n} {list(job.subset)}"
     if job.kind == "single":
         return f"{job.base} checkpoint {job.subset[0]}"
+    if job.kind == "geometry":
+        return f"{job.base} task-vector geometry"
     return f"{job.base} base"
 
 
@@ -170,6 +172,7 @@ def run_parallel(
     retry_failed: bool,
     kinds: set[str] | None,
     progress: bool = True,
+    extra_args: tuple[str, ...] = (),
 ) -> int:
     """Start `workers` worker processes on the same plan and show their joint progress."""
     store = ResultsStore(runs_dir)
@@ -180,6 +183,7 @@ def run_parallel(
         cmd.append("--retry-failed")
     if kinds:
         cmd += ["--only", ",".join(sorted(kinds))]
+    cmd += list(extra_args)
     procs = [subprocess.Popen(cmd, env={**os.environ, "REPRO_WORKER_INDEX": str(i)}) for i in range(workers)]
     watch_results(store, todo, lambda: any(p.poll() is None for p in procs),
                   f"{plan.config_name} ({workers} workers)", progress=progress)

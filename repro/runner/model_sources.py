@@ -61,7 +61,7 @@ class ModelSources:
         """
         cfg = self.loaded.config
         dirs: list[Path] = []
-        for base in bases if cfg.merge.sizes else []:
+        for base in bases if cfg.uses_pool else []:
             dirs.append(self.base_dir(base))
             for index in range(1, self.loaded.pool_size(base) + 1):
                 dirs.append(self.checkpoint_dir(base, index))

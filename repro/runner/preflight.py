@@ -29,7 +29,8 @@ def gpu_problem() -> str | None:
 def preflight_problems(loaded: LoadedConfig) -> list[str]:
     problems: list[str] = []
     cfg = loaded.config
-    wants_gpu = cfg.evaluation.device in ("auto", "cuda") and cfg.world is None
+    evaluates = bool(cfg.merge.sizes or cfg.sweeps or cfg.homogeneous is not None)  # geometry alone needs no GPU
+    wants_gpu = cfg.evaluation.device in ("auto", "cuda") and cfg.world is None and evaluates
     if wants_gpu or cfg.evaluation.device == "cuda" or cfg.merge.device == "cuda":
         gpu = gpu_problem()
         if gpu:

@@ -32,7 +32,7 @@ import yaml
 
 from repro.atomic_io import atomic_directory, atomic_write_text
 from repro.errors import EvaluationError
-from repro.evaluate.suites import ArchiveSpec, OfflineData, PreparedSource, Suite
+from repro.suites import ArchiveSpec, OfflineData, PreparedSource, Suite
 
 BUILDER_VERSION = 2
 MANIFEST = "MANIFEST.json"

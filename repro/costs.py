@@ -1,0 +1,109 @@
+"""Per-model GPU costs and resolution assumptions (configs/costs.yaml): the only reader and writer.
+
+The planner (repro.budget) prices a plan with these numbers; `repro.budget.update_from_run` replaces a
+base's entry with the medians of a finished run's own recorded timings and the resolution inputs with what
+the run's per-item results show, and `save_costs` writes the file back (atomically).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from repro.atomic_io import atomic_write_text
+from repro.errors import ReproError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_COSTS_PATH = REPO_ROOT / "configs" / "costs.yaml"
+
+
+class CostsError(ReproError):
+    """A malformed or incomplete costs file."""
+
+
+@dataclass
+class BaseCost:
+    eval_s_per_item: float
+    model_load_s: float
+    merge_s: dict[str, float]
+    source: str = ""
+
+    def merge_seconds(self, method: str) -> float:
+        return float(self.merge_s.get(method, self.merge_s.get("default", 0.0)))
+
+
+@dataclass
+class SuiteTask:
+    items: int
+    leaves: int = 1
+
+    def evaluated(self, per_task: int | None) -> int:
+        return self.items if per_task is None else min(self.items, per_task * self.leaves)
+
+
+@dataclass
+class Costs:
+    gpu: str
+    bases: dict[str, BaseCost]
+    suites: dict[str, dict[str, SuiteTask]]
+    item_disagreement: float
+    subset_sd_points: float
+    resolution_source: str = ""
+    raw: dict = field(default_factory=dict)
+    path: Path | None = None
+
+
+def load_costs(path: str | Path | None = None) -> Costs:
+    path = Path(path) if path is not None else DEFAULT_COSTS_PATH
+    if not path.is_file():
+        raise CostsError("costs file not found; pass --costs PATH (see configs/costs.yaml)", path=str(path))
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise CostsError(f"not valid YAML: {exc}", path=str(path)) from None
+    problems: list[str] = []
+    bases = {}
+    for name, entry in (raw.get("bases") or {}).items():
+        try:
+            bases[name] = BaseCost(float(entry["eval_s_per_item"]), float(entry["model_load_s"]),
+                                   {k: float(v) for k, v in (entry.get("merge_s") or {}).items()},
+                                   str(entry.get("source", "")))
+        except (KeyError, TypeError, ValueError):
+            problems.append(f"bases.{name}: needs numeric eval_s_per_item, model_load_s and a merge_s mapping")
+    suites = {}
+    for suite, entry in (raw.get("suites") or {}).items():
+        tasks = {}
+        for task, spec in ((entry or {}).get("tasks") or {}).items():
+            try:
+                tasks[task] = SuiteTask(int(spec["items"]), int(spec.get("leaves", 1)))
+            except (KeyError, TypeError, ValueError):
+                problems.append(f"suites.{suite}.tasks.{task}: needs integer items (and leaves)")
+        suites[suite] = tasks
+    resolution = raw.get("resolution") or {}
+    try:
+        disagreement, subset_sd = float(resolution["item_disagreement"]), float(resolution["subset_sd_points"])
+    except (KeyError, TypeError, ValueError):
+        problems.append("resolution: needs numeric item_disagreement and subset_sd_points")
+        disagreement = subset_sd = 0.0
+    if problems:
+        raise CostsError("; ".join(problems), path=str(path))
+    return Costs(str(raw.get("gpu", "")), bases, suites, disagreement, subset_sd,
+                 str(resolution.get("source", "")), raw, path)
+
+
+def save_costs(costs: Costs, path: str | Path) -> Path:
+    raw = dict(costs.raw)
+    raw["bases"] = {**(raw.get("bases") or {}), **{
+        name: {"source": c.source, "eval_s_per_item": round(c.eval_s_per_item, 6), "model_load_s": round(c.model_load_s, 1),
+               "merge_s": {k: round(v, 1) for k, v in c.merge_s.items()}} for name, c in costs.bases.items()}}
+    raw["suites"] = {**(raw.get("suites") or {}), **{
+        suite: {**((raw.get("suites") or {}).get(suite) or {}),
+                "tasks": {t: ({"items": s.items} if s.leaves == 1 else {"items": s.items, "leaves": s.leaves})
+                          for t, s in tasks.items()}} for suite, tasks in costs.suites.items()}}
+    raw["resolution"] = {"source": costs.resolution_source, "item_disagreement": round(costs.item_disagreement, 4),
+                         "subset_sd_points": round(costs.subset_sd_points, 4)}
+    header = ("# Per-model GPU costs for budget planning (see repro/costs.py); "
+              "updated by `repro plan --update-costs`.\n")
+    return atomic_write_text(path, header + yaml.safe_dump(raw, sort_keys=False))

@@ -1,0 +1,77 @@
+"""Appendix E: Figures 27 (Qwen3 8B) and 28 (Qwen3 4B), homogeneous vs. mixed-domain merges.
+
+One figure per base, one panel per domain suite (Table 5: medical, math). In each panel, per method, one
+bar per experiment evaluated on that suite (e.g. "medical_only" and "all" on the medical suite): the
+suite's average accuracy (unweighted mean of its tasks, %) of that experiment's merge; the base model's
+score on the suite is the dashed line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from repro.report.figure_style import (
+    base_title,
+    figure,
+    figure_key,
+    figure_numbers,
+    method_colors,
+    numbering_note,
+    save,
+    suptitle,
+)
+from repro.report.figures import FigureFile
+
+EXPERIMENT_NAMES = {"medical_only": "Medical only (n = 3)", "math_only": "Math only (n = 3)", "all": "All experts (n = 6)"}
+
+
+def homogeneous_figures(plan, records, out_dir: Path) -> list[FigureFile]:
+    jobs = [job for job in plan.jobs if job.experiment is not None and job.kind in ("base", "homogeneous")
+            and job.id in records and (job.kind == "homogeneous" or job.experiment == "homogeneous")]
+    bases = list(dict.fromkeys(job.base for job in jobs if job.kind == "homogeneous"))
+    numbers = figure_numbers("homogeneous", bases)
+    out = []
+    for base in bases:
+        merges = [job for job in jobs if job.base == base and job.kind == "homogeneous"]
+        base_job = next((job for job in jobs if job.base == base and job.kind == "base"), None)
+        base_scores = records[base_job.id].get("suite_averages", {}) if base_job else {}
+        suites = list(dict.fromkeys(s for job in merges for s in job.suites))
+        labels = list(dict.fromkeys(job.label for job in merges))
+        experiments = list(dict.fromkeys(job.experiment for job in merges))
+        colors = method_colors(experiments)
+        number = numbers[base]
+        key = figure_key(number, f"homogeneous_{base}")
+        title = (f"Figure {number}: homogeneous vs. mixed-domain merges of {base_title(base)}"
+                 f"{numbering_note('homogeneous', base, number)}")
+        with figure(len(suites), panel_size=(max(3.6, 0.9 * len(labels) + 1.5), 3.4)) as (fig, axes):
+            for ax, suite in zip(axes, suites, strict=True):
+                present = [e for e in experiments if any(j.experiment == e and suite in j.suites for j in merges)]
+                width = 0.8 / max(len(present), 1)
+                for k, experiment in enumerate(present):
+                    xs, ys = [], []
+                    for i, label in enumerate(labels):
+                        job = next((j for j in merges if j.label == label and j.experiment == experiment), None)
+                        value = records[job.id].get("suite_averages", {}).get(suite) if job else None
+                        if value is not None:
+                            xs.append(i - 0.4 + width * (k + 0.5))
+                            ys.append(100.0 * value)
+                    ax.bar(xs, ys, width=width, color=colors[experiment],
+                           label=EXPERIMENT_NAMES.get(experiment, experiment))
+                if suite in base_scores:
+                    ax.axhline(100.0 * base_scores[suite], color="black", linestyle="--", linewidth=1,
+                               label="base model")
+                ax.set_xticks(range(len(labels)))
+                ax.set_xticklabels(labels, rotation=30, ha="right")
+                ax.set_xlabel("merge method")
+                ax.set_ylabel(f"{suite} suite average accuracy (%)")
+                ax.set_title(f"{suite} tasks (Table 5)")
+            handles: dict = {}
+            for ax in axes:
+                for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+                    handles.setdefault(name, handle)
+            fig.legend(list(handles.values()), list(handles), loc="outside lower center", frameon=False,
+                       ncol=len(handles))
+            suptitle(fig, title)
+            files = save(fig, out_dir / key)
+        out.append(FigureFile(key, title, files, len(merges) + (1 if base_job else 0)))
+    return out

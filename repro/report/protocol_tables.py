@@ -1,0 +1,50 @@
+"""Tables 4 and 5 of the paper (Appendix E), rendered from the protocol data, not from results.
+
+- Table 4: the homogeneous expert groups of each base (checkpoints.lock `homogeneous`), with the pinned
+  revision of each checkpoint ("unresolved" until `make lock`).
+- Table 5: the tasks of each domain suite the homogeneous experiments evaluate on (configs/suites.yaml),
+  one column per suite.
+Both use the Markdown / CSV / LaTeX writers of Tables 1-3.
+"""
+
+from __future__ import annotations
+
+from itertools import zip_longest
+
+from repro.report.table1 import Table1
+
+
+def homogeneous_bases(loaded) -> list[str]:
+    """Bases whose homogeneous groups the config uses (its `homogeneous:` bases)."""
+    if loaded.lock is None or loaded.config.homogeneous is None:
+        return []
+    return [b for b in loaded.config.homogeneous.bases if loaded.lock.bases[b].homogeneous]
+
+
+def build_table4(loaded) -> Table1 | None:
+    bases = homogeneous_bases(loaded)
+    if not bases:
+        return None
+    groups = list(dict.fromkeys(g for e in loaded.config.homogeneous.experiments for g in e.groups))
+    rows = []
+    for base in bases:
+        for group in groups:
+            for k, entry in enumerate(loaded.lock.group(base, group)):
+                first = k == 0
+                rows.append([base if first else "", group.capitalize() if first else "", entry.repo_id,
+                             entry.revision[:12] if entry.revision else "unresolved"])
+    footnote = (f"Table 4: domain-specific checkpoints of the homogeneous merges, from {loaded.config.lockfile} "
+                "(revision: the pinned commit, first 12 hex digits).")
+    return Table1(["Base Model", "Domain", "Checkpoint Name", "Revision"], rows, footnote)
+
+
+def build_table5(loaded, suites: dict) -> Table1 | None:
+    """`suites`: the facts layer's suites (repro.suites.load_suites)."""
+    if loaded.config.homogeneous is None:
+        return None
+    names = list(dict.fromkeys(s for e in loaded.config.homogeneous.experiments for s in e.suites))
+    columns = [[t.paper_name or t.name for t in suites[name].tasks] for name in names]
+    rows = [[cell or "" for cell in row] for row in zip_longest(*columns)]
+    footnote = (f"Table 5: evaluation tasks of the homogeneous merges, grouped by domain, from "
+                f"{loaded.config.evaluation.suites_file} (suites {', '.join(names)}).")
+    return Table1([f"{name.capitalize()} Tasks" for name in names], rows, footnote, grouped=False)

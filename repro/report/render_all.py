@@ -1,0 +1,194 @@
+"""`repro report all`: every table and figure the stored results of one config support, plus its page.
+
+Reads the config (facts), its plan (which job ids hold what) and its results store; writes into
+paper_artifacts/<config name>/ (or `out_dir`):
+- Tables 1, 2, 3 (main grid; methods per table from the config's `report:` section) and their companions
+  table{1,2,3}_ci (bootstrap intervals, repro.report.ci_tables), Table 4 (lockfile
+  groups) and Table 5 (domain suites) for homogeneous configs, Table 6 (n-shot of the config's suite);
+- Figures 3, 4, 6, 7-10 (main grid; Figures 3/6 with 95% error bars from the item data), 11-18 (sweeps), 19-26 (geometry), 27-28 (homogeneous) and the
+  Appendix E table;
+- manifest.json (what was rendered, from how many results) and index.html.
+A table or figure without any result is skipped (listed under "not rendered" on the page). Rendering
+twice from the same results gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from repro.atomic_io import atomic_write_json
+from repro.report.artifacts import Artifact, load_records
+from repro.report.figures import main_figures
+from repro.report.geometry_figures import geometry_figures
+from repro.report.homogeneous_figures import homogeneous_figures
+from repro.report.protocol_tables import build_table4, build_table5
+from repro.report.results_view import collect
+from repro.report.sweep_figures import sweep_figures
+from repro.report.table1 import build_table1, build_table2, incomplete_cells, write_table1
+
+TABLE_TITLES = {
+    "table1": "Table 1: constructive interference of Task-Arithmetic-based methods (vs. the base model)",
+    "table2": "Table 2: Task Arithmetic vs. the best fine-tuned checkpoint",
+    "table3": "Table 3: constructive interference of subspace-based methods (vs. the base model)",
+    "table4": "Table 4: domain-specific checkpoints of the homogeneous merges",
+    "table5": "Table 5: evaluation tasks of the homogeneous merges, by domain",
+    "table6": "Table 6: n-fewshot per evaluation task",
+    "appendix_e": "Appendix E (Figs 27-28 as a table): suite averages of homogeneous vs. mixed merges",
+}
+
+
+def _grid_count(results, plan, labels: list[str], records) -> int:
+    return sum(1 for job in plan.jobs if job.experiment is None and job.id in records
+               and (job.kind in ("base", "single") or (job.kind == "merge" and job.label in labels)))
+
+
+def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list[str]]:
+    """Render everything supported; returns (artifacts, what was skipped and why)."""
+    from repro.suites import load_suites
+
+    out_dir = Path(out_dir)
+    records = load_records(plan, store)
+    artifacts: list[Artifact] = []
+    skipped: list[str] = []
+    results = collect(plan, store)
+    grid_results = results.n_results > 0 and bool(results.sizes)
+    for table, build in (("table1", build_table1), ("table2", build_table2), ("table3", build_table1)):
+        labels = [label for label in loaded.report_labels(table) if label in results.method_labels]
+        if not grid_results or not labels:
+            why = "no in-the-wild grid results (merge.sizes) in this config" if not grid_results else \
+                "none of the table's methods (report: section) has results in this config"
+            skipped.append(f"{TABLE_TITLES[table]}: {why}")
+            continue
+        built = build(results, labels)
+        artifacts.append(Artifact(table, TABLE_TITLES[table], "table", write_table1(built, out_dir, stem=table),
+                                  _grid_count(results, plan, labels, records),
+                                  notes=[built.footnote], table=(built.headers, built.rows)))
+    suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
+    for key, built in (("table4", build_table4(loaded)), ("table5", build_table5(loaded, suites))):
+        if built is None:
+            skipped.append(f"{TABLE_TITLES[key]}: the config has no homogeneous experiments")
+            continue
+        artifacts.append(Artifact(key, TABLE_TITLES[key], "table", write_table1(built, out_dir, stem=key), 0,
+                                  notes=[built.footnote], table=(built.headers, built.rows)))
+    artifacts.append(_table6(loaded, out_dir))
+    from repro.report.ci_tables import ci_artifacts
+
+    ci_tables, intervals, ci_skipped = ci_artifacts(loaded, plan, store, out_dir)
+    artifacts += ci_tables
+    skipped += ci_skipped
+    figures = render_figures(loaded, plan, records, out_dir, suites, intervals=intervals)
+    artifacts += [Artifact(f.key, f.title, "figure", f.files, f.n_results) for f in figures]
+    skipped += _missing_figures(loaded, [f.key for f in figures])
+    if any(job.kind == "homogeneous" and job.id in records for job in plan.jobs):
+        from repro.report.homogeneous_table import build_homogeneous_table, write_homogeneous_table
+
+        built = build_homogeneous_table(plan, store)
+        count = sum(1 for job in plan.jobs if job.experiment is not None and job.id in records)
+        artifacts.append(Artifact("appendix_e", TABLE_TITLES["appendix_e"], "table",
+                                  write_homogeneous_table(built, out_dir), count, table=(built.headers, built.rows)))
+    artifacts.sort(key=_order)
+    incomplete = incomplete_cells(results, loaded.report_labels("table1")) if grid_results else []
+    _write_manifest(loaded, artifacts, skipped, incomplete, records, out_dir)
+    from repro.report.html_page import write_page
+
+    write_page(loaded, artifacts, skipped, incomplete, records, out_dir)
+    return artifacts, skipped
+
+
+def render_figures(loaded, plan, records: dict, out_dir: Path, suites: dict | None = None,
+                   intervals: dict | None = None) -> list:
+    """Every figure the results support: 3, 4, 6, 7-10, 11-18, 19-26, 27-28 (FigureFile list)."""
+    if suites is None:
+        from repro.suites import load_suites
+
+        suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
+    all_labels = list(dict.fromkeys(job.label for job in plan.jobs if job.kind == "merge" and job.experiment is None))
+    suite = suites[loaded.config.evaluation.suite]
+    figures = main_figures(plan, records, out_dir, table1_labels=loaded.report_labels("table1"),
+                           table3_labels=loaded.report_labels("table3"), all_labels=all_labels,
+                           tasks=[t.name for t in suite.tasks], intervals=intervals)
+    figures += sweep_figures(loaded, plan, records, out_dir)
+    figures += geometry_figures(loaded, plan, records, out_dir)
+    figures += homogeneous_figures(plan, records, out_dir)
+    return figures
+
+
+def _missing_figures(loaded, rendered: list[str]) -> list[str]:
+    """The figures this config's experiments make that have no results yet."""
+    cfg = loaded.config
+    expected: list[tuple[str, str]] = []  # (key prefix, description)
+    if cfg.merge.sizes:
+        expected += [("fig03_", "Figure 3 (accuracy vs. n, Table 1 methods)"), ("fig04_", "Figure 4 (task-vector norm)")]
+        if loaded.report_labels("table3"):
+            expected.append(("fig06_", "Figure 6 (accuracy vs. n, Table 3 methods)"))
+        expected.append(("_taskwise_", "Figures 7-10 (task-wise accuracy)"))
+    stems = [key.split("_", 1)[1] for key in rendered if "_" in key]  # "fig13_ties_grid_b" -> "ties_grid_b"
+    for sweep in cfg.sweeps:
+        done = any(stem == sweep.name or (sweep.per_base and stem.startswith(f"{sweep.name}_")) for stem in stems)
+        if not done:
+            expected.append(("\0never", f"Figure {sweep.figure}{'ff.' if sweep.per_base else ''} ({sweep.name})"))
+    if cfg.geometry is not None:
+        expected += [("_cosine_", "Figures 19-22 (cosine heatmaps)"), ("_layer_signs_", "Figures 23-26 (layer signs)")]
+    if cfg.homogeneous is not None:
+        expected.append(("_homogeneous_", "Figures 27-28 (homogeneous merges)"))
+    return [f"{what}: no results yet" for prefix, what in expected if not any(prefix in key for key in rendered)]
+
+
+def _order(artifact: Artifact) -> tuple:
+    key = artifact.key
+    if key.startswith("table"):
+        return (0, key)
+    if key == "appendix_e":
+        return (1, key)
+    return (2, key)
+
+
+def _table6(loaded, out_dir: Path) -> Artifact:
+    from repro.report.table6 import build_table6, write_table6
+
+    suites_path = loaded.resolve(loaded.config.evaluation.suites_file)
+    suite = loaded.config.evaluation.suite
+    built = build_table6(suites_path, suite)
+    return Artifact("table6", TABLE_TITLES["table6"] + f" (suite {suite})", "table",
+                    write_table6(out_dir, suites_path, suite), 0, notes=built.footnotes,
+                    table=(list(built.headers), [[name, str(shots)] for name, shots in built.rows]))
+
+
+def provenance(records: dict[str, dict]) -> dict:
+    """Package versions and input checkpoints (revisions or world spec) over all results, de-duplicated."""
+    packages: dict[str, set] = {}
+    checkpoints: dict[str, set] = {}
+    worlds: set[str] = set()
+    config_hashes: set[str] = set()
+    for record in records.values():
+        for name, version in (record.get("packages") or {}).items():
+            packages.setdefault(name, set()).add(str(version))
+        config_hashes.add((record.get("config") or {}).get("hash", "")[:12])
+        models = record.get("models") or {}
+        if "world" in models:
+            import json
+
+            worlds.add(json.dumps(models["world"], sort_keys=True))
+            continue
+        entries = [models.get("base")] + list(models.get("checkpoints") or [])
+        for entry in entries:
+            if isinstance(entry, dict) and entry.get("repo_id"):
+                checkpoints.setdefault(entry["repo_id"], set()).add(str(entry.get("revision") or "unresolved"))
+    return {
+        "packages": {k: sorted(v) for k, v in sorted(packages.items())},
+        "checkpoints": {k: sorted(v) for k, v in sorted(checkpoints.items())},
+        "worlds": sorted(worlds),
+        "config_hashes": sorted(h for h in config_hashes if h),
+    }
+
+
+def _write_manifest(loaded, artifacts, skipped, incomplete, records, out_dir: Path) -> Path:
+    return atomic_write_json(out_dir / "manifest.json", {
+        "config": {"name": loaded.name, "hash": loaded.config_hash},
+        "artifacts": [{"key": a.key, "title": a.title, "kind": a.kind, "files": sorted(p.name for p in a.files),
+                       "n_results": a.n_results} for a in artifacts],
+        "not_rendered": skipped,
+        "incomplete_table1_cells": incomplete,
+        "results": len(records),
+        "provenance": provenance(records),
+    })
