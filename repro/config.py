@@ -14,12 +14,22 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from repro.errors import ConfigError, LockError, ReproError
+from repro.worlds.recipe import TrainedWorldConfig
 
 DEFAULT_SUITES_FILE = "configs/suites.yaml"
 
@@ -35,6 +45,17 @@ class WorldConfig(_Strict):
     families: list[Literal["llama", "qwen3"]] = Field(min_length=1)
     checkpoints_per_base: int = Field(ge=1, le=64)
     seed: int = 0
+
+
+def _world_kind(value: Any) -> str:
+    return (value.get("kind", "tiny") if isinstance(value, dict) else getattr(value, "kind", "tiny")) or "tiny"
+
+
+# `kind: tiny` (random models, repro.worlds.tiny) or `kind: trained` (trained models, repro.worlds.trained)
+AnyWorldConfig = Annotated[
+    Annotated[WorldConfig, Tag("tiny")] | Annotated[TrainedWorldConfig, Tag("trained")],
+    Discriminator(_world_kind),
+]
 
 
 class MethodConfig(_Strict):
@@ -107,13 +128,14 @@ class ExperimentConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     seed: int
-    world: WorldConfig | None = None
+    world: AnyWorldConfig | None = None
     lockfile: str | None = None
     bases: list[str] = Field(default_factory=list)
     pool: Literal["in_the_wild"] = "in_the_wild"
     models_dir: str = "runs/models"
     methods: list[MethodConfig] = Field(min_length=1)
     methods_from: str | None = None  # informational after loading: the config the methods were read from
+    world_from: str | None = None  # informational after loading: the config the world was read from
     merge: MergeSettings
     evaluation: EvaluationSettings
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
@@ -126,7 +148,7 @@ class ExperimentConfig(_Strict):
         if self.lockfile is not None and self.merge.sizes and not self.bases:
             raise ValueError("`bases` must list at least one base of the lockfile")
         if self.world is not None and self.bases:
-            raise ValueError("`bases` is derived from `world.families`; remove it")
+            raise ValueError("`bases` is derived from the world (`families` or `name`); remove it")
         if not self.merge.sizes and self.homogeneous is None:
             raise ValueError("nothing to run: set `merge.sizes` and/or `homogeneous`")
         if self.homogeneous is not None and self.lockfile is None:
@@ -161,6 +183,8 @@ class LoadedConfig:
 
     @property
     def base_names(self) -> list[str]:
+        if isinstance(self.config.world, TrainedWorldConfig):
+            return [self.config.world.name]
         if self.config.world is not None:
             return [f"tiny-{family}" for family in self.config.world.families]
         return list(self.config.bases)
@@ -203,6 +227,8 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
         raise ConfigError("expected a mapping of settings at the top level", path=str(path))
     if "methods_from" in data:
         data = {**data, "methods": _methods_from(path, data)}
+    if "world_from" in data:
+        data = {**data, "world": _section_from(path, data, "world")}
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
@@ -224,6 +250,21 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
     if check_suite:
         _check_suite(loaded)
     return loaded
+
+
+def _section_from(path: Path, data: dict, section: str):
+    """`<section>_from: other.yaml` (relative to this config's folder) reuses that config's `<section>`."""
+    key = f"{section}_from"
+    if section in data:
+        raise ConfigError(f"set either `{section}` or `{key}`, not both", path=str(path), field=key)
+    source = path.parent / str(data[key])
+    try:
+        return yaml.safe_load(source.read_text(encoding="utf-8"))[section]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        raise ConfigError(
+            f"cannot read a `{section}` section from {source}; point {key} at a config that has one",
+            path=str(path), field=key,
+        ) from None
 
 
 def _methods_from(path: Path, data: dict) -> list:
@@ -289,7 +330,7 @@ def _check_methods(loaded: LoadedConfig) -> None:
         too_big = [n for n in loaded.config.merge.sizes if n > loaded.config.world.checkpoints_per_base]
         if too_big:
             raise ConfigError(
-                f"merge size {too_big[0]} exceeds world.checkpoints_per_base",
+                f"merge size {too_big[0]} exceeds the world's {loaded.config.world.checkpoints_per_base} checkpoints",
                 path=str(loaded.path),
                 field="merge.sizes",
             )
@@ -315,4 +356,14 @@ def _check_suite(loaded: LoadedConfig) -> None:
                 f"unknown suite {name!r}; defined in {suites_path.name}: {', '.join(suites)}",
                 path=str(loaded.path),
                 field=field,
+            )
+    world = loaded.config.world
+    if isinstance(world, TrainedWorldConfig):
+        suite = suites[loaded.config.evaluation.suite]
+        written = {f"{world.tasks.prefix}_{skill}" for skill in world.tasks.skills}
+        if suite.kind != "local" or set(suite.task_names) != written:
+            raise ConfigError(
+                f"a trained world writes the tasks {', '.join(sorted(written))}; suite {suite.name!r} in "
+                f"{suites_path.name} must be a local suite listing exactly those tasks",
+                path=str(loaded.path), field="evaluation.suite",
             )

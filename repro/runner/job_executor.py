@@ -72,6 +72,7 @@ class JobExecutor:
         self.versions = package_versions()
         self._svd_cache = None
         self._verified_inputs: set = set()  # checkpoints already checked for NaN/Inf in this process
+        self._tokenizers: dict = {}  # base -> tokenizer, for in-memory evaluation
 
     def _input_dirs(self, job: Job) -> list[Path]:
         if job.checkpoints:
@@ -105,6 +106,14 @@ class JobExecutor:
             svd_cache=svd_cache,
             verified_inputs=self._verified_inputs,
         )
+
+    def _tokenizer(self, base: str):
+        """The base's tokenizer, loaded once per process (every in-memory merge of that base reuses it)."""
+        if base not in self._tokenizers:
+            from transformers import AutoTokenizer
+
+            self._tokenizers[base] = AutoTokenizer.from_pretrained(str(self.sources.base_dir(base)))
+        return self._tokenizers[base]
 
     def _get_svd_cache(self):
         if self._svd_cache is None:
@@ -180,7 +189,7 @@ class JobExecutor:
             result = self._merge(job, None)
             merge_info = _merge_info(result, in_memory=True)
             model = _model_from_state(self.sources.base_dir(job.base), result.state_dict)
-            outcome = self._evaluate(job, model, identity, tokenizer=self.sources.base_dir(job.base))
+            outcome = self._evaluate(job, model, identity, tokenizer=self._tokenizer(job.base))
         elif job.kind in ("merge", "homogeneous"):
             out_dir = self.scratch_dir / job.id
             result = self._merge(job, out_dir)
