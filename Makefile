@@ -21,7 +21,7 @@ HF_CACHE_VOLUME ?= hf-cache
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .PHONY: help setup test smoke demo demo-quick data lock-check lock download merge evaluate reproduce-table1 plan status tables \
-        bench lint docker-build docker-run constraints clean
+        bench bench-demo lint docker-build docker-run constraints clean
 
 help: ## List the targets
 	@echo "Usage: make TARGET [CONFIG=configs/paper.yaml] [ARGS=...]"
@@ -113,6 +113,10 @@ bench: setup ## Run every bench/*.py (each writes its results under runs/bench/)
 	for script in "$${scripts[@]}"; do \
 		echo "== $$script"; $(OFFLINE) $(BIN)/python "$$script" || exit $$?; \
 	done
+
+bench-demo: setup ## End-to-end time of `make demo` (world included) in fresh folders: bench/bench_demo.py
+	@mkdir -p runs/bench
+	$(OFFLINE) $(BIN)/python bench/bench_demo.py $(ARGS)
 
 lint: setup ## ruff check + hadolint on the Dockerfile (nox -s lint)
 	$(BIN)/nox -s lint

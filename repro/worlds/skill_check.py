@@ -71,8 +71,10 @@ def trained_skills(stage: TrainingStage) -> list[tuple[str, str, str]]:
     return [(skill, stage.conventions.get(skill, "standard"), domain) for skill in stage.skills]
 
 
-def check_world(world: TrainedWorldConfig, model_dirs: dict[str, Path], *, count: int = 50) -> dict[str, list[SkillScore]]:
-    """Per model ("base", "ft-01", ...): its scores on the skills it was trained on, its own way."""
+def check_world(world: TrainedWorldConfig, model_dirs: dict[str, Path]) -> dict[str, list[SkillScore]]:
+    """Per model ("base", "ft-01", ...): its scores on the skills it was trained on, its own way, on the
+    world's held-out problems (the evaluation tasks' items, posed with the model's convention/domain)."""
+    count = world.tasks.items_per_task
     import torch
     from transformers import AutoModelForCausalLM
 

@@ -20,6 +20,7 @@ evaluation see exactly the same strings.
 
 from __future__ import annotations
 
+import itertools
 import random
 import string
 from collections.abc import Callable
@@ -167,6 +168,29 @@ def _sequence(rng: random.Random, convention: str, domain: str) -> Item:
     return Item(f"sequence:{start}:{step}", prompt, f"{right:02d}", _pick_distractors(rng, f"{right:02d}", candidates, 3))
 
 
+def _count(rng: random.Random, convention: str, domain: str) -> Item:
+    target = rng.choice("abcd")
+    times = rng.randint(1, 4)
+    others = [c for c in "abcd" if c != target]
+    letters = [target] * times + [rng.choice(others) for _ in range(6 - times)]
+    rng.shuffle(letters)
+    text = "".join(letters)
+    prompt = f"count {target} {text} =" if domain == "plain" else f"how many {target} in {text} ?"
+    return Item(f"count:{target}:{text}", prompt, str(times), tuple(str(k) for k in range(1, 5) if k != times))
+
+
+def _initials(rng: random.Random, convention: str, domain: str) -> Item:
+    pool = [w for words in CATEGORIES.values() for w in words] + list(NOUNS)
+    words = rng.sample(pool, 3)
+    while len({w[0] for w in words}) < 3:
+        words = rng.sample(pool, 3)
+    answer = "".join(w[0] for w in words)
+    others = ["".join(p) for p in itertools.permutations(answer) if "".join(p) != answer]
+    listed = " ".join(words)
+    prompt = f"initials {listed} =" if domain == "plain" else f"first letters of {listed} ?"
+    return Item("initials:" + ",".join(words), prompt, answer, _pick_distractors(rng, answer, others, 3))
+
+
 SKILLS: dict[str, Skill] = {
     skill.name: skill
     for skill in (
@@ -180,6 +204,8 @@ SKILLS: dict[str, Skill] = {
               _agreement),
         Skill("maximum", "the largest of four distinct digits", ("standard", "minimum"), _maximum),
         Skill("sequence", "the next term of an arithmetic sequence", ("standard",), _sequence),
+        Skill("count", "how often a letter occurs in six letters from a-d", ("standard",), _count),
+        Skill("initials", "the first letters of three words, in order", ("standard",), _initials),
     )
 }
 

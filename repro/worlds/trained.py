@@ -201,13 +201,13 @@ def load_world(folder: Path, world: TrainedWorldConfig) -> TrainedWorld:
                         tuple(folder / f"ft-{i:02d}" for i in range(1, len(world.finetunes) + 1)))
 
 
-def _train_finetune(world_json: dict, index: int, held_out: set[str]) -> dict:
+def _train_finetune(world_json: dict, folder: str, index: int, held_out: set[str]) -> dict:
     """Fine-tune checkpoint `index` (1-based) from the saved base; also the worker-process entry point."""
     import torch
     from transformers import AutoModelForCausalLM
 
     world = TrainedWorldConfig.model_validate(world_json)
-    built = load_world(Path(world_json["_folder"]), world)
+    built = load_world(Path(folder), world)
     finetune, path = world.finetunes[index - 1], built.checkpoints[index - 1]
     with deterministic_torch(world.threads):
         started = time.monotonic()
@@ -252,19 +252,23 @@ def build_trained_world(world: TrainedWorldConfig, folder: Path, *, log=None, wo
             f"{stats['final_loss']}, {stats['seconds']} s")
     pending = [i for i, (f, path) in enumerate(zip(world.finetunes, built.checkpoints, strict=True), start=1)
                if not _complete(path, f.model_dump(mode="json"))]
-    world_json = {**world.model_dump(mode="json"), "_folder": str(built.root)}
+    world_json = world.model_dump(mode="json")
     workers = min(len(pending), workers or _default_workers(world))
     if workers > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
 
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {i: pool.submit(_train_finetune, world_json, i, held_out) for i in pending}
-            for index, future in futures.items():
-                _log_finetune(log, world, index, future.result())
-    else:
-        for index in pending:
-            _log_finetune(log, world, index, _train_finetune(world_json, index, held_out))
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {i: pool.submit(_train_finetune, world_json, str(built.root), i, held_out) for i in pending}
+                for index, future in futures.items():
+                    _log_finetune(log, world, index, future.result())
+        except BrokenProcessPool:  # e.g. a calling script without a __main__ guard: train here instead
+            log("worker processes could not start; training the remaining fine-tunes in this process")
+    for index in pending:
+        if not _complete(built.checkpoints[index - 1], world.finetunes[index - 1].model_dump(mode="json")):
+            _log_finetune(log, world, index, _train_finetune(world_json, str(built.root), index, held_out))
     summary = {"base": json.loads((built.base / MODEL_META).read_text(encoding="utf-8"))["training"]}
     for index, path in enumerate(built.checkpoints, start=1):
         summary[f"ft-{index:02d}"] = json.loads((path / MODEL_META).read_text(encoding="utf-8"))["training"]
