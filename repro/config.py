@@ -94,6 +94,7 @@ class EvaluationSettings(_Strict):
     limit: int | None = Field(default=None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     in_memory: bool = False  # evaluate merged models from memory (no scratch write) when possible
+    threads: int | None = Field(default=None, ge=1)  # torch CPU threads of a worker (None: torch's default)
 
 
 class HomogeneousExperiment(_Strict):

@@ -32,7 +32,7 @@ def quick_profile(world: dict) -> dict:
     quick["model"] = {**quick["model"], "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2}
     quick["pretrain"] = {**quick["pretrain"], "steps": 600, "lr": 0.005, "warmup_steps": 30}
     quick["finetunes"] = [{**f, "steps": 120, "lr": 2 * f["lr"]} for f in quick["finetunes"]]
-    quick["tasks"] = {**quick["tasks"], "items_per_task": 100}
+    quick["tasks"] = {**quick["tasks"], "items_per_task": 80}
     return quick
 
 

@@ -73,6 +73,10 @@ class JobExecutor:
         self._svd_cache = None
         self._verified_inputs: set = set()  # checkpoints already checked for NaN/Inf in this process
         self._tokenizers: dict = {}  # base -> tokenizer, for in-memory evaluation
+        if cfg.evaluation.threads is not None:  # tiny CPU models: one thread avoids spin-waiting on busy cores
+            import torch
+
+            torch.set_num_threads(cfg.evaluation.threads)
 
     def _input_dirs(self, job: Job) -> list[Path]:
         if job.checkpoints:
@@ -106,6 +110,12 @@ class JobExecutor:
             svd_cache=svd_cache,
             verified_inputs=self._verified_inputs,
         )
+
+    @staticmethod
+    def _torch_threads() -> int:
+        import torch
+
+        return torch.get_num_threads()
 
     def _tokenizer(self, base: str):
         """The base's tokenizer, loaded once per process (every in-memory merge of that base reuses it)."""
@@ -218,6 +228,7 @@ class JobExecutor:
                 "batch_size": self.loaded.config.evaluation.batch_size,
                 "limit": self.loaded.config.evaluation.limit,
                 "device": self.eval_device,
+                "threads": self._torch_threads(),
                 "lm_eval_version": evaluation.get("lm_eval_version"),
                 "task_hashes": evaluation.get("task_hashes", {}),
             },

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-WORLD_CODE_VERSION = 1  # bump when the trainer or the skills change what a recipe produces
+WORLD_CODE_VERSION = 2  # bump when the trainer or the skills change what a recipe produces
 
 
 class _Strict(BaseModel):
