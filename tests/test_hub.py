@@ -133,7 +133,7 @@ def test_resolve_uses_lfs_metadata_and_downloads_only_small_files(hub_root):
     resolve_lockfile(_lock(), api, repo_ids=["tiny/ft-1"])
     downloaded = [name for method, repo, name in api.calls if method == "hf_hub_download"]
     assert "config.json" in downloaded and "model.safetensors" not in downloaded
-    assert api.calls[0] == ("model_info", "tiny/ft-1", None)
+    assert api.calls[:2] == [("list_repo_commits", "tiny/ft-1", None), ("model_info", "tiny/ft-1", None)]
 
 
 def test_resolved_rewrite_is_deterministic_and_byte_stable(tmp_path, hub_root, resolved):

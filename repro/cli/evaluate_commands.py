@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 
@@ -14,7 +15,14 @@ def register(subparsers) -> None:
         description="Evaluate a saved model on a suite (configs/suites.yaml) or on lm-eval tasks; print the "
         "scores and store them under runs/evaluate/<model-name>-<hash>/.",
     )
-    parser.add_argument("--model", required=True, type=Path, help="a Hugging Face model directory")
+    parser.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        action="append",
+        help="a Hugging Face model directory (repeat to evaluate several in one process: tasks and "
+        "tokenized requests are built once)",
+    )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--suite", help="a suite name from the suites file (e.g. smoke, paper16)")
     which.add_argument("--tasks", help="comma-separated lm-eval task names")
@@ -42,7 +50,11 @@ def register(subparsers) -> None:
         "--device", default=None, help="cpu, cuda, cuda:0... (default: cuda if available, else cpu)"
     )
     parser.add_argument(
-        "--backend", default="hf", choices=("hf", "vllm"), help="hf (in-process, default) or vllm"
+        "--backend",
+        default="shared",
+        choices=("shared", "hf", "vllm"),
+        help="shared (default: lm-eval's HF backend, each shared context computed once; scores equal "
+        "to hf within float noise), hf (lm-eval's stock HF path) or vllm (GPU, needs `pip install vllm`)",
     )
     parser.add_argument("--out-dir", type=Path, default=Path("runs/evaluate"), help="where scores are stored")
     parser.add_argument("--no-store", action="store_true", help="print only, do not store")
@@ -50,6 +62,23 @@ def register(subparsers) -> None:
         "--json", action="store_true", help="print one JSON object {task: {metric: value}} instead"
     )
     parser.set_defaults(handler=run_evaluate)
+
+    lm_eval_cmd = subparsers.add_parser(
+        "lm-eval",
+        help="stock lm_eval CLI with repro's hf-shared model registered",
+        description="Run lm_eval ARGS with `--model hf-shared` (shared-context scoring) available; all "
+        "arguments are passed to lm-eval unchanged.",
+        add_help=False,
+        prefix_chars="\0",  # no options of its own: every argument (--model, -h...) goes to lm-eval
+    )
+    lm_eval_cmd.add_argument("lm_eval_args", nargs=argparse.REMAINDER, help="lm_eval arguments")
+    lm_eval_cmd.set_defaults(handler=_lm_eval)
+
+
+def _lm_eval(args: argparse.Namespace) -> int:
+    from repro.evaluate.lm_eval_cli import run_lm_eval_cli
+
+    return run_lm_eval_cli(list(args.lm_eval_args))
 
 
 def _limit(value: float | None) -> int | float | None:
@@ -70,7 +99,7 @@ def _batch_size(value: str) -> int | str:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from repro.errors import EvaluationError
-    from repro.evaluate import evaluate_model
+    from repro.evaluate import EvaluationSession, evaluate_model
     from repro.evaluate.model_identity import model_content_hash
     from repro.evaluate.score_table import format_score_table
     from repro.evaluate.standalone_store import store_evaluation
@@ -88,27 +117,40 @@ def run_evaluate(args: argparse.Namespace) -> int:
     # --suite: the paper's settings; --tasks: behave exactly like the stock lm_eval CLI by default.
     dtype = args.dtype if args.dtype is not None else (None if args.suite else "auto")
     batch_size = args.batch_size if args.batch_size is not None else ("auto" if args.suite else "1")
-    content_hash = model_content_hash(args.model)
-    outcome = evaluate_model(
-        args.model,
-        tasks,
-        include_path=args.include_path,
-        limit=_limit(args.limit),
-        dtype=dtype,
-        batch_size=_batch_size(str(batch_size)),
-        device=args.device or _default_device(),
-        identity={
-            "name": args.model.resolve().name,
-            "path": str(args.model.resolve()),
-            "content_sha256": content_hash,
-        },
-        backend=args.backend,
-    )
-    stored = None if args.no_store else store_evaluation(outcome, args.model, args.out_dir, content_hash)
-    if args.json:
-        print(json.dumps(outcome.metrics_by_task(), indent=2, sort_keys=True))
-    else:
-        print(format_score_table(outcome))
-        if stored is not None:
-            print(f"stored in {stored}")
+    not_models = [str(model) for model in args.model if not (model / "config.json").is_file()]
+    if not_models:
+        raise EvaluationError(f"not a model directory (no config.json): {', '.join(not_models)}", field="--model")
+    session = EvaluationSession()  # tasks and tokenized requests built once for all --model
+    by_model = {}
+    for model in args.model:
+        started = time.monotonic()
+        content_hash = model_content_hash(model)
+        outcome = evaluate_model(
+            model,
+            tasks,
+            include_path=args.include_path,
+            limit=_limit(args.limit),
+            dtype=dtype,
+            batch_size=_batch_size(str(batch_size)),
+            device=args.device or _default_device(),
+            identity={
+                "name": model.resolve().name,
+                "path": str(model.resolve()),
+                "content_sha256": content_hash,
+            },
+            backend=args.backend,
+            session=session,
+        )
+        stored = None if args.no_store else store_evaluation(outcome, model, args.out_dir, content_hash)
+        by_model[str(model)] = outcome.metrics_by_task()
+        if not args.json:
+            if len(args.model) > 1:
+                print(f"== {model}")
+            print(format_score_table(outcome))
+            tokens = "" if outcome.forward_tokens is None else f", {outcome.forward_tokens} forward tokens"
+            print(f"evaluated in {time.monotonic() - started:.1f} s ({args.backend} backend{tokens})")
+            if stored is not None:
+                print(f"stored in {stored}")
+    if args.json:  # one model: {task: {metric: value}}; several: {model: {task: ...}}
+        print(json.dumps(by_model if len(args.model) > 1 else by_model[str(args.model[0])], indent=2, sort_keys=True))
     return 0

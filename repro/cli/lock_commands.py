@@ -24,6 +24,13 @@ def register(subparsers) -> None:
     )
     _add_source_arguments(resolve)
     resolve.add_argument("--force", action="store_true", help="re-resolve entries that are already pinned")
+    resolve.add_argument(
+        "--as-of",
+        default=None,
+        metavar="DATE|config",
+        help="pin each repo to its last commit at or before DATE (YYYY-MM-DD = end of that day, UTC, or an "
+        "ISO time with zone); `config` = the config's checkpoints_as_of date. Default: the newest commit",
+    )
     resolve.set_defaults(handler=resolve_command)
 
     dl = subparsers.add_parser(
@@ -114,6 +121,7 @@ def resolve_command(args) -> int:
     from repro.lockfile_writer import dump_lockfile
 
     path, bases, _ = _lockfile_and_bases(args)
+    as_of = _as_of(args)
     lock = load_lockfile(path)
     token = os.environ.get("HF_TOKEN") or None
     done = []
@@ -123,12 +131,44 @@ def resolve_command(args) -> int:
         done.append(1)
         print(f"resolved {len(done)}", file=sys.stderr, end="\r")
 
+    selected = _selected_ids(lock, bases)
     lock = resolve_lockfile(
-        lock, HfApi(), token=token, repo_ids=_selected_ids(lock, bases), force=args.force, on_resolved=save
+        lock, HfApi(), token=token, repo_ids=selected, force=args.force, on_resolved=save, as_of=as_of
     )
     dump_lockfile(lock, path)
-    print(f"{path}: {lock.summary().describe()}")
+    for repo_id in selected if selected is not None else lock.referenced_ids():
+        entry = lock.entry(repo_id)
+        print(f"{entry.revision[:12]}  {entry.committed_at or '?':20}  {repo_id}")
+    when = f" as of {as_of.text}" if as_of is not None else ""
+    print(f"{path}: {lock.summary().describe()}{when}")
     return 0
+
+
+def _as_of(args):
+    """The `--as-of` cutoff: a date/time, or `config` = the config's checkpoints_as_of; None = newest."""
+    from repro.hub.history import parse_as_of
+
+    if args.as_of is None:
+        return None
+    if args.as_of != "config":
+        return parse_as_of(args.as_of)
+    from repro.errors import ConfigError
+
+    if args.config is None:
+        raise ConfigError("--as-of config reads the experiment date from a config: pass --config FILE too")
+    from repro.config import load_config
+
+    loaded = load_config(args.config, check_methods=False, check_suite=False)
+    as_of = loaded.config.checkpoints_as_of
+    if as_of is None:
+        raise ConfigError(
+            "no experiment date: add `checkpoints_as_of: {date: YYYY-MM-DD, source: ...}` (where the date comes "
+            "from), or pass --as-of YYYY-MM-DD",
+            path=str(args.config),
+            field="checkpoints_as_of",
+        )
+    print(f"pinning as of {as_of.date.isoformat()} ({args.config}: checkpoints_as_of)", file=sys.stderr)
+    return parse_as_of(as_of.date.isoformat())
 
 
 def download_command(args) -> int:

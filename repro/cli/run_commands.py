@@ -40,8 +40,13 @@ def register(subparsers) -> None:
     _add_config(p)
     p.set_defaults(handler=cmd_index)
 
-    p = subparsers.add_parser("preflight", help="check that this machine can run a config (GPU, downloads)")
+    p = subparsers.add_parser(
+        "preflight",
+        help="check that this machine can run a config (GPU, downloads) and that its checkpoints will merge "
+        "(reads only their config.json and tokenizer_config.json)",
+    )
     _add_config(p)
+    p.add_argument("--no-hub", action="store_true", help="skip the checkpoint compatibility report (offline)")
     p.set_defaults(handler=cmd_preflight)
 
 
@@ -170,10 +175,17 @@ def cmd_index(args) -> int:
 
 
 def cmd_preflight(args) -> int:
-    from repro.runner.preflight import preflight_problems
+    from repro.runner.preflight import checkpoint_report, preflight_problems
 
     loaded, runs_dir = load_for_cli(args)
     problems = preflight_problems(loaded)
+    if loaded.config.lockfile is not None and not args.no_hub:
+        report = checkpoint_report(loaded, token=os.environ.get("HF_TOKEN") or None)
+        for line in report.lines:
+            print(line)
+        for note in report.notes:
+            print(f"note: {note}")
+        problems += report.blocking
     if problems:
         print(f"cannot run {args.config} on this machine:", file=sys.stderr)
         for problem in problems:

@@ -5,6 +5,12 @@ against the suite), no chat template, lm-eval's default seeds, float16, batch si
 backend runs in-process; a `transformers.PreTrainedModel` is evaluated from memory after being cast
 to the evaluation dtype, exactly as loading its saved directory with that dtype would do. lm-eval's
 response cache is never used (it is not keyed by model).
+
+Backends: `shared` (default) is lm-eval's HF backend with shared-context scoring
+(repro/evaluate/shared_context.py: each multiple-choice context computed once, scores equal to
+`hf` within floating-point noise); `hf` is the stock HF backend; `vllm` needs a saved model and a GPU.
+Tasks and their requests are built once per process and reused for every model after
+(repro/evaluate/prepared.py).
 """
 
 from __future__ import annotations
@@ -16,6 +22,13 @@ from typing import TYPE_CHECKING
 
 from repro.errors import EvaluationError
 from repro.evaluate.outcome import EvalOutcome
+from repro.evaluate.prepared import (
+    EvaluationSession,
+    PreparedTasks,
+    process_session,
+    task_selection_key,
+    tokenizer_fingerprint,
+)
 from repro.evaluate.suites import Suite, TaskSpec
 from repro.evaluate.task_loading import (
     load_task_objects,
@@ -29,7 +42,8 @@ if TYPE_CHECKING:
 
 DEFAULT_DTYPE = "float16"  # the paper's dtype (App. F); a suite's eval_dtype overrides it
 DTYPES = ("float16", "bfloat16", "float32", "auto")
-BACKENDS = ("hf", "vllm")
+BACKENDS = ("shared", "hf", "vllm")
+DEFAULT_BACKEND = "shared"  # shared-context scoring; "hf" is lm-eval's stock HF backend
 # lm-eval's "auto" batch size probes up to max_batch_size and halves on out-of-memory; on CPU there is
 # no OOM signal, so "auto" always ends at max_batch_size. We use that size directly (same result,
 # without the probe's extra forward passes) and record it.
@@ -54,7 +68,7 @@ def _effective_batch_size(batch_size: int | str, device: str) -> int | str:
     return batch_size
 
 
-def build_lm(model, *, tokenizer, dtype: str, batch_size, device: str, backend: str = "hf"):
+def build_lm(model, *, tokenizer, dtype: str, batch_size, device: str, backend: str = DEFAULT_BACKEND):
     """An lm-eval LM for a model directory or an in-memory PreTrainedModel."""
     if backend not in BACKENDS:
         raise EvaluationError(
@@ -76,7 +90,10 @@ def build_lm(model, *, tokenizer, dtype: str, batch_size, device: str, backend: 
             pretrained=str(model), dtype=dtype, batch_size=batch_size, tokenizer=tokenizer and str(tokenizer)
         )
 
-    from lm_eval.models.huggingface import HFLM
+    if backend == "shared":
+        from repro.evaluate.shared_context import SharedContextHFLM as HFLM
+    else:
+        from lm_eval.models.huggingface import HFLM
 
     if isinstance(model, (str, Path)):
         path = Path(model)
@@ -103,38 +120,68 @@ def build_lm(model, *, tokenizer, dtype: str, batch_size, device: str, backend: 
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
 
 
-def run_lm_eval(lm, manager, objects: list, limit) -> dict | None:
-    """What `lm_eval.simple_evaluate` does for a ready LM and loaded tasks, minus its environment report.
-
-    simple_evaluate also collects torch's environment info (subprocesses, ~0.5 s per call), which we do
-    not store; everything that affects scores is the same: lm-eval's default seeds, n-shot 0 where a task
-    sets none, the few-shot sampler seed, no chat template, no response cache, per-sample logging.
-    Parity with the stock `lm_eval` CLI is tested (tests/test_evaluate_harness.py).
-    """
+def _set_default_seeds() -> None:
     import random
 
     import numpy as np
     from lm_eval.defaults import DEFAULT_OTHER_SEED, DEFAULT_RANDOM_SEED
-    from lm_eval.evaluator import evaluate
     from lm_eval.utils import set_torch_seed
 
     random.seed(DEFAULT_RANDOM_SEED)
     np.random.seed(DEFAULT_OTHER_SEED)
     set_torch_seed(DEFAULT_OTHER_SEED)
+
+
+def load_tasks(manager, objects: list) -> dict:
+    """What `lm_eval.simple_evaluate` does to tasks before evaluating: lm-eval's default seeds, n-shot 0
+    where a task sets none, the few-shot sampler seed."""
+    from lm_eval.defaults import DEFAULT_OTHER_SEED
+
+    _set_default_seeds()
     loaded = manager.load(objects)
     for task in loaded["tasks"].values():
         if task.get_config("num_fewshot") is None:
             task.set_config(key="num_fewshot", value=0)
         task.set_fewshot_seed(seed=DEFAULT_OTHER_SEED)
-    return evaluate(
+    return loaded
+
+
+def prepare_tasks(specs: list[TaskSpec], include_paths: list[str], limit, session: EvaluationSession):
+    """The session's loaded tasks for this selection (loaded now if this is the first time)."""
+
+    def load() -> tuple[dict, dict[str, str]]:
+        manager = task_manager_for([spec.name for spec in specs], include_paths)
+        objects, parent_of = load_task_objects(manager, specs)
+        return load_tasks(manager, objects), parent_of
+
+    return session.tasks(task_selection_key(specs, include_paths, limit, lm_eval_version()), load)
+
+
+def run_lm_eval(lm, prepared: PreparedTasks, limit) -> dict | None:
+    """What `lm_eval.simple_evaluate` does for a ready LM and loaded tasks, minus its environment report.
+
+    simple_evaluate also collects torch's environment info (subprocesses, ~0.5 s per call), which we do
+    not store; everything that affects scores is the same: lm-eval's default seeds, no chat template,
+    no response cache, per-sample logging. Tasks whose requests were built for an earlier model reuse
+    them (same documents, prompts and few-shot samples; responses cleared).
+    Parity with the stock `lm_eval` CLI is tested (tests/test_evaluate_lm_eval_parity.py).
+    """
+    from lm_eval.evaluator import evaluate
+
+    if prepared.built:
+        _set_default_seeds()
+    results = evaluate(
         lm=lm,
-        task_dict=loaded,
+        task_dict=prepared.loaded,
         limit=limit,
         bootstrap_iters=100000,
         log_samples=True,
         apply_chat_template=False,
         fewshot_as_multiturn=False,
     )
+    if not prepared.built:
+        prepared.mark_built()
+    return results
 
 
 def _silence_request_bars(lm) -> None:
@@ -170,13 +217,16 @@ def evaluate_model(
     batch_size: int | str = "auto",
     device: str = "cpu",
     identity: dict | None = None,
-    backend: str = "hf",
+    backend: str = DEFAULT_BACKEND,
     show_progress: bool = True,
+    session: EvaluationSession | None = None,
 ) -> EvalOutcome:
     """Evaluate `model` (a saved directory or an in-memory PreTrainedModel, cast in place to `dtype`).
 
     `dtype` defaults to the suite's eval_dtype, else float16 (the paper's setting).
+    `backend`: "shared" (shared-context scoring, default), "hf" (lm-eval's stock HF path) or "vllm".
     `show_progress=False` silences lm-eval's per-request progress bars (the runner shows its own).
+    `session` holds the tasks and tokenized requests reused between models (default: this process's).
 
     Returns scores for every requested task (and the leaves of requested groups), the per-item
     correctness of each leaf task, and the unweighted mean of the requested tasks' primary metric.
@@ -184,10 +234,11 @@ def evaluate_model(
     if dtype is None:
         dtype = (tasks.eval_dtype if isinstance(tasks, Suite) else None) or DEFAULT_DTYPE
     specs, include_paths = resolve_specs(tasks, include_path)
-    manager = task_manager_for([spec.name for spec in specs], include_paths)
+    session = session if session is not None else process_session()
     effective_batch = _effective_batch_size(batch_size, device)
     with quiet_custom_dataset_notice():
-        objects, parent_of = load_task_objects(manager, specs)
+        prepared = prepare_tasks(specs, include_paths, limit, session)
+        parent_of = prepared.parent_of
         lm = build_lm(
             model,
             tokenizer=tokenizer,
@@ -196,12 +247,15 @@ def evaluate_model(
             device=device,
             backend=backend,
         )
+        if backend == "shared":
+            lm.token_cache = session.token_cache(tokenizer_fingerprint(lm))
         if not show_progress:
             _silence_request_bars(lm)
         try:
-            results = run_lm_eval(lm, manager, objects, limit)
+            results = run_lm_eval(lm, prepared, limit)
+            forward_tokens = getattr(lm, "forward_tokens", None)
         finally:
-            del lm, objects
+            del lm
             _release_memory()
     if results is None:  # not rank 0 in a distributed launch
         raise EvaluationError("lm-eval returned no results on this process (distributed rank > 0)")
@@ -216,7 +270,7 @@ def evaluate_model(
         )
     from repro.evaluate.results_parsing import outcome_from_results
 
-    return outcome_from_results(
+    outcome = outcome_from_results(
         results,
         specs,
         parent_of,
@@ -226,4 +280,7 @@ def evaluate_model(
         limit=limit,
         date=datetime.now(UTC).isoformat(timespec="seconds"),
         version=lm_eval_version(),
+        backend=backend,
     )
+    outcome.forward_tokens = forward_tokens
+    return outcome

@@ -43,6 +43,7 @@ class ScoreRow(BaseModel):
     task_hash: str | None = None
     dtype: str
     batch_size: str | None = None
+    backend: str | None = None  # lm-eval model: "shared" (shared-context HF), "hf" (stock) or "vllm"
     date: str
 
 
@@ -57,6 +58,7 @@ class EvalOutcome(BaseModel):
     average: float | None = None  # unweighted mean of the requested tasks' primary metric
     lm_eval_version: str
     task_hashes: dict[str, str] = Field(default_factory=dict)
+    forward_tokens: int | None = None  # token positions the model computed (shared backend counts them)
 
     def primary_scores(self) -> dict[str, float]:
         """Requested task -> its primary metric value (what `average` averages)."""

@@ -47,6 +47,7 @@ def outcome_from_results(
     limit,
     date: str,
     version: str,
+    backend: str | None = None,
 ) -> EvalOutcome:
     by_name = {spec.name: spec for spec in specs}
     scores, samples = results["results"], results.get("samples") or {}
@@ -99,6 +100,7 @@ def outcome_from_results(
                     task_hash=task_hashes.get(name),
                     dtype=dtype,
                     batch_size=batch_size,
+                    backend=backend,
                     date=date,
                 )
             )

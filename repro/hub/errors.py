@@ -6,6 +6,11 @@ from repro.errors import HubError
 from repro.hub.files import OFFLINE_HINT
 
 
+class RepoProblem(HubError):
+    """A problem of one repository (gone, gated, no such revision or commit), not of the hub or network:
+    `repro lock resolve` reports it by name and goes on with the other repositories."""
+
+
 def hub_error(exc: BaseException, repo_id: str, action: str = "query") -> HubError:
     """One clear HubError for an exception raised by huggingface_hub (or a network library)."""
     from huggingface_hub import errors as hf_errors
@@ -18,12 +23,12 @@ def hub_error(exc: BaseException, repo_id: str, action: str = "query") -> HubErr
             f"unset HF_HUB_OFFLINE and {OFFLINE_HINT}"
         )
     if isinstance(exc, hf_errors.GatedRepoError) or status in (401, 403):
-        return HubError(
+        return RepoProblem(
             f"access to {repo_id} was denied (HTTP {status or 'gated'}): set HF_TOKEN and accept the license of "
             f"{repo_id} on its model page {page}"
         )
     if isinstance(exc, hf_errors.RevisionNotFoundError):
-        return HubError(
+        return RepoProblem(
             f"{repo_id} has no such revision: {first_line(exc)}; fix `revision` in checkpoints.lock"
         )
     if isinstance(exc, hf_errors.EntryNotFoundError):
@@ -31,7 +36,7 @@ def hub_error(exc: BaseException, repo_id: str, action: str = "query") -> HubErr
             f"a file of {repo_id} is missing at the pinned revision ({first_line(exc)}); re-run `repro lock resolve`"
         )
     if isinstance(exc, hf_errors.RepositoryNotFoundError) or status == 404:
-        return HubError(
+        return RepoProblem(
             f"{repo_id} was not found on the hub (deleted, renamed or private): check its id in checkpoints.lock"
             ", or set HF_TOKEN if it is private"
         )

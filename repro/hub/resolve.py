@@ -1,4 +1,10 @@
-"""Pin checkpoints.lock entries to commits and record their files' sha256 and size."""
+"""Pin checkpoints.lock entries to commits and record their files' sha256 and size.
+
+Which commit: the last one at or before `as_of` (`repro lock resolve --as-of DATE`), else the pinned
+revision (kept), else the newest commit of `main`; each pinned commit's date is recorded (`committed_at`).
+A problem of one repository (gone, gated, no commit before the date) does not stop the others: they are all
+reported together at the end, and the failing entries stay as they were.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +13,36 @@ from collections.abc import Callable
 from pathlib import Path
 
 from repro.errors import HubError
-from repro.hub.errors import hub_call
+from repro.hub.errors import RepoProblem, hub_call
 from repro.hub.files import select_files, sha256_file
+from repro.hub.history import AsOf, pick_commit
 from repro.lockfile import SHA1_PATTERN, CheckpointEntry, FileEntry, Lockfile
 
 
-def resolve_entry(entry: CheckpointEntry, api, token: str | None = None) -> CheckpointEntry:
-    """Pin `entry` (keep its revision, or take the current `main` commit) and record its files' hashes."""
+def resolve_entry(
+    entry: CheckpointEntry, api, token: str | None = None, as_of: AsOf | None = None
+) -> CheckpointEntry:
+    """Pin `entry` (see the module docstring for which commit), record its commit date and files' hashes."""
     repo_id = entry.repo_id
+    commit = pick_commit(api, repo_id, revision=entry.revision, as_of=as_of, token=token)
     info = hub_call(
         repo_id,
         "query",
         api.model_info,
         repo_id,
-        revision=entry.revision or "main",
+        revision=commit.sha,
         files_metadata=True,
         token=token,
     )
     sha = getattr(info, "sha", None)
     if not isinstance(sha, str) or not SHA1_PATTERN.match(sha):
         raise HubError(f"the hub returned no commit sha for {repo_id} (got {sha!r}); retry later")
-    if entry.revision is not None and sha != entry.revision:
-        raise HubError(f"the hub answered commit {sha} for pinned revision {entry.revision} of {repo_id}")
+    if sha != commit.sha:
+        raise HubError(f"the hub answered commit {sha} for revision {commit.sha} of {repo_id}")
     siblings = {s.rfilename: s for s in (getattr(info, "siblings", None) or [])}
     wanted = select_files(list(siblings))
     if not any(p.endswith((".safetensors", ".bin")) for p in wanted):
-        raise HubError(f"{repo_id}@{sha} has no safetensors or pytorch_model*.bin weights at its top level")
+        raise RepoProblem(f"{repo_id}@{sha} has no safetensors or pytorch_model*.bin weights at its top level")
     files = []
     with tempfile.TemporaryDirectory(prefix="repro-resolve-") as scratch:
         for path in wanted:
@@ -59,7 +69,12 @@ def resolve_entry(entry: CheckpointEntry, api, token: str | None = None) -> Chec
             files.append(FileEntry(path=path, sha256=sha256, size=size))
     gated = getattr(info, "gated", None)
     return CheckpointEntry(
-        repo_id=repo_id, revision=sha, gated=entry.gated if gated is None else bool(gated), files=files
+        repo_id=repo_id,
+        revision=sha,
+        committed_at=commit.committed_at,
+        as_of=as_of.text if as_of is not None else None,
+        gated=entry.gated if gated is None else bool(gated),
+        files=files,
     )
 
 
@@ -74,17 +89,35 @@ def resolve_lockfile(
     repo_ids: list[str] | None = None,
     force: bool = False,
     on_resolved: Callable[[Lockfile], None] | None = None,
+    as_of: AsOf | None = None,
 ) -> Lockfile:
     """A copy of `lock` with every (selected) entry pinned and its files hashed.
 
-    Entries already resolved (revision and files) are kept unless `force`. `on_resolved(lock)` is called
-    after each entry, so a caller can save progress (a later run then skips what is done).
+    Entries already resolved (revision and files; with `as_of`, as of that same date) are kept unless
+    `force`. `on_resolved(lock)` is called after each entry, so a caller can save progress (a later run
+    then skips what is done). Repositories that cannot be pinned (RepoProblem: gone, gated, no commit
+    before `as_of`) keep their entries; after all others are done, one HubError names each of them. A hub
+    or network failure stops at once.
     """
+    problems: list[str] = []
     for repo_id in repo_ids if repo_ids is not None else lock.referenced_ids():
         entry = lock.entry(repo_id)
-        if entry.resolved and not force:
+        current = as_of is None or entry.as_of == as_of.text
+        if entry.resolved and current and not force:
             continue
-        lock = lock.with_entry(resolve_entry(entry, api, token=token))
+        try:
+            pinned = resolve_entry(entry, api, token=token, as_of=as_of)
+        except RepoProblem as exc:
+            problems.append(str(exc))
+            continue
+        lock = lock.with_entry(pinned)
         if on_resolved is not None:
             on_resolved(lock)
+    if len(problems) == 1:
+        raise HubError(f"{problems[0]} (its entry in the lockfile is unchanged)")
+    if problems:
+        raise HubError(
+            f"{len(problems)} checkpoints could not be pinned (their entries in the lockfile are unchanged; "
+            "the others are pinned): " + " | ".join(problems)
+        )
     return lock

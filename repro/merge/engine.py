@@ -1,11 +1,12 @@
 """The merge engine: one function that merges a base and its checkpoints with a registered method.
 
-Every merge runs through mergekit's own machinery (`mergekit.merge.run_merge`: architecture handling,
-tensor-by-tensor streaming, sharded safetensors output, CPU or CUDA) from a mergekit configuration
-that `build_mergekit_config` writes down explicitly. Compute is float32; the output is cast to the
-base's dtype. Around it the engine adds what in-the-wild checkpoints need: input checks (names,
-shapes, vocabulary rows, NaN/Inf) before anything is written, the vocabulary policy, an atomic
-output directory, the task-vector norm and a provenance record.
+A merge is one streamed pass over the base's tensor names (`repro.merge.streaming`): every input is a
+memory-mapped safetensors file, each tensor is merged by the function that defines its method
+(`repro.merge.kernels`: mergekit's own per-tensor code for TA, TIES and Model Stock; our mergekit methods
+for TSV-M, Iso-C and the Subspace Boosting variants), checked for NaN/Inf, added to the task-vector norm
+and streamed to its output shard (or kept in a state dict) before the next tensor is read. Compute is
+float32; the output is cast to the base's dtype. Stock `mergekit-yaml` stays the reference: every merge
+directory records the mergekit configuration that reproduces it (`repro mergekit-yaml`).
 
 Output directory (written atomically; nothing is left behind on error):
   model*.safetensors, config.json, tokenizer files   the merged model (tokenizer copied from the base)
@@ -17,7 +18,6 @@ Output directory (written atomically; nothing is left behind on error):
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +28,7 @@ from repro.atomic_io import atomic_directory, atomic_write_json, atomic_write_te
 from repro.errors import MergeError, ReproError
 from repro.merge.registry import get_method, resolve_method_params, split_parameters
 from repro.merge.svd_cache import SvdCache
-from repro.merge.tensor_checks import check_finite, check_input_structure, dominant_float_dtype
+from repro.merge.tensor_checks import dominant_float_dtype, read_merge_inputs
 
 LOG = logging.getLogger(__name__)
 
@@ -89,18 +89,6 @@ def _config_yaml(config: Mapping[str, Any], method: str, truncate: bool) -> str:
     return header + yaml.safe_dump(dict(config), sort_keys=False)
 
 
-def _check_device(device: str) -> str:
-    import torch
-
-    if device == "cpu":
-        return device
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise MergeError("CUDA is not available on this machine; use --device cpu", field="device")
-        return device
-    raise MergeError(f"must be cpu or cuda, got {device!r}", field="device")
-
-
 def _check_inputs(base: Path, models: Sequence[Path], method: str) -> None:
     if not models:
         raise MergeError("give at least one checkpoint to merge", field="models")
@@ -156,34 +144,119 @@ def load_state_dict(model_dir: str | Path) -> dict:
     return state
 
 
-def _run_mergekit(config: dict, out_path: Path, device: str, truncate: bool, show_progress: bool, shard: int):
-    from mergekit.config import MergeConfiguration
-    from mergekit.io.tasks import LoaderCache
-    from mergekit.merge import run_merge
-    from mergekit.options import MergeOptions
+# Files copied from the base next to the merged weights (mergekit's `_copy_tokenizer` list).
+TOKENIZER_FILES = (
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.json",
+    "tokenizer.model",
+    "added_tokens.json",
+    "merges.txt",
+    "vocab.json",
+    "chat_template.jinja",
+    "generation_config.json",
+    "chat_template.json",
+)
 
-    from repro.merge.mergekit_plugin import register_methods
 
-    register_methods()
-    merge_config = MergeConfiguration.model_validate(config)
-    options = MergeOptions(
-        device=device,
-        write_model_card=False,
-        copy_tokenizer=True,
-        quiet=not show_progress,
-        unsafe_truncate_embeddings=truncate,
-        out_shard_size=shard,
-        safe_serialization=True,
+@dataclass
+class PreparedMerge:
+    """A checked merge request: resolved method and parameters, inputs' headers, output dtype."""
+
+    method: str
+    mergekit_name: str
+    params: dict[str, Any]
+    device: Any  # torch.device
+    base: Path
+    models: list[Path]
+    base_index: dict
+    model_indexes: list[dict]
+    truncations: list
+    out_dtype: str
+    vocab_mismatch: str
+
+
+def prepare_merge(base, models, method, params, *, device, vocab_mismatch, out_dtype) -> PreparedMerge:
+    """Validate a merge request from the safetensors headers alone (no tensor data is read)."""
+    from repro.merge.kernels import require_device
+
+    spec = get_method(method)
+    resolved = resolve_method_params(method, params)
+    torch_device = require_device(device)
+    base = Path(base).absolute()
+    model_paths = [Path(m).absolute() for m in models]
+    _check_inputs(base, model_paths, method)
+    base_index, model_indexes, truncations = read_merge_inputs(base, model_paths, vocab_mismatch)
+    for item in truncations:
+        LOG.info("vocabulary truncation: %s %s %d -> %d rows", item.checkpoint, item.tensor, item.rows, item.base_rows)
+    if out_dtype is None:
+        out_dtype = dominant_float_dtype(base_index)
+    if out_dtype not in OUT_DTYPES:
+        raise MergeError(f"must be one of {', '.join(OUT_DTYPES)}, got {out_dtype!r}", field="out_dtype")
+    return PreparedMerge(
+        spec.name, spec.mergekit_name, resolved, torch_device, base, model_paths, base_index, model_indexes,
+        truncations, out_dtype, vocab_mismatch,
     )
-    try:
-        run_merge(merge_config, str(out_path), options=options)
-    finally:
-        # mergekit keeps one loader per model reference for the whole process; drop ours so a
-        # rewritten directory is re-read and no file handles outlive the merge.
-        cache = LoaderCache()
-        cache.flush_all()
-        for reference in merge_config.referenced_models():
-            cache.loaders.pop(reference, None)
+
+
+def output_layout(prepared: PreparedMerge) -> list[tuple]:
+    """(name, dtype, shape) of every output tensor, in the order the pass produces them."""
+    import torch
+
+    from repro.merge.streaming import tensor_order
+    from repro.merge.tensor_io import ST_DTYPES
+
+    out_dtype = getattr(torch, prepared.out_dtype)
+    layout = []
+    for name in tensor_order(prepared.base_index):
+        info = prepared.base_index[name]
+        dtype = ST_DTYPES.get(info.dtype, torch.float32)
+        layout.append((name, out_dtype if dtype.is_floating_point else dtype, info.shape))
+    return layout
+
+
+def write_model_files(target: Path, prepared: PreparedMerge) -> None:
+    """config.json (the base's, with the output dtype) and the base's tokenizer files."""
+    import json
+    import shutil
+
+    config_path = prepared.base / "config.json"
+    if config_path.exists():
+        config = json.loads(config_path.read_text())
+        keys = [key for key in ("torch_dtype", "dtype") if key in config] or ["torch_dtype"]
+        for key in keys:
+            config[key] = prepared.out_dtype
+        (target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    for name in TOKENIZER_FILES:
+        if (prepared.base / name).is_file():
+            shutil.copyfile(prepared.base / name, target / name)
+
+
+def write_records(target: Path, prepared: PreparedMerge, models, outcome, truncations, timings, elapsed) -> None:
+    """repro_merge.yaml (the mergekit configuration that reproduces the merge) and repro_merge.json."""
+    config = build_mergekit_config(prepared.base, models, prepared.method, prepared.params, prepared.out_dtype)
+    atomic_write_text(target / CONFIG_FILE, _config_yaml(config, prepared.method, bool(truncations)))
+    atomic_write_json(
+        target / RECORD_FILE,
+        _record(
+            prepared.method, prepared.params, prepared.base, models, outcome, truncations, prepared.out_dtype,
+            str(prepared.device), prepared.vocab_mismatch, timings, elapsed,
+        ),
+    )
+
+
+def _svd_stats(svd_cache):
+    if svd_cache is None:
+        return None
+    stats = svd_cache.stats
+    return (stats.computed, stats.memory_hits, stats.disk_hits)
+
+
+def _svd_delta(svd_cache, before):
+    if before is None:
+        return None
+    after = _svd_stats(svd_cache)
+    return dict(zip(("computed", "memory_hits", "disk_hits"), (a - b for a, b in zip(after, before, strict=True)), strict=False))
 
 
 def merge_checkpoints(
@@ -204,115 +277,89 @@ def merge_checkpoints(
     """Merge `models` into `base` with registered method `method` and write `out_dir` atomically.
 
     `params` override the method's paper defaults (see `repro.merge.METHODS`). `out_dtype` defaults
-    to the base's dtype. `svd_cache` lets TSV-M reuse per-checkpoint decompositions across merges;
-    `verified_inputs` (a set kept by the caller) skips re-checking checkpoints already found finite.
-    With `out_dir=None` nothing is kept on disk and the result carries `state_dict` (tensors as they
-    would be saved). Raises MergeError on any bad input; no output is left behind then.
+    to the base's dtype. `svd_cache` lets TSV-M reuse per-checkpoint decompositions across merges.
+    With `out_dir=None` nothing touches the disk and the result carries `state_dict` (tensors as they
+    would be saved, on the CPU). Raises MergeError on any bad input; no output is left behind then.
+    `verified_inputs` and `show_progress` are accepted for compatibility: the NaN/Inf check rides along
+    with the merge at no cost, and a streamed merge has no progress bars.
     """
+    del verified_inputs, show_progress
     started = time.perf_counter()
-    timings: dict[str, float] = {}
-    spec = get_method(method)
-    resolved = resolve_method_params(method, params)
-    device = _check_device(device)
-    base = Path(base).absolute()
-    model_paths = [Path(m).absolute() for m in models]
-    _check_inputs(base, model_paths, method)
+    prepared = prepare_merge(
+        base, models, method, params, device=device, vocab_mismatch=vocab_mismatch, out_dtype=out_dtype
+    )
+    timings = {"checks_s": time.perf_counter() - started}
+    state: dict | None = {} if out_dir is None else None
+    result_dir = None if out_dir is None else Path(out_dir)
 
-    base_index, truncations = check_input_structure(base, model_paths, vocab_mismatch)
-    for item in truncations:
-        LOG.info(
-            "vocabulary truncation: %s %s %d -> %d rows",
-            item.checkpoint,
-            item.tensor,
-            item.rows,
-            item.base_rows,
-        )
-    for path in (base, *model_paths):
-        check_finite(path, verified=verified_inputs)
-    timings["checks_s"] = time.perf_counter() - started
+    def run(sink) -> tuple[float, dict | None]:
+        from repro.merge.streaming import MergeTarget
 
-    if out_dtype is None:
-        out_dtype = dominant_float_dtype(base_index)
-    if out_dtype not in OUT_DTYPES:
-        raise MergeError(f"must be one of {', '.join(OUT_DTYPES)}, got {out_dtype!r}", field="out_dtype")
-    config = build_mergekit_config(base, model_paths, method, resolved, out_dtype)
-    truncate = bool(truncations)
-
-    def produce(target: Path) -> dict[str, Any]:
+        target = MergeTarget(inputs=tuple(range(len(prepared.models))), sink=sink)
         merge_started = time.perf_counter()
-        stats_before = None
-        try:
-            if svd_cache is not None:
-                stats_before = (
-                    svd_cache.stats.computed,
-                    svd_cache.stats.memory_hits,
-                    svd_cache.stats.disk_hits,
-                )
-                with svd_cache.activated():
-                    _run_mergekit(config, target, device, truncate, show_progress, shard_size_bytes)
-            else:
-                _run_mergekit(config, target, device, truncate, show_progress, shard_size_bytes)
-        except ReproError:
-            raise
-        except Exception as error:  # mergekit reports problems as ValueError/RuntimeError/KeyError
-            raise MergeError(
-                f"mergekit failed merging with {method}: {type(error).__name__}: {error}"
-            ) from error
+        before = _svd_stats(svd_cache)
+        _run_targets(prepared, [target], svd_cache)
         timings["merge_s"] = time.perf_counter() - merge_started
-        norm_started = time.perf_counter()
-        norm = task_vector_l2(target, base)
-        timings["norm_s"] = time.perf_counter() - norm_started
-        cache_stats = None
-        if stats_before is not None:
-            cache_stats = {
-                "computed": svd_cache.stats.computed - stats_before[0],
-                "memory_hits": svd_cache.stats.memory_hits - stats_before[1],
-                "disk_hits": svd_cache.stats.disk_hits - stats_before[2],
-            }
-        return {"norm": norm, "cache_stats": cache_stats}
+        return target.norm_sq**0.5, _svd_delta(svd_cache, before)
 
-    if out_dir is None:
-        with tempfile.TemporaryDirectory(prefix="repro-merge-") as scratch:
-            outcome = produce(Path(scratch))
-            state_dict = load_state_dict(scratch)
-        result_dir = None
+    if result_dir is None:
+        norm, cache_stats = run(state.__setitem__)
     else:
-        state_dict = None
-        result_dir = Path(out_dir)
+        from repro.merge.tensor_io import ShardWriter
+
         with atomic_directory(result_dir) as tmp:
-            outcome = produce(tmp)
-            elapsed = time.perf_counter() - started
-            atomic_write_text(tmp / CONFIG_FILE, _config_yaml(config, method, truncate))
-            atomic_write_json(
-                tmp / RECORD_FILE,
-                _record(
-                    spec.name,
-                    resolved,
-                    base,
-                    model_paths,
-                    outcome,
-                    truncations,
-                    out_dtype,
-                    device,
-                    vocab_mismatch,
-                    timings,
-                    elapsed,
-                ),
+            writer = ShardWriter(tmp, output_layout(prepared), shard_size_bytes)
+            try:
+                norm, cache_stats = run(writer.write)
+            finally:
+                writer.abort()
+            writer.close()
+            write_model_files(tmp, prepared)
+            outcome = {"norm": norm, "cache_stats": cache_stats}
+            write_records(
+                tmp, prepared, prepared.models, outcome, prepared.truncations, timings,
+                time.perf_counter() - started,
             )
-    elapsed = time.perf_counter() - started
     return MergeResult(
         out_dir=result_dir,
-        method=spec.name,
-        params=resolved,
-        task_vector_l2=outcome["norm"],
-        vocab_truncations=[t.as_dict() for t in truncations],
-        elapsed_s=elapsed,
-        out_dtype=out_dtype,
+        method=prepared.method,
+        params=prepared.params,
+        task_vector_l2=norm,
+        vocab_truncations=[t.as_dict() for t in prepared.truncations],
+        elapsed_s=time.perf_counter() - started,
+        out_dtype=prepared.out_dtype,
         timings=dict(timings),
-        svd_cache_stats=outcome["cache_stats"],
-        state_dict=state_dict,
+        svd_cache_stats=cache_stats,
+        state_dict=state,
     )
 
+
+def _run_targets(prepared: PreparedMerge, targets, svd_cache) -> None:
+    import contextlib
+
+    import torch
+
+    from repro.merge.streaming import run_pass
+
+    activated = svd_cache.activated() if svd_cache is not None else contextlib.nullcontext()
+    try:
+        with activated, torch.no_grad():
+            run_pass(
+                method=prepared.method,
+                mergekit_name=prepared.mergekit_name,
+                params=prepared.params,
+                base=prepared.base,
+                base_index=prepared.base_index,
+                models=prepared.models,
+                model_indexes=prepared.model_indexes,
+                targets=targets,
+                out_dtype=getattr(torch, prepared.out_dtype),
+                device=prepared.device,
+            )
+    except ReproError:
+        raise
+    except Exception as error:  # a method's failure, named with the merge it belongs to
+        raise MergeError(f"merging with {prepared.method} failed: {type(error).__name__}: {error}") from error
 
 def _record(method, params, base, models, outcome, truncations, out_dtype, device, policy, timings, elapsed):
     import mergekit
@@ -327,6 +374,7 @@ def _record(method, params, base, models, outcome, truncations, out_dtype, devic
         "models": [str(m) for m in models],
         "out_dtype": out_dtype,
         "compute_dtype": "float32",
+        "engine": "repro streaming engine (per-tensor mergekit method code)",
         "device": device,
         "vocab_mismatch": policy,
         "vocab_truncations": [t.as_dict() for t in truncations],

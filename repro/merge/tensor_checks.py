@@ -25,6 +25,8 @@ class TensorInfo:
     dtype: str
     shape: tuple[int, ...]
     file: Path
+    start: int = 0  # absolute byte range of the tensor's data in `file`
+    end: int = 0
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,17 @@ class VocabTruncation:
         }
 
 
-def _read_header(file: Path) -> dict:
+def _read_header(file: Path) -> tuple[dict, int]:
+    """(header, absolute offset of the data section) of one safetensors file."""
     try:
         with open(file, "rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
             if length > 100_000_000:
                 raise ValueError("header too large")
-            return json.loads(handle.read(length))
+            header = json.loads(handle.read(length))
+            if not isinstance(header, dict):
+                raise ValueError("header is not a JSON object")
+            return header, 8 + length
     except (OSError, ValueError, struct.error) as error:
         raise MergeError(
             f"cannot read the safetensors header ({error}); re-download the checkpoint", path=str(file)
@@ -72,10 +78,26 @@ def read_tensor_index(model_dir: str | Path) -> dict[str, TensorInfo]:
         )
     index: dict[str, TensorInfo] = {}
     for file in files:
-        for name, meta in _read_header(file).items():
+        header, data_start = _read_header(file)
+        for name, meta in header.items():
             if name == "__metadata__":
                 continue
-            index[name] = TensorInfo(dtype=meta["dtype"], shape=tuple(meta["shape"]), file=file)
+            try:
+                begin, end = (int(x) for x in meta["data_offsets"])
+                info = TensorInfo(
+                    dtype=meta["dtype"],
+                    shape=tuple(int(d) for d in meta["shape"]),
+                    file=file,
+                    start=data_start + begin,
+                    end=data_start + end,
+                )
+            except (KeyError, TypeError, ValueError) as error:
+                raise MergeError(
+                    f"tensor {name} has a malformed safetensors header entry ({error}); re-download the "
+                    "checkpoint",
+                    path=str(file),
+                ) from None
+            index[name] = info
     return index
 
 
@@ -105,6 +127,17 @@ def check_input_structure(
 ) -> tuple[dict[str, TensorInfo], list[VocabTruncation]]:
     """Compare every checkpoint's tensors with the base's; return (base index, truncations to apply).
 
+    See `read_merge_inputs`, which also returns every checkpoint's index.
+    """
+    base_index, _, truncations = read_merge_inputs(base, models, vocab_mismatch)
+    return base_index, truncations
+
+
+def read_merge_inputs(
+    base: Path, models: list[Path], vocab_mismatch: str = "truncate"
+) -> tuple[dict[str, TensorInfo], list[dict[str, TensorInfo]], list[VocabTruncation]]:
+    """(base index, checkpoint indexes, truncations to apply), from the safetensors headers only.
+
     A tensor of the base missing from a checkpoint, or any shape mismatch other than extra vocabulary
     rows, is a MergeError naming the checkpoint and tensor. Extra vocabulary rows are truncated to the
     base's (policy "truncate") or an error (policy "error").
@@ -115,9 +148,11 @@ def check_input_structure(
             field="vocab_mismatch",
         )
     base_index = read_tensor_index(base)
+    indexes: list[dict[str, TensorInfo]] = []
     truncations: list[VocabTruncation] = []
     for model in models:
         index = read_tensor_index(model)
+        indexes.append(index)
         for name, base_info in base_index.items():
             info = index.get(name)
             if info is None:
@@ -148,7 +183,9 @@ def check_input_structure(
                 "this checkpoint does not share the base's architecture, remove it from the merge",
                 path=str(model),
             )
-    return base_index, truncations
+    return base_index, indexes, truncations
+
+
 
 
 def _file_stamp(model_dir: Path) -> tuple:

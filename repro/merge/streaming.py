@@ -1,0 +1,183 @@
+"""One pass over the tensor names of a base model that computes one or many merges (the grid).
+
+For each tensor name, in the order the base stores them: every input's tensor is a view of its
+memory-mapped file (read once from disk, rows beyond the base vocabulary cut off), every merge target
+computes its tensor with its method's kernel, casts it to the output dtype, adds its share of
+||theta_merged - theta_base||^2 (float64) and hands it to its sink (a streamed shard writer or a state
+dict); then the input pages are released. The NaN/Inf check rides along: a merged tensor is finite unless
+an input is not (each kernel propagates non-finite inputs, or checks them itself where it would not), so
+only a non-finite result triggers an exact scan of that tensor's inputs, which names the checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repro.errors import MergeError
+from repro.merge.kernels import (
+    CPU_CHUNK,
+    ELEMENTWISE_METHODS,
+    ElementwiseKernel,
+    GroupKernel,
+    NonFiniteInput,
+    check_group_inputs,
+    model_ids,
+)
+from repro.merge.tensor_checks import TensorInfo
+from repro.merge.tensor_io import MappedCheckpoint
+
+NORM_CHUNK = 1 << 20
+# Below this many elements a tensor's merge runs on one intra-op thread: waking a thread pool costs
+# more than it saves on small work, and on a loaded machine a descheduled worker turns microseconds into
+# milliseconds. Chunked kernels (TA, TIES) always work on small pieces, so they run on one thread too.
+PARALLEL_MIN_ELEMENTS = 1 << 20
+CHECK_BEFORE_MERGE = ("tsv_m", "iso_c", "task_arithmetic_sb", "ties_sb")  # SVDs need finite inputs
+
+
+@dataclass
+class MergeTarget:
+    """One merge computed by the pass: its inputs (indices into the pass's checkpoint list) and sink.
+
+    `sink(name, tensor)` receives every output tensor (out dtype, CPU)."""
+
+    inputs: tuple[int, ...]
+    sink: Any
+    kernel: Any = None
+    norm_sq: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def tensor_order(index: dict[str, TensorInfo]) -> list[str]:
+    """Tensor names in storage order (file, offset): sequential reads of every input."""
+    return sorted(index, key=lambda name: (str(index[name].file), index[name].start, name))
+
+
+def make_kernel(method: str, mergekit_name: str, params: dict, paths: Sequence[Path], device, chunk: int):
+    if method in ELEMENTWISE_METHODS:
+        return ElementwiseKernel(method, params, len(paths) - 1, device, chunk)
+    return GroupKernel(mergekit_name, params, model_ids(paths), device)
+
+
+def run_pass(
+    *,
+    method: str,
+    mergekit_name: str,
+    params: dict,
+    base: Path,
+    base_index: dict[str, TensorInfo],
+    models: Sequence[Path],
+    model_indexes: Sequence[dict[str, TensorInfo]],
+    targets: Sequence[MergeTarget],
+    out_dtype: torch.dtype,
+    device: torch.device,
+    chunk: int | None = None,
+) -> None:
+    """Compute every target, tensor by tensor. Raises MergeError naming checkpoint and tensor."""
+    if chunk is None:
+        chunk = CPU_CHUNK if device.type == "cpu" else 1 << 62  # whole tensors on an accelerator
+    readers = [MappedCheckpoint(base, base_index)] + [
+        MappedCheckpoint(path, index) for path, index in zip(models, model_indexes, strict=True)
+    ]
+    paths = [base, *models]
+    for target in targets:
+        target.extra["paths"] = paths
+        target.kernel = make_kernel(
+            method, mergekit_name, params, [base] + [models[i] for i in target.inputs], device, chunk
+        )
+    names = tensor_order(base_index)
+    threads = torch.get_num_threads()
+    try:
+        for position, name in enumerate(names):
+            if position + 1 < len(names):
+                for reader in readers:
+                    reader.prefetch(names[position + 1])
+            base_tensor = readers[0].tensor(name)
+            rows = base_tensor.shape[0] if base_tensor.ndim else None
+            inputs = []
+            for reader in readers[1:]:
+                tensor = reader.tensor(name)
+                if rows is not None and tensor.ndim and tensor.shape[0] != rows:
+                    tensor = tensor.narrow(0, 0, rows)  # vocabulary truncation (checked beforehand)
+                inputs.append(tensor)
+            parallel = method not in ELEMENTWISE_METHODS and base_tensor.numel() >= PARALLEL_MIN_ELEMENTS
+            torch.set_num_threads(threads if parallel else 1)
+            for target in targets:
+                selected = [inputs[i] for i in target.inputs]
+                done = None
+                if len(targets) == 1:  # a single merge: pages behind the chunk in flight can go
+                    def done(end, name=name):
+                        for reader in readers:
+                            reader.release_elements(name, end)
+
+                merged = _merge_one(method, target, name, base_tensor, selected, out_dtype, done)
+                target.norm_sq += _norm_sq(merged, base_tensor, name, selected, target)
+                target.sink(name, merged)
+                del merged
+            del base_tensor, inputs
+            for reader in readers:
+                reader.release(name)
+    finally:
+        torch.set_num_threads(threads)
+        for reader in readers:
+            reader.close()
+
+
+def _merge_one(method, target, name, base_tensor, inputs, out_dtype, done=None) -> torch.Tensor:
+    if not base_tensor.is_floating_point():
+        return base_tensor.clone()  # integer buffers: the base's
+    try:
+        if method in ELEMENTWISE_METHODS:
+            merged = target.kernel.merge(base_tensor, inputs, out_dtype, done)
+        else:
+            if method in CHECK_BEFORE_MERGE:
+                check_group_inputs(base_tensor, inputs)
+            merged = target.kernel.merge(base_tensor, inputs, name)
+    except NonFiniteInput:
+        raise _non_finite_error(name, base_tensor, inputs, target) from None
+    out = merged.to(device="cpu", dtype=out_dtype)
+    if out.data_ptr() == base_tensor.data_ptr() or any(out.data_ptr() == t.data_ptr() for t in inputs):
+        out = out.clone()  # never hand out a view of a mapped input
+    return out
+
+
+def _norm_sq(merged, base_tensor, name, inputs, target) -> float:
+    """||merged - base||^2 in float64 (finite unless merged or base is not: then a MergeError)."""
+    if not merged.is_floating_point():
+        return 0.0
+    flat, flat_base = merged.reshape(-1), base_tensor.reshape(-1)
+    total = 0.0
+    for start in range(0, flat.numel(), NORM_CHUNK):
+        diff = flat[start : start + NORM_CHUNK].to(torch.float64) - flat_base[start : start + NORM_CHUNK].to(
+            torch.float64
+        )
+        total += float(torch.dot(diff, diff))
+    if total != total or total == float("inf"):
+        raise _non_finite_error(name, base_tensor, inputs, target)
+    return total
+
+
+def _non_finite_error(name, base_tensor, inputs, target) -> MergeError:
+    """The error naming the input whose tensor `name` holds NaN/Inf (exact scan), or the overflow."""
+    paths = target.extra.get("paths")
+    candidates = [(paths[0] if paths else "base", base_tensor)] + [
+        (paths[1 + i] if paths else f"input {i}", tensor) for i, tensor in zip(target.inputs, inputs, strict=True)
+    ]
+    for path, tensor in candidates:
+        if tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                return MergeError(
+                    f"tensor {name} contains {bad} NaN/Inf value(s); this checkpoint is broken, "
+                    "re-download it or remove it from the merge",
+                    path=str(path),
+                )
+    return MergeError(
+        f"merging tensor {name} produced NaN/Inf values from finite inputs (float32 overflow); these "
+        "checkpoints cannot be merged with this method",
+        field=name,
+    )

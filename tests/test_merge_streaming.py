@@ -1,0 +1,206 @@
+"""The streaming engine's kernels against mergekit's own per-tensor code, its TIES selection rule,
+the one-pass NaN/Inf check, streamed shards, in-memory merges without disk, and grid mode."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from mergekit.merge_methods import merge_tensors  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+
+from repro.errors import MergeError  # noqa: E402
+from repro.merge import METHODS, merge_checkpoints, merge_grid  # noqa: E402
+from repro.merge.engine import load_state_dict as state  # noqa: E402
+from repro.merge.kernels import CPU_CHUNK, ElementwiseKernel, require_device, topk_threshold  # noqa: E402
+
+WHOLE = 1 << 62  # the accelerator policy: one chunk per tensor
+
+
+def inputs(n, shape, dtype, seed, quantize=False):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(shape, generator=g)
+    ckpts = [base + 0.05 * torch.randn(shape, generator=g) for _ in range(n)]
+    if quantize:  # few distinct magnitudes: many ties at the TIES cut-off
+        ckpts = [base + torch.round(c - base, decimals=2) for c in ckpts]
+    return base.to(dtype), [c.to(dtype) for c in ckpts]
+
+
+def stock(method, base, ckpts, **params):
+    return merge_tensors([base, *ckpts], method, parameters=params, base_index=0, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("chunk", [CPU_CHUNK, 64 * 3, WHOLE])
+@pytest.mark.parametrize(
+    "n,shape,dtype,weight,normalize,lam",
+    [
+        (1, (37, 101), torch.float32, 1.0, True, 1.0),
+        (2, (300, 1001), torch.bfloat16, 1.0, True, 1.0),
+        (5, (130001,), torch.bfloat16, 0.7, False, 0.3),
+        (12, (256, 700), torch.bfloat16, 1.0, True, 1.0),
+        (12, (64, 99), torch.float16, 0.5, True, 0.1),
+    ],
+)
+def test_task_arithmetic_kernel_equals_mergekit_bitwise(chunk, n, shape, dtype, weight, normalize, lam):
+    base, ckpts = inputs(n, shape, dtype, seed=n)
+    params = {"weight": weight, "normalize": normalize, "lambda": lam}
+    ours = ElementwiseKernel("task_arithmetic", params, n, torch.device("cpu"), chunk).merge(base, ckpts)
+    assert torch.equal(ours, stock("task_arithmetic", base, ckpts, **params))
+
+
+@pytest.mark.parametrize("chunk", [CPU_CHUNK, 64 * 5, WHOLE])
+@pytest.mark.parametrize("n,shape,density,int8", [(3, (300, 1001), 0.1, False), (12, (128, 257), 0.2, True)])
+def test_ties_kernel_equals_mergekit_bitwise_without_ties_at_the_cutoff(chunk, n, shape, density, int8):
+    base, ckpts = inputs(n, shape, torch.float32, seed=7)
+    params = {"weight": 1.0, "density": density, "normalize": True, "lambda": 0.1, "int8_mask": int8}
+    ours = ElementwiseKernel("ties", params, n, torch.device("cpu"), chunk).merge(base, ckpts)
+    assert torch.equal(ours, stock("ties", base, ckpts, **params))
+
+
+def stable_topk_mask(magnitude, k):
+    """The documented tie rule, independently: a stable descending sort keeps the lowest indices first."""
+    order = torch.sort(magnitude.reshape(-1), descending=True, stable=True).indices[:k]
+    mask = torch.zeros(magnitude.numel(), dtype=torch.bool)
+    mask[order] = True
+    return mask
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_topk_threshold_follows_the_tie_rule_exactly(seed):
+    g = torch.Generator().manual_seed(seed)
+    for magnitude in (
+        torch.randint(0, 7, (50_001,), generator=g).float(),  # heavy ties
+        torch.rand(70_000, generator=g),
+        torch.cat([torch.zeros(90_000), torch.rand(10_000, generator=g)]),  # sample sees only zeros
+    ):
+        for k in (1, 17, int(0.1 * magnitude.numel()), magnitude.numel()):
+            threshold, cut = topk_threshold(magnitude, k)
+            index = torch.arange(magnitude.numel())
+            ours = (magnitude > threshold) | ((magnitude == threshold) & (index < cut))
+            assert int(ours.sum()) == k
+            assert torch.equal(ours, stable_topk_mask(magnitude, k))
+
+
+def test_ties_with_tied_magnitudes_keeps_the_documented_entries_and_rarely_differs_from_stock():
+    base, ckpts = inputs(4, (200, 301), torch.float32, seed=3, quantize=True)
+    params = {"weight": 1.0, "density": 0.1, "normalize": True, "lambda": 0.1, "int8_mask": False}
+    ours = ElementwiseKernel("ties", params, 4, torch.device("cpu"), CPU_CHUNK).merge(base, ckpts)
+    trimmed = []
+    for c in ckpts:
+        delta = c - base
+        k = max(1, int(0.1 * delta.numel()))
+        trimmed.append(delta * stable_topk_mask(delta.abs(), k).view_as(delta))
+    reference = stock("ties", torch.zeros_like(base), trimmed, **{**params, "density": 1.0})
+    assert torch.equal(ours, base + reference)
+    differing = float((ours != stock("ties", base, ckpts, **params)).float().mean())
+    assert differing < 0.2  # stock breaks these (deliberately heavy) ties in another order
+
+
+def _copy_with(source: Path, target: Path, name: str, value: float) -> Path:
+    shutil.copytree(source, target)
+    tensors = load_file(str(target / "model.safetensors"))
+    tensors[name].view(-1)[3] = value
+    save_file(tensors, str(target / "model.safetensors"), metadata={"format": "pt"})
+    return target
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("where", ["checkpoint-nan", "checkpoint-inf", "base-inf"])
+def test_every_method_names_a_non_finite_input_and_leaves_nothing(tiny_llama_world, tmp_path, method, where):
+    name = "model.layers.1.self_attn.v_proj.weight"
+    value = float("nan") if "nan" in where else float("inf")
+    base, ckpts = tiny_llama_world.base, list(tiny_llama_world.checkpoints[:3])
+    if where.startswith("base"):
+        base = broken = _copy_with(base, tmp_path / "broken", name, value)
+    else:
+        ckpts[1] = broken = _copy_with(ckpts[1], tmp_path / "broken", name, value)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(MergeError) as error:
+        merge_checkpoints(base, ckpts, method, out_dir=tmp_path / "runs" / "out")
+    assert str(broken) in str(error.value) and name in str(error.value) and "NaN/Inf" in str(error.value)
+    assert not list((tmp_path / "runs").iterdir())
+
+
+def test_in_memory_merge_never_touches_the_disk(tiny_llama_world, tmp_path, monkeypatch):
+    import repro.merge.engine as engine
+    import repro.merge.tensor_io as tensor_io
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("an in-memory merge wrote to disk")
+
+    monkeypatch.setattr(tensor_io, "ShardWriter", forbidden)
+    monkeypatch.setattr(engine, "atomic_directory", forbidden)
+    monkeypatch.setattr(engine, "write_model_files", forbidden)
+    monkeypatch.setattr(engine, "write_records", forbidden)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    result = merge_checkpoints(tiny_llama_world.base, tiny_llama_world.checkpoints[:3], "ties", out_dir=None)
+    assert result.state_dict and not list(tmp_path.iterdir())
+    assert all(t.device.type == "cpu" for t in result.state_dict.values())
+
+
+def test_sharded_output_equals_single_file_output(tiny_qwen3_world, tmp_path):
+    base, ckpts = tiny_qwen3_world.base, tiny_qwen3_world.checkpoints[:3]
+    merge_checkpoints(base, ckpts, "task_arithmetic", out_dir=tmp_path / "one")
+    merge_checkpoints(base, ckpts, "task_arithmetic", out_dir=tmp_path / "many", shard_size_bytes=40_000)
+    shards = sorted((tmp_path / "many").glob("model-*.safetensors"))
+    assert len(shards) > 2 and not (tmp_path / "many" / "model.safetensors").exists()
+    index = json.loads((tmp_path / "many" / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"].values()) == {s.name for s in shards}
+    one, many = state(tmp_path / "one"), state(tmp_path / "many")
+    assert one.keys() == many.keys() == set(index["weight_map"])
+    assert all(torch.equal(one[k], many[k]) for k in one)
+
+
+def test_accelerator_chunk_policy_gives_the_same_bits_on_the_cpu(tiny_llama_world, monkeypatch):
+    import repro.merge.streaming as streaming
+
+    base, ckpts = tiny_llama_world.base, tiny_llama_world.checkpoints[:4]
+    default = {m: merge_checkpoints(base, ckpts, m, out_dir=None) for m in ("task_arithmetic", "ties")}
+    real = streaming.run_pass
+    monkeypatch.setattr(streaming, "run_pass", lambda **kw: real(**{**kw, "chunk": WHOLE}))
+    for method, expected in default.items():
+        whole = merge_checkpoints(base, ckpts, method, out_dir=None)
+        assert all(torch.equal(whole.state_dict[k], v) for k, v in expected.state_dict.items())
+        assert whole.task_vector_l2 == pytest.approx(expected.task_vector_l2, rel=1e-12)
+
+
+def test_cuda_is_refused_clearly_without_a_gpu():
+    if torch.cuda.is_available():
+        assert require_device("cuda").type == "cuda"
+    else:
+        with pytest.raises(MergeError, match="CUDA is not available"):
+            require_device("cuda")
+    with pytest.raises(MergeError, match="cpu or cuda"):
+        require_device("tpu")
+
+
+@pytest.mark.parametrize("method", ["task_arithmetic", "ties", "model_stock", "iso_c", "tsv_m"])
+def test_grid_results_equal_merging_each_subset_alone(tiny_llama_world, tmp_path, method):
+    base, ckpts = tiny_llama_world.base, tiny_llama_world.checkpoints
+    subsets = [(0, 1), (2, 0, 5), (1, 2, 3, 4, 5), (3, 4)]
+    results = merge_grid(base, ckpts, subsets, method)
+    on_disk = merge_grid(base, ckpts, subsets, method, out_dirs=[tmp_path / f"g{i}" for i in range(len(subsets))])
+    for number, subset in enumerate(subsets):
+        alone = merge_checkpoints(base, [ckpts[i] for i in subset], method, out_dir=None)
+        grid = results[number]
+        assert grid.state_dict.keys() == alone.state_dict.keys()
+        assert all(torch.equal(grid.state_dict[k], v) for k, v in alone.state_dict.items()), (method, subset)
+        assert grid.task_vector_l2 == pytest.approx(alone.task_vector_l2, rel=1e-12)
+        saved = state(tmp_path / f"g{number}")
+        assert all(torch.equal(saved[k], v) for k, v in alone.state_dict.items())
+        record = json.loads((tmp_path / f"g{number}" / "repro_merge.json").read_text())
+        assert record["models"] == [str(ckpts[i].absolute()) for i in subset]
+        assert on_disk[number].task_vector_l2 == pytest.approx(alone.task_vector_l2, rel=1e-12)
+
+
+def test_grid_rejects_bad_subsets_all_at_once(tiny_llama_world, tmp_path):
+    base, ckpts = tiny_llama_world.base, tiny_llama_world.checkpoints[:3]
+    with pytest.raises(MergeError) as error:
+        merge_grid(base, ckpts, [(0, 1), (0, 7), (2, 2), (1,)], "model_stock", out_dirs=None)
+    message = str(error.value)
+    assert "subset 1" in message and "subset 2" in message and "subset 3" in message and "subset 0" not in message
