@@ -235,9 +235,13 @@ def build_trained_world(world: TrainedWorldConfig, folder: Path, *, log=None, wo
     built = load_world(folder, world)
     digest = recipe_hash(world)
     marker = built.root / WORLD_FILE
-    if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")).get("recipe_hash") == digest:
-        return built
     log = log or (lambda message: None)
+    if marker.is_file():
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+        if recorded.get("recipe_hash") == digest:
+            if "learned" not in recorded:  # worlds built before the check was recorded
+                atomic_write_json(marker, {**recorded, "learned": _learned(world, built, log)})
+            return built
     held_out = held_out_keys(world.tasks)
     base_stage = world.pretrain.model_dump(mode="json")
     if not _complete(built.base, base_stage):
@@ -280,8 +284,27 @@ def build_trained_world(world: TrainedWorldConfig, folder: Path, *, log=None, wo
         "transformers": importlib.metadata.version("transformers"),
         "recipe": world.model_dump(mode="json"),
         "training": summary,
+        "learned": _learned(world, built, log),
     })
     return built
+
+
+def _learned(world: TrainedWorldConfig, built: TrainedWorld, log) -> dict:
+    """Per model, accuracy on the held-out problems of each skill it was trained on, posed its own way
+    (repro.worlds.skill_check), recorded in world.json and logged: what the world really learned."""
+    from repro.worlds.skill_check import check_world
+
+    models = {"base": built.base, **{f"ft-{i:02d}": p for i, p in enumerate(built.checkpoints, start=1)}}
+    with deterministic_torch(world.threads):
+        report = check_world(world, models)
+    out = {}
+    for model, scores in report.items():
+        out[model] = {f"{s.skill}/{s.convention}/{s.domain}": {"correct": s.correct, "items": s.items,
+                                                               "chance": round(s.chance, 4)} for s in scores}
+        log(f"{world.name} {model} learned: " + ", ".join(
+            f"{s.skill}{'' if s.convention == 'standard' else '/' + s.convention}"
+            f"{'' if s.domain == 'plain' else '@' + s.domain} {s.correct}/{s.items}" for s in scores))
+    return out
 
 
 def _log_finetune(log, world: TrainedWorldConfig, index: int, stats: dict) -> None:
