@@ -8,6 +8,8 @@ No session creates a virtualenv of its own (venv_backend="none"), so none reinst
     nox -s smoke            repro run + repro report table1 on configs/smoke.yaml
     nox -s slurm            pytest -m slurm against a local single-node SLURM cluster (needs root + apt
                             packages slurmctld slurmd slurm-client munge)
+    nox -s reliability      hostile checkpoints, bad inputs + hypothesis fuzzing, kill -9 / disk full /
+                            concurrent workers / copies mid-run / HF_TOKEN canary, then a counted summary
     nox -s image            build the Docker image (docker, else buildah: root + apt packages buildah podman
                             debootstrap) and run `make test` + `make smoke` inside it, offline (tools/image.sh)
 """
@@ -76,6 +78,31 @@ def smoke(session: nox.Session) -> None:
 def slurm(session: nox.Session) -> None:
     """Tests marked `slurm`: they start a local SLURM cluster (tools/local_slurm.py) as root."""
     _run(session, str(VENV_BIN / "python"), "-m", "pytest", "-m", "slurm", *(session.posargs or ["-q"]))
+
+
+RELIABILITY_TESTS = ("tests/test_hostile_checkpoints.py", "tests/test_bad_inputs.py", "tests/test_fault_injection.py")
+
+
+@nox.session(venv_backend="none")
+def reliability(session: nox.Session) -> None:
+    """Every reliability check (see tests/test_fault_injection.py) and the summary of what was tried.
+
+    Each test logs what it tried to runs/reliability/log.jsonl; tools/reliability_summary.py prints the
+    totals (also written to runs/reliability/summary.{json,md}). Extra pytest args after `--`.
+    """
+    out = ROOT / "runs" / "reliability"
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "log.jsonl"
+    log.unlink(missing_ok=True)
+    env = {**_venv_env(session), "REPRO_RELIABILITY_LOG": str(log), "REPRO_FUZZ_EXAMPLES": "400"}
+    python = str(VENV_BIN / "python")
+    junit = out / "junit.xml"
+    junit.unlink(missing_ok=True)
+    session.run(python, "-m", "pytest", "-q", "-o", "addopts=", "-p", "no:cacheprovider", f"--junitxml={junit}",
+                *RELIABILITY_TESTS, *session.posargs, env=env, external=True, success_codes=[0, 1])
+    # The summary exits 1 if any tried case or any test failed, which fails the session.
+    session.run(python, str(ROOT / "tools" / "reliability_summary.py"), str(log), "--junit", str(junit),
+                env=env, external=True)
 
 
 @nox.session(venv_backend="none")

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from repro.errors import ConfigError, LockError, ReproError
+from repro.input_problems import ProblemList, load_yaml, pydantic_problems, suggest
 from repro.worlds.recipe import TrainedWorldConfig
 
 DEFAULT_SUITES_FILE = "configs/suites.yaml"
@@ -95,9 +96,9 @@ class EvaluationSettings(_Strict):
     limit: int | None = Field(default=None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     in_memory: bool = False  # evaluate merged models from memory (no scratch write) when possible
-    threads: int | None = Field(default=None, ge=1)  # torch CPU threads of a worker (None: torch's default)
     # lm-eval model: "shared" (HF with shared-context scoring, default), "hf" (stock HF path), "vllm" (GPU)
     backend: Literal["shared", "hf", "vllm"] = "shared"
+    threads: int | None = Field(default=None, ge=1)  # torch CPU threads of a worker (None: torch's default)
 
 
 class HomogeneousExperiment(_Strict):
@@ -157,24 +158,29 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _source(self) -> ExperimentConfig:
+        problems: list[tuple[str, str]] = []
         if (self.world is None) == (self.lockfile is None):
-            raise ValueError("set exactly one of `world` (generated offline models) or `lockfile` (real checkpoints)")
+            problems.append(("world", "set exactly one of `world` (generated offline models) or `lockfile` "
+                                      "(real checkpoints)"))
         if self.lockfile is not None and self.merge.sizes and not self.bases:
-            raise ValueError("`bases` must list at least one base of the lockfile")
+            problems.append(("bases", "`bases` must list at least one base of the lockfile"))
         if self.world is not None and self.bases:
-            raise ValueError("`bases` is derived from the world (`families` or `name`); remove it")
+            problems.append(("bases", "`bases` is derived from the world (`families` or `name`); remove it"))
         if not self.merge.sizes and self.homogeneous is None:
-            raise ValueError("nothing to run: set `merge.sizes` and/or `homogeneous`")
+            problems.append(("merge.sizes", "nothing to run: set `merge.sizes` and/or `homogeneous`"))
         if self.checkpoints_as_of is not None and self.lockfile is None:
-            raise ValueError("`checkpoints_as_of` pins lockfile checkpoints; a `world` config has none")
+            problems.append(("checkpoints_as_of", "`checkpoints_as_of` pins lockfile checkpoints; a `world` config "
+                                                  "has none"))
         if self.homogeneous is not None and self.lockfile is None:
-            raise ValueError("`homogeneous` experiments take their expert groups from `lockfile`")
+            problems.append(("homogeneous", "`homogeneous` experiments take their expert groups from `lockfile`"))
         names = [m.name for m in self.methods]
         labels = [m.label or m.name for m in self.methods]
         if len(set(zip(names, map(_canonical, (m.params for m in self.methods)), strict=True))) != len(names):
-            raise ValueError("the same method with the same parameters is listed twice")
+            problems.append(("methods", "the same method with the same parameters is listed twice; remove one"))
         if len(set(labels)) != len(labels):
-            raise ValueError("method labels must be distinct (set `label` to tell variants apart)")
+            problems.append(("methods", "method labels must be distinct (set `label` to tell variants apart)"))
+        if problems:
+            raise ProblemList(problems)
         return self
 
 
@@ -215,13 +221,6 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def _field_path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
 def _project_root_for(path: Path) -> Path:
     """configs/x.yaml lives in <root>/configs; otherwise the config's own folder is the root."""
     return path.parent.parent if path.parent.name == "configs" else path.parent
@@ -232,13 +231,19 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
     path = Path(path)
     if not path.is_file():
         raise ConfigError("config file not found; pass an existing configs/*.yaml", path=str(path))
-    raw_text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(raw_text)
+        raw_text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config ({exc}); pass a UTF-8 YAML file", path=str(path)) from None
+    try:
+        data = load_yaml(raw_text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", path=str(path)) from None
+        raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}",
+                          path=str(path)) from None
+    except RecursionError:
+        raise ConfigError("YAML nested too deeply to be a config", path=str(path)) from None
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping of settings at the top level", path=str(path))
     if "methods_from" in data:
@@ -248,24 +253,31 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = _field_path(err["loc"])
-        message = err["msg"]
-        if err["type"] == "extra_forbidden":
-            message = "unknown key; remove it or check its spelling against configs/README or paper.yaml"
-        elif err["type"] == "missing":
-            message = "required setting is missing"
-        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
-        raise ConfigError(f"{message}{more}", path=str(path), field=field) from None
+        problems = pydantic_problems(exc, ExperimentConfig, _describe)
+        if check_methods:  # also the methods' problems, which the schema cannot see
+            problems += [p for p in _method_problems(data.get("methods")) if p[0] not in dict(problems)]
+        raise ConfigError(path=str(path), problems=problems) from None
 
     loaded = LoadedConfig(path, config, raw_text, _project_root_for(path.resolve()))
+    problems: list[tuple[str, str]] = []
     if config.lockfile is not None:
-        _check_lock_references(loaded)
+        problems += _check_lock_references(loaded)
     if check_methods:
-        _check_methods(loaded)
+        problems += _check_methods(loaded)
     if check_suite:
-        _check_suite(loaded)
+        problems += _check_suite(loaded)
+    if problems:
+        raise ConfigError(path=str(path), problems=problems)
     return loaded
+
+
+def _describe(err: dict, field: str) -> str:
+    """One config problem with its fix (pydantic's wording plus what was given)."""
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] not in ("value_error", "assertion_error"):
+        shown = repr(err.get("input"))
+        message += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+    return message
 
 
 def _section_from(path: Path, data: dict, section: str):
@@ -275,8 +287,8 @@ def _section_from(path: Path, data: dict, section: str):
         raise ConfigError(f"set either `{section}` or `{key}`, not both", path=str(path), field=key)
     source = path.parent / str(data[key])
     try:
-        return yaml.safe_load(source.read_text(encoding="utf-8"))[section]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return load_yaml(source.read_text(encoding="utf-8"))[section]
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError, RecursionError):
         raise ConfigError(
             f"cannot read a `{section}` section from {source}; point {key} at a config that has one",
             path=str(path), field=key,
@@ -289,75 +301,93 @@ def _methods_from(path: Path, data: dict) -> list:
         raise ConfigError("set either `methods` or `methods_from`, not both", path=str(path), field="methods_from")
     source = path.parent / str(data["methods_from"])
     try:
-        other = yaml.safe_load(source.read_text(encoding="utf-8"))
+        other = load_yaml(source.read_text(encoding="utf-8"))
         return other["methods"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError, RecursionError):
         raise ConfigError(
             f"cannot read a `methods` list from {source}; point methods_from at a config that has one",
             path=str(path), field="methods_from",
         ) from None
 
 
-def _check_lock_references(loaded: LoadedConfig) -> None:
+def _check_lock_references(loaded: LoadedConfig) -> list[tuple[str, str]]:
+    """Problems of the config's references into its lockfile (bases, pool sizes, homogeneous groups)."""
     from repro.lockfile import load_lockfile
 
     lock_path = loaded.resolve(loaded.config.lockfile)
     try:
         lock = load_lockfile(lock_path)
     except LockError:
+        if not lock_path.is_file():
+            return [("lockfile", f"{lock_path} does not exist; point `lockfile` at checkpoints.lock")]
         raise
+    problems: list[tuple[str, str]] = []
+    known = ", ".join(lock.bases)
     for i, base in enumerate(loaded.config.bases):
         if base not in lock.bases:
-            known = ", ".join(lock.bases)
-            raise ConfigError(
-                f"base {base!r} is not in {lock_path.name} (known: {known})",
-                path=str(loaded.path),
-                field=f"bases[{i}]",
-            )
+            close = suggest(base, lock.bases)
+            hint = f"did you mean {close!r}?" if close else f"known: {known}"
+            problems.append((f"bases[{i}]", f"base {base!r} is not in {lock_path.name} ({hint})"))
+            continue
         pool = lock.pool(base)
-        too_big = [n for n in loaded.config.merge.sizes if n > len(pool)]
-        if too_big:
-            raise ConfigError(
-                f"merge size {too_big[0]} exceeds the {len(pool)} checkpoints of base {base!r}",
-                path=str(loaded.path),
-                field="merge.sizes",
-            )
+        for n in loaded.config.merge.sizes:
+            if n > len(pool):
+                problems.append(("merge.sizes", f"merge size {n} exceeds the {len(pool)} checkpoints of base "
+                                                f"{base!r}; use sizes up to {len(pool)}"))
     homogeneous = loaded.config.homogeneous
     if homogeneous is not None:
         for i, base in enumerate(homogeneous.bases):
             if base not in lock.bases:
-                raise ConfigError(f"base {base!r} is not in {lock_path.name}", path=str(loaded.path),
-                                  field=f"homogeneous.bases[{i}]")
+                problems.append((f"homogeneous.bases[{i}]", f"base {base!r} is not in {lock_path.name} "
+                                                            f"(known: {known})"))
+                continue
             for j, experiment in enumerate(homogeneous.experiments):
                 for k, group in enumerate(experiment.groups):
                     if group not in lock.bases[base].homogeneous:
-                        known = ", ".join(lock.bases[base].homogeneous) or "none"
-                        raise ConfigError(
-                            f"base {base!r} has no homogeneous group {group!r} in {lock_path.name} (known: {known})",
-                            path=str(loaded.path), field=f"homogeneous.experiments[{j}].groups[{k}]",
-                        )
+                        groups = ", ".join(lock.bases[base].homogeneous) or "none"
+                        problems.append((
+                            f"homogeneous.experiments[{j}].groups[{k}]",
+                            f"base {base!r} has no homogeneous group {group!r} in {lock_path.name} "
+                            f"(known: {groups})",
+                        ))
     loaded.lock = lock
+    return problems
 
 
-def _check_methods(loaded: LoadedConfig) -> None:
+def _check_methods(loaded: LoadedConfig) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if loaded.config.world is not None:
+        pool = loaded.config.world.checkpoints_per_base
+        for n in loaded.config.merge.sizes:
+            if n > pool:
+                problems.append(("merge.sizes", f"merge size {n} exceeds world.checkpoints_per_base ({pool}); "
+                                                f"use sizes up to {pool} or more checkpoints"))
+    return problems + _method_problems([m.model_dump() for m in loaded.config.methods])
+
+
+def _method_problems(methods: object) -> list[tuple[str, str]]:
+    """Unknown method names and each bad parameter, one problem each (`methods` as written)."""
     from repro.merge.registry import resolve_method_params
 
-    if loaded.config.world is not None:
-        too_big = [n for n in loaded.config.merge.sizes if n > loaded.config.world.checkpoints_per_base]
-        if too_big:
-            raise ConfigError(
-                f"merge size {too_big[0]} exceeds the world's {loaded.config.world.checkpoints_per_base} checkpoints",
-                path=str(loaded.path),
-                field="merge.sizes",
-            )
-    for i, method in enumerate(loaded.config.methods):
+    problems: list[tuple[str, str]] = []
+    for i, method in enumerate(methods if isinstance(methods, list) else []):
+        if not isinstance(method, dict) or not isinstance(method.get("name"), str):
+            continue  # the schema reports it
         try:
-            resolve_method_params(method.name, method.params)
+            resolve_method_params(method["name"])
         except ReproError as exc:
-            raise ConfigError(str(exc), path=str(loaded.path), field=f"methods[{i}]") from None
+            problems.append((f"methods[{i}].name", exc.problems[0][1]))
+            continue
+        params = method.get("params")
+        for key, value in (params.items() if isinstance(params, dict) else []):  # each bad parameter apart
+            try:
+                resolve_method_params(method["name"], {key: value})
+            except ReproError as exc:
+                problems.append((f"methods[{i}].params.{key}", exc.problems[0][1]))
+    return problems
 
 
-def _check_suite(loaded: LoadedConfig) -> None:
+def _check_suite(loaded: LoadedConfig) -> list[tuple[str, str]]:
     from repro.evaluate.suites import load_suites
 
     suites_path = loaded.resolve(loaded.config.evaluation.suites_file)
@@ -366,20 +396,17 @@ def _check_suite(loaded: LoadedConfig) -> None:
     if loaded.config.homogeneous is not None:
         for j, experiment in enumerate(loaded.config.homogeneous.experiments):
             wanted += [(f"homogeneous.experiments[{j}].suites[{k}]", s) for k, s in enumerate(experiment.suites)]
-    for field, name in wanted:
-        if name not in suites:
-            raise ConfigError(
-                f"unknown suite {name!r}; defined in {suites_path.name}: {', '.join(suites)}",
-                path=str(loaded.path),
-                field=field,
-            )
+    problems = [
+        (field, f"unknown suite {name!r}; defined in {suites_path.name}: {', '.join(suites)}")
+        for field, name in wanted
+        if name not in suites
+    ]
     world = loaded.config.world
-    if isinstance(world, TrainedWorldConfig):
-        suite = suites[loaded.config.evaluation.suite]
+    suite = suites.get(loaded.config.evaluation.suite)
+    if isinstance(world, TrainedWorldConfig) and suite is not None:
         written = {f"{world.tasks.prefix}_{skill}" for skill in world.tasks.skills}
         if suite.kind != "local" or set(suite.task_names) != written:
-            raise ConfigError(
-                f"a trained world writes the tasks {', '.join(sorted(written))}; suite {suite.name!r} in "
-                f"{suites_path.name} must be a local suite listing exactly those tasks",
-                path=str(loaded.path), field="evaluation.suite",
-            )
+            problems.append(("evaluation.suite", f"a trained world writes the tasks {', '.join(sorted(written))}; "
+                                                 f"suite {suite.name!r} in {suites_path.name} must be a local "
+                                                 "suite listing exactly those tasks"))
+    return problems

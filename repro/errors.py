@@ -6,17 +6,30 @@ from __future__ import annotations
 class ReproError(Exception):
     """Base class: a user-facing problem with one clear message (file/field and the fix)."""
 
-    def __init__(self, message: str, *, path: str | None = None, field: str | None = None):
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        path: str | None = None,
+        field: str | None = None,
+        problems: list[tuple[str | None, str]] | None = None,
+    ):
+        """One problem (`message` at `field` of `path`), or several: `problems` = [(field, message), ...],
+        rendered one line each ("path: field: message"), in the order given."""
         self.path = path
-        self.field = field
-        where = ""
-        if path and field:
-            where = f"{path}: {field}: "
-        elif path:
-            where = f"{path}: "
-        elif field:
-            where = f"{field}: "
-        super().__init__(f"{where}{message}")
+        self.problems = list(problems) if problems else [(field, message)]
+        self.field = self.problems[0][0]
+        super().__init__("\n".join(_locate(path, where, text) for where, text in self.problems))
+
+
+def _locate(path: str | None, field: str | None, message: str) -> str:
+    if path and field:
+        return f"{path}: {field}: {message}"
+    if path:
+        return f"{path}: {message}"
+    if field:
+        return f"{field}: {message}"
+    return message
 
 
 class ConfigError(ReproError):

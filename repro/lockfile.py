@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from repro.errors import LockError
+from repro.input_problems import ProblemList, load_yaml, pydantic_problems, suggest
 
 DEFAULT_LOCKFILE = Path("checkpoints.lock")
 LOCKFILE_VERSION = 1
@@ -85,7 +86,11 @@ class FileEntry(BaseModel):
     def _relative_path(cls, value: str) -> str:
         parts = value.split("/")
         if not value or value.startswith("/") or "\\" in value or any(p in ("", ".", "..") for p in parts):
-            raise ValueError(f"file path {value!r} must be a plain relative path inside the repo")
+            raise ValueError(f"file path {value!r} must be a plain relative path inside the repo (no '..', "
+                             "no leading '/'); fix it or re-run `repro lock resolve`")
+        if any(ord(c) < 32 or ord(c) == 127 for c in value) or ":" in parts[0]:
+            raise ValueError(f"file path {value!r} contains a control character (e.g. NUL) or a drive letter; "
+                             "fix it or re-run `repro lock resolve`")
         return value
 
     @field_validator("sha256")
@@ -202,56 +207,55 @@ class Lockfile(BaseModel):
 
     @model_validator(mode="after")
     def _cross_references(self) -> Lockfile:
+        problems: list[tuple[str, str]] = []
         for key, entry in self.checkpoints.items():
             if entry.repo_id != key:
-                raise _FieldError(
-                    f"checkpoints.{key}", f"key {key!r} differs from its repo_id {entry.repo_id!r}"
-                )
+                problems.append((f"checkpoints.{key}", f"key {key!r} differs from its repo_id {entry.repo_id!r}; "
+                                                       "make them equal"))
         for name, base in self.bases.items():
             if not NAME_PATTERN.match(name):
-                raise _FieldError(
-                    f"bases.{name}", f"base name {name!r} must be letters, digits, '.', '_', '-'"
-                )
-            self._check_known(f"bases.{name}.model", base.model)
+                problems.append((f"bases.{name}", f"base name {name!r} must be letters, digits, '.', '_', '-'"))
+            problems += self._unknown(f"bases.{name}.model", base.model)
             lists = [(f"bases.{name}.in_the_wild", base.in_the_wild)]
             for group, members in base.homogeneous.items():
                 where = f"bases.{name}.homogeneous.{group}"
                 if not NAME_PATTERN.match(group):
-                    raise _FieldError(where, f"group name {group!r} must be letters, digits, '.', '_', '-'")
+                    problems.append((where, f"group name {group!r} must be letters, digits, '.', '_', '-'"))
                 if not members:
-                    raise _FieldError(where, "a homogeneous group needs at least one checkpoint")
+                    problems.append((where, "a homogeneous group needs at least one checkpoint; add one"))
                 lists.append((where, members))
             for where, members in lists:
                 seen: set[str] = set()
                 for i, repo_id in enumerate(members):
-                    self._check_known(f"{where}[{i}]", repo_id)
+                    problems += self._unknown(f"{where}[{i}]", repo_id)
                     if repo_id in seen:
-                        raise _FieldError(f"{where}[{i}]", f"{repo_id!r} is listed twice in this list")
+                        problems.append((f"{where}[{i}]", f"{repo_id!r} is listed twice in this list; remove one"))
                     if repo_id == base.model:
-                        raise _FieldError(f"{where}[{i}]", f"{repo_id!r} is the base model itself")
+                        problems.append((f"{where}[{i}]", f"{repo_id!r} is the base model itself; remove it"))
                     seen.add(repo_id)
-        referenced = set(self.referenced_ids())
+        referenced = set(self.referenced_ids(checked=False))
         for repo_id in self.checkpoints:
             if repo_id not in referenced:
-                raise _FieldError(
-                    f"checkpoints.{repo_id}",
-                    "no base references this checkpoint; remove it or add it to a base",
-                )
+                problems.append((f"checkpoints.{repo_id}",
+                                 "no base references this checkpoint; remove it or add it to a base"))
+        if problems:
+            raise ProblemList(problems)
         return self
 
-    def _check_known(self, where: str, repo_id: str) -> None:
-        if repo_id not in self.checkpoints:
-            raise _FieldError(
-                where, f"{repo_id!r} is not in `checkpoints`; add an entry for it (or fix the id)"
-            )
+    def _unknown(self, where: str, repo_id: str) -> list[tuple[str, str]]:
+        if repo_id in self.checkpoints:
+            return []
+        close = suggest(repo_id, self.checkpoints)
+        hint = f"did you mean {close!r}?" if close else "add an entry for it (or fix the id)"
+        return [(where, f"{repo_id!r} is not in `checkpoints`; {hint}")]
 
     # ----- queries -------------------------------------------------------------------------------------
 
-    def referenced_ids(self, bases: list[str] | None = None) -> list[str]:
+    def referenced_ids(self, bases: list[str] | None = None, *, checked: bool = True) -> list[str]:
         """Repo ids in first-reference order (per base: model, in-the-wild, homogeneous groups)."""
         out: dict[str, None] = {}
         for name in bases if bases is not None else list(self.bases):
-            base = self.base(name)
+            base = self.base(name) if checked else self.bases[name]
             out[base.model] = None
             out.update(dict.fromkeys(base.in_the_wild))
             for members in base.homogeneous.values():
@@ -309,82 +313,35 @@ class Lockfile(BaseModel):
         return new
 
 
-class _FieldError(ValueError):
-    """Raised inside validators to report a precise field path (pydantic's loc stops at the model)."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-
-
 # ----- reading -------------------------------------------------------------------------------------------
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses duplicate mapping keys (plain YAML silently keeps the last)."""
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
-    loader.flatten_mapping(node)
-    seen: dict = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark
-            )
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
-
-
-def _field_path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _describe_error(err: dict) -> tuple[str, str]:
-    """(field, one-line message) for the first pydantic error."""
-    loc = tuple(err["loc"])
-    ctx_error = (err.get("ctx") or {}).get("error")
-    if isinstance(ctx_error, _FieldError):
-        return ctx_error.field, str(ctx_error)
-    field = _field_path(loc)
+def _describe_error(err: dict, field: str) -> str:
+    """One line for a pydantic error of the lockfile (unknown keys and missing keys are handled apart)."""
     kind = err["type"]
-    if kind == "extra_forbidden":
-        return (
-            field,
-            f"unknown key {loc[-1]!r}; remove it or check its spelling (see the header of checkpoints.lock)",
-        )
-    if kind == "missing":
-        return field, "required key is missing"
-    if kind == "literal_error" and loc == ("version",):
-        return (
-            field,
-            f"unsupported lockfile version {err.get('input')!r}; this repro reads version {LOCKFILE_VERSION}",
-        )
+    if kind == "literal_error" and tuple(err["loc"]) == ("version",):
+        return f"unsupported lockfile version {err.get('input')!r}; this repro reads version {LOCKFILE_VERSION}"
     message = err["msg"].removeprefix("Value error, ")
     if kind.endswith("_type") or kind in ("too_short", "greater_than_equal"):
-        message = f"{message} (got {err.get('input')!r})"
+        shown = repr(err.get("input"))
+        message = f"{message} (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
     if kind == "string_type":
         message += "; write it in quotes"
-    return field, message
+    return message
 
 
 def parse_lockfile(text: str, path: str | Path = "checkpoints.lock") -> Lockfile:
     """Validate lockfile text; errors name `path` and the field."""
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise LockError(
             f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}", path=str(path)
         ) from None
+    except RecursionError:
+        raise LockError("YAML nested too deeply to be a lockfile", path=str(path)) from None
     if data is None:
         raise LockError(
             "the lockfile is empty; restore it from git (git checkout checkpoints.lock)", path=str(path)
@@ -394,9 +351,8 @@ def parse_lockfile(text: str, path: str | Path = "checkpoints.lock") -> Lockfile
     try:
         lock = Lockfile.model_validate(data)
     except ValidationError as exc:
-        field, message = _describe_error(exc.errors()[0])
-        more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
-        raise LockError(f"{message}{more}", path=str(path), field=field) from None
+        problems = pydantic_problems(exc, Lockfile, _describe_error)
+        raise LockError(path=str(path), problems=problems) from None
     header = "".join(line for line in _leading_comments(text))
     if header:
         lock._header = header

@@ -191,4 +191,11 @@ def _homogeneous_jobs(loaded: LoadedConfig, methods, evaluation: dict, merge_set
 
 
 def write_plan(plan: Plan, runs_dir: Path) -> Path:
-    return atomic_write_json(runs_dir / "plan.json", plan.to_json())
+    """Write runs_dir/plan.json atomically; an identical plan already there is left untouched."""
+    path = runs_dir / "plan.json"
+    try:
+        if json.loads(path.read_text(encoding="utf-8")) == plan.to_json():
+            return path
+    except (OSError, ValueError):
+        pass
+    return atomic_write_json(path, plan.to_json())

@@ -51,3 +51,24 @@ def tiny_qwen3_world(tmp_path_factory):
 def tiny_world(request):
     """Parametrized over both families: a test using it runs once per family."""
     return request.getfixturevalue(f"tiny_{request.param}_world")
+
+
+@pytest.fixture
+def reliability_log():
+    """`record(category, case, ok, **details)`: one JSON line per tried case in $REPRO_RELIABILITY_LOG.
+
+    The `nox -s reliability` session sets it and prints the totals (tools/reliability_summary.py):
+    kills injected and survived, hostile files tried and refused, bad inputs tried and rejected, results
+    compared and identical. Without the variable nothing is written.
+    """
+    import json
+
+    path = os.environ.get("REPRO_RELIABILITY_LOG")
+
+    def record(category: str, case: str, ok: bool, **details) -> None:
+        if path:
+            line = json.dumps({"category": category, "case": case, "ok": bool(ok), **details}, default=str)
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+
+    return record

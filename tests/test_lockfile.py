@@ -265,7 +265,7 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize("label,text,field,message", MALFORMED, ids=[m[0] for m in MALFORMED])
-def test_malformed_lockfile_is_one_clear_error(tmp_path, label, text, field, message):
+def test_malformed_lockfile_names_every_problem_one_line_each(tmp_path, label, text, field, message):
     path = tmp_path / "checkpoints.lock"
     path.write_text(text)
     with pytest.raises(LockError) as info:
@@ -273,8 +273,8 @@ def test_malformed_lockfile_is_one_clear_error(tmp_path, label, text, field, mes
     error = info.value
     assert error.path == str(path)
     assert error.field == field
-    assert message in str(error), str(error)
-    assert "\n" not in str(error)
+    assert message in str(error).splitlines()[0], str(error)
+    assert all(line.startswith(f"{path}: ") for line in str(error).splitlines())  # one problem per line
 
 
 def test_shipped_lockfile_variant_names_paper_position(tmp_path):

@@ -120,6 +120,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     not_models = [str(model) for model in args.model if not (model / "config.json").is_file()]
     if not_models:
         raise EvaluationError(f"not a model directory (no config.json): {', '.join(not_models)}", field="--model")
+    from repro.merge.tensor_checks import inspect_checkpoint
+
+    for model in args.model:  # refuse remote code, broken headers, pickle-only weights before loading any
+        inspect_checkpoint(model)
     session = EvaluationSession()  # tasks and tokenized requests built once for all --model
     by_model = {}
     for model in args.model:

@@ -34,22 +34,34 @@ class DownloadResult:
 
 
 class _MirrorSource:
-    """Files of one repo under a local mirror: DIR/<org>/<name>/<path>."""
+    """Files of one repo under a local mirror: DIR/<org>/<name>/<path>. Nothing outside DIR is ever read:
+    a symlink (of the repo folder or a file) that resolves outside the mirror is refused."""
 
     def __init__(self, mirror: Path, repo_id: str):
         self.repo_id = repo_id
+        self.mirror = Path(mirror).resolve()
         self.root = local_model_dir(mirror, repo_id)
         if not self.root.is_dir():
             raise HubError(f"{repo_id} is not in the mirror: {self.root} does not exist")
+        self._inside(self.root)
+
+    def _inside(self, path: Path) -> Path:
+        real = path.resolve()
+        if not real.is_relative_to(self.mirror):
+            raise HubError(
+                f"{path} is a symlink that points outside the mirror (to {real}); refused — a mirror must hold "
+                f"real copies of the files under {self.mirror}"
+            )
+        return real
 
     def list_files(self) -> list[str]:
-        return [p.name for p in sorted(self.root.iterdir()) if p.is_file()]
+        return [p.name for p in sorted(self.root.iterdir()) if p.is_file() and self._inside(p)]
 
     def fetch(self, path: str, dest: Path, on_chunk) -> None:
         source = self.root / path
         if not source.is_file():
             raise HubError(f"{path} of {self.repo_id} is missing from the mirror ({source})")
-        with open(source, "rb") as reader, open(dest, "wb") as writer:
+        with open(self._inside(source), "rb") as reader, open(dest, "wb") as writer:
             while chunk := reader.read(HASH_CHUNK_BYTES):
                 writer.write(chunk)
                 on_chunk(len(chunk))

@@ -1,4 +1,5 @@
-"""Checks on merge inputs before anything is written: tensor names, shapes, vocabulary rows, NaN/Inf.
+"""Checks on merge inputs before anything is written: headers, config, tensor names, shapes, dtypes,
+vocabulary rows, NaN/Inf. The merge engine calls `read_merge_inputs` before it reads any tensor data.
 
 Real in-the-wild checkpoints are messy: some extend the tokenizer (more embedding rows than the base,
 e.g. 128320 vs 128256), some are broken. Shapes come from the safetensors headers (no tensor data is
@@ -7,13 +8,13 @@ read); the finite-value check streams one tensor at a time.
 
 from __future__ import annotations
 
-import json
-import struct
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from repro.errors import MergeError
+from repro.merge.checkpoint_safety import check_no_extra_tensors, check_same_architecture, model_config
+from repro.merge.safetensors_header import MERGEABLE_DTYPES, read_header
 
 VOCAB_MISMATCH_POLICIES = ("truncate", "error")
 # Tensors whose first axis is the vocabulary (the only axis a checkpoint may extend).
@@ -25,7 +26,7 @@ class TensorInfo:
     dtype: str
     shape: tuple[int, ...]
     file: Path
-    start: int = 0  # absolute byte range of the tensor's data in `file`
+    start: int = 0  # absolute byte range of the tensor's data in `file` (validated by read_header)
     end: int = 0
 
 
@@ -47,25 +48,12 @@ class VocabTruncation:
         }
 
 
-def _read_header(file: Path) -> tuple[dict, int]:
-    """(header, absolute offset of the data section) of one safetensors file."""
-    try:
-        with open(file, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if length > 100_000_000:
-                raise ValueError("header too large")
-            header = json.loads(handle.read(length))
-            if not isinstance(header, dict):
-                raise ValueError("header is not a JSON object")
-            return header, 8 + length
-    except (OSError, ValueError, struct.error) as error:
-        raise MergeError(
-            f"cannot read the safetensors header ({error}); re-download the checkpoint", path=str(file)
-        ) from None
-
-
 def read_tensor_index(model_dir: str | Path) -> dict[str, TensorInfo]:
-    """Name -> dtype, shape and file of every tensor of a Hugging Face model directory (safetensors)."""
+    """Name -> dtype, shape and file of every tensor of a Hugging Face model directory (safetensors).
+
+    Every shard's header is validated first (repro.merge.safetensors_header: bounds, overlaps, dtypes);
+    a tensor stored in two shards is refused.
+    """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise MergeError("is not a model directory (no such directory)", path=str(model_dir))
@@ -73,31 +61,20 @@ def read_tensor_index(model_dir: str | Path) -> dict[str, TensorInfo]:
     if not files:
         raise MergeError(
             "has no *.safetensors weights; the merge engine reads safetensors checkpoints only "
-            "(convert .bin weights with transformers' save_pretrained(safe_serialization=True))",
+            "(pickle weights: `repro download --allow-pickle` converts them with torch.load(weights_only=True))",
             path=str(model_dir),
         )
     index: dict[str, TensorInfo] = {}
     for file in files:
-        header, data_start = _read_header(file)
-        for name, meta in header.items():
-            if name == "__metadata__":
-                continue
-            try:
-                begin, end = (int(x) for x in meta["data_offsets"])
-                info = TensorInfo(
-                    dtype=meta["dtype"],
-                    shape=tuple(int(d) for d in meta["shape"]),
-                    file=file,
-                    start=data_start + begin,
-                    end=data_start + end,
-                )
-            except (KeyError, TypeError, ValueError) as error:
+        for name, entry in read_header(file).items():
+            if name in index:
                 raise MergeError(
-                    f"tensor {name} has a malformed safetensors header entry ({error}); re-download the "
-                    "checkpoint",
-                    path=str(file),
-                ) from None
-            index[name] = info
+                    f"tensor {name} is stored in both {index[name].file.name} and {file.name}; the checkpoint "
+                    "is corrupt, re-download it",
+                    path=str(model_dir),
+                )
+            start, end = entry.file_range
+            index[name] = TensorInfo(dtype=entry.dtype, shape=entry.shape, file=file, start=start, end=end)
     return index
 
 
@@ -147,11 +124,16 @@ def read_merge_inputs(
             f"must be one of {', '.join(VOCAB_MISMATCH_POLICIES)}, got {vocab_mismatch!r}",
             field="vocab_mismatch",
         )
+    base_config = model_config(base)  # refuses remote code (auto_map, trust_remote_code)
     base_index = read_tensor_index(base)
+    _check_dtypes(base, base_index)
     indexes: list[dict[str, TensorInfo]] = []
     truncations: list[VocabTruncation] = []
     for model in models:
+        check_same_architecture(base, base_config, model, model_config(model))
         index = read_tensor_index(model)
+        _check_dtypes(model, index)
+        check_no_extra_tensors(model, set(index), set(base_index), base_config)
         indexes.append(index)
         for name, base_info in base_index.items():
             info = index.get(name)
@@ -186,6 +168,22 @@ def read_merge_inputs(
     return base_index, indexes, truncations
 
 
+def inspect_checkpoint(model_dir: str | Path) -> None:
+    """Header-only checks of one input checkpoint, no tensor data read: no remote code in its configs,
+    valid safetensors headers (bounds, overlaps), floating-point dtypes. Raises MergeError."""
+    model_dir = Path(model_dir)
+    model_config(model_dir)
+    _check_dtypes(model_dir, read_tensor_index(model_dir))
+
+
+def _check_dtypes(model_dir: Path, index: dict[str, TensorInfo]) -> None:
+    for name, info in index.items():
+        if info.dtype not in MERGEABLE_DTYPES:
+            raise MergeError(
+                f"tensor {name} ({info.file.name}) has dtype {info.dtype}, which no merge method can use "
+                "(quantized or integer weights); use an unquantized float16/bfloat16/float32 checkpoint",
+                path=str(model_dir),
+            )
 
 
 def _file_stamp(model_dir: Path) -> tuple:

@@ -26,6 +26,18 @@ from repro.atomic_io import atomic_write_json
 RESULT_SCHEMA = 1
 
 
+def _is_complete(path: Path) -> bool:
+    """Whether a JSON file written by atomic_write_json (indent 2, trailing newline) is complete."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(size - 3, 0))
+            return handle.read() in (b"\n}\n", b"{}\n")
+    except OSError:
+        return False
+
+
 class ResultsStore:
     def __init__(self, runs_dir: str | os.PathLike):
         self.root = Path(runs_dir)
@@ -42,12 +54,19 @@ class ResultsStore:
         return self.items_dir / f"{job_id}.json.gz"
 
     def has_result(self, job_id: str) -> bool:
-        return self.result_path(job_id).is_file()
+        return _is_complete(self.result_path(job_id))
 
     def finished_ids(self) -> set[str]:
+        """Jobs with a complete result file. Temp files are never listed, and a truncated file (e.g. in a
+        copy of the folder interrupted mid-file) does not count: a complete record ends with the closing
+        brace that only the top-level object has at column 0."""
         if not self.results_dir.is_dir():
             return set()
-        return {p.name[: -len(".json")] for p in self.results_dir.glob("*.json") if not p.name.startswith(".")}
+        return {
+            p.name[: -len(".json")]
+            for p in self.results_dir.glob("*.json")
+            if not p.name.startswith(".") and _is_complete(p)
+        }
 
     def write_result(self, record: dict) -> Path:
         job_id = record["job"]["id"]

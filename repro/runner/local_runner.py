@@ -8,6 +8,7 @@ failed/ and are retried only with `retry_failed`.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -73,8 +74,6 @@ def run_worker(
     claim_ttl_s: float = 180.0,
 ) -> RunSummary:
     """One worker: run every pending job (optionally only `job_ids`) that no live worker holds."""
-    from repro.runner.job_executor import JobExecutor
-
     store = ResultsStore(runs_dir)
     board = ClaimBoard(runs_dir / "claims", ttl_s=claim_ttl_s)
     owner = worker_identity()
@@ -89,29 +88,69 @@ def run_worker(
                 bar.update(1)
                 continue
             with claim:
-                if store.has_result(job.id):  # finished by another worker since we listed the jobs
-                    bar.update(1)
-                    continue
-                bar.set_postfix_str(_describe(job), refresh=False)
-                store.journal(job.id, owner, "start")
-                try:
-                    if executor is None:
-                        executor = JobExecutor(loaded, runs_dir, store)
-                    record = executor.run(job)
-                except InsufficientDiskError:
-                    store.journal(job.id, owner, "stopped")
-                    raise  # a machine problem, not the job's: stop the run, keep the job pending
-                except Exception as exc:  # a failed job must not stop the others
-                    store.write_failure(job.to_json(), f"{type(exc).__name__}: {exc}", traceback.format_exc())
-                    store.journal(job.id, owner, "failed")
-                    summary.failed.append(job.id)
-                    bar.write(f"job {job.id} ({_describe(job)}) failed: {exc}")
-                else:
-                    store.write_result({**record, "worker": owner})
-                    store.journal(job.id, owner, "done")
-                    summary.done.append(job.id)
+                executor = _run_claimed(job, loaded, runs_dir, store, owner, executor, summary, bar)
             bar.update(1)
+        # Jobs skipped because another worker held them: a holder that died meanwhile (kill -9) left a
+        # claim that is taken over now, so its job is not left for the next run.
+        for job_id in list(summary.skipped_claimed):
+            job = next(j for j in todo if j.id == job_id)
+            claim = None if store.has_result(job_id) else board.try_claim(job_id, owner)
+            if claim is not None:
+                with claim:
+                    summary.skipped_claimed.remove(job_id)
+                    executor = _run_claimed(job, loaded, runs_dir, store, owner, executor, summary, bar)
     return summary
+
+
+def _run_claimed(job: Job, loaded, runs_dir: Path, store: ResultsStore, owner: str, executor, summary, bar):
+    """Run one claimed job and commit its result (or its failure); returns the (lazily made) executor."""
+    from repro.runner.job_executor import JobExecutor
+
+    if store.has_result(job.id):  # finished by another worker since we listed the jobs
+        return executor
+    bar.set_postfix_str(_describe(job), refresh=False)
+    store.journal(job.id, owner, "start")
+    try:
+        if executor is None:
+            executor = JobExecutor(loaded, runs_dir, store)
+        record = executor.run(job)
+        store.write_result({**record, "worker": owner})
+    except InsufficientDiskError:
+        store.journal(job.id, owner, "stopped")
+        raise  # a machine problem, not the job's: stop the run, keep the job pending
+    except Exception as exc:  # a failed job must not stop the others
+        if disk_full(exc):  # nor is a full disk the job's fault: stop with one message, job stays pending
+            store.journal(job.id, owner, "stopped")
+            raise InsufficientDiskError(
+                f"the disk filled up (or a file size limit was reached) during job {job.id} "
+                f"({_describe(job)}): {disk_full(exc)}; nothing partial was kept — free space in "
+                f"{runs_dir} and run the same command again"
+            ) from exc
+        store.write_failure(job.to_json(), f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        store.journal(job.id, owner, "failed")
+        summary.failed.append(job.id)
+        bar.write(f"job {job.id} ({_describe(job)}) failed: {exc}")
+    else:
+        store.journal(job.id, owner, "done")
+        summary.done.append(job.id)
+    return executor
+
+
+def disk_full(exc: BaseException) -> str | None:
+    """The OS error text if `exc` (or what caused it) is a full disk, quota or file size limit."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+        # Rust and C++ writers (safetensors, torch) report the OS error in their message only.
+        if any(f"os error {code})" in str(exc) for code in DISK_FULL_ERRNOS):
+            return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def _describe(job: Job) -> str:

@@ -69,16 +69,27 @@ class ModelSources:
         return self._downloaded(self.loaded.lock.pool(base)[index - 1].repo_id)
 
     def prepare(self, bases: list[str]) -> None:
-        """Make sure every input model exists (builds offline worlds; checks downloads)."""
+        """Make sure every input model exists (builds offline worlds; checks downloads).
+
+        Downloaded checkpoints are also inspected from their headers (repro.merge.tensor_checks:
+        no remote code, sound safetensors headers, float dtypes), so a hostile file stops the run
+        before any job starts.
+        """
         cfg = self.loaded.config
+        dirs: list[Path] = []
         for base in bases if cfg.merge.sizes else []:
-            self.base_dir(base)
+            dirs.append(self.base_dir(base))
             for index in range(1, self.loaded.pool_size(base) + 1):
-                self.checkpoint_dir(base, index)
+                dirs.append(self.checkpoint_dir(base, index))
         if cfg.homogeneous is not None:
             for base in cfg.homogeneous.bases:
-                self.base_dir(base)
+                dirs.append(self.base_dir(base))
                 for experiment in cfg.homogeneous.experiments:
                     for group in experiment.groups:
                         for entry in self.loaded.lock.group(base, group):
-                            self.repo_dir(entry.repo_id)
+                            dirs.append(self.repo_dir(entry.repo_id))
+        if cfg.world is None:
+            from repro.merge.tensor_checks import inspect_checkpoint
+
+            for path in dict.fromkeys(dirs):
+                inspect_checkpoint(path)
