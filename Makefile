@@ -142,5 +142,5 @@ constraints: setup ## Regenerate constraints.txt from the venv (pip freeze, with
 	@touch $(STAMP)
 	@echo "constraints.txt: $$(tail -n +3 constraints.txt | wc -l) pins"
 
-clean: ## Remove runs/ and paper_artifacts/smoke
-	rm -rf runs/ paper_artifacts/smoke
+clean: ## Remove runs/ and paper_artifacts/smoke, demo, demo_quick
+	rm -rf runs/ paper_artifacts/smoke paper_artifacts/demo paper_artifacts/demo_quick
