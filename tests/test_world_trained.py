@@ -125,9 +125,9 @@ def test_a_bad_world_recipe_is_one_config_error_naming_the_field(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- the world
-# The quick profile's 2-layer, 64-wide model does not learn to extrapolate arithmetic sequences in 600
-# steps (it stays at chance on held-out sequences); the demo's 4-layer world does, and records it in its
-# world.json ("learned"). Every other trained skill is asserted here.
+# Neither the quick profile nor the demo world learns to extrapolate arithmetic sequences to held-out
+# (start, step) pairs: every model stays at chance there (the demo world records it in its world.json,
+# "learned"). Every other trained skill is asserted here.
 QUICK_PROFILE_TOO_SMALL_FOR = {"sequence"}
 
 
