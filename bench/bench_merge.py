@@ -1,7 +1,7 @@
 """Merge benchmark: the streaming engine vs stock `mergekit-yaml` on identical inputs, in the same run.
 
     python bench/bench_merge.py            # 12 synthetic Llama checkpoints of 0.21B parameters (bf16)
-    python bench/bench_merge.py --quick    # the same protocol on 9M-parameter models (minutes)
+    python bench/bench_merge.py --quick    # the same protocol on 7M-parameter models (minutes)
 
 Synthetic families (base + 12 checkpoints, seeded, bf16) are built under runs/bench/ and reused. For each
 method (TA, TIES, Model Stock; n = 12, fp32 compute, bf16 out), repeated --reps times with the order of
@@ -20,7 +20,7 @@ Peak RSS of a TA merge is also measured on a second family twice as deep.
 Grid mode: the paper's 76 TA merges of one base (15 subsets for n = 2, 4, 6, 8, 10 and all 12, drawn
 by the kit's subset sampler) with `merge_grid` in one process vs one `mergekit-yaml` run per subset;
 --stock-grid-runs K times only K of the 76 stock runs (spread over n) and extrapolates per n.
-Per-call overhead: `merge_checkpoints(out_dir=None)` of a 0.9M-parameter family, in process.
+Per-call overhead: `merge_checkpoints(out_dir=None)` of a 0.7M-parameter family, in process.
 
 Timing runs take /tmp/repro-bench.lock (other benchmarks on the machine wait). Results:
 runs/bench/merge[-quick].json and the Markdown summary runs/bench/merge[-quick].md.
@@ -375,7 +375,7 @@ def machine() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="9M-parameter models (a quick, complete run)")
+    parser.add_argument("--quick", action="store_true", help="7M-parameter models (a quick, complete run)")
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--skip-grid", action="store_true")
@@ -467,6 +467,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _size(parameters: int) -> str:
+    return f"{parameters / 1e9:.2f}B" if parameters >= 1e8 else f"{parameters / 1e6:.1f}M"
+
+
 def _goal(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
@@ -482,7 +486,7 @@ def render_markdown(r: dict) -> str:
         f"Load average {r['load_before'][0]:.1f} before / {r['load_after'][0]:.1f} after"
         + (" — **the machine was shared with other sessions**, so absolute times are noisy; ratios come from "
            "runs alternated in the same window." if shared else "."),
-        f"Inputs: base + {N_CHECKPOINTS} synthetic Llama checkpoints of {r['parameters'] / 1e9:.3f}B parameters "
+        f"Inputs: base + {N_CHECKPOINTS} synthetic Llama checkpoints of {_size(r['parameters'])} parameters "
         f"(bf16), {r['input_bytes'] / 1e9:.2f} GB; read cold in {r['cold_read_s']:.2f} s "
         f"({r['input_bytes'] / 1e9 / r['cold_read_s']:.2f} GB/s). Every run starts from a cold page cache; "
         f"medians of {r['reps']} alternated repetitions; peak RSS is the process high-water mark "
@@ -517,13 +521,13 @@ def render_markdown(r: dict) -> str:
             factor = ours_p["wall_s"] / r["cold_read_s"]
             goals.append(f"- TA in process: {factor:.2f}× the cold read of its inputs (goal ≤ 3×): {_goal(factor <= 3)}")
             share = rss[VARIANTS[1]] / rss[VARIANTS[2]]
-            goals.append(f"- TA peak RSS, {r['parameters'] / 1e9:.2f}B family: {rss[VARIANTS[1]]:.0f} MB vs stock "
+            goals.append(f"- TA peak RSS, {_size(r['parameters'])} family: {rss[VARIANTS[1]]:.0f} MB vs stock "
                          f"{rss[VARIANTS[2]]:.0f} MB = {share:.2f} (goal ≤ 0.33): {_goal(share <= 1 / 3)}")
     deep = r["deep_rss_mb"]
     if deep:
         share = deep[VARIANTS[1]] / deep[VARIANTS[2]]
         main = r["methods"].get("task_arithmetic", {}).get("peak_rss_mb", {}).get(VARIANTS[1])
-        goals.append(f"- TA peak RSS, {r['deep_parameters'] / 1e9:.2f}B family (twice as deep): {deep[VARIANTS[1]]:.0f} MB "
+        goals.append(f"- TA peak RSS, {_size(r['deep_parameters'])} family (twice as deep): {deep[VARIANTS[1]]:.0f} MB "
                      f"vs stock {deep[VARIANTS[2]]:.0f} MB = {share:.2f} (goal ≤ 0.33): {_goal(share <= 1 / 3)}"
                      + (f"; ours grew {deep[VARIANTS[1]] / main:.2f}× with the model, stock "
                         f"{deep[VARIANTS[2]] / r['methods']['task_arithmetic']['peak_rss_mb'][VARIANTS[2]]:.2f}×" if main else ""))

@@ -32,10 +32,10 @@ from repro.merge.tensor_checks import TensorInfo
 from repro.merge.tensor_io import MappedCheckpoint
 
 NORM_CHUNK = 1 << 20
-# Below this many elements a tensor's merge runs on one intra-op thread: waking a thread pool costs
-# more than it saves on small work, and on a loaded machine a descheduled worker turns microseconds into
-# milliseconds. Chunked kernels (TA, TIES) always work on small pieces, so they run on one thread too.
-PARALLEL_MIN_ELEMENTS = 1 << 20
+# The chunked kernels (TA, TIES) and the norm run on one intra-op thread: their pieces are small, waking
+# a thread pool costs more than it saves, and on a loaded machine a descheduled worker turns microseconds
+# into milliseconds; their results do not depend on the thread count. Whole-tensor kernels (Model Stock,
+# the SVD methods) keep the process's setting, as stock mergekit runs them: LAPACK's results depend on it.
 CHECK_BEFORE_MERGE = ("tsv_m", "iso_c", "task_arithmetic_sb", "ties_sb")  # SVDs need finite inputs
 
 
@@ -104,8 +104,7 @@ def run_pass(
                 if rows is not None and tensor.ndim and tensor.shape[0] != rows:
                     tensor = tensor.narrow(0, 0, rows)  # vocabulary truncation (checked beforehand)
                 inputs.append(tensor)
-            parallel = method not in ELEMENTWISE_METHODS and base_tensor.numel() >= PARALLEL_MIN_ELEMENTS
-            torch.set_num_threads(threads if parallel else 1)
+            torch.set_num_threads(1 if method in ELEMENTWISE_METHODS else threads)
             for target in targets:
                 selected = [inputs[i] for i in target.inputs]
                 done = None
