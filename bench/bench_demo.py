@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = "configs/demo_quick.yaml" if args.quick else "configs/demo.yaml"
     name = Path(config).stem
+    (ROOT / "runs").mkdir(exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="bench-demo-", dir=ROOT / "runs"))
     runs_dir = scratch / name
     try:
