@@ -16,10 +16,19 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from repro.errors import ConfigError, LockError, ReproError
 from repro.experiment_sections import (  # noqa: F401 (sweep_points is part of this module's API)
@@ -30,6 +39,7 @@ from repro.experiment_sections import (  # noqa: F401 (sweep_points is part of t
     sweep_points,
 )
 from repro.input_problems import ProblemList, load_yaml, pydantic_problems, suggest
+from repro.worlds.recipe import TrainedWorldConfig
 
 DEFAULT_SUITES_FILE = "configs/suites.yaml"
 
@@ -45,6 +55,17 @@ class WorldConfig(_Strict):
     families: list[Literal["llama", "qwen3"]] = Field(min_length=1)
     checkpoints_per_base: int = Field(ge=1, le=64)
     seed: int = 0
+
+
+def _world_kind(value: Any) -> str:
+    return (value.get("kind", "tiny") if isinstance(value, dict) else getattr(value, "kind", "tiny")) or "tiny"
+
+
+# `kind: tiny` (random models, repro.worlds.tiny) or `kind: trained` (trained models, repro.worlds.trained)
+AnyWorldConfig = Annotated[
+    Annotated[WorldConfig, Tag("tiny")] | Annotated[TrainedWorldConfig, Tag("trained")],
+    Discriminator(_world_kind),
+]
 
 
 class MethodConfig(_Strict):
@@ -92,6 +113,7 @@ class EvaluationSettings(_Strict):
     in_memory: bool = False  # evaluate merged models from memory (no scratch write) when possible
     # lm-eval model: "shared" (HF with shared-context scoring, default), "hf" (stock HF path), "vllm" (GPU)
     backend: Literal["shared", "hf", "vllm"] = "shared"
+    threads: int | None = Field(default=None, ge=1)  # torch CPU threads of a worker (None: torch's default)
     item_sample: ItemSample | None = None  # evaluate a seeded per-task item sample (same for every model)
 
     @model_validator(mode="after")
@@ -142,7 +164,7 @@ class ExperimentConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     seed: int
-    world: WorldConfig | None = None
+    world: AnyWorldConfig | None = None
     lockfile: str | None = None
     bases: list[str] = Field(default_factory=list)
     pool: Literal["in_the_wild"] = "in_the_wild"
@@ -150,6 +172,7 @@ class ExperimentConfig(_Strict):
     checkpoints_as_of: CheckpointsAsOf | None = None
     methods: list[MethodConfig] = Field(default_factory=list)  # required unless the config only computes geometry
     methods_from: str | None = None  # informational after loading: the config the methods were read from
+    world_from: str | None = None  # informational after loading: the config the world was read from
     merge: MergeSettings
     evaluation: EvaluationSettings
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
@@ -175,7 +198,7 @@ class ExperimentConfig(_Strict):
         if self.lockfile is not None and self.uses_pool and not self.bases:
             problems.append(("bases", "`bases` must list at least one base of the lockfile"))
         if self.world is not None and self.bases:
-            problems.append(("bases", "`bases` is derived from `world.families`; remove it"))
+            problems.append(("bases", "`bases` is derived from the world (`families` or `name`); remove it"))
         if not self.uses_pool and self.homogeneous is None:
             problems.append(("merge.sizes", "nothing to run: set `merge.sizes`, `sweeps`, `geometry` and/or "
                                             "`homogeneous`"))
@@ -224,6 +247,8 @@ class LoadedConfig:
 
     @property
     def base_names(self) -> list[str]:
+        if isinstance(self.config.world, TrainedWorldConfig):
+            return [self.config.world.name]
         if self.config.world is not None:
             return [f"tiny-{family}" for family in self.config.world.families]
         return list(self.config.bases)
@@ -305,6 +330,8 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
         raise ConfigError("expected a mapping of settings at the top level", path=str(path))
     if "methods_from" in data:
         data = {**data, "methods": _methods_from(path, data)}
+    if "world_from" in data:
+        data = {**data, "world": _section_from(path, data, "world")}
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
@@ -334,6 +361,21 @@ def _describe(err: dict, field: str) -> str:
         shown = repr(err.get("input"))
         message += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
     return message
+
+
+def _section_from(path: Path, data: dict, section: str):
+    """`<section>_from: other.yaml` (relative to this config's folder) reuses that config's `<section>`."""
+    key = f"{section}_from"
+    if section in data:
+        raise ConfigError(f"set either `{section}` or `{key}`, not both", path=str(path), field=key)
+    source = path.parent / str(data[key])
+    try:
+        return load_yaml(source.read_text(encoding="utf-8"))[section]
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError, RecursionError):
+        raise ConfigError(
+            f"cannot read a `{section}` section from {source}; point {key} at a config that has one",
+            path=str(path), field=key,
+        ) from None
 
 
 def _methods_from(path: Path, data: dict) -> list:
@@ -476,8 +518,17 @@ def _check_suite(loaded: LoadedConfig) -> list[tuple[str, str]]:
     if loaded.config.homogeneous is not None:
         for j, experiment in enumerate(loaded.config.homogeneous.experiments):
             wanted += [(f"homogeneous.experiments[{j}].suites[{k}]", s) for k, s in enumerate(experiment.suites)]
-    return [
+    problems = [
         (field, f"unknown suite {name!r}; defined in {suites_path.name}: {', '.join(suites)}")
         for field, name in wanted
         if name not in suites
     ]
+    world = loaded.config.world
+    suite = suites.get(loaded.config.evaluation.suite)
+    if isinstance(world, TrainedWorldConfig) and suite is not None:
+        written = {f"{world.tasks.prefix}_{skill}" for skill in world.tasks.skills}
+        if suite.kind != "local" or set(suite.task_names) != written:
+            problems.append(("evaluation.suite", f"a trained world writes the tasks {', '.join(sorted(written))}; "
+                                                 f"suite {suite.name!r} in {suites_path.name} must be a local "
+                                                 "suite listing exactly those tasks"))
+    return problems

@@ -73,6 +73,11 @@ class JobExecutor:
         self.versions = package_versions()
         self._svd_cache = None
         self._verified_inputs: set = set()  # checkpoints already checked for NaN/Inf in this process
+        self._tokenizers: dict = {}  # base -> tokenizer, for in-memory evaluation
+        if cfg.evaluation.threads is not None:  # tiny CPU models: one thread avoids spin-waiting on busy cores
+            import torch
+
+            torch.set_num_threads(cfg.evaluation.threads)
         self.eval_session = EvaluationSession()  # tasks and tokenized requests built once per worker
 
     def _input_dirs(self, job: Job) -> list[Path]:
@@ -107,6 +112,20 @@ class JobExecutor:
             svd_cache=svd_cache,
             verified_inputs=self._verified_inputs,
         )
+
+    @staticmethod
+    def _torch_threads() -> int:
+        import torch
+
+        return torch.get_num_threads()
+
+    def _tokenizer(self, base: str):
+        """The base's tokenizer, loaded once per process (every in-memory merge of that base reuses it)."""
+        if base not in self._tokenizers:
+            from transformers import AutoTokenizer
+
+            self._tokenizers[base] = AutoTokenizer.from_pretrained(str(self.sources.base_dir(base)))
+        return self._tokenizers[base]
 
     def _get_svd_cache(self):
         if self._svd_cache is None:
@@ -207,7 +226,7 @@ class JobExecutor:
             result = self._merge(job, None)
             merge_info = _merge_info(result, in_memory=True)
             model = _model_from_state(self.sources.base_dir(job.base), result.state_dict)
-            outcome = self._evaluate(job, model, identity, tokenizer=self.sources.base_dir(job.base))
+            outcome = self._evaluate(job, model, identity, tokenizer=self._tokenizer(job.base))
         elif job.kind in ("merge", "homogeneous"):
             out_dir = self.scratch_dir / job.id
             result = self._merge(job, out_dir)
@@ -238,6 +257,7 @@ class JobExecutor:
                 "item_sample": (self.loaded.config.evaluation.item_sample.model_dump()
                                 if self.loaded.config.evaluation.item_sample is not None else None),
                 "device": self.eval_device,
+                "threads": self._torch_threads(),
                 "backend": self.loaded.config.evaluation.backend,
                 "lm_eval_version": evaluation.get("lm_eval_version"),
                 "task_hashes": evaluation.get("task_hashes", {}),

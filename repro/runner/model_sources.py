@@ -16,6 +16,8 @@ class ModelSources:
 
     def _world(self, base: str):
         world_cfg = self.loaded.config.world
+        if base not in self._worlds and world_cfg.kind == "trained":
+            self._worlds[base] = self._trained_world(world_cfg)
         if base not in self._worlds:
             from repro.worlds.tiny import build_tiny_world
 
@@ -25,6 +27,20 @@ class ModelSources:
                 folder, family, n_checkpoints=world_cfg.checkpoints_per_base, seed=world_cfg.seed
             )
         return self._worlds[base]
+
+    def _trained_world(self, world_cfg):
+        """Write the world's evaluation tasks where the config's suite reads them, then build (or reuse) it."""
+        import sys
+
+        from repro.evaluate.suites import load_suites
+        from repro.worlds.trained import build_trained_world, world_folder
+        from repro.worlds.world_tasks import write_world_tasks
+
+        evaluation = self.loaded.config.evaluation
+        suite = load_suites(self.loaded.resolve(evaluation.suites_file))[evaluation.suite]
+        write_world_tasks(world_cfg.tasks, suite.include_path)
+        return build_trained_world(world_cfg, world_folder(self.runs_root, world_cfg),
+                                   log=lambda message: print(message, file=sys.stderr, flush=True))
 
     def repo_dir(self, repo_id: str) -> Path:
         """A downloaded checkpoint by repo id (homogeneous experiments name checkpoints directly)."""

@@ -1,0 +1,121 @@
+"""End-to-end time of the demo (`make demo`): world building included, in fresh folders.
+
+    python bench/bench_demo.py            # configs/demo.yaml (the 15-minute target on 2 cores)
+    python bench/bench_demo.py --quick    # configs/demo_quick.yaml (the CI variant)
+
+Runs exactly what `make demo` runs, as the same commands, into a fresh temporary runs folder (so the
+world is trained from scratch and no result is reused), and reports:
+- total wall time of `repro run` (world + every job) and of the report step;
+- the world's training seconds per model (from its world.json);
+- from the stored results: the number of jobs, summed evaluation and merge seconds, and the remainder
+  (process start-up, plan, task loading, result writing).
+A second `repro run` on the same folder must do nothing: its wall time is reported as "rerun".
+Results: a table on stdout and runs/bench/demo.json (demo-quick.json with --quick). Timings on a shared
+machine are noisy: run under `flock /tmp/repro-bench.lock`, and note the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _repro() -> list[str]:
+    return [sys.executable, "-m", "repro"]
+
+
+def _timed(command: list[str]) -> float:
+    started = time.monotonic()
+    subprocess.run(command, cwd=ROOT, env={**os.environ, **OFFLINE}, check=True)
+    return time.monotonic() - started
+
+
+def _report_commands(config: str, runs_dir: Path, out: Path) -> list[list[str]]:
+    common = ["--config", config, "--runs-dir", str(runs_dir), "--out", str(out)]
+    has_all = subprocess.run([*_repro(), "report", "all", "--help"], cwd=ROOT, capture_output=True).returncode == 0
+    if has_all:
+        return [[*_repro(), "report", "all", *common]]
+    return [[*_repro(), "report", what, *common] for what in ("table1", "table2", "figures")]
+
+
+def _job_seconds(runs_dir: Path) -> dict:
+    evaluation = merge = total = 0.0
+    jobs = 0
+    for path in sorted((runs_dir / "results").glob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        jobs += 1
+        total += record.get("elapsed_s") or 0.0
+        merge += (record.get("merge") or {}).get("elapsed_s") or 0.0
+    evaluation = total - merge
+    return {"jobs": jobs, "job_seconds": round(total, 1), "merge_seconds": round(merge, 1),
+            "evaluation_seconds": round(evaluation, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="configs/demo_quick.yaml instead of configs/demo.yaml")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary runs folder")
+    args = parser.parse_args(argv)
+    config = "configs/demo_quick.yaml" if args.quick else "configs/demo.yaml"
+    name = Path(config).stem
+    (ROOT / "runs").mkdir(exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="bench-demo-", dir=ROOT / "runs"))
+    runs_dir = scratch / name
+    try:
+        load_before = os.getloadavg()
+        run_s = _timed([*_repro(), "run", "--config", config, "--runs-dir", str(runs_dir), "--no-progress"])
+        report_s = sum(_timed(c) for c in _report_commands(config, runs_dir, scratch / "artifacts"))
+        rerun_s = _timed([*_repro(), "run", "--config", config, "--runs-dir", str(runs_dir), "--no-progress"])
+        (world_json,) = (scratch / "worlds").glob("*/world.json")
+        world = json.loads(world_json.read_text(encoding="utf-8"))
+        training = {model: stats["seconds"] for model, stats in world["training"].items()}
+        result = {
+            "config": config,
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_before": load_before,
+                        "load_after": os.getloadavg()},
+            "world_threads": world["threads"],
+            "end_to_end_seconds": round(run_s + report_s, 1),
+            "run_seconds": round(run_s, 1),
+            "report_seconds": round(report_s, 1),
+            "rerun_seconds": round(rerun_s, 1),
+            "world_training_seconds": round(sum(training.values()), 1),
+            "world_training_per_model": training,
+            **_job_seconds(runs_dir),
+        }
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    out = ROOT / "runs" / "bench" / f"{name.replace('_', '-')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    other = result["run_seconds"] - result["world_training_seconds"] - result["job_seconds"]
+    rows = [
+        ("end to end (run + report)", result["end_to_end_seconds"]),
+        ("  world training", result["world_training_seconds"]),
+        (f"  {result['jobs']} jobs: evaluation", result["evaluation_seconds"]),
+        ("  jobs: merging", result["merge_seconds"]),
+        ("  start-up, plan, tasks, index", round(other, 1)),
+        ("  report", result["report_seconds"]),
+        ("second run (nothing to do)", result["rerun_seconds"]),
+    ]
+    print(f"demo benchmark: {config}, {os.cpu_count()} CPUs, load before {load_before[0]:.1f}")
+    for label, seconds in rows:
+        print(f"{label:<34} {seconds:>8.1f} s")
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
