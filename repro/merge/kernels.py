@@ -96,24 +96,35 @@ def topk_threshold(magnitude: torch.Tensor, k: int) -> tuple[float, int]:
 
 @dataclass
 class TrimRule:
-    """TIES trim of one checkpoint's delta of one tensor: keep |d| > threshold, or == threshold before cut."""
+    """TIES trim of one checkpoint's delta of one tensor: keep |d| > threshold, and the entries == threshold
+    whose flat indices are in `tied` (sorted)."""
 
     threshold: float
-    cut: int
+    tied: torch.Tensor
 
     def apply(self, delta: torch.Tensor, start: int) -> None:
         """Zero, in place, the entries of the flat chunk `delta` (flat offset `start`) that are trimmed."""
-        magnitude = delta.abs()
-        end = start + delta.numel()
-        if end <= self.cut:
-            keep = magnitude >= self.threshold
-        elif start >= self.cut:
-            keep = magnitude > self.threshold
-        else:
-            keep = magnitude > self.threshold
-            head = self.cut - start
-            keep[:head] |= magnitude[:head] == self.threshold
+        keep = delta.abs() > self.threshold
+        if self.tied.numel():
+            bounds = torch.tensor([start, start + delta.numel()], dtype=self.tied.dtype, device=self.tied.device)
+            lo, hi = torch.searchsorted(self.tied, bounds).tolist()
+            if hi > lo:
+                keep[(self.tied[lo:hi] - start).to(keep.device)] = True
         delta.mul_(keep)  # as mergekit: d * 0 for trimmed entries (keeps the sign of zero)
+
+
+def kept_ties(magnitude: torch.Tensor, k: int) -> tuple[float, torch.Tensor]:
+    """(t, tied): the top k of the flat, finite `magnitude` are the entries > t and those == t at the flat
+    indices `tied`. On the CPU exactly stock mergekit's choice (`repro.merge.stock_topk`); on an
+    accelerator the lowest indices among the entries == t (see `topk_threshold`)."""
+    if magnitude.device.type == "cpu":
+        from repro.merge.stock_topk import stock_kept_ties
+
+        return stock_kept_ties(magnitude, k)
+    threshold, cut = topk_threshold(magnitude, k)
+    flat = magnitude.reshape(-1)
+    tied = torch.nonzero(flat[:cut] == threshold).reshape(-1)
+    return threshold, tied
 
 
 def ties_trim_rules(base: torch.Tensor, inputs: Sequence[torch.Tensor], density: Sequence[float]) -> list:
@@ -129,7 +140,7 @@ def ties_trim_rules(base: torch.Tensor, inputs: Sequence[torch.Tensor], density:
         if not bool(torch.isfinite(magnitude.sum(dtype=torch.float64))):
             raise NonFiniteInput(index)
         k = max(1, int(keep * magnitude.numel()))
-        rules.append(TrimRule(*topk_threshold(magnitude, k)))
+        rules.append(TrimRule(*kept_ties(magnitude, k)))
         del magnitude
     return rules
 
