@@ -5,12 +5,11 @@
   own arithmetic: `combine_task_vectors` is mergekit 0.1.5's `GeneralizedTaskArithmeticMerge.merge_group`
   after sparsification, step by step (and mergekit's `get_mask`). Chunks are multiples of 64 elements, so
   torch's reductions over the stacked inputs give the same bits as on the whole tensor (tested).
-- TIES' trim keeps the top-k entries of |delta| (k = max(1, int(density * numel)), mergekit's k) found by
-  selection (`topk_threshold`), not by mergekit's full argsort. Tie rule: every entry with |delta| above
-  the k-th largest value is kept, and of the entries equal to it, those with the lowest flat (row-major)
-  indices until k are kept. Stock mergekit keeps an unspecified subset of the tied entries (its argsort
-  is not stable), so the two can differ only at entries tied with the cut-off; `make bench` reports the
-  share of output entries that differ.
+- TIES' trim keeps the top-k entries of |delta| (k = max(1, int(density * numel)), mergekit's k): on the
+  CPU exactly the entries stock mergekit keeps, ties at the cut-off included (its argsort is libstdc++'s
+  unstable introsort; `repro.merge.stock_topk` replays the partitions that decide the boundary: O(n), not
+  a full sort). On an accelerator (`topk_threshold`): every entry above the k-th largest value, and of the
+  entries equal to it those with the lowest flat indices until k.
 - Model Stock and our subspace methods (TSV-M, Iso-C, TA+SB, TIES+SB) call the mergekit method object
   (stock, or ours registered by `repro.merge.mergekit_plugin`) on the whole tensor group, so their
   results are those of `repro mergekit-yaml` by construction.

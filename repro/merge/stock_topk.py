@@ -28,94 +28,114 @@ import torch
 INSERTION_THRESHOLD = 16  # libstdc++'s _S_threshold
 
 
-def _value(keys: np.ndarray, position: int) -> int:
-    return int(keys[position]) >> 32
+BLOCK = 4096  # entries per block of the stop counts (finding the t-th stop of a scan)
+SMALL = 1 << 16  # partitions of at most this many entries list their stops outright
 
 
-def _swap(keys: np.ndarray, a: int, b: int) -> None:
-    keys[a], keys[b] = keys[b], keys[a]
+class _Stops:
+    """The positions where one scan of a partition stops (the True entries of `mask`), by rank, without
+    listing them all: per-block counts, then one block's entries (small masks: listed)."""
+
+    def __init__(self, mask: np.ndarray, offset: int):
+        self.mask, self.offset = mask, offset
+        if mask.size <= SMALL:
+            self.listed = np.flatnonzero(mask) + offset
+            self.count = int(self.listed.size)
+            return
+        self.listed = None
+        whole = mask.size // BLOCK
+        counts = np.count_nonzero(mask[: whole * BLOCK].reshape(whole, BLOCK), axis=1)
+        if mask.size > whole * BLOCK:
+            counts = np.append(counts, np.count_nonzero(mask[whole * BLOCK :]))
+        self.cumulative = np.cumsum(counts, dtype=np.int64)
+        self.count = int(self.cumulative[-1]) if self.cumulative.size else 0
+
+    def at(self, rank: int) -> int:
+        """Position of the rank-th stop from the start (0-based)."""
+        if self.listed is not None:
+            return int(self.listed[rank])
+        block = int(np.searchsorted(self.cumulative, rank, side="right"))
+        before = int(self.cumulative[block - 1]) if block else 0
+        local = np.flatnonzero(self.mask[block * BLOCK : (block + 1) * BLOCK])
+        return self.offset + block * BLOCK + int(local[rank - before])
+
+    def from_end(self, rank: int) -> int:
+        return self.at(self.count - 1 - rank)
 
 
-def _move_median_to_first(keys, result: int, a: int, b: int, c: int) -> None:
+def _move_median_to_first(values, index, result: int, a: int, b: int, c: int) -> None:
     """libstdc++'s __move_median_to_first with torch's comparator (x before y iff value x > value y)."""
-    va, vb, vc = _value(keys, a), _value(keys, b), _value(keys, c)
+    va, vb, vc = values[a], values[b], values[c]
     if va > vb:
-        if vb > vc:
-            _swap(keys, result, b)
-        elif va > vc:
-            _swap(keys, result, c)
-        else:
-            _swap(keys, result, a)
+        pick = b if vb > vc else (c if va > vc else a)
     elif va > vc:
-        _swap(keys, result, a)
-    elif vb > vc:
-        _swap(keys, result, c)
+        pick = a
     else:
-        _swap(keys, result, b)
+        pick = c if vb > vc else b
+    values[result], values[pick] = values[pick], values[result]
+    index[result], index[pick] = index[pick], index[result]
 
 
-def _partition(keys: np.ndarray, first: int, last: int, k: int) -> int:
-    """libstdc++'s __unguarded_partition_pivot on [first, last); returns (cut, whether the boundary k is
-    """
+def _partition(values: np.ndarray, index: np.ndarray, first: int, last: int, k: int) -> int:
+    """libstdc++'s __unguarded_partition_pivot on [first, last); returns the cut. Only the side holding
+    the boundary k is written unless it is the right one (every entry left of the cut is kept then)."""
     mid = first + (last - first) // 2
-    _move_median_to_first(keys, first, first + 1, mid, last - 1)
-    pivot = _value(keys, first)
-    segment = keys[first + 1 : last]
+    _move_median_to_first(values, index, first, first + 1, mid, last - 1)
+    pivot = values[first]
+    segment = values[first + 1 : last]
     # The left scan stops where !(v > pivot), the right scan (from the end) where !(pivot > v); the t-th
     # stops of both scans are swapped while they have not crossed (scans read untouched entries only).
-    left = np.flatnonzero(segment < ((pivot + 1) << 32)) + (first + 1)
-    right = np.flatnonzero(segment >= (pivot << 32))[::-1] + (first + 1)
+    left = _Stops(segment <= pivot, first + 1)
+    right = _Stops(segment >= pivot, first + 1)
     # m = the first t at which the scans have crossed (left[t] - right[t] increases with t): bisect.
-    low, high = 0, min(left.size, right.size)
+    low, high = 0, min(left.count, right.count)
     while low < high:
         middle = (low + high) // 2
-        if left[middle] >= right[middle]:
+        if left.at(middle) >= right.from_end(middle):
             high = middle
         else:
             low = middle + 1
     m = low
     # Where the left scan stops after the last swap: its next original stop, or the last swapped-in entry.
-    stops = ([int(left[m])] if m < left.size else []) + ([int(right[m - 1])] if m else [])
+    stops = ([left.at(m)] if m < left.count else []) + ([right.from_end(m - 1)] if m else [])
     cut = min(stops)
     if m:
-        lo, hi = left[:m], right[:m]  # lo < cut <= hi
+        lo = np.flatnonzero(left.mask[: left.at(m - 1) - first]) + (first + 1)  # the first m left stops
+        split = right.from_end(m - 1)
+        hi = (np.flatnonzero(right.mask[split - first - 1 :]) + split)[::-1]  # the last m right stops
         if k <= cut:  # the search goes on left of the cut: what lands right of it no longer matters
-            keys[lo] = keys[hi]
+            values[lo] = values[hi]
+            index[lo] = index[hi]
         else:  # every entry left of the cut is kept: both sides
-            keys[lo], keys[hi] = keys[hi], keys[lo].copy()
+            values[lo], values[hi] = values[hi], values[lo].copy()
+            index[lo], index[hi] = index[hi], index[lo].copy()
     return cut
 
 
 def stock_kept_ties(magnitude: torch.Tensor, k: int) -> tuple[float, torch.Tensor]:
     """(t, tied): stock's top k of the flat, finite float32 `magnitude` (CPU) are the entries > t and the
     entries == t whose flat indices are in `tied` (int64, sorted)."""
-    flat = magnitude.reshape(-1).contiguous()
-    total = flat.numel()
-    if total >= 1 << 32:
-        return _by_argsort(magnitude, k)
-    # One int64 key per entry: the value's bits (non-negative float32 bits order like the floats) above
-    # the flat index, so one array is partitioned and a comparison of values is one of keys.
-    keys = flat.view(torch.int32).numpy().astype(np.int64) << 32
-    keys |= np.arange(total, dtype=np.int64)
+    values = magnitude.reshape(-1).numpy().copy()
+    total = values.size
+    index = np.arange(total, dtype=np.int32 if total < 2**31 else np.int64)
     first, last = 0, total
     depth = 2 * (total.bit_length() - 1) if total else 0
     while first < k < last and last - first > INSERTION_THRESHOLD:
         if depth == 0:  # libstdc++ would heapsort this range: take stock's answer from stock's own sort
             return _by_argsort(magnitude, k)
         depth -= 1
-        cut = _partition(keys, first, last, k=k)
+        cut = _partition(values, index, first, last, k)
         if k > cut:
             first = cut
         else:
             last = cut
     if first < k < last:  # the final insertion sort orders the small range holding the boundary, stably
-        block = keys[first:last]
-        keys[first:last] = block[np.argsort(-(block >> 32), kind="stable")]
-    kept = keys[:k]
-    threshold = int(kept.min()) >> 32
-    tied = np.sort(kept[(kept >> 32) == threshold] & 0xFFFFFFFF)
-    return float(np.array(threshold, dtype=np.int32).view(np.float32)), torch.from_numpy(tied)
-
+        order = np.argsort(-values[first:last].astype(np.float64), kind="stable")
+        values[first:last], index[first:last] = values[first:last][order], index[first:last][order]
+    kept = values[:k]
+    threshold = kept.min()
+    tied = np.sort(index[:k][kept == threshold]).astype(np.int64)
+    return float(threshold), torch.from_numpy(tied)
 
 def _by_argsort(magnitude: torch.Tensor, k: int) -> tuple[float, torch.Tensor]:
     flat = magnitude.reshape(-1)
