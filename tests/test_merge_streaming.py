@@ -202,3 +202,25 @@ def test_grid_rejects_bad_subsets_all_at_once(tiny_llama_world, tmp_path):
         merge_grid(base, ckpts, [(0, 1), (0, 7), (2, 2), (1,)], "model_stock", out_dirs=None)
     message = str(error.value)
     assert "subset 1" in message and "subset 2" in message and "subset 3" in message and "subset 0" not in message
+
+
+@pytest.mark.parametrize("filter_wise", [False, True])
+@pytest.mark.parametrize(
+    "n,shape,dtype",
+    [(2, (37, 101), torch.float32), (3, (300, 101), torch.bfloat16), (12, (64, 257), torch.bfloat16),
+     (5, (1001,), torch.float16), (4, (16, 16), torch.float32)],
+)
+def test_model_stock_kernel_equals_mergekit_bit_for_bit(n, shape, dtype, filter_wise):
+    from repro.merge.kernels import GroupKernel, ModelStockKernel, model_ids
+
+    base, ckpts = inputs(n, shape, dtype, seed=n)
+    if shape == (16, 16):  # opposing task vectors: the singular interpolation (t = 0) path
+        ckpts = [base + (-1) ** i * (ckpts[0] - base) for i in range(n)]
+    before = [c.clone() for c in ckpts]
+    params = {"filter_wise": filter_wise}
+    stock_kernel = GroupKernel("model_stock", params, model_ids([f"m{i}" for i in range(n + 1)]), torch.device("cpu"))
+    expected = stock_kernel.merge(base, ckpts, "w")
+    ours = ModelStockKernel(params, torch.device("cpu")).merge(base, ckpts, "w")
+    assert ours.dtype == torch.float32 and ours.shape == base.shape
+    assert torch.equal(ours, expected)
+    assert all(torch.equal(c, b) for c, b in zip(ckpts, before, strict=True))  # inputs untouched

@@ -10,9 +10,10 @@
   unstable introsort; `repro.merge.stock_topk` replays the partitions that decide the boundary: O(n), not
   a full sort). On an accelerator (`topk_threshold`): every entry above the k-th largest value, and of the
   entries equal to it those with the lowest flat indices until k.
-- Model Stock and our subspace methods (TSV-M, Iso-C, TA+SB, TIES+SB) call the mergekit method object
-  (stock, or ours registered by `repro.merge.mergekit_plugin`) on the whole tensor group, so their
-  results are those of `repro mergekit-yaml` by construction.
+- Model Stock runs mergekit's arithmetic step for step without its repeated norms and copies
+  (`repro.merge.model_stock_kernel`; bit-identical, tested). Our subspace methods (TSV-M, Iso-C, TA+SB,
+  TIES+SB) call the mergekit method object (ours, registered by `repro.merge.mergekit_plugin`) on the
+  whole tensor group, so their results are those of `repro mergekit-yaml` by construction.
 
 Every kernel returns the merged tensor in float32 on the compute device; the engine casts, checks and
 stores it.
@@ -210,6 +211,21 @@ class ElementwiseKernel:
         if self._deltas is not None:
             return self._deltas[:, :size]
         return torch.empty((self.weights.shape[0], size), dtype=torch.float32, device=self.device)
+
+
+class ModelStockKernel:
+    """Model Stock over one tensor: mergekit's arithmetic without its repeated passes
+    (`repro.merge.model_stock_kernel`)."""
+
+    def __init__(self, params: Mapping[str, Any], device: torch.device):
+        self.filter_wise = bool(params.get("filter_wise", False))
+        self.device = device
+
+    def merge(self, base: torch.Tensor, inputs: Sequence[torch.Tensor], name: str) -> torch.Tensor:
+        from repro.merge.model_stock_kernel import model_stock_tensor
+
+        del name
+        return model_stock_tensor(base, inputs, filter_wise=self.filter_wise, device=self.device)
 
 
 class GroupKernel:

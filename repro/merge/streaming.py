@@ -24,6 +24,7 @@ from repro.merge.kernels import (
     ELEMENTWISE_METHODS,
     ElementwiseKernel,
     GroupKernel,
+    ModelStockKernel,
     NonFiniteInput,
     check_group_inputs,
     model_ids,
@@ -60,6 +61,8 @@ def tensor_order(index: dict[str, TensorInfo]) -> list[str]:
 def make_kernel(method: str, mergekit_name: str, params: dict, paths: Sequence[Path], device, chunk: int):
     if method in ELEMENTWISE_METHODS:
         return ElementwiseKernel(method, params, len(paths) - 1, device, chunk)
+    if method == "model_stock":
+        return ModelStockKernel(params, device)
     return GroupKernel(mergekit_name, params, model_ids(paths), device)
 
 
