@@ -10,8 +10,8 @@
 # $OUT/merge-quick-cuda.{md,json}, with the run's log in $OUT/gpu_merge.log.
 #
 #   OUT=/tmp/out bash bench/gpu_merge.sh            # on the GPU machine (about 2-3 minutes)
-#   DEVICE=cpu METHODS=task_arithmetic bash bench/gpu_merge.sh   # the same script on the CPU (a check)
-# Other knobs: REPS (default 1), LIMIT_S (default 220: the benchmark is stopped after that many seconds;
+#   DEVICE=cpu SIZE=tiny REPRO_BENCH_NO_LOCK=1 bash bench/gpu_merge.sh   # a functional check on the CPU
+# Other knobs: SIZE (quick = 7M, tiny = 0.9M parameters), METHODS, REPS (default 1), LIMIT_S (default 220: the benchmark is stopped after that many seconds;
 # the per-run lines already in the log remain), PYTHON (default .venv/bin/python if present, else python3).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -37,11 +37,11 @@ if [ "$DEVICE" = cuda ] && ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torc
   exit 2
 fi
 # shellcheck disable=SC2086  # METHODS is a word list
-timeout "$LIMIT_S" "$PYTHON" bench/bench_merge.py --quick --device "$DEVICE" --reps "$REPS" --skip-extras \
+timeout "$LIMIT_S" "$PYTHON" bench/bench_merge.py "--${SIZE:-quick}" --device "$DEVICE" --reps "$REPS" --skip-extras \
   --methods $METHODS 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
-label=merge-quick
-[ "$DEVICE" = cuda ] && label=merge-quick-cuda
+label=merge-${SIZE:-quick}
+[ "$DEVICE" = cuda ] && label=$label-cuda
 for file in "runs/bench/$label.md" "runs/bench/$label.json"; do
   [ -f "$file" ] && [ "$file" -nt "$stamp" ] && cp "$file" "$OUT/"
 done

@@ -6,9 +6,9 @@ the float32 weights and interpolates with the base. The same operations on the s
 same bits, so this kernel only drops what is repeated or kept for nothing:
 - each task vector's norm is computed once (stock recomputes it in every pair: same op, same value);
 - the pair products go to one reused buffer (same elementwise product, same `sum`);
-- the float32 copies of the weights are not kept: the average re-reads each input (bf16 -> float32 is
-  exact) and accumulates in stock's order (Python's `sum` starts from 0: `0 + w1`, then `+ w2`, ...).
-Memory: n float32 task vectors plus two buffers of the largest tensor, instead of stock's 2n + 2.
+- the float32 copies of the weights are not kept: each is added to the running sum (in stock's order:
+  Python's `sum` starts from 0, `0 + w1`, then `+ w2`, ...) and then turned into its task vector in place.
+Memory: n float32 task vectors plus three buffers of the largest tensor, instead of stock's 2n + 2.
 Equality with mergekit's function is tested (tests/test_merge_streaming.py).
 """
 
@@ -33,11 +33,13 @@ def model_stock_tensor(base: torch.Tensor, inputs: Sequence[torch.Tensor], *, fi
         return shaped(tensor.to(device=device, dtype=torch.float32))
 
     w_0 = shaped(w_0)
-    offsets = []
+    offsets, total = [], None
     for tensor in inputs:
         offset = weight(tensor)
         if offset.data_ptr() == tensor.data_ptr():  # already float32 on the device: never write an input
             offset = offset.clone()
+        # Python's sum(ws), in stock's order: 0 + w1 (a new tensor), then + w2, ...
+        total = offset + 0 if total is None else total.add_(offset)
         offsets.append(offset.sub_(w_0))
     norms = [torch.norm(offset, dim=-1) for offset in offsets]
     product = torch.empty_like(offsets[0])
@@ -54,8 +56,5 @@ def model_stock_tensor(base: torch.Tensor, inputs: Sequence[torch.Tensor], *, fi
     singular = denominator.abs() < 1e-6
     safe_denominator = torch.where(singular, torch.ones_like(denominator), denominator)
     t = torch.where(singular, torch.zeros_like(cos_theta), (count * cos_theta) / safe_denominator)
-    total = weight(inputs[0]) + 0  # Python's sum(ws): 0 + w1 (a new tensor), then + w2, ...
-    for tensor in inputs[1:]:
-        total.add_(weight(tensor))
     average = total.div_(count)
     return average.mul_(t).add_((1 - t) * w_0).reshape(out_shape)
