@@ -113,7 +113,8 @@ def _run_claimed(job: Job, loaded, runs_dir: Path, store: ResultsStore, owner: s
     store.journal(job.id, owner, "start")
     try:
         if executor is None:
-            executor = JobExecutor(loaded, runs_dir, store, upcoming)
+            executor = JobExecutor(loaded, runs_dir, store)
+            executor.upcoming = list(upcoming)  # the worker's jobs: in-memory merges of a group share a pass
         record = executor.run(job)
         store.write_result({**record, "worker": owner})
     except InsufficientDiskError:
