@@ -163,9 +163,11 @@ def cmd_run(args) -> int:
     loaded, runs_dir = load_for_cli(args)
     plan = build_plan(loaded)
     write_plan(plan, runs_dir)
+    from repro.plan import JobKind
+
     kinds = set(args.only.split(",")) if args.only else None
-    if kinds and not kinds <= set(JOB_KINDS):
-        raise RunnerError(f"--only takes {', '.join(JOB_KINDS)}, not {args.only!r}")
+    if kinds and not kinds <= set(JobKind):
+        raise RunnerError(f"--only takes {', '.join(JobKind)}, not {args.only!r}")
     if os.environ.get("REPRO_WORKER_INDEX") is None:
         from repro.runner.reuse import reuse_finished_jobs
 
@@ -202,9 +204,6 @@ def cmd_run(args) -> int:
               "rerun with --retry-failed after fixing the cause", file=sys.stderr)
         return 1
     return code
-
-
-JOB_KINDS = ("base", "single", "merge", "homogeneous", "geometry")
 
 
 def plan_for_table(loaded, plan, table: str):

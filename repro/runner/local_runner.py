@@ -19,7 +19,7 @@ from pathlib import Path
 
 from repro.config import LoadedConfig
 from repro.errors import InsufficientDiskError
-from repro.plan import Job, Plan
+from repro.plan import Job, Plan, describe_job
 from repro.results import ResultsStore
 from repro.runner.claims import ClaimBoard, worker_identity
 
@@ -108,7 +108,7 @@ def _run_claimed(job: Job, loaded, runs_dir: Path, store: ResultsStore, owner: s
 
     if store.has_result(job.id):  # finished by another worker since we listed the jobs
         return executor
-    bar.set_postfix_str(_describe(job), refresh=False)
+    bar.set_postfix_str(describe_job(job), refresh=False)
     store.journal(job.id, owner, "start")
     try:
         if executor is None:
@@ -123,13 +123,13 @@ def _run_claimed(job: Job, loaded, runs_dir: Path, store: ResultsStore, owner: s
             store.journal(job.id, owner, "stopped")
             raise InsufficientDiskError(
                 f"the disk filled up (or a file size limit was reached) during job {job.id} "
-                f"({_describe(job)}): {disk_full(exc)}; nothing partial was kept — free space in "
+                f"({describe_job(job)}): {disk_full(exc)}; nothing partial was kept — free space in "
                 f"{runs_dir} and run the same command again"
             ) from exc
         store.write_failure(job.to_json(), f"{type(exc).__name__}: {exc}", traceback.format_exc())
         store.journal(job.id, owner, "failed")
         summary.failed.append(job.id)
-        bar.write(f"job {job.id} ({_describe(job)}) failed: {exc}")
+        bar.write(f"job {job.id} ({describe_job(job)}) failed: {exc}")
     else:
         store.journal(job.id, owner, "done")
         summary.done.append(job.id)
@@ -151,16 +151,6 @@ def disk_full(exc: BaseException) -> str | None:
 
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
-def _describe(job: Job) -> str:
-    if job.kind == "merge":
-        return f"{job.base} {job.label} n={job.n} {list(job.subset)}"
-    if job.kind == "single":
-        return f"{job.base} checkpoint {job.subset[0]}"
-    if job.kind == "geometry":
-        return f"{job.base} task-vector geometry"
-    return f"{job.base} base"
 
 
 def run_parallel(
