@@ -38,7 +38,16 @@ from repro.experiment_sections import (  # noqa: F401 (sweep_points is part of t
     SweepSettings,
     sweep_points,
 )
-from repro.input_problems import ProblemList, load_yaml, pydantic_problems, suggest
+from repro.input_problems import (
+    ProblemList,
+    field_path,
+    load_yaml,
+    pydantic_message,
+    pydantic_problems,
+    shown_input,
+    suggest,
+    yaml_error_text,
+)
 from repro.worlds.recipe import TrainedWorldConfig
 
 DEFAULT_SUITES_FILE = "configs/suites.yaml"
@@ -290,7 +299,7 @@ class LoadedConfig:
         for i, path in enumerate(paths):
             if not path.is_file():
                 raise ConfigError(f"appendix config {path} does not exist", path=str(self.path),
-                                  field=f"report.appendix_configs[{i}]")
+                                  field=field_path("report", "appendix_configs", i))
         return paths
 
     def pool_size(self, base: str) -> int:
@@ -320,10 +329,7 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
     try:
         data = load_yaml(raw_text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}",
-                          path=str(path)) from None
+        raise ConfigError(yaml_error_text(exc), path=str(path)) from exc
     except RecursionError:
         raise ConfigError("YAML nested too deeply to be a config", path=str(path)) from None
     if not isinstance(data, dict):
@@ -356,10 +362,9 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
 
 def _describe(err: dict, field: str) -> str:
     """One config problem with its fix (pydantic's wording plus what was given)."""
-    message = err["msg"].removeprefix("Value error, ")
+    message = pydantic_message(err)
     if err["type"] not in ("value_error", "assertion_error"):
-        shown = repr(err.get("input"))
-        message += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+        message += f" (got {shown_input(err.get('input'))})"
     return message
 
 
@@ -410,7 +415,7 @@ def _check_lock_references(loaded: LoadedConfig) -> list[tuple[str, str]]:
         if base not in lock.bases:
             close = suggest(base, lock.bases)
             hint = f"did you mean {close!r}?" if close else f"known: {known}"
-            problems.append((f"bases[{i}]", f"base {base!r} is not in {lock_path.name} ({hint})"))
+            problems.append((field_path("bases", i), f"base {base!r} is not in {lock_path.name} ({hint})"))
             continue
         pool = lock.pool(base)
         for n in loaded.config.merge.sizes:
@@ -421,7 +426,7 @@ def _check_lock_references(loaded: LoadedConfig) -> list[tuple[str, str]]:
     if homogeneous is not None:
         for i, base in enumerate(homogeneous.bases):
             if base not in lock.bases:
-                problems.append((f"homogeneous.bases[{i}]", f"base {base!r} is not in {lock_path.name} "
+                problems.append((field_path("homogeneous", "bases", i), f"base {base!r} is not in {lock_path.name} "
                                                             f"(known: {known})"))
                 continue
             for j, experiment in enumerate(homogeneous.experiments):
@@ -429,7 +434,7 @@ def _check_lock_references(loaded: LoadedConfig) -> list[tuple[str, str]]:
                     if group not in lock.bases[base].homogeneous:
                         groups = ", ".join(lock.bases[base].homogeneous) or "none"
                         problems.append((
-                            f"homogeneous.experiments[{j}].groups[{k}]",
+                            field_path("homogeneous", "experiments", j, "groups", k),
                             f"base {base!r} has no homogeneous group {group!r} in {lock_path.name} "
                             f"(known: {groups})",
                         ))
@@ -459,14 +464,14 @@ def _method_problems(methods: object) -> list[tuple[str, str]]:
         try:
             resolve_method_params(method["name"])
         except ReproError as exc:
-            problems.append((f"methods[{i}].name", exc.problems[0][1]))
+            problems.append((field_path("methods", i, "name"), exc.problems[0][1]))
             continue
         params = method.get("params")
         for key, value in (params.items() if isinstance(params, dict) else []):  # each bad parameter apart
             try:
                 resolve_method_params(method["name"], {key: value})
             except ReproError as exc:
-                problems.append((f"methods[{i}].params.{key}", exc.problems[0][1]))
+                problems.append((field_path("methods", i, "params", str(key)), exc.problems[0][1]))
     return problems
 
 
@@ -482,7 +487,7 @@ def _sweep_problems(loaded: LoadedConfig) -> list[tuple[str, str]]:
                     resolve_method_params(method.name, {**method.params, **point})
                 except ReproError as exc:
                     where, message = exc.problems[0]
-                    problems.append((f"sweeps[{j}].grid", f"{method.label or method.name}: {where}: {message}"))
+                    problems.append((field_path("sweeps", j, "grid"), f"{method.label or method.name}: {where}: {message}"))
                     break
     return problems
 
@@ -499,12 +504,12 @@ def _check_report(loaded: LoadedConfig) -> list[tuple[str, str]]:
     for table in DEFAULT_REPORT_TABLES:
         for i, key in enumerate(getattr(cfg.report, table) or []):
             if key not in in_config and key not in METHODS:
-                problems.append((f"report.{table}[{i}]", f"method {key!r} is not a merge method name or a label "
+                problems.append((field_path("report", table, i), f"method {key!r} is not a merge method name or a label "
                                                          f"of `methods` (known: {known})"))
     for j, sweep in enumerate(cfg.sweeps):
         for i, key in enumerate(sweep.methods):
             if key not in in_config:
-                problems.append((f"sweeps[{j}].methods[{i}]", f"method {key!r} is not in `methods` "
+                problems.append((field_path("sweeps", j, "methods", i), f"method {key!r} is not in `methods` "
                                                               f"(names or labels: {', '.join(sorted(in_config))})"))
     return problems
 
@@ -517,7 +522,7 @@ def _check_suite(loaded: LoadedConfig) -> list[tuple[str, str]]:
     wanted = [("evaluation.suite", loaded.config.evaluation.suite)]
     if loaded.config.homogeneous is not None:
         for j, experiment in enumerate(loaded.config.homogeneous.experiments):
-            wanted += [(f"homogeneous.experiments[{j}].suites[{k}]", s) for k, s in enumerate(experiment.suites)]
+            wanted += [(field_path("homogeneous", "experiments", j, "suites", k), s) for k, s in enumerate(experiment.suites)]
     problems = [
         (field, f"unknown suite {name!r}; defined in {suites_path.name}: {', '.join(suites)}")
         for field, name in wanted

@@ -362,10 +362,7 @@ def _run_targets(prepared: PreparedMerge, targets, svd_cache) -> None:
         raise MergeError(f"merging with {prepared.method} failed: {type(error).__name__}: {error}") from error
 
 def _record(method, params, base, models, outcome, truncations, out_dtype, device, policy, timings, elapsed):
-    import mergekit
-    import torch
-
-    from repro import __version__
+    from repro.package_versions import package_versions
 
     return {
         "method": method,
@@ -380,19 +377,6 @@ def _record(method, params, base, models, outcome, truncations, out_dtype, devic
         "vocab_truncations": [t.as_dict() for t in truncations],
         "task_vector_l2": outcome["norm"],
         "svd_cache": outcome["cache_stats"],
-        "versions": {
-            "repro": __version__,
-            "mergekit": getattr(mergekit, "__version__", None) or _dist_version("mergekit"),
-            "torch": torch.__version__,
-        },
+        "versions": package_versions(("repro", "mergekit", "torch"), python=False),
         "timings": {**timings, "total_s": elapsed},
     }
-
-
-def _dist_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
