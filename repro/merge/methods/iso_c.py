@@ -1,7 +1,7 @@
 """Iso-C (Marczak et al., ICML 2025), as a mergekit merge method named `iso_c`.
 
 Per tensor, with task vectors delta_i = W_i - W_0 in float32:
-- every 2-D tensor except `embed_tokens` / `lm_head`: M = sum_i delta_i; reduced SVD M = U S V^T;
+- every 2-D tensor except the vocabulary tensors (`repro.merge.tensor_roles`: embeddings, LM head): M = sum_i delta_i; reduced SVD M = U S V^T;
   Delta = mean(S) * U V^T (every singular value replaced by their mean);
 - every other tensor: Delta = mean of the delta_i.
 W = W_0 + Delta (lambda = 1, no normalization).

@@ -1,7 +1,7 @@
 """TSV-Merge (Gargiulo et al., CVPR 2025), as a mergekit merge method named `tsv_m`.
 
 Per tensor, with task vectors delta_i = W_i - W_0 in float32 and T models:
-- every 2-D tensor except `embed_tokens` / `lm_head`: reduced SVD of each delta_i; keep its first
+- every 2-D tensor except the vocabulary tensors (`repro.merge.tensor_roles`: embeddings, LM head): reduced SVD of each delta_i; keep its first
   k = floor(r / T) singular triplets (r = min(rows, cols)) in disjoint blocks of the concatenated
   U, Sigma, V; replace the concatenated U and V each by its polar factor (SVD X = P D Q^T -> P Q^T);
   Delta = U_perp diag(Sigma) V_perp^T;
