@@ -5,7 +5,7 @@ bases and pools in checkpoints.lock), which merge methods with which parameters,
 of subsets per size, the subset seed, the evaluation suite and settings, and where outputs go.
 
 `load_config(path)` validates everything it can without touching models: unknown keys, bad values,
-unknown method names and parameters (against the merge registry), unknown suites, and references to
+unknown method names and parameters (against the method catalog, `repro.method_catalog`), unknown suites, and references to
 missing lockfile entries each raise one ConfigError naming the file and the field.
 """
 
@@ -286,7 +286,7 @@ class LoadedConfig:
 
     def report_labels(self, table: str) -> list[str]:
         """Display labels of the method configurations a table shows (variants of a method included)."""
-        from repro.merge.registry import METHODS
+        from repro.method_catalog import METHODS
 
         wanted = getattr(self.config.report, table)
         methods = self.methods_for(DEFAULT_REPORT_TABLES[table] if wanted is None else wanted)
@@ -455,7 +455,7 @@ def _check_methods(loaded: LoadedConfig) -> list[tuple[str, str]]:
 
 def _method_problems(methods: object) -> list[tuple[str, str]]:
     """Unknown method names and each bad parameter, one problem each (`methods` as written)."""
-    from repro.merge.registry import resolve_method_params
+    from repro.method_catalog import resolve_method_params
 
     problems: list[tuple[str, str]] = []
     for i, method in enumerate(methods if isinstance(methods, list) else []):
@@ -477,7 +477,7 @@ def _method_problems(methods: object) -> list[tuple[str, str]]:
 
 def _sweep_problems(loaded: LoadedConfig) -> list[tuple[str, str]]:
     """Every grid point of every sweep is a valid parameter set of each method it sweeps."""
-    from repro.merge.registry import resolve_method_params
+    from repro.method_catalog import resolve_method_params
 
     problems: list[tuple[str, str]] = []
     for j, sweep in enumerate(loaded.config.sweeps):
@@ -495,7 +495,7 @@ def _sweep_problems(loaded: LoadedConfig) -> list[tuple[str, str]]:
 def _check_report(loaded: LoadedConfig) -> list[tuple[str, str]]:
     """Every method a table names is a registry method or a label of `methods` (a registry method this
     config does not run is simply absent from the table); every method a sweep names is in `methods`."""
-    from repro.merge.registry import METHODS
+    from repro.method_catalog import METHODS
 
     cfg = loaded.config
     in_config = {key for m in cfg.methods for key in (m.name, m.label) if key}

@@ -52,7 +52,7 @@ def _mergekit_yaml(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from repro.merge.registry import METHODS
+    from repro.method_catalog import METHODS
 
     merge = subparsers.add_parser(
         "merge",

@@ -59,7 +59,7 @@ def build_mergekit_config(
 ) -> dict[str, Any]:
     """The mergekit YAML configuration (as a dict) of one merge; `params` must be resolved."""
     spec = get_method(method)
-    per_model, global_params = split_parameters(params)
+    per_model, global_params = split_parameters(method, params)
     entries = []
     for model in models:
         entry: dict[str, Any] = {"model": str(model)}
@@ -90,6 +90,7 @@ def _config_yaml(config: Mapping[str, Any], method: str, truncate: bool) -> str:
 
 
 def _check_inputs(base: Path, models: Sequence[Path], method: str) -> None:
+    """Distinct inputs, as many as the method's facts require (`min_models`, mergekit's min_non_base)."""
     if not models:
         raise MergeError("give at least one checkpoint to merge", field="models")
     seen = {base.resolve(): "the base model"}
@@ -100,8 +101,9 @@ def _check_inputs(base: Path, models: Sequence[Path], method: str) -> None:
                 f"is listed twice (also as {seen[key]}); list each checkpoint once", path=str(model)
             )
         seen[key] = "a checkpoint"
-    if method == "model_stock" and len(models) < 2:
-        raise MergeError("model_stock needs at least 2 checkpoints besides the base", field="models")
+    needed = get_method(method).min_models
+    if len(models) < needed:
+        raise MergeError(f"{method} needs at least {needed} checkpoints besides the base", field="models")
 
 
 def task_vector_l2(merged_dir: Path, base: Path) -> float:

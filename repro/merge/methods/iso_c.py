@@ -10,10 +10,10 @@ W = W_0 + Delta (lambda = 1, no normalization).
 from __future__ import annotations
 
 import torch
-from mergekit.merge_methods.base import BasePolicy, InputContract, TensorGroup
-from mergekit.merge_methods.easy_define import merge_method
+from mergekit.merge_methods.base import TensorGroup
 
 from repro.merge.methods.spectral import base_plus_update, is_decomposed_matrix, isotropic
+from repro.merge.registry import facts_merge_method
 
 
 def iso_c_update(group: TensorGroup) -> torch.Tensor:
@@ -25,10 +25,9 @@ def iso_c_update(group: TensorGroup) -> torch.Tensor:
     return isotropic(deltas.sum(dim=0), group.metadata.name)
 
 
-@merge_method(
-    name="iso_c",
-    pretty_name="Iso-C",
-    contract=InputContract(base=BasePolicy.REQUIRED, min_non_base=1),
-)
-def iso_c_merge_method(group: TensorGroup) -> torch.Tensor:
+def iso_c_group(group: TensorGroup) -> torch.Tensor:
     return base_plus_update(group, iso_c_update)
+
+
+# Name, title and input contract come from the method's facts (`repro.method_catalog`).
+iso_c_merge_method = facts_merge_method("iso_c", iso_c_group)

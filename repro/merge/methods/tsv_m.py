@@ -14,10 +14,10 @@ Per-checkpoint decompositions come from the active `SvdCache` when the merge run
 from __future__ import annotations
 
 import torch
-from mergekit.merge_methods.base import BasePolicy, InputContract, TensorEntry, TensorGroup
-from mergekit.merge_methods.easy_define import merge_method
+from mergekit.merge_methods.base import TensorEntry, TensorGroup
 
 from repro.merge.methods.spectral import base_plus_update, is_decomposed_matrix, robust_svd
+from repro.merge.registry import facts_merge_method
 from repro.merge.svd_cache import active_svd_cache
 
 
@@ -69,10 +69,9 @@ def tsv_merge_update(group: TensorGroup) -> torch.Tensor:
     return (u_perp * s_cat) @ vh_perp
 
 
-@merge_method(
-    name="tsv_m",
-    pretty_name="TSV-Merge",
-    contract=InputContract(base=BasePolicy.REQUIRED, min_non_base=1),
-)
-def tsv_m_merge_method(group: TensorGroup) -> torch.Tensor:
+def tsv_m_group(group: TensorGroup) -> torch.Tensor:
     return base_plus_update(group, tsv_merge_update)
+
+
+# Name, title and input contract come from the method's facts (`repro.method_catalog`).
+tsv_m_merge_method = facts_merge_method("tsv_m", tsv_m_group)
