@@ -46,7 +46,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _mergekit_yaml(args: argparse.Namespace) -> int:
-    from repro.merge.mergekit_cli import run_mergekit_yaml
+    from repro.cli.mergekit_yaml import run_mergekit_yaml
 
     return run_mergekit_yaml((["--help"] if args.help else []) + list(args.mergekit_args))
 
