@@ -325,13 +325,13 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
     try:
         raw_text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the config ({exc}); pass a UTF-8 YAML file", path=str(path)) from None
+        raise ConfigError(f"cannot read the config ({exc}); pass a UTF-8 YAML file", path=str(path)) from exc
     try:
         data = load_yaml(raw_text)
     except yaml.YAMLError as exc:
         raise ConfigError(yaml_error_text(exc), path=str(path)) from exc
-    except RecursionError:
-        raise ConfigError("YAML nested too deeply to be a config", path=str(path)) from None
+    except RecursionError as error:
+        raise ConfigError("YAML nested too deeply to be a config", path=str(path)) from error
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping of settings at the top level", path=str(path))
     if "methods_from" in data:
@@ -344,7 +344,7 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
         problems = pydantic_problems(exc, ExperimentConfig, _describe)
         if check_methods:  # also the methods' problems, which the schema cannot see
             problems += [p for p in _method_problems(data.get("methods")) if p[0] not in dict(problems)]
-        raise ConfigError(path=str(path), problems=problems) from None
+        raise ConfigError(path=str(path), problems=problems) from exc
 
     loaded = LoadedConfig(path, config, raw_text, _project_root_for(path.resolve()))
     problems: list[tuple[str, str]] = []
@@ -376,11 +376,11 @@ def _section_from(path: Path, data: dict, section: str):
     source = path.parent / str(data[key])
     try:
         return load_yaml(source.read_text(encoding="utf-8"))[section]
-    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError, RecursionError):
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError, RecursionError) as error:
         raise ConfigError(
             f"cannot read a `{section}` section from {source}; point {key} at a config that has one",
             path=str(path), field=key,
-        ) from None
+        ) from error
 
 
 def _methods_from(path: Path, data: dict) -> list:
@@ -391,11 +391,11 @@ def _methods_from(path: Path, data: dict) -> list:
     try:
         other = load_yaml(source.read_text(encoding="utf-8"))
         return other["methods"]
-    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError, RecursionError):
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError, RecursionError) as error:
         raise ConfigError(
             f"cannot read a `methods` list from {source}; point methods_from at a config that has one",
             path=str(path), field="methods_from",
-        ) from None
+        ) from error
 
 
 def _check_lock_references(loaded: LoadedConfig) -> list[tuple[str, str]]:

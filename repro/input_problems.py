@@ -166,10 +166,10 @@ def _construct_unique_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode, d
         key = loader.construct_object(key_node, deep=deep)
         try:
             first = seen.get(key)
-        except TypeError:  # an unhashable key (a list or mapping used as a key)
+        except TypeError as error:  # an unhashable key (a list or mapping used as a key)
             raise yaml.constructor.ConstructorError(
                 None, None, "a list or mapping cannot be a key", key_node.start_mark
-            ) from None
+            ) from error
         if first is not None:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r} (first at line {first + 1})", key_node.start_mark

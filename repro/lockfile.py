@@ -344,8 +344,8 @@ def parse_lockfile(text: str, path: str | Path = "checkpoints.lock") -> Lockfile
         data = load_yaml(text)
     except yaml.YAMLError as exc:
         raise LockError(yaml_error_text(exc), path=str(path)) from exc
-    except RecursionError:
-        raise LockError("YAML nested too deeply to be a lockfile", path=str(path)) from None
+    except RecursionError as error:
+        raise LockError("YAML nested too deeply to be a lockfile", path=str(path)) from error
     if data is None:
         raise LockError(
             "the lockfile is empty; restore it from git (git checkout checkpoints.lock)", path=str(path)
@@ -356,7 +356,7 @@ def parse_lockfile(text: str, path: str | Path = "checkpoints.lock") -> Lockfile
         lock = Lockfile.model_validate(data)
     except ValidationError as exc:
         problems = pydantic_problems(exc, Lockfile, _describe_error)
-        raise LockError(path=str(path), problems=problems) from None
+        raise LockError(path=str(path), problems=problems) from exc
     header = "".join(line for line in _leading_comments(text))
     if header:
         lock._header = header
@@ -378,5 +378,5 @@ def load_lockfile(path: str | Path = DEFAULT_LOCKFILE) -> Lockfile:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise LockError(f"cannot read the lockfile: {exc}", path=str(path)) from None
+        raise LockError(f"cannot read the lockfile: {exc}", path=str(path)) from exc
     return parse_lockfile(text, path)

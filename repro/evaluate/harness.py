@@ -82,10 +82,10 @@ def build_lm(model, *, tokenizer, dtype: str, batch_size, device: str, backend: 
             )
         try:
             from lm_eval.models.vllm_causallms import VLLM
-        except ImportError:
+        except ImportError as error:
             raise EvaluationError(
                 "the vLLM backend needs `pip install vllm` (GPU machines only)", field="backend"
-            ) from None
+            ) from error
         return VLLM(
             pretrained=str(model), dtype=dtype, batch_size=batch_size, tokenizer=tokenizer and str(tokenizer)
         )

@@ -114,7 +114,7 @@ def decode_items(data: bytes, *, source: str = "<bytes>") -> dict[str, list[tupl
     except (OSError, ValueError) as exc:
         raise EvaluationError(
             f"not a readable item store ({exc}); re-run the evaluation", path=source
-        ) from None
+        ) from exc
     if payload.get("format") != ITEMS_FORMAT:
         raise EvaluationError(f"unknown item store format {payload.get('format')!r}", path=source)
     items = {}
@@ -136,6 +136,6 @@ def read_items(path: str | Path) -> dict[str, list[tuple[str, int]]]:
     path = Path(path)
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise EvaluationError("item store not found", path=str(path)) from None
+    except FileNotFoundError as error:
+        raise EvaluationError("item store not found", path=str(path)) from error
     return decode_items(data, source=str(path))

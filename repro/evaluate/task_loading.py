@@ -86,12 +86,12 @@ def load_task_objects(manager, specs: list[TaskSpec]) -> tuple[list[Any], dict[s
     for spec in specs:
         try:
             loaded = manager.load([spec.name])
-        except Exception as exc:  # noqa: BLE001 - translated into one clear message
+        except task_load_errors() as exc:  # lm-eval / datasets / hub failures; a bug propagates as itself
             entry = manager._index.get(spec.name) if hasattr(manager, "_index") else None
             dataset = None
             if entry is not None and getattr(entry, "yaml_path", None):
                 dataset = _dataset_path_of(entry.yaml_path)
-            raise task_load_error(spec.name, dataset, exc, gated=spec.gated) from None
+            raise task_load_error(spec.name, dataset, exc, gated=spec.gated) from exc
         top = loaded.get("groups", {}).get(spec.name)
         objects.extend([top] if isinstance(top, Group) else loaded["tasks"].values())
         for leaf in loaded["tasks"]:
@@ -104,17 +104,27 @@ def load_task_objects(manager, specs: list[TaskSpec]) -> tuple[list[Any], dict[s
     return objects, parent_of
 
 
-def _dataset_path_of(yaml_path) -> str | None:
-    try:
-        import yaml
+def task_load_errors() -> tuple[type[BaseException], ...]:
+    """The error types lm-eval, datasets and the hub raise for a task that cannot be loaded (a missing or
+    unreachable dataset, a gated one, a bad task YAML): OSError covers the hub's HTTP, offline and
+    not-found errors; datasets' own errors; ValueError / KeyError for bad task configs."""
+    import yaml
+    from datasets.exceptions import DatasetsError
 
+    return (OSError, ValueError, KeyError, yaml.YAMLError, DatasetsError)
+
+
+def _dataset_path_of(yaml_path) -> str | None:
+    import yaml
+
+    try:
         text = Path(yaml_path).read_text(encoding="utf-8")
         for line in text.splitlines():
             if line.startswith("dataset_path:"):
                 return line.split(":", 1)[1].strip() or None
         data = yaml.safe_load(text)
         return data.get("dataset_path") if isinstance(data, dict) else None
-    except Exception:  # noqa: BLE001 - only used to improve an error message
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):  # only used to improve an error message
         return None
 
 

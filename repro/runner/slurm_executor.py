@@ -106,7 +106,7 @@ def run_on_slurm(
             {**loaded.config.slurm.model_dump(), **_parse_overrides(overrides)}
         )
     except ValueError as exc:  # pydantic's ValidationError
-        raise RunnerError(f"bad --slurm-option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+        raise RunnerError(f"bad --slurm-option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from exc
     store = ResultsStore(runs_dir)
     todo = pending_jobs(plan, store, retry_failed=retry_failed, kinds=kinds)
     if not todo:
