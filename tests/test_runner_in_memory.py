@@ -48,3 +48,45 @@ def test_in_memory_and_saved_merges_give_identical_results(tmp_path):
             for job_id, r in records.items()
         }
     assert scores[True] == scores[False]
+
+
+def test_an_in_memory_merge_job_writes_no_merged_weights_anywhere(tmp_path, monkeypatch):
+    """Not just the scratch folder: no weight file appears anywhere (project, runs, temp dir) while the
+    merge jobs run, and no weight writer is even called."""
+    import tempfile
+
+    import safetensors.torch
+    import torch
+    import transformers
+
+    from repro.merge import tensor_io
+    from repro.runner.model_sources import ModelSources
+
+    loaded = load_config(_config(tmp_path, True))
+    plan = build_plan(loaded)
+    merges = [j for j in plan.jobs if j.kind == "merge"]
+    picked = {merges[0].id, merges[-1].id}
+    ModelSources(loaded, tmp_path / "memory" / "runs").prepare(loaded.base_names)  # worlds: written before
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    weight_suffixes = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+    before = {p for p in tmp_path.rglob("*") if p.suffix in weight_suffixes}
+    writes = []
+
+    def refuse(what):
+        def writer(*args, **kwargs):
+            writes.append(what)
+            raise AssertionError(f"an in-memory merge job called {what}")
+        return writer
+
+    monkeypatch.setattr(tensor_io.ShardWriter, "__init__", refuse("ShardWriter"))
+    monkeypatch.setattr(safetensors.torch, "save_file", refuse("safetensors.torch.save_file"))
+    monkeypatch.setattr(torch, "save", refuse("torch.save"))
+    monkeypatch.setattr(transformers.PreTrainedModel, "save_pretrained", refuse("save_pretrained"))
+    runs = tmp_path / "memory" / "runs" / "smoke"
+    summary = run_worker(loaded, plan, runs, job_ids=picked, progress=False)
+    assert summary.failed == [] and set(summary.done) == picked and writes == []
+    after = {p for p in tmp_path.rglob("*") if p.suffix in weight_suffixes}
+    assert after == before, sorted(str(p) for p in after - before)
+    assert all(ResultsStore(runs).read_result(i)["merge"]["in_memory"] for i in picked)
