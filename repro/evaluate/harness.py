@@ -120,29 +120,31 @@ def build_lm(model, *, tokenizer, dtype: str, batch_size, device: str, backend: 
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
 
 
-def _set_default_seeds() -> None:
+def _set_default_seeds() -> dict[str, int]:
+    """Set lm-eval's default seeds; returns them (what the job record stores)."""
     import random
 
     import numpy as np
-    from lm_eval.defaults import DEFAULT_OTHER_SEED, DEFAULT_RANDOM_SEED
     from lm_eval.utils import set_torch_seed
 
-    random.seed(DEFAULT_RANDOM_SEED)
-    np.random.seed(DEFAULT_OTHER_SEED)
-    set_torch_seed(DEFAULT_OTHER_SEED)
+    from repro.evaluate.run_facts import lm_eval_seeds
+
+    seeds = lm_eval_seeds()
+    random.seed(seeds["random_seed"])
+    np.random.seed(seeds["numpy_seed"])
+    set_torch_seed(seeds["torch_seed"])
+    return seeds
 
 
 def load_tasks(manager, objects: list) -> dict:
     """What `lm_eval.simple_evaluate` does to tasks before evaluating: lm-eval's default seeds, n-shot 0
     where a task sets none, the few-shot sampler seed."""
-    from lm_eval.defaults import DEFAULT_OTHER_SEED
-
-    _set_default_seeds()
+    seeds = _set_default_seeds()
     loaded = manager.load(objects)
     for task in loaded["tasks"].values():
         if task.get_config("num_fewshot") is None:
             task.set_config(key="num_fewshot", value=0)
-        task.set_fewshot_seed(seed=DEFAULT_OTHER_SEED)
+        task.set_fewshot_seed(seed=seeds["fewshot_seed"])
     return loaded
 
 
@@ -265,6 +267,9 @@ def evaluate_model(
         try:
             results = run_lm_eval(lm, prepared, limit, item_sample)
             forward_tokens = getattr(lm, "forward_tokens", None)
+            from repro.evaluate.run_facts import lm_eval_seeds, run_facts
+
+            facts = run_facts(lm, lm_eval_seeds())
         finally:
             del lm
             _release_memory()
@@ -294,4 +299,5 @@ def evaluate_model(
         backend=backend,
     )
     outcome.forward_tokens = forward_tokens
+    outcome.run = facts
     return outcome

@@ -59,6 +59,8 @@ class EvalOutcome(BaseModel):
     lm_eval_version: str
     task_hashes: dict[str, str] = Field(default_factory=dict)
     forward_tokens: int | None = None  # token positions the model computed (shared backend counts them)
+    # what the run actually used (repro.evaluate.run_facts): seeds set, batch size, device, tokenizer identity
+    run: dict[str, Any] = Field(default_factory=dict)
 
     def primary_scores(self) -> dict[str, float]:
         """Requested task -> its primary metric value (what `average` averages)."""
