@@ -22,7 +22,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from functools import cache
 from importlib import metadata
 from types import MappingProxyType
 from typing import Any
@@ -167,9 +166,8 @@ def method_names() -> list[str]:
     return [*_BUILTIN, *sorted(_entry_points())]
 
 
-@cache
 def _plugin_facts(name: str, value: str) -> MethodFacts:
-    """The facts a plugin's entry point names (its module is imported here, once per process)."""
+    """The facts a plugin's entry point names (importing its module; Python keeps imported modules)."""
     entry = metadata.EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP)
     try:
         facts = entry.load()

@@ -25,7 +25,6 @@ from repro.evaluate.outcome import EvalOutcome
 from repro.evaluate.prepared import (
     EvaluationSession,
     PreparedTasks,
-    process_session,
     task_selection_key,
     tokenizer_fingerprint,
 )
@@ -152,7 +151,7 @@ def prepare_tasks(specs: list[TaskSpec], include_paths: list[str], limit, sessio
     """The session's loaded tasks for this selection (loaded now if this is the first time)."""
 
     def load() -> tuple[dict, dict[str, str]]:
-        manager = task_manager_for([spec.name for spec in specs], include_paths)
+        manager = task_manager_for([spec.name for spec in specs], include_paths, session)
         objects, parent_of = load_task_objects(manager, specs)
         return load_tasks(manager, objects), parent_of
 
@@ -235,7 +234,8 @@ def evaluate_model(
     `dtype` defaults to the suite's eval_dtype, else float16 (the paper's setting).
     `backend`: "shared" (shared-context scoring, default), "hf" (lm-eval's stock HF path) or "vllm".
     `show_progress=False` silences lm-eval's per-request progress bars (the runner shows its own).
-    `session` holds the tasks and tokenized requests reused between models (default: this process's).
+    `session` holds the task managers, tasks and tokenized requests reused between models: pass one to
+    several calls to share them (the runner and `repro evaluate` do); without one a call builds its own.
     `item_sample={"per_task": k, "seed": s}` scores a fixed seeded sample of k items per task, the same
     for every model (repro.evaluate.item_sample); it excludes `limit`.
 
@@ -245,7 +245,7 @@ def evaluate_model(
     if dtype is None:
         dtype = (tasks.eval_dtype if isinstance(tasks, Suite) else None) or DEFAULT_DTYPE
     specs, include_paths = resolve_specs(tasks, include_path)
-    session = session if session is not None else process_session()
+    session = session if session is not None else EvaluationSession()
     effective_batch = _effective_batch_size(batch_size, device)
     with quiet_custom_dataset_notice():
         # the item sample is part of what the prepared requests were built for

@@ -337,15 +337,12 @@ def merge_checkpoints(
 
 
 def _run_targets(prepared: PreparedMerge, targets, svd_cache) -> None:
-    import contextlib
-
     import torch
 
     from repro.merge.streaming import run_pass
 
-    activated = svd_cache.activated() if svd_cache is not None else contextlib.nullcontext()
     try:
-        with activated, torch.no_grad():
+        with torch.no_grad():
             run_pass(
                 method=prepared.method,
                 mergekit_name=prepared.mergekit_name,
@@ -357,6 +354,7 @@ def _run_targets(prepared: PreparedMerge, targets, svd_cache) -> None:
                 targets=targets,
                 out_dtype=getattr(torch, prepared.out_dtype),
                 device=prepared.device,
+                svd_cache=svd_cache,
             )
     except ReproError:
         raise
