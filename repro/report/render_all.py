@@ -87,6 +87,12 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
         artifacts.append(Artifact("appendix_e", TABLE_TITLES["appendix_e"], "table",
                                   write_homogeneous_table(built, out_dir), count, table=(built.headers, built.rows)))
     artifacts.sort(key=_order)
+    from repro.report.paper_correspondence import paper_caption
+
+    for artifact in artifacts:  # which paper table/figure it is, and what differs (base, suite, ...)
+        caption = paper_caption(loaded, artifact.key)
+        if caption:
+            artifact.notes.insert(0, caption)
     incomplete = incomplete_cells(results, loaded.report_labels("table1")) if grid_results else []
     _write_manifest(loaded, artifacts, skipped, incomplete, records, out_dir)
     from repro.report.html_page import write_page
@@ -186,7 +192,7 @@ def _write_manifest(loaded, artifacts, skipped, incomplete, records, out_dir: Pa
     return atomic_write_json(out_dir / "manifest.json", {
         "config": {"name": loaded.name, "hash": loaded.config_hash},
         "artifacts": [{"key": a.key, "title": a.title, "kind": a.kind, "files": sorted(p.name for p in a.files),
-                       "n_results": a.n_results} for a in artifacts],
+                       "n_results": a.n_results, "notes": a.notes} for a in artifacts],
         "not_rendered": skipped,
         "incomplete_table1_cells": incomplete,
         "results": len(records),
