@@ -1,0 +1,173 @@
+"""Appendix E (homogeneous merges) on the kit's offline worlds: expert groups of a world
+(`homogeneous.groups`), `world_override`, the base shared with an identical finished world, and a real run
+of configs/smoke_homogeneous.yaml (tiny worlds) to Tables 4-5, the Appendix E table and Figures 27-28."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from repro.config import load_config
+from repro.errors import ConfigError
+from repro.plan import build_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def _copy_configs(tmp_path: Path, *names: str) -> Path:
+    configs = tmp_path / "configs"
+    configs.mkdir(exist_ok=True)
+    for name in ("suites.yaml", *names):
+        shutil.copy(ROOT / "configs" / name, configs / name)
+    if not (tmp_path / "tasks").exists():
+        shutil.copytree(ROOT / "tasks", tmp_path / "tasks")
+    return configs
+
+
+def _variant(tmp_path: Path, mutate) -> Path:
+    configs = _copy_configs(tmp_path, "smoke.yaml")
+    data = yaml.safe_load((ROOT / "configs/smoke_homogeneous.yaml").read_text())
+    mutate(data)
+    path = configs / "smoke_homogeneous.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def test_world_groups_plan_whole_groups_as_subsets():
+    loaded = load_config(ROOT / "configs/demo_homogeneous.yaml")
+    plan = build_plan(loaded)
+    merges = [j for j in plan.jobs if j.kind == "homogeneous"]
+    assert len(merges) == 3 * 7 and len([j for j in plan.jobs if j.kind == "base"]) == 1
+    subsets = {j.experiment: j.subset for j in merges}
+    assert subsets == {"numeric_only": (1, 2, 3), "language_only": (4, 5, 6), "all": (1, 2, 3, 4, 5, 6)}
+    suites = {j.experiment: j.suites for j in merges}
+    assert suites["all"] == ("demo_numeric", "demo_language") and suites["numeric_only"] == ("demo_numeric",)
+    assert all(j.base == "demo-llama" and not j.checkpoints for j in merges)
+    assert len({j.id for j in plan.jobs}) == len(plan.jobs)
+
+
+def test_world_override_keeps_the_demo_base_and_replaces_the_finetunes():
+    from repro.worlds.trained import _base_key
+
+    demo = load_config(ROOT / "configs/demo.yaml").config.world
+    homogeneous = load_config(ROOT / "configs/demo_homogeneous.yaml").config.world
+    assert _base_key(homogeneous) == _base_key(demo)  # the same base, bit for bit
+    assert homogeneous.name == demo.name and homogeneous.tasks == demo.tasks
+    assert [f.name for f in homogeneous.finetunes][:3] == ["numeric-add", "numeric-count", "numeric-mixed"]
+    assert all(not f.conventions for f in homogeneous.finetunes)  # homogeneous experts: no conflicting labels
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "words"),
+    [
+        (lambda d: d["homogeneous"].pop("groups"), "homogeneous.groups", "names its expert groups"),
+        (lambda d: d["homogeneous"]["groups"].update(numeric=[1, 2, 9]), "homogeneous.groups.numeric[2]",
+         "outside 1..6"),
+        (lambda d: d["homogeneous"]["groups"].update(numeric=[1, 1]), "homogeneous.groups.numeric[1]", "twice"),
+        (lambda d: d["homogeneous"]["groups"].update(numeric=["medical-1"]), "homogeneous.groups.numeric[0]",
+         "no fine-tune named"),
+        (lambda d: d["homogeneous"]["experiments"][0].update(groups=["maths"]),
+         "homogeneous.experiments[0].groups[0]", "no group 'maths'"),
+        (lambda d: d["homogeneous"].update(bases=["tiny-mistral"]), "homogeneous.bases[0]", "tiny-llama"),
+        (lambda d: d["homogeneous"]["experiments"][1].update(suites=["smoke_word"]),
+         "homogeneous.experiments[1].suites[0]", "unknown suite"),
+        (lambda d: d.update(world_override=[1]), "world_override", "mapping"),
+    ],
+)
+def test_bad_world_groups_are_one_clear_error(tmp_path, mutate, field, words):
+    path = _variant(tmp_path, mutate)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert field in text and words in text, text
+    assert str(path) in text
+
+
+def test_lockfile_groups_cannot_be_overridden(tmp_path):
+    configs = _copy_configs(tmp_path, "paper.yaml")
+    shutil.copy(ROOT / "checkpoints.lock", tmp_path / "checkpoints.lock")
+    data = yaml.safe_load((ROOT / "configs/homogeneous.yaml").read_text())
+    data["homogeneous"]["groups"] = {"math": ["x/y"]}
+    (configs / "homogeneous.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"homogeneous.groups: a lockfile config takes its expert groups"):
+        load_config(configs / "homogeneous.yaml")
+
+
+def _fake_world(folder: Path, world_json: dict, stage: dict) -> None:
+    from repro.worlds.recipe import WORLD_CODE_VERSION
+
+    (folder / "base").mkdir(parents=True)
+    (folder / "base" / "model.safetensors").write_bytes(b"weights of " + folder.name.encode())
+    (folder / "base" / "repro_world.json").write_text(json.dumps({"role": "base", "stage": stage}))
+    import importlib.metadata
+
+    (folder / "world.json").write_text(json.dumps({"code": WORLD_CODE_VERSION, "recipe": world_json,
+                                                   "torch": importlib.metadata.version("torch")}))
+
+
+def test_a_base_identical_to_a_finished_worlds_is_copied_not_retrained(tmp_path):
+    from repro.worlds.trained import _copy_identical_base, load_world, world_folder
+
+    demo = load_config(ROOT / "configs/demo.yaml").config.world
+    homogeneous = load_config(ROOT / "configs/demo_homogeneous.yaml").config.world
+    runs = tmp_path / "runs"
+    stage = demo.pretrain.model_dump(mode="json")
+    _fake_world(world_folder(runs, demo), demo.model_dump(mode="json"), stage)
+    other_seed = demo.model_copy(update={"seed": demo.seed + 1})
+    _fake_world(runs / "worlds" / "aaa-other-seed", other_seed.model_dump(mode="json"), stage)  # sorted first
+    built = load_world(world_folder(runs, homogeneous), homogeneous)
+    source = _copy_identical_base(homogeneous, built, stage)
+    assert source == world_folder(runs, demo)  # not the world of another seed
+    assert (built.base / "model.safetensors").read_bytes() == b"weights of " + source.name.encode()
+    # a world whose base differs (another seed) finds no identical base
+    lonely = load_world(tmp_path / "runs" / "worlds" / "x", other_seed.model_copy(update={"name": "x"}))
+    shutil.rmtree(runs / "worlds" / "aaa-other-seed")
+    assert _copy_identical_base(other_seed, lonely, stage) is None
+
+
+def _repro(*args: str) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "repro", *args], capture_output=True, text=True,
+                          env={**os.environ, **OFFLINE})
+
+
+def test_smoke_homogeneous_runs_for_real_and_renders_tables_4_5_and_figures_27_28(tmp_path):
+    """The quick profile of Appendix E: real merges of whole expert groups of the tiny worlds, evaluated on
+    the domain suites, then `repro report all` from the stored results (twice: byte-identical)."""
+    config = ROOT / "configs/smoke_homogeneous.yaml"
+    runs = tmp_path / "runs" / "smoke_homogeneous"
+    proc = _repro("run", "--config", str(config), "--runs-dir", str(runs), "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outputs = []
+    for attempt in ("a", "b"):
+        proc = _repro("report", "all", "--config", str(config), "--runs-dir", str(runs), "--out", str(tmp_path / attempt))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outputs.append({p.name: p.read_bytes() for p in sorted((tmp_path / attempt).iterdir())})
+    assert outputs[0] == outputs[1]
+    manifest = json.loads(outputs[0]["manifest.json"])
+    counts = {a["key"]: a["n_results"] for a in manifest["artifacts"]}
+    assert counts == {"table4": 0, "table5": 0, "table6": 0, "appendix_e": 14,
+                      "fig27_homogeneous_tiny-llama": 7, "fig28_homogeneous_tiny-qwen3": 7}
+    appendix = outputs[0]["appendix_e.csv"].decode().splitlines()
+    assert appendix[0] == ("Model,Method,base: smoke_numeric,base: smoke_words,numeric_only: smoke_numeric,"
+                           "words_only: smoke_words,all: smoke_numeric,all: smoke_words")
+    assert len(appendix) == 1 + 2 * 2 and "–" not in "".join(appendix)  # every cell from a real result
+    for row in appendix[1:]:
+        assert all(0.0 <= float(v) <= 100.0 for v in row.split(",")[2:])
+    assert outputs[0]["table4.csv"].decode().splitlines()[1] == "tiny-llama,Numeric,checkpoint 1,generated offline (repro.worlds.tiny)"
+    assert outputs[0]["table5.csv"].decode().splitlines()[:2] == ["Smoke numeric Tasks,Smoke words Tasks",
+                                                                  "smoke_arithmetic,smoke_antonyms"]
+    for stem in ("fig27_homogeneous_tiny-llama", "fig28_homogeneous_tiny-qwen3"):
+        assert outputs[0][f"{stem}.png"][:8] == b"\x89PNG\r\n\x1a\n"
+    captions = {a["key"]: a["notes"][0] for a in manifest["artifacts"]}
+    assert captions["fig27_homogeneous_tiny-llama"].startswith("Paper: Figure 27 — homogeneous merges")
+    assert "(Qwen3 8B)" in captions["fig27_homogeneous_tiny-llama"]
+    assert "Differs: base (not one of the paper's: tiny-llama)" in captions["fig27_homogeneous_tiny-llama"]
