@@ -273,7 +273,8 @@ def ci_artifacts(loaded, plan, store, out_dir, *, resamples: int = DEFAULT_RESAM
     grid = [j for j in plan.jobs if j.experiment is None and j.kind == "merge"]
     finished = store.finished_ids()
     if not any(j.id in finished for j in grid):
-        return [], None, [f"{title}: no in-the-wild grid results" for title in CI_TITLES.values()]
+        return [], None, [f"{title}: not supported by these results (no in-the-wild grid results)"
+                          for title in CI_TITLES.values()]
     try:
         eb = bootstrap_experiment(plan, store, resamples=resamples, seed=seed)
     except ItemDataError as exc:
@@ -284,7 +285,7 @@ def ci_artifacts(loaded, plan, store, out_dir, *, resamples: int = DEFAULT_RESAM
         cells = build_ci_cells(plan, eb, table, table_methods(loaded).get(table), labels)
         key = f"{table}_ci"
         if not cells:
-            skipped.append(f"{CI_TITLES[key]}: none of the table's methods has results in this config")
+            skipped.append(f"{CI_TITLES[key]}: not supported by these results (none of the table's methods has results)")
             continue
         note = footnote(table, eb)
         files = [atomic_write_text(out_dir / f"{key}.{suffix}", text) for suffix, text in

@@ -15,7 +15,8 @@ PAPER_BASES = ("Llama 3.2 3B", "Llama 3.1 8B", "Qwen3 4B", "Qwen3 8B")
 PAPER_BASE_KEYS = {"llama-3.2-3b": "Llama 3.2 3B", "llama-3.1-8b": "Llama 3.1 8B", "qwen3-4b": "Qwen3 4B",
                    "qwen3-8b": "Qwen3 8B"}
 PAPER_SUITE = "paper16"
-GRID = "n = 2..12, 15 random subsets per n"
+GRID = "n = 2, 4, 6, 8, 10, 12, 15 random subsets per n (the one set of 12 at n = 12)"
+PAPER_SIZES = [2, 4, 6, 8, 10, 12]
 # number -> (what the paper's figure shows, its bases, its suite); per-base families name their base.
 _PER_BASE = {
     7: "Llama 3.1 8B", 8: "Llama 3.2 3B", 9: "Qwen3 4B", 10: "Qwen3 8B",
@@ -119,7 +120,7 @@ def _here(loaded, key: str, bases: list[str], homogeneous: bool) -> tuple[str, l
     if key.startswith(("table1", "table2", "table3")) or number in (3, 4, 6, 7, 8, 9, 10):
         sizes, per = cfg.merge.sizes, cfg.merge.subsets_per_size
         parts.append(f"n = {', '.join(map(str, sizes))}, {per} subset(s) per n")
-        if sizes != list(range(2, 13)) or per != 15:
+        if sizes != PAPER_SIZES or per != 15:
             differs.append("merge sizes / subsets per n")
     for sweep in cfg.sweeps:
         if key.startswith(f"fig{sweep.figure:02d}") or (sweep.per_base and key.split("_", 1)[-1].startswith(sweep.name)):
