@@ -200,3 +200,59 @@ def test_every_paper_figure_is_rendered_or_listed_as_not_supported(tmp_path, con
         assert artifact.notes and artifact.notes[0].startswith("Paper: "), artifact.key
     page = (tmp_path / "out" / "index.html").read_text()
     assert "not supported by these results" in page
+
+
+@pytest.mark.slow  # ~40 s idle, 2-3 min on a loaded 2-core machine: `pytest -m slow tests/test_homogeneous_world.py`
+def test_trained_quick_profile_homogeneous_world_to_figure_27(tmp_path):
+    """configs/demo_homogeneous.yaml in the trained world's quick profile (tests/test_world_trained.py: a
+    smaller model, fewer steps): its six experts train for real, the base of a finished world with the same
+    base recipe is copied (not retrained), and Appendix E runs to Figure 27, Tables 4-5 and the table."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_world_trained import quick_profile
+
+    from repro.plan import build_plan as plan_of
+    from repro.report.render_all import render_all
+    from repro.results import ResultsStore
+    from repro.runner.local_runner import run_worker
+    from repro.runner.model_sources import ModelSources
+    from repro.worlds.recipe import TrainedWorldConfig
+    from repro.worlds.trained import build_trained_world, world_folder
+
+    experiment = yaml.safe_load((ROOT / "configs/demo_homogeneous.yaml").read_text())
+    demo_world = yaml.safe_load((ROOT / "configs/demo.yaml").read_text())["world"]
+    world = quick_profile({**demo_world, **experiment.pop("world_override")})
+    world["finetunes"] = [{**f, "steps": 60} for f in world["finetunes"]]
+    world["pretrain"] = {**world["pretrain"], "steps": 150}
+    runs_root = tmp_path / "runs"
+    # a finished world with the same base recipe (other fine-tunes): its base must be reused, bit for bit
+    sibling = TrainedWorldConfig.model_validate({**world, "finetunes": world["finetunes"][:1]})
+    first = build_trained_world(sibling, world_folder(runs_root, sibling), workers=1)
+
+    configs = _copy_configs(tmp_path, "demo.yaml")
+    suites = yaml.safe_load((configs / "suites.yaml").read_text())
+    for name in ("demo", "demo_numeric", "demo_language"):
+        suites["suites"][name]["include_path"] = str(runs_root / "worlds" / "demo-tasks")
+    (configs / "suites.yaml").write_text(yaml.safe_dump(suites))
+    experiment.pop("world_from")
+    experiment.pop("methods_from")
+    experiment["homogeneous"]["bases"] = [world["name"]]
+    experiment.update(world=world, methods=yaml.safe_load((ROOT / "configs/demo.yaml").read_text())["methods"][:2])
+    path = configs / "demo_homogeneous.yaml"
+    path.write_text(yaml.safe_dump(experiment, sort_keys=False, allow_unicode=True))
+    loaded = load_config(path)
+    plan = plan_of(loaded)
+    ModelSources(loaded, runs_root).prepare(loaded.base_names)
+    built = build_trained_world(loaded.config.world, world_folder(runs_root, loaded.config.world))
+    assert (built.base / "model.safetensors").read_bytes() == (first.base / "model.safetensors").read_bytes()
+    summary = run_worker(loaded, plan, runs_root / "demo_homogeneous", progress=False)
+    assert not summary.failed and len(summary.done) == len(plan.jobs) == 1 + 2 * 3
+
+    artifacts, _ = render_all(loaded, plan, ResultsStore(runs_root / "demo_homogeneous"), tmp_path / "out")
+    assert [a.key for a in artifacts] == ["table4", "table5", "table6", "appendix_e", "fig27_homogeneous_demo-quick-test"]
+    rows = (tmp_path / "out" / "appendix_e.csv").read_text().splitlines()
+    assert rows[0] == ("Model,Method,base: demo_numeric,base: demo_language,numeric_only: demo_numeric,"
+                       "language_only: demo_language,all: demo_numeric,all: demo_language")
+    values = [float(v) for row in rows[1:] for v in row.split(",")[2:]]
+    assert len(values) == 2 * 6 and all(0 <= v <= 100 for v in values) and len(set(values)) > 2
+    table4 = (tmp_path / "out" / "table4.csv").read_text().splitlines()
+    assert table4[1].startswith("demo-quick-test,Numeric,ft-01 numeric-add,") and len(table4) == 1 + 6
