@@ -256,3 +256,21 @@ def test_trained_quick_profile_homogeneous_world_to_figure_27(tmp_path):
     assert len(values) == 2 * 6 and all(0 <= v <= 100 for v in values) and len(set(values)) > 2
     table4 = (tmp_path / "out" / "table4.csv").read_text().splitlines()
     assert table4[1].startswith("demo-quick-test,Numeric,ft-01 numeric-add,") and len(table4) == 1 + 6
+
+
+def test_an_equal_accuracy_summed_in_another_order_is_no_gain():
+    """Found on the demo world: two checkpoints with the base's accuracy (one item more on one task, one less
+    on another) differ from it by 1.1e-16 and were counted as beating it in Table 1 and its CI companion."""
+    import numpy as np
+
+    from repro.report.paired_bootstrap import cell_bootstrap
+    from repro.report.table1 import _cell
+
+    base, tie = 0.757142857142857, 0.7571428571428571
+    assert tie - base > 0  # the float noise itself
+    cell = _cell([tie, 0.80, 0.70], base, 3)
+    assert cell.percent == pytest.approx(100 / 3)
+    observed = np.array([base, tie, 0.80])
+    replicates = np.tile(observed, (4, 1))
+    cb = cell_bootstrap(observed, replicates, [1, 2], 0, seed=0, resample_models=False)
+    assert list(cb.cell_share) == [0.5] * 4 and list(cb.significant_gains()) == [False, True]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from repro.report.item_data import load_item_matrix
-from repro.report.paired_bootstrap import DEFAULT_RESAMPLES, cell_bootstrap
+from repro.report.paired_bootstrap import DEFAULT_RESAMPLES, TIE_TOLERANCE, cell_bootstrap
 
 # Defaults of the team contract (registry names); a config's `report:` section overrides them.
 DEFAULT_TABLE_METHODS = {
@@ -143,7 +143,7 @@ def build_ci_cells(plan, eb: ExperimentBootstrap, table: str, methods: list[str]
                 lo, hi = cb.mean_interval()
                 plo, phi = cb.share_interval()
                 cells.append(CellCI(base, label, n, len(ids), planned.get((base, None if n == 1 else label, n), 0),
-                                    100 * float(np.mean(cb.observed > 0)), 100 * plo, 100 * phi,
+                                    100 * float(np.mean(cb.observed > TIE_TOLERANCE)), 100 * plo, 100 * phi,
                                     100 * float(np.mean(cb.observed)), 100 * lo, 100 * hi,
                                     int(cb.significant_gains().sum())))
     if len(bases) > 1:

@@ -30,7 +30,7 @@ from repro.report.figure_style import (
 
 N_AXIS = "number of merged checkpoints n (count)"
 ACCURACY_AXIS = "average accuracy (%)"
-NORM_AXIS = "‖θ_merged − θ_base‖₂ (weight-space L2 norm)"
+NORM_AXIS = "‖θ_merged − θ_base‖₂\n(weight-space L2 norm)"
 
 
 @dataclass
@@ -202,7 +202,7 @@ def draw_panels(panels: list[Panel], stem: Path, *, title: str, xlabel: str, yla
                     names.append(name)
         if names:
             fig.legend([handles[n] for n in names], names, loc="outside lower center", frameon=False,
-                       ncol=max(1, min(len(names), int(width / 1.9))))
+                       ncol=max(1, min(len(names), int(width / 1.5))))
         suptitle(fig, title)
         return save(fig, stem)
 

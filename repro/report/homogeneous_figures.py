@@ -22,6 +22,7 @@ from repro.report.figure_style import (
 )
 from repro.report.figures import FigureFile
 
+
 def experiment_name(experiment: str, n: int) -> str:
     """Legend text of an experiment: "medical_only" -> "Medical only (n = 3)", "all" -> "All experts (n = 6)"."""
     words = "All experts" if experiment == "all" else experiment.replace("_", " ").capitalize()

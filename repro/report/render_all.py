@@ -66,7 +66,9 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
     suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
     for key, built in (("table4", build_table4(loaded)), ("table5", build_table5(loaded, suites))):
         if built is None:
-            skipped.append(f"{TABLE_TITLES[key]}: {NOT_SUPPORTED} (the config has no homogeneous experiments)")
+            appendix = ", ".join(loaded.config.report.appendix_configs)
+            skipped.append(f"{TABLE_TITLES[key]}: {NOT_SUPPORTED} (the config has no homogeneous experiments"
+                           f"{'; see its appendix configs: ' + appendix if appendix else ''})")
             continue
         artifacts.append(Artifact(key, TABLE_TITLES[key], "table", write_table1(built, out_dir, stem=key), 0,
                                   notes=[built.footnote], table=(built.headers, built.rows)))
