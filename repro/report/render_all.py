@@ -66,9 +66,9 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
     suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
     for key, built in (("table4", build_table4(loaded)), ("table5", build_table5(loaded, suites))):
         if built is None:
-            appendix = ", ".join(loaded.config.report.appendix_configs)
+            makers = _appendix_makers(loaded).get("homogeneous", [])
             skipped.append(f"{TABLE_TITLES[key]}: {NOT_SUPPORTED} (the config has no homogeneous experiments"
-                           f"{'; see its appendix configs: ' + appendix if appendix else ''})")
+                           f"{'; made by its appendix config ' + ' and '.join(makers) if makers else ''})")
             continue
         artifacts.append(Artifact(key, TABLE_TITLES[key], "table", write_table1(built, out_dir, stem=key), 0,
                                   notes=[built.footnote], table=(built.headers, built.rows)))
@@ -133,8 +133,12 @@ def _missing_figures(loaded, rendered: list[str]) -> list[str]:
     has no results yet, or the config does not cover it ("not supported by these results", with where the
     kit makes it), so the page lists all 28 figures one way or the other."""
     cfg = loaded.config
-    appendix = ", ".join(cfg.report.appendix_configs)
-    elsewhere = f"; see its appendix configs: {appendix}" if appendix else ""
+    makers = _appendix_makers(loaded)
+
+    def where(part: str) -> str:
+        names = makers.get(part, [])
+        return f"; made by its appendix config {' and '.join(names)}" if names else ""
+
     out: list[str] = []
 
     def account(present: bool, covered: bool, what: str, why_not: str) -> None:
@@ -151,7 +155,7 @@ def _missing_figures(loaded, rendered: list[str]) -> list[str]:
             no_grid if not grid else "the config runs none of Table 1's methods")
     account(has("fig04_"), grid, "Figure 4 (task-vector norm vs. n)", no_grid)
     account(has("fig06_"), grid and bool(loaded.report_labels("table3")), "Figure 6 (accuracy vs. n, Table 3 methods)",
-            no_grid if not grid else "the config runs none of Table 3's methods (report.table3)")
+            no_grid if not grid else "the config runs none of Table 3's methods, report.table3")
     account(has("_taskwise_"), grid, "Figures 7-10 (task-wise accuracy)", no_grid)
     stems = [key.split("_", 1)[1] for key in rendered if "_" in key]  # "fig13_ties_grid_b" -> "ties_grid_b"
     swept = {sweep.figure: sweep for sweep in cfg.sweeps}
@@ -159,16 +163,42 @@ def _missing_figures(loaded, rendered: list[str]) -> list[str]:
         sweep = swept.get(number)
         done = sweep is not None and any(
             stem == sweep.name or (sweep.per_base and stem.startswith(f"{sweep.name}_")) for stem in stems)
-        account(done, sweep is not None, what, f"no sweep of the config draws it{elsewhere}")
+        account(done, sweep is not None, what, f"no sweep of the config draws it{where(f'fig{number}')}")
     for sweep in cfg.sweeps:  # sweeps under figure numbers the paper does not use for sweeps
         if sweep.figure not in SWEEP_FIGURES:
             done = any(stem == sweep.name or stem.startswith(f"{sweep.name}_") for stem in stems)
             account(done, True, f"Figure {sweep.figure} ({sweep.name})", "")
     geometry = cfg.geometry is not None
-    account(has("_cosine_"), geometry, "Figures 19-22 (cosine heatmaps)", f"the config has no geometry section{elsewhere}")
-    account(has("_layer_signs_"), geometry, "Figures 23-26 (layer signs)", f"the config has no geometry section{elsewhere}")
+    account(has("_cosine_"), geometry, "Figures 19-22 (cosine heatmaps)",
+            f"the config has no geometry section{where('geometry')}")
+    account(has("_layer_signs_"), geometry, "Figures 23-26 (layer signs)",
+            f"the config has no geometry section{where('geometry')}")
     account(has("_homogeneous_"), cfg.homogeneous is not None, "Figures 27-28 (homogeneous merges)",
-            f"the config has no homogeneous section{elsewhere}")
+            f"the config has no homogeneous section{where('homogeneous')}")
+    return out
+
+
+def _appendix_makers(loaded) -> dict[str, list[str]]:
+    """Which of the config's `report.appendix_configs` make what: "fig11".. (sweeps), "geometry",
+    "homogeneous" -> config file names. An appendix config that does not load is left out (its own
+    `repro report all` names the problem)."""
+    from repro.config import load_config
+    from repro.errors import ReproError
+
+    out: dict[str, list[str]] = {}
+    try:
+        paths = loaded.appendix_config_paths()
+    except ReproError:
+        return out
+    for path in paths:
+        try:
+            other = load_config(path, check_methods=False, check_suite=False).config
+        except ReproError:
+            continue
+        parts = [f"fig{s.figure}" for s in other.sweeps] + (["geometry"] if other.geometry is not None else []) + (
+            ["homogeneous"] if other.homogeneous is not None else [])
+        for part in parts:
+            out.setdefault(part, []).append(path.name)
     return out
 
 
