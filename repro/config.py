@@ -143,6 +143,9 @@ class HomogeneousExperiment(_Strict):
 class HomogeneousSettings(_Strict):
     bases: list[str] = Field(min_length=1)
     experiments: list[HomogeneousExperiment] = Field(min_length=1)
+    # Offline worlds only (a lockfile config takes its groups from checkpoints.lock): group name -> its
+    # experts, as fine-tune names of a trained world or 1-based checkpoint indices of any world.
+    groups: dict[str, list[str | int]] | None = None
 
 
 class SlurmSettings(_Strict):
@@ -222,8 +225,12 @@ class ExperimentConfig(_Strict):
         sweep_names = [sweep.name for sweep in self.sweeps]
         if len(set(sweep_names)) != len(sweep_names):
             problems.append(("sweeps", "sweep names must be distinct"))
-        if self.homogeneous is not None and self.lockfile is None:
-            problems.append(("homogeneous", "`homogeneous` experiments take their expert groups from `lockfile`"))
+        if self.homogeneous is not None and self.lockfile is not None and self.homogeneous.groups is not None:
+            problems.append(("homogeneous.groups", "a lockfile config takes its expert groups from the lockfile's "
+                                                   "`homogeneous` entries; remove `homogeneous.groups`"))
+        if self.homogeneous is not None and self.world is not None and not self.homogeneous.groups:
+            problems.append(("homogeneous.groups", "a `world` config names its expert groups here: group name -> "
+                                                   "fine-tune names (trained world) or 1-based checkpoint indices"))
         names = [m.name for m in self.methods]
         labels = [m.label or m.name for m in self.methods]
         if len(set(zip(names, map(_canonical, (m.params for m in self.methods)), strict=True))) != len(names):
@@ -302,6 +309,11 @@ class LoadedConfig:
                                   field=field_path("report", "appendix_configs", i))
         return paths
 
+    def homogeneous_indices(self, base: str, group: str) -> tuple[int, ...]:
+        """A world config's expert group as 1-based checkpoint indices of the world (`homogeneous.groups`)."""
+        names = [f.name for f in getattr(self.config.world, "finetunes", [])]
+        return tuple(m if isinstance(m, int) else names.index(m) + 1 for m in self.config.homogeneous.groups[group])
+
     def pool_size(self, base: str) -> int:
         if self.config.world is not None:
             return self.config.world.checkpoints_per_base
@@ -338,6 +350,13 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
         data = {**data, "methods": _methods_from(path, data)}
     if "world_from" in data:
         data = {**data, "world": _section_from(path, data, "world")}
+    if "world_override" in data:  # world_from's world with some top-level keys replaced (e.g. other fine-tunes)
+        override = data.pop("world_override")
+        if "world_from" not in data or not isinstance(override, dict) or not isinstance(data.get("world"), dict):
+            raise ConfigError("`world_override` replaces keys of the world read by `world_from`; set `world_from` "
+                              "and give `world_override` as a mapping (e.g. {name: ..., finetunes: [...]})",
+                              path=str(path), field="world_override")
+        data = {**data, "world": {**data["world"], **override}}
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
@@ -350,6 +369,8 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
     problems: list[tuple[str, str]] = []
     if config.lockfile is not None:
         problems += _check_lock_references(loaded)
+    elif config.homogeneous is not None:
+        problems += _check_world_groups(loaded)
     if check_methods:
         problems += _check_methods(loaded)
     problems += _check_report(loaded)
@@ -439,6 +460,37 @@ def _check_lock_references(loaded: LoadedConfig) -> list[tuple[str, str]]:
                             f"(known: {groups})",
                         ))
     loaded.lock = lock
+    return problems
+
+
+def _check_world_groups(loaded: LoadedConfig) -> list[tuple[str, str]]:
+    """A world config's homogeneous experiments: bases of the world, groups defined, members that exist."""
+    settings, world = loaded.config.homogeneous, loaded.config.world
+    problems: list[tuple[str, str]] = []
+    for i, base in enumerate(settings.bases):
+        if base not in loaded.base_names:
+            problems.append((f"homogeneous.bases[{i}]", f"base {base!r} is not a base of this world "
+                                                        f"(known: {', '.join(loaded.base_names)})"))
+    groups = settings.groups or {}
+    for j, experiment in enumerate(settings.experiments):
+        for k, group in enumerate(experiment.groups):
+            if group not in groups:
+                problems.append((f"homogeneous.experiments[{j}].groups[{k}]",
+                                 f"no group {group!r} in homogeneous.groups (known: {', '.join(groups) or 'none'})"))
+    names = [f.name for f in getattr(world, "finetunes", [])]
+    for group, members in groups.items():
+        seen: set[int] = set()
+        for k, member in enumerate(members):
+            where = f"homogeneous.groups.{group}[{k}]"
+            index = member if isinstance(member, int) else (names.index(member) + 1 if member in names else None)
+            if isinstance(member, int) and not 1 <= member <= world.checkpoints_per_base:
+                problems.append((where, f"checkpoint index {member} is outside 1..{world.checkpoints_per_base}"))
+            elif index is None:
+                known = f"fine-tunes: {', '.join(names)}" if names else "this world's checkpoints have no names; use 1-based indices"
+                problems.append((where, f"no fine-tune named {member!r} ({known})"))
+            elif index in seen:
+                problems.append((where, f"checkpoint {member!r} is listed twice in the group"))
+            seen.add(index)
     return problems
 
 

@@ -4,7 +4,8 @@ Per base: one `base` job (evaluate the base model), one `single` job per checkpo
 `merge` job per (method, subset) for every merge size, using the subsets of `repro.subset_sampler` (the
 same subsets for every method). A config with `homogeneous` experiments (the paper's Appendix E) adds,
 per base, a `base` evaluation on those experiments' suites and one `homogeneous` merge job per
-(method, experiment), whose inputs are whole expert groups of the lockfile (`checkpoints`, repo ids). A job id is a hash of what determines its result (model identity, method
+(method, experiment), whose inputs are whole expert groups of the lockfile (`checkpoints`, repo ids) or,
+for an offline world, of `homogeneous.groups` (`subset`, checkpoint indices). A job id is a hash of what determines its result (model identity, method
 and parameters, subset, evaluation settings), so adding a method adds jobs and keeps every other id.
 """
 
@@ -244,6 +245,8 @@ def build_plan(loaded: LoadedConfig) -> Plan:
 
 
 def _homogeneous_jobs(loaded: LoadedConfig, methods, evaluation: dict, merge_settings: dict) -> list[Job]:
+    if loaded.config.world is not None:
+        return _world_homogeneous_jobs(loaded, methods, evaluation, merge_settings)
     lock, settings = loaded.lock, loaded.config.homogeneous
     jobs = []
     all_suites = tuple(dict.fromkeys(s for e in settings.experiments for s in e.suites))
@@ -265,6 +268,33 @@ def _homogeneous_jobs(loaded: LoadedConfig, methods, evaluation: dict, merge_set
                 }
                 jobs.append(Job(_job_id(content), JobKind.HOMOGENEOUS, base, len(repo_ids), (), name, label, params,
                                 experiment.name, repo_ids, suites))
+    return jobs
+
+
+def _world_homogeneous_jobs(loaded: LoadedConfig, methods, evaluation: dict, merge_settings: dict) -> list[Job]:
+    """Appendix E on an offline world: the groups of `homogeneous.groups` are checkpoint indices of the world,
+    so a merge job's inputs are a `subset`, identified like every other world job (model_identity)."""
+    settings = loaded.config.homogeneous
+    jobs = []
+    all_suites = tuple(dict.fromkeys(s for e in settings.experiments for s in e.suites))
+    for base in settings.bases:
+        content = {"kind": "base", "models": model_identity(loaded, base, ()),
+                   "evaluation": {**evaluation, "suites": all_suites}}
+        jobs.append(Job(_job_id(content), "base", base, 0, suites=all_suites, experiment="homogeneous"))
+        for experiment in settings.experiments:
+            subset = tuple(dict.fromkeys(i for g in experiment.groups for i in loaded.homogeneous_indices(base, g)))
+            suites = tuple(experiment.suites)
+            for name, label, params in methods:
+                content = {
+                    "kind": "homogeneous",
+                    "models": model_identity(loaded, base, subset),
+                    "method": name,
+                    "params": params,
+                    "evaluation": {**evaluation, "suites": suites},
+                    "merge": merge_settings,
+                }
+                jobs.append(Job(_job_id(content), "homogeneous", base, len(subset), subset, name, label, params,
+                                experiment.name, (), suites))
     return jobs
 
 
