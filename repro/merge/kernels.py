@@ -216,6 +216,13 @@ class GroupKernel:
         self.ids = list(ids)
         self.device = device
 
+    def use_svd_cache(self, svd_cache, paths: Sequence[Any]) -> None:
+        """Hand the caller's SVD cache to a method that uses one (TSV-M: `with_svd_cache`), and id the
+        inputs by content (`ContentKey`) so the method keys its cache without reading paths."""
+        if hasattr(self.method, "with_svd_cache"):
+            self.method = self.method.with_svd_cache(svd_cache)
+            self.ids = content_ids(paths, svd_cache)
+
     def merge(self, base: torch.Tensor, inputs: Sequence[torch.Tensor], name: str) -> torch.Tensor:
         from mergekit.merge_methods.base import TensorGroup
 
@@ -233,8 +240,15 @@ def check_group_inputs(base: torch.Tensor, inputs: Sequence[torch.Tensor]) -> No
             raise NonFiniteInput(index)
 
 
+def content_ids(paths: Sequence[Any], svd_cache) -> list:
+    """Input ids keyed by content (`ContentKey`: position + the cache's content key of the directory)."""
+    from repro.merge.svd_cache import ContentKey
+
+    return [ContentKey(position, svd_cache.checkpoint_key(path)) for position, path in enumerate(paths)]
+
+
 def model_ids(paths: Sequence[Any]) -> list:
-    """mergekit input ids for the base and checkpoints (ModelReferences: TSV-M's SVD cache reads them)."""
+    """mergekit input ids for the base and checkpoints (ModelReferences, as stock mergekit names them)."""
     from mergekit.common import ModelReference
 
     return [ModelReference.model_validate({"model": {"path": str(path)}}) for path in paths]
