@@ -5,15 +5,15 @@
   own arithmetic: `combine_task_vectors` is mergekit 0.1.5's `GeneralizedTaskArithmeticMerge.merge_group`
   after sparsification, step by step (and mergekit's `get_mask`). Chunks are multiples of 64 elements, so
   torch's reductions over the stacked inputs give the same bits as on the whole tensor (tested).
-- TIES' trim keeps the top-k entries of |delta| (k = max(1, int(density * numel)), mergekit's k) found by
-  selection (`topk_threshold`), not by mergekit's full argsort. Tie rule: every entry with |delta| above
-  the k-th largest value is kept, and of the entries equal to it, those with the lowest flat (row-major)
-  indices until k are kept. Stock mergekit keeps an unspecified subset of the tied entries (its argsort
-  is not stable), so the two can differ only at entries tied with the cut-off; `make bench` reports the
-  share of output entries that differ.
-- Model Stock and our subspace methods (TSV-M, Iso-C, TA+SB, TIES+SB) call the mergekit method object
-  (stock, or ours registered by `repro.merge.mergekit_plugin`) on the whole tensor group, so their
-  results are those of `repro mergekit-yaml` by construction.
+- TIES' trim keeps the top-k entries of |delta| (k = max(1, int(density * numel)), mergekit's k): on the
+  CPU exactly the entries stock mergekit keeps, ties at the cut-off included (its argsort is libstdc++'s
+  unstable introsort; `repro.merge.stock_topk` replays the partitions that decide the boundary: O(n), not
+  a full sort). On an accelerator (`topk_threshold`): every entry above the k-th largest value, and of the
+  entries equal to it those with the lowest flat indices until k.
+- Model Stock runs mergekit's arithmetic step for step without its repeated norms and copies
+  (`repro.merge.model_stock_kernel`; bit-identical, tested). Our subspace methods (TSV-M, Iso-C, TA+SB,
+  TIES+SB) call the mergekit method object (ours, registered by `repro.merge.mergekit_plugin`) on the
+  whole tensor group, so their results are those of `repro mergekit-yaml` by construction.
 
 Every kernel returns the merged tensor in float32 on the compute device; the engine casts, checks and
 stores it.
@@ -96,24 +96,35 @@ def topk_threshold(magnitude: torch.Tensor, k: int) -> tuple[float, int]:
 
 @dataclass
 class TrimRule:
-    """TIES trim of one checkpoint's delta of one tensor: keep |d| > threshold, or == threshold before cut."""
+    """TIES trim of one checkpoint's delta of one tensor: keep |d| > threshold, and the entries == threshold
+    whose flat indices are in `tied` (sorted)."""
 
     threshold: float
-    cut: int
+    tied: torch.Tensor
 
     def apply(self, delta: torch.Tensor, start: int) -> None:
         """Zero, in place, the entries of the flat chunk `delta` (flat offset `start`) that are trimmed."""
-        magnitude = delta.abs()
-        end = start + delta.numel()
-        if end <= self.cut:
-            keep = magnitude >= self.threshold
-        elif start >= self.cut:
-            keep = magnitude > self.threshold
-        else:
-            keep = magnitude > self.threshold
-            head = self.cut - start
-            keep[:head] |= magnitude[:head] == self.threshold
+        keep = delta.abs() > self.threshold
+        if self.tied.numel():
+            bounds = torch.tensor([start, start + delta.numel()], dtype=self.tied.dtype, device=self.tied.device)
+            lo, hi = torch.searchsorted(self.tied, bounds).tolist()
+            if hi > lo:
+                keep[(self.tied[lo:hi] - start).to(keep.device)] = True
         delta.mul_(keep)  # as mergekit: d * 0 for trimmed entries (keeps the sign of zero)
+
+
+def kept_ties(magnitude: torch.Tensor, k: int) -> tuple[float, torch.Tensor]:
+    """(t, tied): the top k of the flat, finite `magnitude` are the entries > t and those == t at the flat
+    indices `tied`. On the CPU exactly stock mergekit's choice (`repro.merge.stock_topk`); on an
+    accelerator the lowest indices among the entries == t (see `topk_threshold`)."""
+    if magnitude.device.type == "cpu":
+        from repro.merge.stock_topk import stock_kept_ties
+
+        return stock_kept_ties(magnitude, k)
+    threshold, cut = topk_threshold(magnitude, k)
+    flat = magnitude.reshape(-1)
+    tied = torch.nonzero(flat[:cut] == threshold).reshape(-1)
+    return threshold, tied
 
 
 def ties_trim_rules(base: torch.Tensor, inputs: Sequence[torch.Tensor], density: Sequence[float]) -> list:
@@ -129,7 +140,7 @@ def ties_trim_rules(base: torch.Tensor, inputs: Sequence[torch.Tensor], density:
         if not bool(torch.isfinite(magnitude.sum(dtype=torch.float64))):
             raise NonFiniteInput(index)
         k = max(1, int(keep * magnitude.numel()))
-        rules.append(TrimRule(*topk_threshold(magnitude, k)))
+        rules.append(TrimRule(*kept_ties(magnitude, k)))
         del magnitude
     return rules
 
@@ -200,6 +211,21 @@ class ElementwiseKernel:
         if self._deltas is not None:
             return self._deltas[:, :size]
         return torch.empty((self.weights.shape[0], size), dtype=torch.float32, device=self.device)
+
+
+class ModelStockKernel:
+    """Model Stock over one tensor: mergekit's arithmetic without its repeated passes
+    (`repro.merge.model_stock_kernel`)."""
+
+    def __init__(self, params: Mapping[str, Any], device: torch.device):
+        self.filter_wise = bool(params.get("filter_wise", False))
+        self.device = device
+
+    def merge(self, base: torch.Tensor, inputs: Sequence[torch.Tensor], name: str) -> torch.Tensor:
+        from repro.merge.model_stock_kernel import model_stock_tensor
+
+        del name
+        return model_stock_tensor(base, inputs, filter_wise=self.filter_wise, device=self.device)
 
 
 class GroupKernel:

@@ -24,6 +24,7 @@ from repro.merge.kernels import (
     ELEMENTWISE_METHODS,
     ElementwiseKernel,
     GroupKernel,
+    ModelStockKernel,
     NonFiniteInput,
     check_group_inputs,
     model_ids,
@@ -61,6 +62,8 @@ def make_kernel(method: str, mergekit_name: str, params: dict, paths: Sequence[P
                 svd_cache=None):
     if method in ELEMENTWISE_METHODS:
         return ElementwiseKernel(method, params, len(paths) - 1, device, chunk)
+    if method == "model_stock":
+        return ModelStockKernel(params, device)
     kernel = GroupKernel(mergekit_name, params, model_ids(paths), device)
     if svd_cache is not None:
         kernel.use_svd_cache(svd_cache, paths)
