@@ -40,6 +40,7 @@ from repro.experiment_sections import (  # noqa: F401 (sweep_points is part of t
 )
 from repro.input_problems import ProblemList, load_yaml, pydantic_problems, suggest
 from repro.worlds.recipe import TrainedWorldConfig
+from repro.worlds.smollm2_recipe import SmolLM2WorldConfig
 
 DEFAULT_SUITES_FILE = "configs/suites.yaml"
 
@@ -61,9 +62,11 @@ def _world_kind(value: Any) -> str:
     return (value.get("kind", "tiny") if isinstance(value, dict) else getattr(value, "kind", "tiny")) or "tiny"
 
 
-# `kind: tiny` (random models, repro.worlds.tiny) or `kind: trained` (trained models, repro.worlds.trained)
+# `kind: tiny` (random models, repro.worlds.tiny), `kind: trained` (trained models, repro.worlds.trained) or
+# `kind: smollm2` (SmolLM2-135M-Instruct and fine-tunes on real offline text, repro.worlds.smollm2_world)
 AnyWorldConfig = Annotated[
-    Annotated[WorldConfig, Tag("tiny")] | Annotated[TrainedWorldConfig, Tag("trained")],
+    Annotated[WorldConfig, Tag("tiny")] | Annotated[TrainedWorldConfig, Tag("trained")]
+    | Annotated[SmolLM2WorldConfig, Tag("smollm2")],
     Discriminator(_world_kind),
 ]
 
@@ -247,7 +250,7 @@ class LoadedConfig:
 
     @property
     def base_names(self) -> list[str]:
-        if isinstance(self.config.world, TrainedWorldConfig):
+        if isinstance(self.config.world, (TrainedWorldConfig, SmolLM2WorldConfig)):
             return [self.config.world.name]
         if self.config.world is not None:
             return [f"tiny-{family}" for family in self.config.world.families]
