@@ -184,9 +184,16 @@ def _train_variant(world_json: dict, base_dir: str, folder: str, index: int, cor
 def _corpus_files(world: SmolLM2WorldConfig, runs_root: Path, suites_file: Path | None):
     from repro.suites import load_offline_data
     from repro.worlds.corpora import corpus_files
+    from repro.worlds.smollm2_recipe import BigBenchCorpus
 
-    offline = load_offline_data(suites_file) if suites_file is not None else None
+    uses_bigbench = any(isinstance(f.corpus, BigBenchCorpus) for f in world.finetunes)
+    offline = load_offline_data(suites_file) if uses_bigbench and suites_file is not None else None
     spec = offline.archives.get("bigbench") if offline is not None else None
+    if uses_bigbench and spec is None:
+        from repro.worlds.smollm2 import WorldBuildError
+
+        raise WorldBuildError("a BIG-bench corpus needs the bigbench sdist pinned under offline_data.archives.bigbench "
+                              "of the suites file", path=str(suites_file))
     downloads = offline.downloads_dir if offline is not None else runs_root / "data" / "downloads"
     return corpus_files([f.corpus for f in world.finetunes], runs_root / "worlds" / "smollm2" / "corpora",
                         runs_root / "downloads", spec, downloads)
