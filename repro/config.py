@@ -87,6 +87,9 @@ class MergeSettings(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     keep_merged: bool = False
     min_free_disk_gb: float = Field(default=0.0, ge=0)
+    # in-memory runs: merged models of one (base, method, params) computed ahead in one pass, up to this
+    # much memory (repro.runner.grid_merges); 0 merges every job alone
+    grid_memory_gb: float = Field(default=2.0, ge=0)
 
     @field_validator("sizes")
     @classmethod

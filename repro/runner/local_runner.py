@@ -88,7 +88,7 @@ def run_worker(
                 bar.update(1)
                 continue
             with claim:
-                executor = _run_claimed(job, loaded, runs_dir, store, owner, executor, summary, bar)
+                executor = _run_claimed(job, loaded, runs_dir, store, owner, executor, summary, bar, todo)
             bar.update(1)
         # Jobs skipped because another worker held them: a holder that died meanwhile (kill -9) left a
         # claim that is taken over now, so its job is not left for the next run.
@@ -98,11 +98,12 @@ def run_worker(
             if claim is not None:
                 with claim:
                     summary.skipped_claimed.remove(job_id)
-                    executor = _run_claimed(job, loaded, runs_dir, store, owner, executor, summary, bar)
+                    executor = _run_claimed(job, loaded, runs_dir, store, owner, executor, summary, bar, todo)
     return summary
 
 
-def _run_claimed(job: Job, loaded, runs_dir: Path, store: ResultsStore, owner: str, executor, summary, bar):
+def _run_claimed(job: Job, loaded, runs_dir: Path, store: ResultsStore, owner: str, executor, summary, bar,
+                 upcoming=()):
     """Run one claimed job and commit its result (or its failure); returns the (lazily made) executor."""
     from repro.runner.job_executor import JobExecutor
 
@@ -112,7 +113,7 @@ def _run_claimed(job: Job, loaded, runs_dir: Path, store: ResultsStore, owner: s
     store.journal(job.id, owner, "start")
     try:
         if executor is None:
-            executor = JobExecutor(loaded, runs_dir, store)
+            executor = JobExecutor(loaded, runs_dir, store, upcoming)
         record = executor.run(job)
         store.write_result({**record, "worker": owner})
     except InsufficientDiskError:
