@@ -30,7 +30,6 @@ from repro.atomic_io import atomic_write_text
 from repro.errors import ReproError
 from repro.worlds.smollm2_recipe import BigBenchCorpus, DebianCorpus, PythonStdlibCorpus
 
-
 READER_VERSION = 1  # bump when a reader changes the text a corpus recipe produces (part of every corpus id)
 
 
