@@ -221,3 +221,17 @@ def test_the_smollm2_world_runs_offline_through_to_table1(smollm2_base, tmp_path
     smollm2_world.build_smollm2_world(world, ROOT / "checkpoints.lock", runs_root,
                                       suites_file=project / "configs" / "suites.yaml")
     assert before == {p: p.stat().st_mtime_ns for p in world_root.rglob("*") if p.is_file()}
+
+
+def test_offline_bases_round_trip_through_the_lockfile_writer_and_bad_pins_are_named(tmp_path):
+    from repro.errors import LockError
+    from repro.lockfile import load_lockfile, parse_lockfile
+    from repro.lockfile_writer import render_lockfile
+
+    text = (ROOT / "checkpoints.lock").read_text()
+    lock = load_lockfile(ROOT / "checkpoints.lock")
+    assert render_lockfile(lock) == text  # the committed file is the writer's canonical text
+    assert parse_lockfile(render_lockfile(lock)) == lock
+    bad = text.replace(lock.offline_base("smollm2-135m-instruct").sha256, "abc")
+    with pytest.raises(LockError, match="offline_bases.*sha256"):
+        parse_lockfile(bad, tmp_path / "checkpoints.lock")
