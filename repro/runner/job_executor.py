@@ -81,6 +81,7 @@ class JobExecutor:
         self._svd_cache = None
         self._verified_inputs: set = set()  # checkpoints already checked for NaN/Inf in this process
         self._tokenizers: dict = {}  # base -> tokenizer, for in-memory evaluation
+        self._jobs_started = 0
         self.upcoming = list(upcoming)  # this worker's jobs, in order: in-memory merges of a group share a pass
         self._grid = GridMerges(int(cfg.merge.grid_memory_gb * 2**30))
         if cfg.evaluation.threads is not None:  # tiny CPU models: one thread avoids spin-waiting on busy cores
@@ -233,7 +234,21 @@ class JobExecutor:
             "elapsed_s": round(time.monotonic() - started, 3),
         }
 
+    def _freeze_long_lived_objects(self) -> None:
+        """Before the second job: move what the first job left alive (imported modules, lm-eval tasks,
+        tokenized requests, caches: ~0.5M objects) out of the garbage collector's reach (`gc.freeze`).
+        The harness runs a full `gc.collect()` after every evaluated model to free it; without this, each
+        collection traverses all of them again (measured 2.3 s per model on the loaded 2-core machine, vs
+        0.02 s after freezing; demo world). Objects freed by reference counting are unaffected."""
+        self._jobs_started += 1
+        if self._jobs_started == 2:
+            import gc
+
+            gc.collect()
+            gc.freeze()
+
     def run(self, job: Job) -> dict:
+        self._freeze_long_lived_objects()
         started = time.monotonic()
         if job.kind == "geometry":
             return self._geometry_record(job, started)
