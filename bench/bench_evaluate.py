@@ -76,7 +76,10 @@ def _timed(command: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, 
     """Run `command`; (completed process, wall s, CPU s of the process: user + system, all threads)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     launched = time.time()
-    done = subprocess.run(command, check=True, capture_output=True, text=True, env=_env(), cwd=cwd)
+    done = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=cwd)
+    if done.returncode != 0:
+        print(done.stdout[-3000:], done.stderr[-6000:], sep="\n", file=sys.stderr)
+        done.check_returncode()
     wall = time.time() - launched
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -367,7 +370,10 @@ def format_table(results: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 items per task (smoke tasks too)")
-    parser.add_argument("--items", type=int, default=None, help="items per task (overrides the default)")
+    parser.add_argument("--items", type=int, default=None,
+                        help="items per MMLU/BIG-bench task (default 40: the issue's 200 items; --quick 10)")
+    parser.add_argument("--smoke-items", type=int, default=None,
+                        help="items per smoke task (default: all 40; --quick 10; 0 = all)")
     parser.add_argument("--suites", default="mc,smoke", help="legs to run: mc, smoke or both (default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--export", type=Path, default=None,
@@ -391,14 +397,16 @@ def main() -> int:
         print(f"inputs written to {args.export}")
         return 0
     if args.inputs is not None:
-        base, mc_dir = args.inputs / "model-config", args.inputs / "tasks"
+        base, mc_dir = args.inputs.resolve() / "model-config", args.inputs.resolve() / "tasks"
         models = random_models(base, N_MODELS)
     else:
         base, mc_dir = prepare_inputs()
         models = perturbed_models(base, N_MODELS)
     limits = (10, 10) if args.quick else (40, None)
     if args.items is not None:
-        limits = (args.items, args.items)
+        limits = (args.items, limits[1])
+    if args.smoke_items is not None:
+        limits = (limits[0], args.smoke_items or None)
     legs = {
         "mc": ("mmlu+bigbench (5 tasks)", [t for ts in MC_TASKS.values() for t in ts], mc_dir, limits[0]),
         "smoke": ("smoke", SMOKE_TASKS, ROOT / "tasks" / "smoke", limits[1]),
@@ -416,7 +424,8 @@ def main() -> int:
         "batch_size": BATCH_SIZE, "dtype": "float32",
         "suites": {},
     }
-    out = args.out or BENCH_DIR / ("evaluate.json" if not (args.quick or args.items or args.suites != "mc,smoke")
+    partial = args.quick or args.items or args.smoke_items or args.suites != "mc,smoke"
+    out = args.out or BENCH_DIR / ("evaluate.json" if not partial
                                    else "evaluate-partial.json")
     for leg in chosen:
         results["suites"][legs[leg][0]] = run_leg(leg, models, *legs[leg][1:], args.device)

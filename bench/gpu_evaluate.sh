@@ -44,3 +44,4 @@ if [ -f "$OUT/evaluate-gpu.json" ]; then
   "$PYTHON" -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['table']); print(d['machine']); print(d['model'])" \
     "$OUT/evaluate-gpu.json" | tee "$OUT/evaluate-gpu.md"
 fi
+[ -f "$OUT/evaluate-gpu.json" ] || { echo "no results: see $OUT/log.txt" >&2; exit 1; }

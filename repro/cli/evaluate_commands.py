@@ -88,6 +88,18 @@ def _lm_eval(args: argparse.Namespace) -> int:
     return run_lm_eval_cli(list(args.lm_eval_args))
 
 
+def _import_evaluation_stack(backend: str) -> None:
+    """Import torch, transformers and lm-eval's evaluator and model class now, once per process (what the
+    stock `lm_eval` CLI does before it starts its clock), so "evaluated in" is the model's own time."""
+    import lm_eval.evaluator  # noqa: F401
+    import transformers  # noqa: F401
+
+    if backend == "shared":
+        import repro.evaluate.shared_context  # noqa: F401
+    elif backend == "hf":
+        import lm_eval.models.huggingface  # noqa: F401
+
+
 def _limit(value: float | None) -> int | float | None:
     if value is None:
         return None
@@ -132,6 +144,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for model in args.model:  # refuse remote code, broken headers, pickle-only weights before loading any
         inspect_checkpoint(model)
     session = EvaluationSession()  # tasks and tokenized requests built once for all --model
+    _import_evaluation_stack(args.backend)  # process start-up, as the stock CLI's: not any one model's time
     by_model = {}
     for model in args.model:
         started, cpu_started = time.monotonic(), time.process_time()
