@@ -8,6 +8,9 @@
 # (max |delta loglik| per task, differing predictions, equal acc/acc_norm) between the two tools holds.
 # Tasks: 2 MMLU subjects + 3 BIG-bench tasks, their first 40 items (the 200 items), float32,
 # batch 16. SUITES=mc,smoke adds the smoke suite (about twice the time).
+# Lead's steps: here `bench/gpu_evaluate_prepare.sh .gpu/evaluate` (3.6 MB; .gpu/ is git-excluded, so
+# name it in the run's carry), then on the GPU machine `bash bench/gpu_evaluate.sh` (timeout_s >= 240).
+# BUDGET_S (default 120): no new process starts after it (missing rows are left out); LIMIT_S (170) kills.
 # Writes $OUT/evaluate-gpu.json, $OUT/evaluate-gpu.md (the table) and $OUT/log.txt; about 2-3 minutes
 # on an H100. DEVICE=cpu runs the same on CPU (for testing the script; slow: use ITEMS=2).
 set -uo pipefail
