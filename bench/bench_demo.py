@@ -9,7 +9,9 @@ world is trained from scratch and no result is reused), and reports:
 - the world's training seconds per model (from its world.json);
 - from the stored results: the number of jobs, summed evaluation and merge seconds, and the remainder
   (process start-up, plan, task loading, result writing).
-A second `repro run` on the same folder must do nothing: its wall time is reported as "rerun".
+A second `repro run` on the same folder must do nothing: its wall time is reported as "rerun"; the
+report is then rendered again into a second folder and compared file by file with the first
+("artifacts_identical"), and the world's files must be untouched by the second run ("world_reused").
 Results: a table on stdout and runs/bench/demo.json (demo-quick.json with --quick). Timings on a shared
 machine are noisy: run under `flock /tmp/repro-bench.lock`, and note the machine's load.
 """
@@ -63,6 +65,16 @@ def _job_seconds(runs_dir: Path) -> dict:
             "evaluation_seconds": round(evaluation, 1)}
 
 
+def _snapshot(folder: Path) -> dict:
+    """(size, mtime) of every file under `folder`: a retrained or rewritten world changes it."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _contents(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="configs/demo_quick.yaml instead of configs/demo.yaml")
@@ -77,8 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         load_before = os.getloadavg()
         run_s = _timed([*_repro(), "run", "--config", config, "--runs-dir", str(runs_dir), "--no-progress"])
         report_s = sum(_timed(c) for c in _report_commands(config, runs_dir, scratch / "artifacts"))
-        rerun_s = _timed([*_repro(), "run", "--config", config, "--runs-dir", str(runs_dir), "--no-progress"])
         (world_json,) = (scratch / "worlds").glob("*/world.json")
+        world_files = _snapshot(world_json.parent)
+        rerun_s = _timed([*_repro(), "run", "--config", config, "--runs-dir", str(runs_dir), "--no-progress"])
+        for command in _report_commands(config, runs_dir, scratch / "artifacts-rerun"):
+            _timed(command)
+        first, second = _contents(scratch / "artifacts"), _contents(scratch / "artifacts-rerun")
         world = json.loads(world_json.read_text(encoding="utf-8"))
         training = {model: stats["seconds"] for model, stats in world["training"].items()}
         result = {
@@ -90,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
             "run_seconds": round(run_s, 1),
             "report_seconds": round(report_s, 1),
             "rerun_seconds": round(rerun_s, 1),
+            "world_reused": _snapshot(world_json.parent) == world_files,
+            "artifacts_identical": bool(first) and first == second,
+            "artifact_files": len(first),
             "world_training_seconds": round(sum(training.values()), 1),
             "world_training_per_model": training,
             **_job_seconds(runs_dir),
@@ -110,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         ("  report", result["report_seconds"]),
         ("second run (nothing to do)", result["rerun_seconds"]),
     ]
+    print(f"second run: world reused {result['world_reused']}, {result['artifact_files']} artifacts "
+          f"byte-identical {result['artifacts_identical']}")
     print(f"demo benchmark: {config}, {os.cpu_count()} CPUs, load before {load_before[0]:.1f}")
     for label, seconds in rows:
         print(f"{label:<34} {seconds:>8.1f} s")

