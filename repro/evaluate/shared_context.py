@@ -207,7 +207,7 @@ class SharedContextHFLM(HFLM):
         if past_key_values is not None:
             kwargs[self._cache_kwarg] = past_key_values
         with (
-            torch.no_grad(),
+            torch.inference_mode(),
             torch.autocast(
                 device_type=self.device.type,
                 dtype=self.mixed_precision_dtype,
@@ -222,6 +222,7 @@ class SharedContextHFLM(HFLM):
                 **kwargs,
             )
 
+    @torch.inference_mode()
     def _score_batch(self, batch: list[_Group], requests: list[Request], max_rows: int):
         device = self.device
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
