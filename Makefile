@@ -189,5 +189,5 @@ constraints: setup ## Regenerate constraints.txt from the venv (pip freeze, with
 	@touch $(STAMP)
 	@echo "constraints.txt: $$(tail -n +3 constraints.txt | wc -l) pins"
 
-clean: ## Remove runs/ and paper_artifacts/smoke*, demo, demo_quick
-	rm -rf runs/ paper_artifacts/smoke paper_artifacts/smoke_appendix paper_artifacts/demo paper_artifacts/demo_quick
+clean: ## Remove runs/ and paper_artifacts/ of the smoke and demo configs (smoke*, demo*)
+	rm -rf runs/ paper_artifacts/smoke paper_artifacts/smoke_appendix paper_artifacts/smoke_homogeneous paper_artifacts/demo paper_artifacts/demo_quick paper_artifacts/demo_appendix paper_artifacts/demo_homogeneous

@@ -51,6 +51,21 @@ GRID = ((2, 15), (4, 15), (6, 15), (8, 15), (10, 15), (12, 1))
 METHODS = ("task_arithmetic", "ties", "model_stock")
 VARIANTS = ("ours (in process)", "ours (repro merge)", "stock mergekit-yaml")
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+DEVICE = os.environ.get("REPRO_BENCH_DEVICE", "cpu")  # set by --device (children inherit it)
+
+
+def repro_merge_cmd() -> list[str]:
+    """`repro merge`: the installed command, or the package run by this interpreter (no venv, e.g. GPU)."""
+    command = BIN / "repro"
+    return ([str(command)] if command.exists() else [sys.executable, "-m", "repro"]) + ["merge", "--device", DEVICE]
+
+
+def stock_cmd(config: Path, out: Path) -> list[str]:
+    """Stock `mergekit-yaml` (its console script, or its entry point run by this interpreter); --cuda on GPU."""
+    command = BIN / "mergekit-yaml"
+    head = [str(command)] if command.exists() else [
+        sys.executable, "-c", "import sys; from mergekit.scripts.run_yaml import main; sys.exit(main())"]
+    return head + [str(config), str(out), "--no-write-model-card", "--quiet"] + (["--cuda"] if DEVICE == "cuda" else [])
 
 
 # -- synthetic families ------------------------------------------------------------------------------
@@ -208,7 +223,7 @@ def child_inprocess(args) -> None:
     usage0, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     if args.grid:
         subsets = json.loads(Path(args.grid).read_text())
-        results = merge_grid(base, ckpts, subsets, args.method)
+        results = merge_grid(base, ckpts, subsets, args.method, device=DEVICE)
         extra = {"merges": len(results)}
         if args.keep:
             from safetensors.torch import save_file
@@ -216,7 +231,7 @@ def child_inprocess(args) -> None:
             for number in json.loads(Path(args.keep).read_text()):
                 save_file(results[number].state_dict, str(Path(args.out) / f"grid-{number}.safetensors"))
     else:
-        result = merge_checkpoints(base, ckpts, args.method, out_dir=args.out)
+        result = merge_checkpoints(base, ckpts, args.method, out_dir=args.out, device=DEVICE)
         extra = {"task_vector_l2": result.task_vector_l2}
     wall = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -253,9 +268,9 @@ def measure_variant(variant: str, method: str, base: Path, ckpts: list[Path], ou
         return {**row, "process_wall_s": row["wall_s"], "wall_s": inner["wall_s"], "cpu_s": inner["cpu_s"]}
     evict([base, *ckpts])
     if variant.startswith("ours (repro"):
-        argv = [str(BIN / "repro"), "merge", "--base", str(base), *models, "--method", method, "--out", str(out)]
+        argv = [*repro_merge_cmd(), "--base", str(base), *models, "--method", method, "--out", str(out)]
     else:
-        argv = [str(BIN / "mergekit-yaml"), str(config), str(out), "--no-write-model-card", "--quiet"]
+        argv = stock_cmd(config, out)
     row = timed(argv)
     row.pop("stdout", None)
     return row
@@ -345,7 +360,7 @@ def bench_grid(args, base, ckpts, work: Path) -> dict:
         target = work / "grid-stock-out"
         shutil.rmtree(target, ignore_errors=True)
         evict([base, *ckpts])
-        row = timed([str(BIN / "mergekit-yaml"), str(config), str(target), "--no-write-model-card", "--quiet"])
+        row = timed(stock_cmd(config, target))
         stock_times.setdefault(len(subset), []).append(row["wall_s"])
         from safetensors.torch import load_file
 
@@ -370,15 +385,27 @@ def bench_grid(args, base, ckpts, work: Path) -> dict:
 def machine() -> dict:
     model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     mem = next((int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")), 0)
-    return {"cpu": model, "cores": os.cpu_count(), "ram_gib": round(mem / 2**20, 1), "python": platform.python_version()}
+    gpu = None
+    if DEVICE == "cuda":
+        import torch
+
+        gpu = torch.cuda.get_device_name(0)
+    return {"cpu": model, "cores": os.cpu_count(), "ram_gib": round(mem / 2**20, 1), "python": platform.python_version(),
+            "gpu": gpu, "device": DEVICE}
 
 
 def main(argv: list[str] | None = None) -> int:
+    global DEVICE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="7M-parameter models (a quick, complete run)")
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--skip-grid", action="store_true")
+    parser.add_argument("--skip-extras", action="store_true",
+                        help="only the method table: no deep-family RSS, grid or per-call overhead runs")
+    parser.add_argument("--tiny", action="store_true", help="0.9M-parameter models: a functional check, not a benchmark")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=DEVICE,
+                        help="merge on this device: ours with device=..., stock mergekit-yaml with --cuda")
     parser.add_argument("--stock-grid-runs", type=int, default=12,
                         help="stock runs of the 76-merge grid actually timed (0: all 76)")
     parser.add_argument("--child", choices=("inprocess", "overhead", "measure"), help=argparse.SUPPRESS)
@@ -397,16 +424,20 @@ def main(argv: list[str] | None = None) -> int:
         child_overhead(args)
         return 0
 
-    label = "merge-quick" if args.quick else "merge"
+    os.environ["REPRO_BENCH_DEVICE"] = ENV["REPRO_BENCH_DEVICE"] = args.device
+    DEVICE = args.device
+    if args.skip_extras:
+        args.skip_grid = True
+    label = ("merge-tiny" if args.tiny else "merge-quick" if args.quick else "merge") + ("-cuda" if DEVICE == "cuda" else "")
     bench_dir = ROOT / "runs" / "bench"
     bench_dir.mkdir(parents=True, exist_ok=True)
-    dims = QUICK if args.quick else FULL
+    dims = TINY if args.tiny else QUICK if args.quick else FULL
     deep = dict(dims, layers=2 * dims["layers"])
     need_gb = 2 * (n_parameters(dims) + n_parameters(deep)) * (N_CHECKPOINTS + 3) / 1e9
     if shutil.disk_usage(bench_dir).free / 1e9 < need_gb * 1.2:
         print(f"need ~{need_gb:.1f} GB free disk under {bench_dir}", file=sys.stderr)
         return 1
-    worlds = {"main": build_world(bench_dir / f"world-{label}", dims),
+    worlds = {"main": build_world(bench_dir / f"world-{label.removesuffix('-cuda')}", dims),
               "deep": build_world(bench_dir / f"world-{label}-deep", deep),
               "tiny": build_world(bench_dir / "world-tiny", TINY)}
     if not args.quick and not args.skip_grid:
@@ -415,8 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     with open("/tmp/repro-bench.lock", "w") as lock:
-        print("waiting for /tmp/repro-bench.lock ...", flush=True)
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.environ.get("REPRO_BENCH_NO_LOCK") != "1":  # a functional check only: timings are not meant
+            print("waiting for /tmp/repro-bench.lock ...", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
         load_before = os.getloadavg()
         started = time.time()
         base, ckpts = worlds["main"]
@@ -426,13 +458,12 @@ def main(argv: list[str] | None = None) -> int:
         methods = bench_methods(args, base, ckpts, work)
         deep_base, deep_ckpts = worlds["deep"]
         deep_rss = {}
-        for variant, argv in (
-            ("ours (repro merge)", [str(BIN / "repro"), "merge", "--base", str(deep_base),
+        for variant, argv in () if args.skip_extras else (
+            ("ours (repro merge)", [*repro_merge_cmd(), "--base", str(deep_base),
                                     *[x for c in deep_ckpts for x in ("--model", str(c))],
                                     "--method", "task_arithmetic", "--out", str(work / "deep-out")]),
-            ("stock mergekit-yaml", [str(BIN / "mergekit-yaml"),
-                                     str(stock_config("task_arithmetic", deep_base, deep_ckpts, work / "deep.yaml")),
-                                     str(work / "deep-out"), "--no-write-model-card", "--quiet"]),
+            ("stock mergekit-yaml", stock_cmd(stock_config("task_arithmetic", deep_base, deep_ckpts, work / "deep.yaml"),
+                                              work / "deep-out")),
         ):
             shutil.rmtree(work / "deep-out", ignore_errors=True)
             evict([deep_base, *deep_ckpts])
@@ -446,8 +477,9 @@ def main(argv: list[str] | None = None) -> int:
                 args.stock_grid_runs = None
             grid = bench_grid(args, grid_base, grid_ckpts, work)
         tiny_base, tiny_ckpts = worlds["tiny"]
-        overhead = json.loads(timed([sys.executable, __file__, "--child", "overhead", "--base", str(tiny_base),
-                                     *[x for c in tiny_ckpts for x in ("--model", str(c))]])["stdout"].strip().splitlines()[-1])
+        overhead = {} if args.skip_extras else json.loads(timed(
+            [sys.executable, __file__, "--child", "overhead", "--base", str(tiny_base),
+             *[x for c in tiny_ckpts for x in ("--model", str(c))]])["stdout"].strip().splitlines()[-1])
         load_after = os.getloadavg()
         elapsed = time.time() - started
     report = {
@@ -482,7 +514,9 @@ def render_markdown(r: dict) -> str:
     lines = [
         f"# Merge benchmark ({r['label']})",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Python {m['python']}, no GPU. "
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Python {m['python']}, "
+        + (f"GPU {m['gpu']}; merges on CUDA (ours device=cuda, stock mergekit-yaml --cuda). " if m.get("gpu") else "no GPU. ")
+        +
         f"Load average {r['load_before'][0]:.1f} before / {r['load_after'][0]:.1f} after"
         + (" — **the machine was shared with other sessions**, so absolute times are noisy; ratios come from "
            "runs alternated in the same window." if shared else "."),
@@ -508,7 +542,8 @@ def render_markdown(r: dict) -> str:
             f"| peak RSS | {rss[VARIANTS[0]]:.0f} MB | {rss[VARIANTS[1]]:.0f} MB | {rss[VARIANTS[2]]:.0f} MB | "
             f"{rss[VARIANTS[1]] / rss[VARIANTS[2]]:.2f} of stock | {rss[VARIANTS[0]] / rss[VARIANTS[2]]:.2f} of stock |",
             f"| input GB/s | {r['input_bytes'] / 1e9 / ours_p['wall_s']:.2f} | {r['input_bytes'] / 1e9 / ours_c['wall_s']:.2f} | "
-            f"{r['input_bytes'] / 1e9 / stock['wall_s']:.2f} | | |",
+            f"{r['input_bytes'] / 1e9 / stock['wall_s']:.2f} | {stock['wall_s'] / ours_c['wall_s']:.2f}× | "
+            f"{stock['wall_s'] / ours_p['wall_s']:.2f}× |",
             "| output vs stock | " + ("identical (every tensor bit for bit)" if eq["identical"] else
                                      f"{eq['differing']} of {eq['entries']} entries differ ({100 * eq['share']:.4f} %)")
             + " | | | | |",
@@ -517,6 +552,12 @@ def render_markdown(r: dict) -> str:
         speedup = stock["wall_s"] / ours_c["wall_s"]
         target = {"task_arithmetic": 2.5, "ties": 5.0, "model_stock": 1.5}[method]
         goals.append(f"- {titles[method]}: `repro merge` {speedup:.2f}× faster than stock (goal ≥ {target}×): {_goal(speedup >= target)}")
+        goals.append(f"- {titles[method]} output: " + ("identical to stock" if eq["identical"] else
+                     f"{100 * eq['share']:.4f} % of entries differ from stock") + f": {_goal(eq['identical'])}")
+        if method != "task_arithmetic":
+            share = rss[VARIANTS[1]] / rss[VARIANTS[2]]
+            goals.append(f"- {titles[method]} peak RSS: {rss[VARIANTS[1]]:.0f} MB vs stock {rss[VARIANTS[2]]:.0f} MB = "
+                         f"{share:.2f} (goal ≤ 0.33): {_goal(share <= 1 / 3)}")
         if method == "task_arithmetic":
             factor = ours_p["wall_s"] / r["cold_read_s"]
             goals.append(f"- TA in process: {factor:.2f}× the cold read of its inputs (goal ≤ 3×): {_goal(factor <= 3)}")
@@ -549,8 +590,10 @@ def render_markdown(r: dict) -> str:
     if overhead:
         lines += [f"Per-call time of an in-memory merge of a {r['tiny_parameters'] / 1e6:.1f}M-parameter family "
                   "(warm process, median of 15): " + ", ".join(f"{k} {v:.1f} ms" for k, v in overhead.items()) + ".", ""]
-    lines += ["Goals:", *goals, "",
-              "GPU (`device=\"cuda\"`): not measured (no GPU on this machine).", ""]
+    lines += ["Goals:", *goals, ""]
+    if not m.get("gpu"):
+        lines += ["GPU (`device=\"cuda\"`): not measured here (no GPU on this machine; `bench/gpu_merge.sh` runs "
+                  "this benchmark on CUDA).", ""]
     return "\n".join(lines)
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ bases and pools in checkpoints.lock), which merge methods with which parameters,
 of subsets per size, the subset seed, the evaluation suite and settings, and where outputs go.
 
 `load_config(path)` validates everything it can without touching models: unknown keys, bad values,
-unknown method names and parameters (against the merge registry), unknown suites, and references to
+unknown method names and parameters (against the method catalog, `repro.method_catalog`), unknown suites, and references to
 missing lockfile entries each raise one ConfigError naming the file and the field.
 """
 
@@ -38,7 +38,16 @@ from repro.experiment_sections import (  # noqa: F401 (sweep_points is part of t
     SweepSettings,
     sweep_points,
 )
-from repro.input_problems import ProblemList, load_yaml, pydantic_problems, suggest
+from repro.input_problems import (
+    ProblemList,
+    field_path,
+    load_yaml,
+    pydantic_message,
+    pydantic_problems,
+    shown_input,
+    suggest,
+    yaml_error_text,
+)
 from repro.worlds.recipe import TrainedWorldConfig
 from repro.worlds.smollm2_recipe import SmolLM2WorldConfig
 
@@ -140,6 +149,9 @@ class HomogeneousExperiment(_Strict):
 class HomogeneousSettings(_Strict):
     bases: list[str] = Field(min_length=1)
     experiments: list[HomogeneousExperiment] = Field(min_length=1)
+    # Offline worlds only (a lockfile config takes its groups from checkpoints.lock): group name -> its
+    # experts, as fine-tune names of a trained world or 1-based checkpoint indices of any world.
+    groups: dict[str, list[str | int]] | None = None
 
 
 class SlurmSettings(_Strict):
@@ -219,8 +231,12 @@ class ExperimentConfig(_Strict):
         sweep_names = [sweep.name for sweep in self.sweeps]
         if len(set(sweep_names)) != len(sweep_names):
             problems.append(("sweeps", "sweep names must be distinct"))
-        if self.homogeneous is not None and self.lockfile is None:
-            problems.append(("homogeneous", "`homogeneous` experiments take their expert groups from `lockfile`"))
+        if self.homogeneous is not None and self.lockfile is not None and self.homogeneous.groups is not None:
+            problems.append(("homogeneous.groups", "a lockfile config takes its expert groups from the lockfile's "
+                                                   "`homogeneous` entries; remove `homogeneous.groups`"))
+        if self.homogeneous is not None and self.world is not None and not self.homogeneous.groups:
+            problems.append(("homogeneous.groups", "a `world` config names its expert groups here: group name -> "
+                                                   "fine-tune names (trained world) or 1-based checkpoint indices"))
         names = [m.name for m in self.methods]
         labels = [m.label or m.name for m in self.methods]
         if len(set(zip(names, map(_canonical, (m.params for m in self.methods)), strict=True))) != len(names):
@@ -283,7 +299,7 @@ class LoadedConfig:
 
     def report_labels(self, table: str) -> list[str]:
         """Display labels of the method configurations a table shows (variants of a method included)."""
-        from repro.merge.registry import METHODS
+        from repro.method_catalog import METHODS
 
         wanted = getattr(self.config.report, table)
         methods = self.methods_for(DEFAULT_REPORT_TABLES[table] if wanted is None else wanted)
@@ -296,8 +312,13 @@ class LoadedConfig:
         for i, path in enumerate(paths):
             if not path.is_file():
                 raise ConfigError(f"appendix config {path} does not exist", path=str(self.path),
-                                  field=f"report.appendix_configs[{i}]")
+                                  field=field_path("report", "appendix_configs", i))
         return paths
+
+    def homogeneous_indices(self, base: str, group: str) -> tuple[int, ...]:
+        """A world config's expert group as 1-based checkpoint indices of the world (`homogeneous.groups`)."""
+        names = [f.name for f in getattr(self.config.world, "finetunes", [])]
+        return tuple(m if isinstance(m, int) else names.index(m) + 1 for m in self.config.homogeneous.groups[group])
 
     def pool_size(self, base: str) -> int:
         if self.config.world is not None:
@@ -322,34 +343,40 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
     try:
         raw_text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the config ({exc}); pass a UTF-8 YAML file", path=str(path)) from None
+        raise ConfigError(f"cannot read the config ({exc}); pass a UTF-8 YAML file", path=str(path)) from exc
     try:
         data = load_yaml(raw_text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}",
-                          path=str(path)) from None
-    except RecursionError:
-        raise ConfigError("YAML nested too deeply to be a config", path=str(path)) from None
+        raise ConfigError(yaml_error_text(exc), path=str(path)) from exc
+    except RecursionError as error:
+        raise ConfigError("YAML nested too deeply to be a config", path=str(path)) from error
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping of settings at the top level", path=str(path))
     if "methods_from" in data:
         data = {**data, "methods": _methods_from(path, data)}
     if "world_from" in data:
         data = {**data, "world": _section_from(path, data, "world")}
+    if "world_override" in data:  # world_from's world with some top-level keys replaced (e.g. other fine-tunes)
+        override = data.pop("world_override")
+        if "world_from" not in data or not isinstance(override, dict) or not isinstance(data.get("world"), dict):
+            raise ConfigError("`world_override` replaces keys of the world read by `world_from`; set `world_from` "
+                              "and give `world_override` as a mapping (e.g. {name: ..., finetunes: [...]})",
+                              path=str(path), field="world_override")
+        data = {**data, "world": {**data["world"], **override}}
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
         problems = pydantic_problems(exc, ExperimentConfig, _describe)
         if check_methods:  # also the methods' problems, which the schema cannot see
             problems += [p for p in _method_problems(data.get("methods")) if p[0] not in dict(problems)]
-        raise ConfigError(path=str(path), problems=problems) from None
+        raise ConfigError(path=str(path), problems=problems) from exc
 
     loaded = LoadedConfig(path, config, raw_text, _project_root_for(path.resolve()))
     problems: list[tuple[str, str]] = []
     if config.lockfile is not None:
         problems += _check_lock_references(loaded)
+    elif config.homogeneous is not None:
+        problems += _check_world_groups(loaded)
     if check_methods:
         problems += _check_methods(loaded)
     problems += _check_report(loaded)
@@ -362,10 +389,9 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
 
 def _describe(err: dict, field: str) -> str:
     """One config problem with its fix (pydantic's wording plus what was given)."""
-    message = err["msg"].removeprefix("Value error, ")
+    message = pydantic_message(err)
     if err["type"] not in ("value_error", "assertion_error"):
-        shown = repr(err.get("input"))
-        message += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+        message += f" (got {shown_input(err.get('input'))})"
     return message
 
 
@@ -377,11 +403,11 @@ def _section_from(path: Path, data: dict, section: str):
     source = path.parent / str(data[key])
     try:
         return load_yaml(source.read_text(encoding="utf-8"))[section]
-    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError, RecursionError):
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError, RecursionError) as error:
         raise ConfigError(
             f"cannot read a `{section}` section from {source}; point {key} at a config that has one",
             path=str(path), field=key,
-        ) from None
+        ) from error
 
 
 def _methods_from(path: Path, data: dict) -> list:
@@ -392,11 +418,11 @@ def _methods_from(path: Path, data: dict) -> list:
     try:
         other = load_yaml(source.read_text(encoding="utf-8"))
         return other["methods"]
-    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError, RecursionError):
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError, RecursionError) as error:
         raise ConfigError(
             f"cannot read a `methods` list from {source}; point methods_from at a config that has one",
             path=str(path), field="methods_from",
-        ) from None
+        ) from error
 
 
 def _check_lock_references(loaded: LoadedConfig) -> list[tuple[str, str]]:
@@ -416,7 +442,7 @@ def _check_lock_references(loaded: LoadedConfig) -> list[tuple[str, str]]:
         if base not in lock.bases:
             close = suggest(base, lock.bases)
             hint = f"did you mean {close!r}?" if close else f"known: {known}"
-            problems.append((f"bases[{i}]", f"base {base!r} is not in {lock_path.name} ({hint})"))
+            problems.append((field_path("bases", i), f"base {base!r} is not in {lock_path.name} ({hint})"))
             continue
         pool = lock.pool(base)
         for n in loaded.config.merge.sizes:
@@ -427,7 +453,7 @@ def _check_lock_references(loaded: LoadedConfig) -> list[tuple[str, str]]:
     if homogeneous is not None:
         for i, base in enumerate(homogeneous.bases):
             if base not in lock.bases:
-                problems.append((f"homogeneous.bases[{i}]", f"base {base!r} is not in {lock_path.name} "
+                problems.append((field_path("homogeneous", "bases", i), f"base {base!r} is not in {lock_path.name} "
                                                             f"(known: {known})"))
                 continue
             for j, experiment in enumerate(homogeneous.experiments):
@@ -435,11 +461,42 @@ def _check_lock_references(loaded: LoadedConfig) -> list[tuple[str, str]]:
                     if group not in lock.bases[base].homogeneous:
                         groups = ", ".join(lock.bases[base].homogeneous) or "none"
                         problems.append((
-                            f"homogeneous.experiments[{j}].groups[{k}]",
+                            field_path("homogeneous", "experiments", j, "groups", k),
                             f"base {base!r} has no homogeneous group {group!r} in {lock_path.name} "
                             f"(known: {groups})",
                         ))
     loaded.lock = lock
+    return problems
+
+
+def _check_world_groups(loaded: LoadedConfig) -> list[tuple[str, str]]:
+    """A world config's homogeneous experiments: bases of the world, groups defined, members that exist."""
+    settings, world = loaded.config.homogeneous, loaded.config.world
+    problems: list[tuple[str, str]] = []
+    for i, base in enumerate(settings.bases):
+        if base not in loaded.base_names:
+            problems.append((f"homogeneous.bases[{i}]", f"base {base!r} is not a base of this world "
+                                                        f"(known: {', '.join(loaded.base_names)})"))
+    groups = settings.groups or {}
+    for j, experiment in enumerate(settings.experiments):
+        for k, group in enumerate(experiment.groups):
+            if group not in groups:
+                problems.append((f"homogeneous.experiments[{j}].groups[{k}]",
+                                 f"no group {group!r} in homogeneous.groups (known: {', '.join(groups) or 'none'})"))
+    names = [f.name for f in getattr(world, "finetunes", [])]
+    for group, members in groups.items():
+        seen: set[int] = set()
+        for k, member in enumerate(members):
+            where = f"homogeneous.groups.{group}[{k}]"
+            index = member if isinstance(member, int) else (names.index(member) + 1 if member in names else None)
+            if isinstance(member, int) and not 1 <= member <= world.checkpoints_per_base:
+                problems.append((where, f"checkpoint index {member} is outside 1..{world.checkpoints_per_base}"))
+            elif index is None:
+                known = f"fine-tunes: {', '.join(names)}" if names else "this world's checkpoints have no names; use 1-based indices"
+                problems.append((where, f"no fine-tune named {member!r} ({known})"))
+            elif index in seen:
+                problems.append((where, f"checkpoint {member!r} is listed twice in the group"))
+            seen.add(index)
     return problems
 
 
@@ -456,7 +513,7 @@ def _check_methods(loaded: LoadedConfig) -> list[tuple[str, str]]:
 
 def _method_problems(methods: object) -> list[tuple[str, str]]:
     """Unknown method names and each bad parameter, one problem each (`methods` as written)."""
-    from repro.merge.registry import resolve_method_params
+    from repro.method_catalog import resolve_method_params
 
     problems: list[tuple[str, str]] = []
     for i, method in enumerate(methods if isinstance(methods, list) else []):
@@ -465,20 +522,20 @@ def _method_problems(methods: object) -> list[tuple[str, str]]:
         try:
             resolve_method_params(method["name"])
         except ReproError as exc:
-            problems.append((f"methods[{i}].name", exc.problems[0][1]))
+            problems.append((field_path("methods", i, "name"), exc.problems[0][1]))
             continue
         params = method.get("params")
         for key, value in (params.items() if isinstance(params, dict) else []):  # each bad parameter apart
             try:
                 resolve_method_params(method["name"], {key: value})
             except ReproError as exc:
-                problems.append((f"methods[{i}].params.{key}", exc.problems[0][1]))
+                problems.append((field_path("methods", i, "params", str(key)), exc.problems[0][1]))
     return problems
 
 
 def _sweep_problems(loaded: LoadedConfig) -> list[tuple[str, str]]:
     """Every grid point of every sweep is a valid parameter set of each method it sweeps."""
-    from repro.merge.registry import resolve_method_params
+    from repro.method_catalog import resolve_method_params
 
     problems: list[tuple[str, str]] = []
     for j, sweep in enumerate(loaded.config.sweeps):
@@ -488,7 +545,7 @@ def _sweep_problems(loaded: LoadedConfig) -> list[tuple[str, str]]:
                     resolve_method_params(method.name, {**method.params, **point})
                 except ReproError as exc:
                     where, message = exc.problems[0]
-                    problems.append((f"sweeps[{j}].grid", f"{method.label or method.name}: {where}: {message}"))
+                    problems.append((field_path("sweeps", j, "grid"), f"{method.label or method.name}: {where}: {message}"))
                     break
     return problems
 
@@ -496,7 +553,7 @@ def _sweep_problems(loaded: LoadedConfig) -> list[tuple[str, str]]:
 def _check_report(loaded: LoadedConfig) -> list[tuple[str, str]]:
     """Every method a table names is a registry method or a label of `methods` (a registry method this
     config does not run is simply absent from the table); every method a sweep names is in `methods`."""
-    from repro.merge.registry import METHODS
+    from repro.method_catalog import METHODS
 
     cfg = loaded.config
     in_config = {key for m in cfg.methods for key in (m.name, m.label) if key}
@@ -505,12 +562,12 @@ def _check_report(loaded: LoadedConfig) -> list[tuple[str, str]]:
     for table in DEFAULT_REPORT_TABLES:
         for i, key in enumerate(getattr(cfg.report, table) or []):
             if key not in in_config and key not in METHODS:
-                problems.append((f"report.{table}[{i}]", f"method {key!r} is not a merge method name or a label "
+                problems.append((field_path("report", table, i), f"method {key!r} is not a merge method name or a label "
                                                          f"of `methods` (known: {known})"))
     for j, sweep in enumerate(cfg.sweeps):
         for i, key in enumerate(sweep.methods):
             if key not in in_config:
-                problems.append((f"sweeps[{j}].methods[{i}]", f"method {key!r} is not in `methods` "
+                problems.append((field_path("sweeps", j, "methods", i), f"method {key!r} is not in `methods` "
                                                               f"(names or labels: {', '.join(sorted(in_config))})"))
     return problems
 
@@ -523,7 +580,7 @@ def _check_suite(loaded: LoadedConfig) -> list[tuple[str, str]]:
     wanted = [("evaluation.suite", loaded.config.evaluation.suite)]
     if loaded.config.homogeneous is not None:
         for j, experiment in enumerate(loaded.config.homogeneous.experiments):
-            wanted += [(f"homogeneous.experiments[{j}].suites[{k}]", s) for k, s in enumerate(experiment.suites)]
+            wanted += [(field_path("homogeneous", "experiments", j, "suites", k), s) for k, s in enumerate(experiment.suites)]
     problems = [
         (field, f"unknown suite {name!r}; defined in {suites_path.name}: {', '.join(suites)}")
         for field, name in wanted

@@ -62,7 +62,7 @@ def load_costs(path: str | Path | None = None) -> Costs:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise CostsError(f"not valid YAML: {exc}", path=str(path)) from None
+        raise CostsError(f"not valid YAML: {exc}", path=str(path)) from exc
     problems: list[str] = []
     bases = {}
     for name, entry in (raw.get("bases") or {}).items():

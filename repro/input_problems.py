@@ -37,6 +37,37 @@ def suggest(word: object, candidates: typing.Iterable[str]) -> str | None:
     return lowered[match[0]] if match else None
 
 
+def field_path(*parts: str | int) -> str:
+    """The one spelling of a field's place in a file: keys joined by dots, list positions in brackets
+    (`field_path("methods", 0, "params", "lambda")` -> "methods[0].params.lambda"). Config, lockfile and
+    pydantic problems all name their fields through it."""
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part != "":
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def shown_input(value: object, limit: int = 60) -> str:
+    """A value as a problem line quotes it: its repr, cut to `limit` characters."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def pydantic_message(err: dict) -> str:
+    """pydantic's message of one error without its "Value error, " prefix."""
+    return err["msg"].removeprefix("Value error, ")
+
+
+def yaml_error_text(exc: yaml.YAMLError) -> str:
+    """"not valid YAML at line L, column C: <problem>" for a parse error of a config or lockfile."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
+
+
 def _models_in(annotation) -> tuple[type[BaseModel] | None, bool]:
     """(the pydantic model inside an annotation, whether it sits under a mapping's values)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -55,25 +86,27 @@ def _models_in(annotation) -> tuple[type[BaseModel] | None, bool]:
 
 def _walk(model: type[BaseModel], loc: tuple) -> tuple[str, list[str] | None]:
     """(readable field path of `loc`, allowed keys of the model holding its last part)."""
-    path, current, skip_key = "", model, False
+    parts: list[str | int] = []
+    current, skip_key = model, False
     allowed = list(model.model_fields)
     for part in loc:
         if isinstance(part, int):
-            path += f"[{part}]"
+            parts.append(part)
             continue
         if skip_key:  # a key of a mapping (e.g. a repo id): part of the path, not a field
-            path += f".{part}" if path else str(part)
+            parts.append(str(part))
             skip_key = False
             continue
         if current is None:
             break  # union tags and the like after the last model: not part of the field path
         allowed = list(current.model_fields)
-        path += f".{part}" if path else str(part)
+        parts.append(part)
         field = current.model_fields.get(part)
         if field is None:
             current = None
             continue
         current, skip_key = _models_in(field.annotation)
+    path = field_path(*parts)
     return path or "(top level)", allowed
 
 
@@ -110,7 +143,7 @@ def pydantic_problems(
         if err["type"] == "missing":
             missing[field] = "required key is missing; add it"
             continue
-        message = describe(err, field) if describe else err["msg"].removeprefix("Value error, ")
+        message = describe(err, field) if describe else pydantic_message(err)
         if message not in others.setdefault(field, []):
             others[field].append(message)
     problems = list(unknown)
@@ -133,10 +166,10 @@ def _construct_unique_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode, d
         key = loader.construct_object(key_node, deep=deep)
         try:
             first = seen.get(key)
-        except TypeError:  # an unhashable key (a list or mapping used as a key)
+        except TypeError as error:  # an unhashable key (a list or mapping used as a key)
             raise yaml.constructor.ConstructorError(
                 None, None, "a list or mapping cannot be a key", key_node.start_mark
-            ) from None
+            ) from error
         if first is not None:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r} (first at line {first + 1})", key_node.start_mark

@@ -31,7 +31,16 @@ from pydantic import (
 )
 
 from repro.errors import LockError
-from repro.input_problems import ProblemList, load_yaml, pydantic_problems, suggest
+from repro.input_problems import (
+    ProblemList,
+    field_path,
+    load_yaml,
+    pydantic_message,
+    pydantic_problems,
+    shown_input,
+    suggest,
+    yaml_error_text,
+)
 
 DEFAULT_LOCKFILE = Path("checkpoints.lock")
 LOCKFILE_VERSION = 1
@@ -235,15 +244,15 @@ class Lockfile(BaseModel):
         problems: list[tuple[str, str]] = []
         for key, entry in self.checkpoints.items():
             if entry.repo_id != key:
-                problems.append((f"checkpoints.{key}", f"key {key!r} differs from its repo_id {entry.repo_id!r}; "
+                problems.append((field_path("checkpoints", key), f"key {key!r} differs from its repo_id {entry.repo_id!r}; "
                                                        "make them equal"))
         for name, base in self.bases.items():
             if not NAME_PATTERN.match(name):
-                problems.append((f"bases.{name}", f"base name {name!r} must be letters, digits, '.', '_', '-'"))
-            problems += self._unknown(f"bases.{name}.model", base.model)
-            lists = [(f"bases.{name}.in_the_wild", base.in_the_wild)]
+                problems.append((field_path("bases", name), f"base name {name!r} must be letters, digits, '.', '_', '-'"))
+            problems += self._unknown(field_path("bases", name, "model"), base.model)
+            lists = [(field_path("bases", name, "in_the_wild"), base.in_the_wild)]
             for group, members in base.homogeneous.items():
-                where = f"bases.{name}.homogeneous.{group}"
+                where = field_path("bases", name, "homogeneous", group)
                 if not NAME_PATTERN.match(group):
                     problems.append((where, f"group name {group!r} must be letters, digits, '.', '_', '-'"))
                 if not members:
@@ -252,16 +261,16 @@ class Lockfile(BaseModel):
             for where, members in lists:
                 seen: set[str] = set()
                 for i, repo_id in enumerate(members):
-                    problems += self._unknown(f"{where}[{i}]", repo_id)
+                    problems += self._unknown(field_path(where, i), repo_id)
                     if repo_id in seen:
-                        problems.append((f"{where}[{i}]", f"{repo_id!r} is listed twice in this list; remove one"))
+                        problems.append((field_path(where, i), f"{repo_id!r} is listed twice in this list; remove one"))
                     if repo_id == base.model:
-                        problems.append((f"{where}[{i}]", f"{repo_id!r} is the base model itself; remove it"))
+                        problems.append((field_path(where, i), f"{repo_id!r} is the base model itself; remove it"))
                     seen.add(repo_id)
         referenced = set(self.referenced_ids(checked=False))
         for repo_id in self.checkpoints:
             if repo_id not in referenced:
-                problems.append((f"checkpoints.{repo_id}",
+                problems.append((field_path("checkpoints", repo_id),
                                  "no base references this checkpoint; remove it or add it to a base"))
         if problems:
             raise ProblemList(problems)
@@ -355,10 +364,9 @@ def _describe_error(err: dict, field: str) -> str:
     kind = err["type"]
     if kind == "literal_error" and tuple(err["loc"]) == ("version",):
         return f"unsupported lockfile version {err.get('input')!r}; this repro reads version {LOCKFILE_VERSION}"
-    message = err["msg"].removeprefix("Value error, ")
+    message = pydantic_message(err)
     if kind.endswith("_type") or kind in ("too_short", "greater_than_equal"):
-        shown = repr(err.get("input"))
-        message = f"{message} (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+        message = f"{message} (got {shown_input(err.get('input'))})"
     if kind == "string_type":
         message += "; write it in quotes"
     return message
@@ -369,13 +377,9 @@ def parse_lockfile(text: str, path: str | Path = "checkpoints.lock") -> Lockfile
     try:
         data = load_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise LockError(
-            f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}", path=str(path)
-        ) from None
-    except RecursionError:
-        raise LockError("YAML nested too deeply to be a lockfile", path=str(path)) from None
+        raise LockError(yaml_error_text(exc), path=str(path)) from exc
+    except RecursionError as error:
+        raise LockError("YAML nested too deeply to be a lockfile", path=str(path)) from error
     if data is None:
         raise LockError(
             "the lockfile is empty; restore it from git (git checkout checkpoints.lock)", path=str(path)
@@ -386,7 +390,7 @@ def parse_lockfile(text: str, path: str | Path = "checkpoints.lock") -> Lockfile
         lock = Lockfile.model_validate(data)
     except ValidationError as exc:
         problems = pydantic_problems(exc, Lockfile, _describe_error)
-        raise LockError(path=str(path), problems=problems) from None
+        raise LockError(path=str(path), problems=problems) from exc
     header = "".join(line for line in _leading_comments(text))
     if header:
         lock._header = header
@@ -408,5 +412,5 @@ def load_lockfile(path: str | Path = DEFAULT_LOCKFILE) -> Lockfile:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise LockError(f"cannot read the lockfile: {exc}", path=str(path)) from None
+        raise LockError(f"cannot read the lockfile: {exc}", path=str(path)) from exc
     return parse_lockfile(text, path)

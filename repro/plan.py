@@ -4,7 +4,8 @@ Per base: one `base` job (evaluate the base model), one `single` job per checkpo
 `merge` job per (method, subset) for every merge size, using the subsets of `repro.subset_sampler` (the
 same subsets for every method). A config with `homogeneous` experiments (the paper's Appendix E) adds,
 per base, a `base` evaluation on those experiments' suites and one `homogeneous` merge job per
-(method, experiment), whose inputs are whole expert groups of the lockfile (`checkpoints`, repo ids). A job id is a hash of what determines its result (model identity, method
+(method, experiment), whose inputs are whole expert groups of the lockfile (`checkpoints`, repo ids) or,
+for an offline world, of `homogeneous.groups` (`subset`, checkpoint indices). A job id is a hash of what determines its result (model identity, method
 and parameters, subset, evaluation settings), so adding a method adds jobs and keeps every other id.
 """
 
@@ -14,6 +15,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +27,22 @@ PLAN_VERSION = 1
 GEOMETRY_VERSION = 1  # bump when the stored geometry of a job changes
 
 
+class JobKind(StrEnum):
+    """What a job does. A StrEnum: it compares equal to, hashes and serializes as its value, so stored
+    plans and content ids (`{"kind": "merge", ...}`) are unchanged. Code that branches on a job's kind
+    handles every member (see `describe_job`, `Plan.counts`); a new kind fails their tests until it does."""
+
+    BASE = "base"  # evaluate the base model
+    SINGLE = "single"  # evaluate one checkpoint (n = 1)
+    MERGE = "merge"  # merge a subset of the pool (grid or sweep point), evaluate the merge
+    HOMOGENEOUS = "homogeneous"  # merge whole expert groups of the lockfile (Appendix E), evaluate
+    GEOMETRY = "geometry"  # task-vector geometry of the pool; no merge, no evaluation
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
-    kind: str  # "base" | "single" | "merge"
+    kind: JobKind
     base: str
     n: int  # number of checkpoints in the model (0 for the base)
     subset: tuple[int, ...] = ()  # checkpoint indices, 1-based, as in the paper's figures
@@ -38,6 +52,9 @@ class Job:
     experiment: str | None = None  # homogeneous experiment name (Appendix E), else None
     checkpoints: tuple[str, ...] = ()  # homogeneous: input repo ids (not pool indices)
     suites: tuple[str, ...] = ()  # suites to evaluate on; empty = the config's evaluation.suite
+
+    def __post_init__(self):
+        object.__setattr__(self, "kind", JobKind(self.kind))  # a plain string from JSON or a test
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -77,17 +94,19 @@ class Plan:
         """Per base: number of jobs per kind/method label."""
         out: dict[str, Counter] = {}
         for job in self.jobs:
-            key = job.kind
-            if job.kind == "merge" and job.experiment is not None:
-                key = f"sweep:{job.experiment}:{job.label}"
-            elif job.kind == "merge":
-                key = f"merge:{job.label}"
-            elif job.kind == "geometry":
-                key = "geometry"
-            elif job.kind == "homogeneous":
-                key = f"homogeneous:{job.experiment}:{job.label}"
-            elif job.experiment:
-                key = f"{job.kind}:{job.experiment}"
+            match job.kind:
+                case JobKind.MERGE if job.experiment is not None:
+                    key = f"sweep:{job.experiment}:{job.label}"
+                case JobKind.MERGE:
+                    key = f"merge:{job.label}"
+                case JobKind.GEOMETRY:
+                    key = "geometry"
+                case JobKind.HOMOGENEOUS:
+                    key = f"homogeneous:{job.experiment}:{job.label}"
+                case JobKind.BASE | JobKind.SINGLE:
+                    key = f"{job.kind}:{job.experiment}" if job.experiment else str(job.kind)
+                case _:
+                    raise AssertionError(f"unhandled job kind {job.kind!r}")
             out.setdefault(job.base, Counter())[key] += 1
         return {base: dict(counter) for base, counter in out.items()}
 
@@ -104,6 +123,23 @@ class Plan:
             "jobs": [job.to_json() for job in self.jobs],
             "sweep_points": [point.to_json() for point in self.sweep_points],
         }
+
+
+def describe_job(job: Job) -> str:
+    """One human line naming a job (progress bars, failure records)."""
+    match job.kind:
+        case JobKind.MERGE:
+            where = f" ({job.experiment})" if job.experiment else ""
+            return f"{job.base} {job.label} n={job.n} {list(job.subset)}{where}"
+        case JobKind.HOMOGENEOUS:
+            return f"{job.base} {job.label} homogeneous {job.experiment} ({job.n} checkpoints)"
+        case JobKind.SINGLE:
+            return f"{job.base} checkpoint {job.subset[0]}"
+        case JobKind.GEOMETRY:
+            return f"{job.base} task-vector geometry"
+        case JobKind.BASE:
+            return f"{job.base} base" + (f" ({job.experiment})" if job.experiment else "")
+    raise AssertionError(f"unhandled job kind {job.kind!r}")
 
 
 def _job_id(content: dict) -> str:
@@ -142,7 +178,7 @@ def _entry_identity(lock, repo_id: str) -> dict:
 
 def build_plan(loaded: LoadedConfig) -> Plan:
     from repro.config import sweep_points
-    from repro.merge.registry import METHODS, resolve_method_params
+    from repro.method_catalog import METHODS, resolve_method_params
 
     cfg = loaded.config
     evaluation = {"suite": cfg.evaluation.suite, "dtype": cfg.evaluation.dtype, "limit": cfg.evaluation.limit}
@@ -159,7 +195,7 @@ def build_plan(loaded: LoadedConfig) -> Plan:
     for base in loaded.base_names if cfg.uses_pool else []:
         pool_size = loaded.pool_size(base)
 
-        def add(kind: str, subset: tuple[int, ...], method=None, label=None, params=None, base=base,
+        def add(kind: JobKind, subset: tuple[int, ...], method=None, label=None, params=None, base=base,
                 experiment=None) -> str:
             content = {
                 "kind": kind,
@@ -167,18 +203,18 @@ def build_plan(loaded: LoadedConfig) -> Plan:
                 "method": method,
                 "params": params or {},
                 "evaluation": evaluation,
-                "merge": merge_settings if kind == "merge" else None,
+                "merge": merge_settings if kind == JobKind.MERGE else None,
             }
-            if kind == "geometry":  # no evaluation, no merge: the task vectors of the pool only
+            if kind == JobKind.GEOMETRY:  # no evaluation, no merge: the task vectors of the pool only
                 content = {"kind": kind, "models": content["models"], "version": GEOMETRY_VERSION}
             job = Job(_job_id(content), kind, base, len(subset), subset, method, label, params or {}, experiment)
             jobs.setdefault(job.id, job)
             return job.id
 
         if cfg.merge.sizes or cfg.sweeps:
-            add("base", ())
+            add(JobKind.BASE, ())
             for index in range(1, pool_size + 1):
-                add("single", (index,))
+                add(JobKind.SINGLE, (index,))
         if cfg.merge.sizes:
             by_n = {
                 n: sample_subsets(pool_size, n, cfg.merge.subsets_per_size, seed=cfg.seed, base=base)
@@ -188,17 +224,17 @@ def build_plan(loaded: LoadedConfig) -> Plan:
             for name, label, params in methods:
                 for n in cfg.merge.sizes:
                     for subset in by_n[n]:
-                        add("merge", subset, name, label, params)
+                        add(JobKind.MERGE, subset, name, label, params)
         everything = tuple(range(1, pool_size + 1))
         for sweep in cfg.sweeps:
             for method in loaded.methods_for(sweep.methods or [m.label or m.name for m in cfg.methods]):
                 label = method.label or METHODS[method.name].title
                 for values in sweep_points(sweep):
                     params = resolve_method_params(method.name, {**method.params, **values})
-                    job_id = add("merge", everything, method.name, label, params, experiment=sweep.name)
+                    job_id = add(JobKind.MERGE, everything, method.name, label, params, experiment=sweep.name)
                     points.append(SweepPoint(sweep.name, base, label, values, job_id))
         if cfg.geometry is not None:
-            add("geometry", everything, experiment="geometry")
+            add(JobKind.GEOMETRY, everything, experiment="geometry")
     planned = list(jobs.values())
     if cfg.homogeneous is not None:
         planned += [job for job in _homogeneous_jobs(loaded, methods, evaluation, merge_settings) if job.id not in jobs]
@@ -209,27 +245,56 @@ def build_plan(loaded: LoadedConfig) -> Plan:
 
 
 def _homogeneous_jobs(loaded: LoadedConfig, methods, evaluation: dict, merge_settings: dict) -> list[Job]:
+    if loaded.config.world is not None:
+        return _world_homogeneous_jobs(loaded, methods, evaluation, merge_settings)
     lock, settings = loaded.lock, loaded.config.homogeneous
     jobs = []
     all_suites = tuple(dict.fromkeys(s for e in settings.experiments for s in e.suites))
     for base in settings.bases:
         base_identity = _entry_identity(lock, lock.bases[base].model)
-        content = {"kind": "base", "models": {"base": base_identity}, "evaluation": {**evaluation, "suites": all_suites}}
-        jobs.append(Job(_job_id(content), "base", base, 0, suites=all_suites, experiment="homogeneous"))
+        content = {"kind": JobKind.BASE, "models": {"base": base_identity}, "evaluation": {**evaluation, "suites": all_suites}}
+        jobs.append(Job(_job_id(content), JobKind.BASE, base, 0, suites=all_suites, experiment="homogeneous"))
         for experiment in settings.experiments:
             repo_ids = tuple(dict.fromkeys(e.repo_id for g in experiment.groups for e in lock.group(base, g)))
             suites = tuple(experiment.suites)
             for name, label, params in methods:
                 content = {
-                    "kind": "homogeneous",
+                    "kind": JobKind.HOMOGENEOUS,
                     "models": {"base": base_identity, "checkpoints": [_entry_identity(lock, r) for r in repo_ids]},
                     "method": name,
                     "params": params,
                     "evaluation": {**evaluation, "suites": suites},
                     "merge": merge_settings,
                 }
-                jobs.append(Job(_job_id(content), "homogeneous", base, len(repo_ids), (), name, label, params,
+                jobs.append(Job(_job_id(content), JobKind.HOMOGENEOUS, base, len(repo_ids), (), name, label, params,
                                 experiment.name, repo_ids, suites))
+    return jobs
+
+
+def _world_homogeneous_jobs(loaded: LoadedConfig, methods, evaluation: dict, merge_settings: dict) -> list[Job]:
+    """Appendix E on an offline world: the groups of `homogeneous.groups` are checkpoint indices of the world,
+    so a merge job's inputs are a `subset`, identified like every other world job (model_identity)."""
+    settings = loaded.config.homogeneous
+    jobs = []
+    all_suites = tuple(dict.fromkeys(s for e in settings.experiments for s in e.suites))
+    for base in settings.bases:
+        content = {"kind": JobKind.BASE, "models": model_identity(loaded, base, ()),
+                   "evaluation": {**evaluation, "suites": all_suites}}
+        jobs.append(Job(_job_id(content), JobKind.BASE, base, 0, suites=all_suites, experiment="homogeneous"))
+        for experiment in settings.experiments:
+            subset = tuple(dict.fromkeys(i for g in experiment.groups for i in loaded.homogeneous_indices(base, g)))
+            suites = tuple(experiment.suites)
+            for name, label, params in methods:
+                content = {
+                    "kind": JobKind.HOMOGENEOUS,
+                    "models": model_identity(loaded, base, subset),
+                    "method": name,
+                    "params": params,
+                    "evaluation": {**evaluation, "suites": suites},
+                    "merge": merge_settings,
+                }
+                jobs.append(Job(_job_id(content), JobKind.HOMOGENEOUS, base, len(subset), subset, name, label, params,
+                                experiment.name, (), suites))
     return jobs
 
 

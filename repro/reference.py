@@ -186,7 +186,7 @@ def _read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ReferenceError(f"not valid YAML: {exc}", path=str(path)) from None
+        raise ReferenceError(f"not valid YAML: {exc}", path=str(path)) from exc
     if not isinstance(data, dict):
         raise ReferenceError("expected a mapping at the top level", path=str(path))
     return data

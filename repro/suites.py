@@ -143,18 +143,18 @@ def _format_validation_error(exc: ValidationError) -> str:
 def _read_suites_file(path: Path) -> _SuitesFile:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except FileNotFoundError as error:
         raise EvaluationError(
             "suites file not found; pass --suites PATH or create it", path=str(path)
-        ) from None
+        ) from error
     except yaml.YAMLError as exc:
-        raise EvaluationError(f"not valid YAML: {exc}", path=str(path)) from None
+        raise EvaluationError(f"not valid YAML: {exc}", path=str(path)) from exc
     if not isinstance(raw, dict):
         raise EvaluationError("expected a mapping with a `suites:` key", path=str(path))
     try:
         parsed = _SuitesFile.model_validate(raw)
     except ValidationError as exc:
-        raise EvaluationError(_format_validation_error(exc), path=str(path)) from None
+        raise EvaluationError(_format_validation_error(exc), path=str(path)) from exc
     return parsed
 
 
@@ -177,7 +177,7 @@ def load_offline_data(path: str | Path = DEFAULT_SUITES_PATH) -> OfflineData:
     try:
         return OfflineData.model_validate(raw)
     except ValidationError as exc:
-        raise EvaluationError(_format_validation_error(exc), path=str(path), field="offline_data") from None
+        raise EvaluationError(_format_validation_error(exc), path=str(path), field="offline_data") from exc
 
 
 def load_suites(path: str | Path = DEFAULT_SUITES_PATH) -> dict[str, Suite]:
@@ -197,7 +197,7 @@ def load_suites(path: str | Path = DEFAULT_SUITES_PATH) -> dict[str, Suite]:
         except ValidationError as exc:
             raise EvaluationError(
                 _format_validation_error(exc), path=str(path), field=f"suites.{name}"
-            ) from None
+            ) from exc
     archives = set((parsed.offline_data or {}).get("archives") or {})
     for suite in suites.values():
         if suite.source is not None and suite.source.archive not in archives:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from repro.config import load_config
@@ -63,3 +64,22 @@ def test_homogeneous_plan_of_appendix_e():
                      (("medical_only", 3), ("math_only", 3), ("all", 6))}
     all_qwen4 = next(j for j in plan.jobs if j.base == "qwen3-4b" and j.experiment == "all")
     assert "mlxha/Qwen3-4B-grpo-medmcqa" in all_qwen4.checkpoints and all_qwen4.suites == ("medical", "math")
+
+
+def test_every_job_kind_is_handled_by_every_branch():
+    """Each JobKind gets its own description and count key; a plain string from a stored plan becomes
+    the enum, and the stored value (hence every content id) is the bare string."""
+    from repro.plan import Job, JobKind, Plan, describe_job
+
+    jobs = [Job(f"j{k}", kind, "m", 2, (1, 2), "ties", "TIES", {}, "exp" if kind == "homogeneous" else None)
+            for k, kind in enumerate(JobKind)]
+    descriptions = [describe_job(job) for job in jobs]
+    assert len(set(descriptions)) == len(JobKind)
+    assert "homogeneous" in describe_job(jobs[list(JobKind).index(JobKind.HOMOGENEOUS)])
+    counts = Plan("c", "h", 0, {}, tuple(jobs)).counts()["m"]
+    assert len(counts) == len(JobKind)
+    restored = Job.from_json(json.loads(json.dumps(jobs[0].to_json())))
+    assert restored.kind is JobKind.BASE and jobs[0].to_json()["kind"] == "base"
+    assert json.dumps({"kind": JobKind.MERGE}) == '{"kind": "merge"}'
+    with pytest.raises(ValueError):
+        Job("x", "merged", "m", 0)

@@ -158,12 +158,13 @@ def test_cli_preflight_prints_the_report_and_exits_2(tmp_path, hub_root, monkeyp
 
     api = FakeHubApi(hub_root)
     monkeypatch.setattr(huggingface_hub, "HfApi", lambda: api)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU host
     config = _project(tmp_path)
     assert main(["preflight", "--config", str(config), "--runs-dir", str(tmp_path / "runs")]) == 2
     out = capsys.readouterr()
     assert "tiny: base org/base" in out.out and "note: ft/wide-vocab" in out.out
     assert "ft/other-shape: architecture MistralForCausalLM" in out.err
-    assert ("no CUDA GPU" in out.err) == (not torch.cuda.is_available())
+    assert "no CUDA GPU" in out.err
     api.calls.clear()
     assert main(["preflight", "--config", str(config), "--no-hub", "--runs-dir", str(tmp_path / "runs")]) == 2
     assert api.calls == [] and "architecture" not in capsys.readouterr().err

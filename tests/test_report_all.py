@@ -129,11 +129,11 @@ def test_report_section_defaults_and_errors(tmp_path):
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "suites.yaml").write_text((ROOT / "configs/suites.yaml").read_text())
     bad = tmp_path / "configs" / "bad.yaml"
-    bad.write_text(text.replace("appendix_configs: [smoke_appendix.yaml]", "appendix_configs: []"))
+    bad.write_text(text.replace("appendix_configs: [smoke_appendix.yaml, smoke_homogeneous.yaml]", "appendix_configs: []"))
     with pytest.raises(ConfigError, match=r"report.table2\[0\]: method 'tsv_mm' is not a merge method name or a label"):
         load_config(bad)
     # a registry method the config does not run is simply absent from the table
-    bad.write_text(text.replace("tsv_mm", "tsv_m").replace("appendix_configs: [smoke_appendix.yaml]", "appendix_configs: []"))
+    bad.write_text(text.replace("tsv_mm", "tsv_m").replace("appendix_configs: [smoke_appendix.yaml, smoke_homogeneous.yaml]", "appendix_configs: []"))
     assert load_config(bad).report_tables["table2"] == ()
 
 

@@ -76,7 +76,7 @@ def register(subparsers) -> None:
 
 
 def _lm_eval(args: argparse.Namespace) -> int:
-    from repro.evaluate.lm_eval_cli import run_lm_eval_cli
+    from repro.cli.lm_eval_cli import run_lm_eval_cli
 
     return run_lm_eval_cli(list(args.lm_eval_args))
 

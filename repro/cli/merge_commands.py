@@ -46,13 +46,13 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _mergekit_yaml(args: argparse.Namespace) -> int:
-    from repro.merge.mergekit_cli import run_mergekit_yaml
+    from repro.cli.mergekit_yaml import run_mergekit_yaml
 
     return run_mergekit_yaml((["--help"] if args.help else []) + list(args.mergekit_args))
 
 
 def register(subparsers) -> None:
-    from repro.merge.registry import METHODS
+    from repro.method_catalog import METHODS
 
     merge = subparsers.add_parser(
         "merge",

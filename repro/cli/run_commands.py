@@ -163,35 +163,36 @@ def cmd_run(args) -> int:
     loaded, runs_dir = load_for_cli(args)
     plan = build_plan(loaded)
     write_plan(plan, runs_dir)
-    kinds = set(args.only.split(",")) if args.only else None
-    if kinds and not kinds <= set(JOB_KINDS):
-        raise RunnerError(f"--only takes {', '.join(JOB_KINDS)}, not {args.only!r}")
-    if os.environ.get("REPRO_WORKER_INDEX") is None:
-        from repro.runner.reuse import reuse_finished_jobs
+    from repro.plan import JobKind
 
-        for name, count in reuse_finished_jobs(loaded, plan, runs_dir).items():
-            if count:
-                print(f"reused {count} finished job(s) of runs/{name}/ (same content ids)", file=sys.stderr)
+    kinds = set(args.only.split(",")) if args.only else None
+    if kinds and not kinds <= set(JobKind):
+        raise RunnerError(f"--only takes {', '.join(JobKind)}, not {args.only!r}")
+    from repro.runner.reuse import reuse_finished_jobs
+
+    for name, count in reuse_finished_jobs(loaded, plan, runs_dir).items():
+        if count:
+            print(f"reused {count} finished job(s) of runs/{name}/ (same content ids)", file=sys.stderr)
     if getattr(args, "for_table", None):
         plan = plan_for_table(loaded, plan, args.for_table)
-    if os.environ.get("REPRO_WORKER_INDEX") is None:
-        # Build offline worlds / check downloads once, before any worker or array task starts.
-        from repro.runner.model_sources import ModelSources
+    # Build offline worlds / check downloads once, before any worker or array task starts.
+    from repro.runner.model_sources import ModelSources
 
-        ModelSources(loaded, runs_dir.parent).prepare(loaded.base_names)
+    ModelSources(loaded, runs_dir.parent).prepare(loaded.base_names)
     if args.executor == "slurm":
         from repro.runner.slurm_executor import run_on_slurm
 
-        return run_on_slurm(loaded, plan, runs_dir, args.config, retry_failed=args.retry_failed, kinds=kinds,
-                            overrides=args.slurm_option, progress=not args.no_progress)
-    if args.workers > 1:
-        code = run_parallel(args.config, runs_dir, plan, args.workers, retry_failed=args.retry_failed,
-                            kinds=kinds, progress=not args.no_progress,
-                            extra_args=("--for", args.for_table) if getattr(args, "for_table", None) else ())
+        summary = run_on_slurm(loaded, plan, runs_dir, args.config, retry_failed=args.retry_failed, kinds=kinds,
+                               overrides=args.slurm_option, progress=not args.no_progress)
+    elif args.workers > 1:
+        summary = run_parallel(args.config, runs_dir, plan, args.workers, retry_failed=args.retry_failed,
+                               kinds=kinds, progress=not args.no_progress)
     else:
         summary = run_worker(loaded, plan, runs_dir, retry_failed=args.retry_failed, kinds=kinds,
                              progress=not args.no_progress)
-        code = 1 if summary.failed else 0
+    if summary.unfinished:
+        print(f"{len(summary.unfinished)} job(s) did not finish (a worker or array task died or was cancelled); "
+              "rerun `repro run` to run them", file=sys.stderr)
     from repro.results import ResultsStore
 
     store = ResultsStore(runs_dir)
@@ -201,10 +202,7 @@ def cmd_run(args) -> int:
         print(f"{len(failed)} job(s) failed; see `repro status --config {args.config}`; "
               "rerun with --retry-failed after fixing the cause", file=sys.stderr)
         return 1
-    return code
-
-
-JOB_KINDS = ("base", "single", "merge", "homogeneous", "geometry")
+    return 0 if summary.ok else 1
 
 
 def plan_for_table(loaded, plan, table: str):

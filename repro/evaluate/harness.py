@@ -25,7 +25,6 @@ from repro.evaluate.outcome import EvalOutcome
 from repro.evaluate.prepared import (
     EvaluationSession,
     PreparedTasks,
-    process_session,
     task_selection_key,
     tokenizer_fingerprint,
 )
@@ -82,10 +81,10 @@ def build_lm(model, *, tokenizer, dtype: str, batch_size, device: str, backend: 
             )
         try:
             from lm_eval.models.vllm_causallms import VLLM
-        except ImportError:
+        except ImportError as error:
             raise EvaluationError(
                 "the vLLM backend needs `pip install vllm` (GPU machines only)", field="backend"
-            ) from None
+            ) from error
         return VLLM(
             pretrained=str(model), dtype=dtype, batch_size=batch_size, tokenizer=tokenizer and str(tokenizer)
         )
@@ -120,29 +119,31 @@ def build_lm(model, *, tokenizer, dtype: str, batch_size, device: str, backend: 
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
 
 
-def _set_default_seeds() -> None:
+def _set_default_seeds() -> dict[str, int]:
+    """Set lm-eval's default seeds; returns them (what the job record stores)."""
     import random
 
     import numpy as np
-    from lm_eval.defaults import DEFAULT_OTHER_SEED, DEFAULT_RANDOM_SEED
     from lm_eval.utils import set_torch_seed
 
-    random.seed(DEFAULT_RANDOM_SEED)
-    np.random.seed(DEFAULT_OTHER_SEED)
-    set_torch_seed(DEFAULT_OTHER_SEED)
+    from repro.evaluate.run_facts import lm_eval_seeds
+
+    seeds = lm_eval_seeds()
+    random.seed(seeds["random_seed"])
+    np.random.seed(seeds["numpy_seed"])
+    set_torch_seed(seeds["torch_seed"])
+    return seeds
 
 
 def load_tasks(manager, objects: list) -> dict:
     """What `lm_eval.simple_evaluate` does to tasks before evaluating: lm-eval's default seeds, n-shot 0
     where a task sets none, the few-shot sampler seed."""
-    from lm_eval.defaults import DEFAULT_OTHER_SEED
-
-    _set_default_seeds()
+    seeds = _set_default_seeds()
     loaded = manager.load(objects)
     for task in loaded["tasks"].values():
         if task.get_config("num_fewshot") is None:
             task.set_config(key="num_fewshot", value=0)
-        task.set_fewshot_seed(seed=DEFAULT_OTHER_SEED)
+        task.set_fewshot_seed(seed=seeds["fewshot_seed"])
     return loaded
 
 
@@ -150,7 +151,7 @@ def prepare_tasks(specs: list[TaskSpec], include_paths: list[str], limit, sessio
     """The session's loaded tasks for this selection (loaded now if this is the first time)."""
 
     def load() -> tuple[dict, dict[str, str]]:
-        manager = task_manager_for([spec.name for spec in specs], include_paths)
+        manager = task_manager_for([spec.name for spec in specs], include_paths, session)
         objects, parent_of = load_task_objects(manager, specs)
         return load_tasks(manager, objects), parent_of
 
@@ -233,7 +234,8 @@ def evaluate_model(
     `dtype` defaults to the suite's eval_dtype, else float16 (the paper's setting).
     `backend`: "shared" (shared-context scoring, default), "hf" (lm-eval's stock HF path) or "vllm".
     `show_progress=False` silences lm-eval's per-request progress bars (the runner shows its own).
-    `session` holds the tasks and tokenized requests reused between models (default: this process's).
+    `session` holds the task managers, tasks and tokenized requests reused between models: pass one to
+    several calls to share them (the runner and `repro evaluate` do); without one a call builds its own.
     `item_sample={"per_task": k, "seed": s}` scores a fixed seeded sample of k items per task, the same
     for every model (repro.evaluate.item_sample); it excludes `limit`.
 
@@ -243,7 +245,7 @@ def evaluate_model(
     if dtype is None:
         dtype = (tasks.eval_dtype if isinstance(tasks, Suite) else None) or DEFAULT_DTYPE
     specs, include_paths = resolve_specs(tasks, include_path)
-    session = session if session is not None else process_session()
+    session = session if session is not None else EvaluationSession()
     effective_batch = _effective_batch_size(batch_size, device)
     with quiet_custom_dataset_notice():
         # the item sample is part of what the prepared requests were built for
@@ -265,6 +267,9 @@ def evaluate_model(
         try:
             results = run_lm_eval(lm, prepared, limit, item_sample)
             forward_tokens = getattr(lm, "forward_tokens", None)
+            from repro.evaluate.run_facts import lm_eval_seeds, run_facts
+
+            facts = run_facts(lm, lm_eval_seeds())
         finally:
             del lm
             _release_memory()
@@ -294,4 +299,5 @@ def evaluate_model(
         backend=backend,
     )
     outcome.forward_tokens = forward_tokens
+    outcome.run = facts
     return outcome

@@ -59,6 +59,8 @@ class EvalOutcome(BaseModel):
     lm_eval_version: str
     task_hashes: dict[str, str] = Field(default_factory=dict)
     forward_tokens: int | None = None  # token positions the model computed (shared backend counts them)
+    # what the run actually used (repro.evaluate.run_facts): seeds set, batch size, device, tokenizer identity
+    run: dict[str, Any] = Field(default_factory=dict)
 
     def primary_scores(self) -> dict[str, float]:
         """Requested task -> its primary metric value (what `average` averages)."""
@@ -114,7 +116,7 @@ def decode_items(data: bytes, *, source: str = "<bytes>") -> dict[str, list[tupl
     except (OSError, ValueError) as exc:
         raise EvaluationError(
             f"not a readable item store ({exc}); re-run the evaluation", path=source
-        ) from None
+        ) from exc
     if payload.get("format") != ITEMS_FORMAT:
         raise EvaluationError(f"unknown item store format {payload.get('format')!r}", path=source)
     items = {}
@@ -136,6 +138,6 @@ def read_items(path: str | Path) -> dict[str, list[tuple[str, int]]]:
     path = Path(path)
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise EvaluationError("item store not found", path=str(path)) from None
+    except FileNotFoundError as error:
+        raise EvaluationError("item store not found", path=str(path)) from error
     return decode_items(data, source=str(path))

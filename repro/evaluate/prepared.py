@@ -91,6 +91,7 @@ class EvaluationSession:
     def __init__(self) -> None:
         self._tasks: dict[str, PreparedTasks] = {}
         self._tokens: dict[str, dict] = {}
+        self._managers: dict[tuple, Any] = {}  # (include paths, include defaults) -> lm-eval TaskManager
         self.reused_tasks = 0  # how many evaluations reused built requests (for tests and logs)
 
     def tasks(self, key: str, load) -> PreparedTasks:
@@ -103,12 +104,17 @@ class EvaluationSession:
             self.reused_tasks += 1
         return prepared
 
+    def task_manager(self, include_paths: tuple[str, ...], include_defaults: bool):
+        """lm-eval's TaskManager for a search path, made once per session (indexing lm-eval's built-in
+        tasks costs 10-15 s)."""
+        key = (tuple(include_paths), include_defaults)
+        if key not in self._managers:
+            from lm_eval.tasks import TaskManager
+
+            self._managers[key] = TaskManager(include_path=list(include_paths) or None,
+                                              include_defaults=include_defaults)
+        return self._managers[key]
+
     def token_cache(self, fingerprint: str) -> dict:
         """(context, continuation) -> (context token ids, continuation token ids) for one tokenizer."""
         return self._tokens.setdefault(fingerprint, {})
-
-
-@functools.lru_cache(maxsize=1)
-def process_session() -> EvaluationSession:
-    """The process-wide session `evaluate_model` uses unless it is given one."""
-    return EvaluationSession()

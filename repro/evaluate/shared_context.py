@@ -197,7 +197,9 @@ class SharedContextHFLM(HFLM):
         longest = max(groups, key=lambda g: g.length)
         row = max(longest.rows, key=len)
         probe = [(None, longest.prefix, row + [0])]  # lm-eval probes with (context + continuation)[:-1]
-        return max(1, int(self._detect_batch_size(probe)))
+        size = max(1, int(self._detect_batch_size(probe)))
+        self.batch_sizes[len(self.batch_sizes)] = size  # where lm-eval keeps detected sizes (recorded per job)
+        return size
 
     def _forward(self, input_ids, attention_mask, position_ids, past_key_values=None, last_only=False):
         self.forward_tokens += int(input_ids.numel())

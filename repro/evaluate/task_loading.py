@@ -1,13 +1,13 @@
 """Finding and loading lm-eval tasks for a suite: task managers, n-shot checks, dataset fetching.
 
-Indexing lm-eval's ~200 built-in task folders costs 10-15 s, so task managers are cached per search
-path, and the built-ins are indexed only when a suite names a task the local folders do not have.
+Indexing lm-eval's ~200 built-in task folders costs 10-15 s, so task managers are kept per search path
+by the caller's `EvaluationSession`, and the built-ins are indexed only when a suite names a task the
+local folders do not have.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -34,14 +34,6 @@ def quiet_custom_dataset_notice():
         logger.removeFilter(notice_filter)
 
 
-@functools.lru_cache(maxsize=8)
-def _task_manager(include_paths: tuple[str, ...], include_defaults: bool):
-    """A TaskManager per search path. Indexing lm-eval's built-in tasks costs 10-15 s, so it is cached."""
-    from lm_eval.tasks import TaskManager
-
-    return TaskManager(include_path=list(include_paths) or None, include_defaults=include_defaults)
-
-
 def resolve_specs(
     tasks: Suite | list[TaskSpec] | list[str], include_path
 ) -> tuple[list[TaskSpec], list[str]]:
@@ -65,13 +57,18 @@ def resolve_specs(
     return specs, sorted(set(include_paths))
 
 
-def task_manager_for(names: list[str], include_paths: list[str]):
-    """The cheapest TaskManager that knows every name: local folders only if they suffice."""
+def task_manager_for(names: list[str], include_paths: list[str], session=None):
+    """The cheapest TaskManager that knows every name: local folders only if they suffice. Managers are
+    kept by the caller's `EvaluationSession` (a new one if none is given), never in module state."""
+    if session is None:
+        from repro.evaluate.prepared import EvaluationSession
+
+        session = EvaluationSession()
     if include_paths:
-        local = _task_manager(tuple(include_paths), False)
+        local = session.task_manager(tuple(include_paths), False)
         if all(name in local.all_tasks for name in names):
             return local
-    manager = _task_manager(tuple(include_paths), True)
+    manager = session.task_manager(tuple(include_paths), True)
     for name in names:
         if name not in manager.all_tasks:
             raise unknown_task_error(name, manager.all_tasks, include_paths)
@@ -86,12 +83,12 @@ def load_task_objects(manager, specs: list[TaskSpec]) -> tuple[list[Any], dict[s
     for spec in specs:
         try:
             loaded = manager.load([spec.name])
-        except Exception as exc:  # noqa: BLE001 - translated into one clear message
+        except task_load_errors() as exc:  # lm-eval / datasets / hub failures; a bug propagates as itself
             entry = manager._index.get(spec.name) if hasattr(manager, "_index") else None
             dataset = None
             if entry is not None and getattr(entry, "yaml_path", None):
                 dataset = _dataset_path_of(entry.yaml_path)
-            raise task_load_error(spec.name, dataset, exc, gated=spec.gated) from None
+            raise task_load_error(spec.name, dataset, exc, gated=spec.gated) from exc
         top = loaded.get("groups", {}).get(spec.name)
         objects.extend([top] if isinstance(top, Group) else loaded["tasks"].values())
         for leaf in loaded["tasks"]:
@@ -104,17 +101,27 @@ def load_task_objects(manager, specs: list[TaskSpec]) -> tuple[list[Any], dict[s
     return objects, parent_of
 
 
-def _dataset_path_of(yaml_path) -> str | None:
-    try:
-        import yaml
+def task_load_errors() -> tuple[type[BaseException], ...]:
+    """The error types lm-eval, datasets and the hub raise for a task that cannot be loaded (a missing or
+    unreachable dataset, a gated one, a bad task YAML): OSError covers the hub's HTTP, offline and
+    not-found errors; datasets' own errors; ValueError / KeyError for bad task configs."""
+    import yaml
+    from datasets.exceptions import DatasetsError
 
+    return (OSError, ValueError, KeyError, yaml.YAMLError, DatasetsError)
+
+
+def _dataset_path_of(yaml_path) -> str | None:
+    import yaml
+
+    try:
         text = Path(yaml_path).read_text(encoding="utf-8")
         for line in text.splitlines():
             if line.startswith("dataset_path:"):
                 return line.split(":", 1)[1].strip() or None
         data = yaml.safe_load(text)
         return data.get("dataset_path") if isinstance(data, dict) else None
-    except Exception:  # noqa: BLE001 - only used to improve an error message
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):  # only used to improve an error message
         return None
 
 
@@ -133,14 +140,14 @@ def _apply_fewshot(spec: TaskSpec, leaves: dict[str, Any]) -> None:
         task.set_config(key="num_fewshot", value=spec.num_fewshot)
 
 
-def fetch_suite_datasets(tasks: Suite | list[TaskSpec] | list[str], include_path=None) -> dict[str, int]:
+def fetch_suite_datasets(tasks: Suite | list[TaskSpec] | list[str], include_path=None, session=None) -> dict[str, int]:
     """Load every task of a suite (downloading hub datasets into the local cache): leaf task -> items.
 
     Run once on a machine with network access (and HF_TOKEN for gated datasets) so that later
     evaluations work offline from the Hugging Face datasets cache.
     """
     specs, include_paths = resolve_specs(tasks, include_path)
-    manager = task_manager_for([spec.name for spec in specs], include_paths)
+    manager = task_manager_for([spec.name for spec in specs], include_paths, session)
     counts: dict[str, int] = {}
     with quiet_custom_dataset_notice():
         for spec in specs:

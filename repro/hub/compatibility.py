@@ -104,7 +104,7 @@ def _read_json(path: Path, repo_id: str) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RepoProblem(f"{repo_id}: {path.name} is not readable JSON ({exc})") from None
+        raise RepoProblem(f"{repo_id}: {path.name} is not readable JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise RepoProblem(f"{repo_id}: {path.name} is not a JSON object")
     return data

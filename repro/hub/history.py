@@ -40,11 +40,11 @@ def parse_as_of(text: str) -> AsOf:
         return AsOf(datetime.combine(day, time.max, tzinfo=UTC), day.isoformat())
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+    except ValueError as error:
         raise HubError(
             f"--as-of {text!r} is not a date: write YYYY-MM-DD (end of that day, UTC) "
             "or an ISO 8601 time with its zone, e.g. 2025-09-30T12:00:00Z"
-        ) from None
+        ) from error
     if moment.tzinfo is None:
         raise HubError(f"--as-of {text!r} has no time zone: add Z (UTC) or an offset such as +02:00")
     moment = moment.astimezone(UTC).replace(microsecond=0)

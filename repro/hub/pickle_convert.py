@@ -30,7 +30,7 @@ def convert_pickles(stage: Path, source_files: list[FileEntry], repo_id: str) ->
             raise HubError(
                 f"{repo_id}/{f.path} cannot be read as plain tensors (torch.load weights_only=True refused: "
                 f"{first_line(exc)}); this checkpoint is not usable safely"
-            ) from None
+            ) from exc
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise HubError(
                 f"{repo_id}/{f.path} is not a state dict of tensors; cannot convert it to safetensors"

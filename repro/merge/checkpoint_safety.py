@@ -34,7 +34,7 @@ def _read_json(file: Path) -> dict:
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise MergeError(f"cannot read it as JSON ({exc}); re-download the checkpoint", path=str(file)) from None
+        raise MergeError(f"cannot read it as JSON ({exc}); re-download the checkpoint", path=str(file)) from exc
     if not isinstance(data, dict):
         raise MergeError("is not a JSON object; re-download the checkpoint", path=str(file))
     return data

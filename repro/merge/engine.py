@@ -59,7 +59,7 @@ def build_mergekit_config(
 ) -> dict[str, Any]:
     """The mergekit YAML configuration (as a dict) of one merge; `params` must be resolved."""
     spec = get_method(method)
-    per_model, global_params = split_parameters(params)
+    per_model, global_params = split_parameters(method, params)
     entries = []
     for model in models:
         entry: dict[str, Any] = {"model": str(model)}
@@ -90,6 +90,7 @@ def _config_yaml(config: Mapping[str, Any], method: str, truncate: bool) -> str:
 
 
 def _check_inputs(base: Path, models: Sequence[Path], method: str) -> None:
+    """Distinct inputs, as many as the method's facts require (`min_models`, mergekit's min_non_base)."""
     if not models:
         raise MergeError("give at least one checkpoint to merge", field="models")
     seen = {base.resolve(): "the base model"}
@@ -100,8 +101,9 @@ def _check_inputs(base: Path, models: Sequence[Path], method: str) -> None:
                 f"is listed twice (also as {seen[key]}); list each checkpoint once", path=str(model)
             )
         seen[key] = "a checkpoint"
-    if method == "model_stock" and len(models) < 2:
-        raise MergeError("model_stock needs at least 2 checkpoints besides the base", field="models")
+    needed = get_method(method).min_models
+    if len(models) < needed:
+        raise MergeError(f"{method} needs at least {needed} checkpoints besides the base", field="models")
 
 
 def task_vector_l2(merged_dir: Path, base: Path) -> float:
@@ -335,15 +337,12 @@ def merge_checkpoints(
 
 
 def _run_targets(prepared: PreparedMerge, targets, svd_cache) -> None:
-    import contextlib
-
     import torch
 
     from repro.merge.streaming import run_pass
 
-    activated = svd_cache.activated() if svd_cache is not None else contextlib.nullcontext()
     try:
-        with activated, torch.no_grad():
+        with torch.no_grad():
             run_pass(
                 method=prepared.method,
                 mergekit_name=prepared.mergekit_name,
@@ -355,6 +354,7 @@ def _run_targets(prepared: PreparedMerge, targets, svd_cache) -> None:
                 targets=targets,
                 out_dtype=getattr(torch, prepared.out_dtype),
                 device=prepared.device,
+                svd_cache=svd_cache,
             )
     except ReproError:
         raise
@@ -362,10 +362,7 @@ def _run_targets(prepared: PreparedMerge, targets, svd_cache) -> None:
         raise MergeError(f"merging with {prepared.method} failed: {type(error).__name__}: {error}") from error
 
 def _record(method, params, base, models, outcome, truncations, out_dtype, device, policy, timings, elapsed):
-    import mergekit
-    import torch
-
-    from repro import __version__
+    from repro.package_versions import package_versions
 
     return {
         "method": method,
@@ -380,19 +377,6 @@ def _record(method, params, base, models, outcome, truncations, out_dtype, devic
         "vocab_truncations": [t.as_dict() for t in truncations],
         "task_vector_l2": outcome["norm"],
         "svd_cache": outcome["cache_stats"],
-        "versions": {
-            "repro": __version__,
-            "mergekit": getattr(mergekit, "__version__", None) or _dist_version("mergekit"),
-            "torch": torch.__version__,
-        },
+        "versions": package_versions(("repro", "mergekit", "torch"), python=False),
         "timings": {**timings, "total_s": elapsed},
     }
-
-
-def _dist_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None

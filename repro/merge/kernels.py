@@ -5,15 +5,15 @@
   own arithmetic: `combine_task_vectors` is mergekit 0.1.5's `GeneralizedTaskArithmeticMerge.merge_group`
   after sparsification, step by step (and mergekit's `get_mask`). Chunks are multiples of 64 elements, so
   torch's reductions over the stacked inputs give the same bits as on the whole tensor (tested).
-- TIES' trim keeps the top-k entries of |delta| (k = max(1, int(density * numel)), mergekit's k) found by
-  selection (`topk_threshold`), not by mergekit's full argsort. Tie rule: every entry with |delta| above
-  the k-th largest value is kept, and of the entries equal to it, those with the lowest flat (row-major)
-  indices until k are kept. Stock mergekit keeps an unspecified subset of the tied entries (its argsort
-  is not stable), so the two can differ only at entries tied with the cut-off; `make bench` reports the
-  share of output entries that differ.
-- Model Stock and our subspace methods (TSV-M, Iso-C, TA+SB, TIES+SB) call the mergekit method object
-  (stock, or ours registered by `repro.merge.mergekit_plugin`) on the whole tensor group, so their
-  results are those of `repro mergekit-yaml` by construction.
+- TIES' trim keeps the top-k entries of |delta| (k = max(1, int(density * numel)), mergekit's k): on the
+  CPU exactly the entries stock mergekit keeps, ties at the cut-off included (its argsort is libstdc++'s
+  unstable introsort; `repro.merge.stock_topk` replays the partitions that decide the boundary: O(n), not
+  a full sort). On an accelerator (`topk_threshold`): every entry above the k-th largest value, and of the
+  entries equal to it those with the lowest flat indices until k.
+- Model Stock runs mergekit's arithmetic step for step without its repeated norms and copies
+  (`repro.merge.model_stock_kernel`; bit-identical, tested). Our subspace methods (TSV-M, Iso-C, TA+SB,
+  TIES+SB) call the mergekit method object (ours, registered by `repro.merge.mergekit_plugin`) on the
+  whole tensor group, so their results are those of `repro mergekit-yaml` by construction.
 
 Every kernel returns the merged tensor in float32 on the compute device; the engine casts, checks and
 stores it.
@@ -96,24 +96,35 @@ def topk_threshold(magnitude: torch.Tensor, k: int) -> tuple[float, int]:
 
 @dataclass
 class TrimRule:
-    """TIES trim of one checkpoint's delta of one tensor: keep |d| > threshold, or == threshold before cut."""
+    """TIES trim of one checkpoint's delta of one tensor: keep |d| > threshold, and the entries == threshold
+    whose flat indices are in `tied` (sorted)."""
 
     threshold: float
-    cut: int
+    tied: torch.Tensor
 
     def apply(self, delta: torch.Tensor, start: int) -> None:
         """Zero, in place, the entries of the flat chunk `delta` (flat offset `start`) that are trimmed."""
-        magnitude = delta.abs()
-        end = start + delta.numel()
-        if end <= self.cut:
-            keep = magnitude >= self.threshold
-        elif start >= self.cut:
-            keep = magnitude > self.threshold
-        else:
-            keep = magnitude > self.threshold
-            head = self.cut - start
-            keep[:head] |= magnitude[:head] == self.threshold
+        keep = delta.abs() > self.threshold
+        if self.tied.numel():
+            bounds = torch.tensor([start, start + delta.numel()], dtype=self.tied.dtype, device=self.tied.device)
+            lo, hi = torch.searchsorted(self.tied, bounds).tolist()
+            if hi > lo:
+                keep[(self.tied[lo:hi] - start).to(keep.device)] = True
         delta.mul_(keep)  # as mergekit: d * 0 for trimmed entries (keeps the sign of zero)
+
+
+def kept_ties(magnitude: torch.Tensor, k: int) -> tuple[float, torch.Tensor]:
+    """(t, tied): the top k of the flat, finite `magnitude` are the entries > t and those == t at the flat
+    indices `tied`. On the CPU exactly stock mergekit's choice (`repro.merge.stock_topk`); on an
+    accelerator the lowest indices among the entries == t (see `topk_threshold`)."""
+    if magnitude.device.type == "cpu":
+        from repro.merge.stock_topk import stock_kept_ties
+
+        return stock_kept_ties(magnitude, k)
+    threshold, cut = topk_threshold(magnitude, k)
+    flat = magnitude.reshape(-1)
+    tied = torch.nonzero(flat[:cut] == threshold).reshape(-1)
+    return threshold, tied
 
 
 def ties_trim_rules(base: torch.Tensor, inputs: Sequence[torch.Tensor], density: Sequence[float]) -> list:
@@ -129,7 +140,7 @@ def ties_trim_rules(base: torch.Tensor, inputs: Sequence[torch.Tensor], density:
         if not bool(torch.isfinite(magnitude.sum(dtype=torch.float64))):
             raise NonFiniteInput(index)
         k = max(1, int(keep * magnitude.numel()))
-        rules.append(TrimRule(*topk_threshold(magnitude, k)))
+        rules.append(TrimRule(*kept_ties(magnitude, k)))
         del magnitude
     return rules
 
@@ -202,6 +213,21 @@ class ElementwiseKernel:
         return torch.empty((self.weights.shape[0], size), dtype=torch.float32, device=self.device)
 
 
+class ModelStockKernel:
+    """Model Stock over one tensor: mergekit's arithmetic without its repeated passes
+    (`repro.merge.model_stock_kernel`)."""
+
+    def __init__(self, params: Mapping[str, Any], device: torch.device):
+        self.filter_wise = bool(params.get("filter_wise", False))
+        self.device = device
+
+    def merge(self, base: torch.Tensor, inputs: Sequence[torch.Tensor], name: str) -> torch.Tensor:
+        from repro.merge.model_stock_kernel import model_stock_tensor
+
+        del name
+        return model_stock_tensor(base, inputs, filter_wise=self.filter_wise, device=self.device)
+
+
 class GroupKernel:
     """A mergekit method object (stock Model Stock, or one of ours) on the whole tensor group."""
 
@@ -215,6 +241,13 @@ class GroupKernel:
         self.parameters = dict(params)  # scalars: mergekit broadcasts per-model values itself
         self.ids = list(ids)
         self.device = device
+
+    def use_svd_cache(self, svd_cache, paths: Sequence[Any]) -> None:
+        """Hand the caller's SVD cache to a method that uses one (TSV-M: `with_svd_cache`), and id the
+        inputs by content (`ContentKey`) so the method keys its cache without reading paths."""
+        if hasattr(self.method, "with_svd_cache"):
+            self.method = self.method.with_svd_cache(svd_cache)
+            self.ids = content_ids(paths, svd_cache)
 
     def merge(self, base: torch.Tensor, inputs: Sequence[torch.Tensor], name: str) -> torch.Tensor:
         from mergekit.merge_methods.base import TensorGroup
@@ -233,8 +266,15 @@ def check_group_inputs(base: torch.Tensor, inputs: Sequence[torch.Tensor]) -> No
             raise NonFiniteInput(index)
 
 
+def content_ids(paths: Sequence[Any], svd_cache) -> list:
+    """Input ids keyed by content (`ContentKey`: position + the cache's content key of the directory)."""
+    from repro.merge.svd_cache import ContentKey
+
+    return [ContentKey(position, svd_cache.checkpoint_key(path)) for position, path in enumerate(paths)]
+
+
 def model_ids(paths: Sequence[Any]) -> list:
-    """mergekit input ids for the base and checkpoints (ModelReferences: TSV-M's SVD cache reads them)."""
+    """mergekit input ids for the base and checkpoints (ModelReferences, as stock mergekit names them)."""
     from mergekit.common import ModelReference
 
     return [ModelReference.model_validate({"model": {"path": str(path)}}) for path in paths]

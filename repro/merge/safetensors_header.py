@@ -74,11 +74,11 @@ def read_header(file: str | os.PathLike) -> dict[str, HeaderEntry]:
                                   f"{size - 8} follow")
             raw = handle.read(length)
     except OSError as exc:
-        raise _fail(file, f"cannot read the file ({exc.strerror or exc})") from None
+        raise _fail(file, f"cannot read the file ({exc.strerror or exc})") from exc
     try:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _fail(file, f"the safetensors header is not valid JSON ({exc})") from None
+        raise _fail(file, f"the safetensors header is not valid JSON ({exc})") from exc
     if not isinstance(header, dict):
         raise _fail(file, "the safetensors header is not a JSON object")
     data_bytes = size - 8 - length

@@ -24,6 +24,7 @@ from repro.merge.kernels import (
     ELEMENTWISE_METHODS,
     ElementwiseKernel,
     GroupKernel,
+    ModelStockKernel,
     NonFiniteInput,
     check_group_inputs,
     model_ids,
@@ -57,10 +58,16 @@ def tensor_order(index: dict[str, TensorInfo]) -> list[str]:
     return sorted(index, key=lambda name: (str(index[name].file), index[name].start, name))
 
 
-def make_kernel(method: str, mergekit_name: str, params: dict, paths: Sequence[Path], device, chunk: int):
+def make_kernel(method: str, mergekit_name: str, params: dict, paths: Sequence[Path], device, chunk: int,
+                svd_cache=None):
     if method in ELEMENTWISE_METHODS:
         return ElementwiseKernel(method, params, len(paths) - 1, device, chunk)
-    return GroupKernel(mergekit_name, params, model_ids(paths), device)
+    if method == "model_stock":
+        return ModelStockKernel(params, device)
+    kernel = GroupKernel(mergekit_name, params, model_ids(paths), device)
+    if svd_cache is not None:
+        kernel.use_svd_cache(svd_cache, paths)
+    return kernel
 
 
 def run_pass(
@@ -76,8 +83,10 @@ def run_pass(
     out_dtype: torch.dtype,
     device: torch.device,
     chunk: int | None = None,
+    svd_cache=None,
 ) -> None:
-    """Compute every target, tensor by tensor. Raises MergeError naming checkpoint and tensor."""
+    """Compute every target, tensor by tensor. Raises MergeError naming checkpoint and tensor.
+    `svd_cache` (the caller's) is handed to methods that use one (TSV-M)."""
     if chunk is None:
         chunk = CPU_CHUNK if device.type == "cpu" else 1 << 62  # whole tensors on an accelerator
     readers = [MappedCheckpoint(base, base_index)] + [
@@ -87,7 +96,7 @@ def run_pass(
     for target in targets:
         target.extra["paths"] = paths
         target.kernel = make_kernel(
-            method, mergekit_name, params, [base] + [models[i] for i in target.inputs], device, chunk
+            method, mergekit_name, params, [base] + [models[i] for i in target.inputs], device, chunk, svd_cache
         )
     names = tensor_order(base_index)
     threads = torch.get_num_threads()

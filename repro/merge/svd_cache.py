@@ -16,12 +16,10 @@ path, size and mtime) unless the caller registers a known revision with `registe
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import hashlib
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,11 +29,17 @@ from repro.atomic_io import atomic_write_bytes
 if TYPE_CHECKING:
     import torch
 
-_ACTIVE_CACHE: contextvars.ContextVar[SvdCache | None] = contextvars.ContextVar(
-    "repro_svd_cache", default=None
-)
-
 Factors = tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]  # U[:, :k], S[:k], Vh[:k, :]
+
+
+@dataclass(frozen=True)
+class ContentKey:
+    """The id the engine gives a merge input (mergekit `TensorEntry.id`) when it merges with a cache: the
+    input's position (ids must be distinct even for two identical copies) and its content key
+    (`SvdCache.checkpoint_key`). Methods key cached work by `key`, never by a file path."""
+
+    position: int
+    key: str
 
 
 @dataclass
@@ -92,20 +96,21 @@ class SvdCache:
     # -- factors ---------------------------------------------------------------------------------
     def leading_factors(
         self,
-        checkpoint: str | os.PathLike,
-        base: str | os.PathLike,
+        checkpoint_key: str,
+        base_key: str,
         tensor_name: str,
         rank: int,
         device: torch.device,
         compute: Callable[[], Factors],
     ) -> Factors:
-        """The first `rank` singular triplets of this checkpoint's delta for `tensor_name`.
+        """The first `rank` singular triplets of a checkpoint's delta for `tensor_name`, by the content
+        keys of the checkpoint and its base (what `checkpoint_key` gives; the engine passes them).
 
         `compute()` must return the full reduced SVD (U, S, Vh) of the float32 delta; it is called
         only on a miss. Stored: the first max(rank, min(r, r // 2)) triplets, enough for any merge
         of two or more models.
         """
-        raw = f"{self.checkpoint_key(checkpoint)}|{self.checkpoint_key(base)}|{tensor_name}|{device.type}"
+        raw = f"{checkpoint_key}|{base_key}|{tensor_name}|{device.type}"
         key = hashlib.sha256(raw.encode()).hexdigest()
         factors = self._lookup(key, rank, device)
         if factors is None:
@@ -157,18 +162,3 @@ class SvdCache:
         while self._memory_bytes > self.max_memory_bytes:
             _, evicted = self._memory.popitem(last=False)
             self._memory_bytes -= sum(t.numel() * t.element_size() for t in evicted)
-
-    # -- activation ------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def activated(self) -> Iterator[SvdCache]:
-        """Make this cache the one TSV-M kernels use inside the `with` block (this thread)."""
-        token = _ACTIVE_CACHE.set(self)
-        try:
-            yield self
-        finally:
-            _ACTIVE_CACHE.reset(token)
-
-
-def active_svd_cache() -> SvdCache | None:
-    """The cache activated by the running merge, or None (then TSV-M decomposes every time)."""
-    return _ACTIVE_CACHE.get()

@@ -15,10 +15,9 @@ from pathlib import Path
 from repro.errors import MergeError
 from repro.merge.checkpoint_safety import check_no_extra_tensors, check_same_architecture, model_config
 from repro.merge.safetensors_header import MERGEABLE_DTYPES, read_header
+from repro.merge.tensor_roles import is_vocabulary_tensor
 
 VOCAB_MISMATCH_POLICIES = ("truncate", "error")
-# Tensors whose first axis is the vocabulary (the only axis a checkpoint may extend).
-VOCAB_TENSOR_MARKERS = ("embed_tokens", "lm_head", "wte", "embed_out")
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,8 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 
 def is_vocab_tensor(name: str) -> bool:
-    return any(marker in name for marker in VOCAB_TENSOR_MARKERS)
+    """Whether a checkpoint may extend `name`'s first axis (a vocabulary tensor, `repro.merge.tensor_roles`)."""
+    return is_vocabulary_tensor(name)
 
 
 def check_input_structure(

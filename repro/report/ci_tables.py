@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from repro.report.item_data import load_item_matrix
-from repro.report.paired_bootstrap import DEFAULT_RESAMPLES, cell_bootstrap
+from repro.report.paired_bootstrap import DEFAULT_RESAMPLES, TIE_TOLERANCE, cell_bootstrap
 
 # Defaults of the team contract (registry names); a config's `report:` section overrides them.
 DEFAULT_TABLE_METHODS = {
@@ -143,7 +143,7 @@ def build_ci_cells(plan, eb: ExperimentBootstrap, table: str, methods: list[str]
                 lo, hi = cb.mean_interval()
                 plo, phi = cb.share_interval()
                 cells.append(CellCI(base, label, n, len(ids), planned.get((base, None if n == 1 else label, n), 0),
-                                    100 * float(np.mean(cb.observed > 0)), 100 * plo, 100 * phi,
+                                    100 * float(np.mean(cb.observed > TIE_TOLERANCE)), 100 * plo, 100 * phi,
                                     100 * float(np.mean(cb.observed)), 100 * lo, 100 * hi,
                                     int(cb.significant_gains().sum())))
     if len(bases) > 1:
@@ -273,7 +273,8 @@ def ci_artifacts(loaded, plan, store, out_dir, *, resamples: int = DEFAULT_RESAM
     grid = [j for j in plan.jobs if j.experiment is None and j.kind == "merge"]
     finished = store.finished_ids()
     if not any(j.id in finished for j in grid):
-        return [], None, [f"{title}: no in-the-wild grid results" for title in CI_TITLES.values()]
+        return [], None, [f"{title}: not supported by these results (no in-the-wild grid results)"
+                          for title in CI_TITLES.values()]
     try:
         eb = bootstrap_experiment(plan, store, resamples=resamples, seed=seed)
     except ItemDataError as exc:
@@ -284,7 +285,7 @@ def ci_artifacts(loaded, plan, store, out_dir, *, resamples: int = DEFAULT_RESAM
         cells = build_ci_cells(plan, eb, table, table_methods(loaded).get(table), labels)
         key = f"{table}_ci"
         if not cells:
-            skipped.append(f"{CI_TITLES[key]}: none of the table's methods has results in this config")
+            skipped.append(f"{CI_TITLES[key]}: not supported by these results (none of the table's methods has results)")
             continue
         note = footnote(table, eb)
         files = [atomic_write_text(out_dir / f"{key}.{suffix}", text) for suffix, text in

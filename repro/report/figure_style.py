@@ -124,7 +124,7 @@ def suptitle(fig, title: str) -> None:
     """The figure title, wrapped to the figure's width (nothing is cut off at the edges)."""
     import textwrap
 
-    fig.suptitle(textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 14))))
+    fig.suptitle(textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 12))))
 
 
 def save(fig, stem: Path) -> list[Path]:

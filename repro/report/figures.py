@@ -30,7 +30,7 @@ from repro.report.figure_style import (
 
 N_AXIS = "number of merged checkpoints n (count)"
 ACCURACY_AXIS = "average accuracy (%)"
-NORM_AXIS = "‖θ_merged − θ_base‖₂ (weight-space L2 norm)"
+NORM_AXIS = "‖θ_merged − θ_base‖₂\n(weight-space L2 norm)"
 
 
 @dataclass
@@ -166,8 +166,10 @@ def draw_panels(panels: list[Panel], stem: Path, *, title: str, xlabel: str, yla
                 color = colors.get(line.label)
                 ax.plot(xs, ys, linestyle=line.style, marker=line.marker, color=color, label=line.label)
                 if any(p.std for p in line.points):
-                    ax.fill_between(xs, [p.mean - p.std for p in line.points], [p.mean + p.std for p in line.points],
-                                    color=color, alpha=0.15, linewidth=0)
+                    low, high = (0.0, 100.0) if "(%)" in ylabel else (float("-inf"), float("inf"))
+                    ax.fill_between(xs, [max(low, p.mean - p.std) for p in line.points],  # an accuracy stays in 0..100
+                                    [min(high, p.mean + p.std) for p in line.points], color=color, alpha=0.15,
+                                    linewidth=0)
                 if line.point_labels:
                     ax.margins(x=0.12, y=0.08)  # room for the labels at the edges
                 for point, text in zip(line.points, line.point_labels or [], strict=False):
@@ -200,7 +202,7 @@ def draw_panels(panels: list[Panel], stem: Path, *, title: str, xlabel: str, yla
                     names.append(name)
         if names:
             fig.legend([handles[n] for n in names], names, loc="outside lower center", frameon=False,
-                       ncol=max(1, min(len(names), int(width / 1.9))))
+                       ncol=max(1, min(len(names), int(width / 1.5))))
         suptitle(fig, title)
         return save(fig, stem)
 

@@ -22,7 +22,11 @@ from repro.report.figure_style import (
 )
 from repro.report.figures import FigureFile
 
-EXPERIMENT_NAMES = {"medical_only": "Medical only (n = 3)", "math_only": "Math only (n = 3)", "all": "All experts (n = 6)"}
+
+def experiment_name(experiment: str, n: int) -> str:
+    """Legend text of an experiment: "medical_only" -> "Medical only (n = 3)", "all" -> "All experts (n = 6)"."""
+    words = "All experts" if experiment == "all" else experiment.replace("_", " ").capitalize()
+    return f"{words} (n = {n})"
 
 
 def homogeneous_figures(plan, records, out_dir: Path) -> list[FigureFile]:
@@ -55,8 +59,8 @@ def homogeneous_figures(plan, records, out_dir: Path) -> list[FigureFile]:
                         if value is not None:
                             xs.append(i - 0.4 + width * (k + 0.5))
                             ys.append(100.0 * value)
-                    ax.bar(xs, ys, width=width, color=colors[experiment],
-                           label=EXPERIMENT_NAMES.get(experiment, experiment))
+                    n = next(j.n for j in merges if j.experiment == experiment)
+                    ax.bar(xs, ys, width=width, color=colors[experiment], label=experiment_name(experiment, n))
                 if suite in base_scores:
                     ax.axhline(100.0 * base_scores[suite], color="black", linestyle="--", linewidth=1,
                                label="base model")
@@ -69,6 +73,8 @@ def homogeneous_figures(plan, records, out_dir: Path) -> list[FigureFile]:
             for ax in axes:
                 for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
                     handles.setdefault(name, handle)
+            order = [experiment_name(e, next(j.n for j in merges if j.experiment == e)) for e in experiments]
+            handles = {name: handles[name] for name in [*order, "base model"] if name in handles}
             fig.legend(list(handles.values()), list(handles), loc="outside lower center", frameon=False,
                        ncol=len(handles))
             suptitle(fig, title)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 
 from repro.atomic_io import atomic_write_text
@@ -21,7 +22,7 @@ body { font-family: "DejaVu Sans", Arial, sans-serif; margin: 2em auto; max-widt
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0; }
 th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
-th { background: #f0f0f0; } td:first-child, td:nth-child(2), th:first-child { text-align: left; }
+th { background: #f0f0f0; } td, th:first-child { text-align: left; } td.num { text-align: right; }
 img { max-width: 100%; border: 1px solid #eee; }
 .meta { color: #555; font-size: 0.85em; } .warn { color: #a00; }
 pre { background: #f7f7f7; padding: 0.5em; font-size: 0.75em; overflow-x: auto; }
@@ -33,9 +34,18 @@ def _e(text) -> str:
     return html.escape(str(text), quote=True)
 
 
+_NUM = ' class="num"'
+
+
+def _numeric(cell) -> bool:
+    """Numbers (and cells such as "17 / -4.21" or "–") align right; names and descriptions align left."""
+    return bool(re.match(r"^\s*(?:[-+−–]?\d|–\s*$)", str(cell)))
+
+
 def _table_html(headers: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td{_NUM if _numeric(c) else ''}>{_e(c)}</td>" for c in row) + "</tr>"
+                   for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

@@ -34,10 +34,10 @@ def read_item_flags(path: str | Path) -> dict[str, tuple[list[str], np.ndarray]]
     path = Path(path)
     try:
         payload = json.loads(gzip.decompress(path.read_bytes()))
-    except FileNotFoundError:
-        raise ItemDataError("per-item results not found; re-run the job (repro run)", path=str(path)) from None
+    except FileNotFoundError as exc:
+        raise ItemDataError("per-item results not found; re-run the job (repro run)", path=str(path)) from exc
     except (OSError, ValueError) as exc:
-        raise ItemDataError(f"unreadable per-item results ({exc}); re-run the job", path=str(path)) from None
+        raise ItemDataError(f"unreadable per-item results ({exc}); re-run the job", path=str(path)) from exc
     if payload.get("format") != ITEMS_FORMAT:
         raise ItemDataError(f"unknown per-item format {payload.get('format')!r}", path=str(path))
     out = {}

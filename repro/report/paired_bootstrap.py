@@ -26,6 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_RESAMPLES = 10_000
+# A delta (accuracy units, 0..1) counts as a gain only above this: equal accuracies summed in another
+# order differ by ~1e-16, while the smallest real difference (one item of the largest suite) is > 1e-6.
+TIE_TOLERANCE = 1e-9
 LEVEL = 0.95
 
 
@@ -43,7 +46,7 @@ class CellBootstrap:
 
     def significant_gains(self, level: float = LEVEL) -> np.ndarray:
         """(K,) bool: the model's interval lies entirely above 0."""
-        return self.model_interval(level)[:, 0] > 0
+        return self.model_interval(level)[:, 0] > TIE_TOLERANCE
 
     def mean_interval(self, level: float = LEVEL) -> tuple[float, float]:
         alpha = (1 - level) / 2
@@ -153,6 +156,6 @@ def cell_bootstrap(observed: np.ndarray, replicates: np.ndarray, columns: list[i
     else:
         weights = np.full((resamples, k), 1.0 / k)
     cell_mean = np.einsum("bk,bk->b", weights, deltas)
-    cell_share = np.einsum("bk,bk->b", weights, (deltas > 0).astype(float))
+    cell_share = np.einsum("bk,bk->b", weights, (deltas > TIE_TOLERANCE).astype(float))
     point = observed[columns] - (0.0 if reference is None else observed[reference])
     return CellBootstrap(point, deltas, cell_mean, cell_share)

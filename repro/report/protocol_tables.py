@@ -16,7 +16,11 @@ from repro.report.table1 import Table1
 
 def homogeneous_bases(loaded) -> list[str]:
     """Bases whose homogeneous groups the config uses (its `homogeneous:` bases)."""
-    if loaded.lock is None or loaded.config.homogeneous is None:
+    if loaded.config.homogeneous is None:
+        return []
+    if loaded.config.world is not None:
+        return list(loaded.config.homogeneous.bases) if loaded.config.homogeneous.groups else []
+    if loaded.lock is None:
         return []
     return [b for b in loaded.config.homogeneous.bases if loaded.lock.bases[b].homogeneous]
 
@@ -25,6 +29,8 @@ def build_table4(loaded) -> Table1 | None:
     bases = homogeneous_bases(loaded)
     if not bases:
         return None
+    if loaded.config.world is not None:
+        return _world_table4(loaded, bases)
     groups = list(dict.fromkeys(g for e in loaded.config.homogeneous.experiments for g in e.groups))
     rows = []
     for base in bases:
@@ -38,6 +44,27 @@ def build_table4(loaded) -> Table1 | None:
     return Table1(["Base Model", "Domain", "Checkpoint Name", "Revision"], rows, footnote)
 
 
+def _world_table4(loaded, bases: list[str]) -> Table1:
+    """Table 4 of an offline world: its expert groups (`homogeneous.groups`), each checkpoint by index and
+    fine-tune name, with what it was trained on (the world recipe's description)."""
+    finetunes = list(getattr(loaded.config.world, "finetunes", []))
+    groups = list(dict.fromkeys(g for e in loaded.config.homogeneous.experiments for g in e.groups))
+    rows = []
+    for base in bases:
+        for group in groups:
+            for k, index in enumerate(loaded.homogeneous_indices(base, group)):
+                tune = finetunes[index - 1] if finetunes else None
+                name = f"ft-{index:02d} {tune.name}" if tune else f"checkpoint {index}"
+                trained = tune.description if tune else "generated offline (repro.worlds.tiny)"
+                rows.append([base if k == 0 else "", group.capitalize() if k == 0 else "",
+                             name, trained])
+    source = loaded.config.world_from or loaded.path.name
+    footnote = (f"Table 4 (offline world): the expert groups of the homogeneous merges, from {loaded.path.name} "
+                f"(`homogeneous.groups`; world recipe: {source}). The paper's Table 4 lists Hugging Face "
+                "checkpoints of Qwen3 4B and 8B instead.")
+    return Table1(["Base Model", "Domain", "Checkpoint", "Trained on"], rows, footnote)
+
+
 def build_table5(loaded, suites: dict) -> Table1 | None:
     """`suites`: the facts layer's suites (repro.suites.load_suites)."""
     if loaded.config.homogeneous is None:
@@ -47,4 +74,4 @@ def build_table5(loaded, suites: dict) -> Table1 | None:
     rows = [[cell or "" for cell in row] for row in zip_longest(*columns)]
     footnote = (f"Table 5: evaluation tasks of the homogeneous merges, grouped by domain, from "
                 f"{loaded.config.evaluation.suites_file} (suites {', '.join(names)}).")
-    return Table1([f"{name.capitalize()} Tasks" for name in names], rows, footnote, grouped=False)
+    return Table1([f"{name.replace('_', ' ').capitalize()} Tasks" for name in names], rows, footnote, grouped=False)

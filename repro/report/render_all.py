@@ -55,8 +55,8 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
     for table, build in (("table1", build_table1), ("table2", build_table2), ("table3", build_table1)):
         labels = [label for label in loaded.report_labels(table) if label in results.method_labels]
         if not grid_results or not labels:
-            why = "no in-the-wild grid results (merge.sizes) in this config" if not grid_results else \
-                "none of the table's methods (report: section) has results in this config"
+            why = (f"{NOT_SUPPORTED} (no in-the-wild grid results: merge.sizes)" if not grid_results else
+                   f"{NOT_SUPPORTED} (none of the table's methods, report: section, has results)")
             skipped.append(f"{TABLE_TITLES[table]}: {why}")
             continue
         built = build(results, labels)
@@ -66,7 +66,9 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
     suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
     for key, built in (("table4", build_table4(loaded)), ("table5", build_table5(loaded, suites))):
         if built is None:
-            skipped.append(f"{TABLE_TITLES[key]}: the config has no homogeneous experiments")
+            makers = _appendix_makers(loaded).get("homogeneous", [])
+            skipped.append(f"{TABLE_TITLES[key]}: {NOT_SUPPORTED} (the config has no homogeneous experiments"
+                           f"{'; made by its appendix config ' + ' and '.join(makers) if makers else ''})")
             continue
         artifacts.append(Artifact(key, TABLE_TITLES[key], "table", write_table1(built, out_dir, stem=key), 0,
                                   notes=[built.footnote], table=(built.headers, built.rows)))
@@ -87,6 +89,12 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
         artifacts.append(Artifact("appendix_e", TABLE_TITLES["appendix_e"], "table",
                                   write_homogeneous_table(built, out_dir), count, table=(built.headers, built.rows)))
     artifacts.sort(key=_order)
+    from repro.report.paper_correspondence import paper_caption
+
+    for artifact in artifacts:  # which paper table/figure it is, and what differs (base, suite, ...)
+        caption = paper_caption(loaded, artifact.key)
+        if caption:
+            artifact.notes.insert(0, caption)
     incomplete = incomplete_cells(results, loaded.report_labels("table1")) if grid_results else []
     _write_manifest(loaded, artifacts, skipped, incomplete, records, out_dir)
     from repro.report.html_page import write_page
@@ -113,25 +121,85 @@ def render_figures(loaded, plan, records: dict, out_dir: Path, suites: dict | No
     return figures
 
 
+NOT_SUPPORTED = "not supported by these results"
+# The paper's sweep figures (Appendix C) by the first number of each: what it shows.
+SWEEP_FIGURES = {11: "Figure 11 (TA λ sweep)", 12: "Figure 12 (TA λ sweep, no normalization)",
+                 13: "Figures 13-16 (TIES λ x density vs. norm)", 17: "Figure 17 (TIES density)",
+                 18: "Figure 18 (Subspace Boosting β)"}
+
+
 def _missing_figures(loaded, rendered: list[str]) -> list[str]:
-    """The figures this config's experiments make that have no results yet."""
+    """Every paper figure (3-28) this config did not render, and why: its experiment is in the config but
+    has no results yet, or the config does not cover it ("not supported by these results", with where the
+    kit makes it), so the page lists all 28 figures one way or the other."""
     cfg = loaded.config
-    expected: list[tuple[str, str]] = []  # (key prefix, description)
-    if cfg.merge.sizes:
-        expected += [("fig03_", "Figure 3 (accuracy vs. n, Table 1 methods)"), ("fig04_", "Figure 4 (task-vector norm)")]
-        if loaded.report_labels("table3"):
-            expected.append(("fig06_", "Figure 6 (accuracy vs. n, Table 3 methods)"))
-        expected.append(("_taskwise_", "Figures 7-10 (task-wise accuracy)"))
+    makers = _appendix_makers(loaded)
+
+    def where(part: str) -> str:
+        names = makers.get(part, [])
+        return f"; made by its appendix config {' and '.join(names)}" if names else ""
+
+    out: list[str] = []
+
+    def account(present: bool, covered: bool, what: str, why_not: str) -> None:
+        if present:
+            return
+        out.append(f"{what}: no results yet" if covered else f"{what}: {NOT_SUPPORTED} ({why_not})")
+
+    def has(fragment: str) -> bool:
+        return any(fragment in key for key in rendered)
+
+    grid = bool(cfg.merge.sizes)
+    no_grid = "the config has no in-the-wild grid: merge.sizes is empty"
+    account(has("fig03_"), grid and bool(loaded.report_labels("table1")), "Figure 3 (accuracy vs. n, Table 1 methods)",
+            no_grid if not grid else "the config runs none of Table 1's methods")
+    account(has("fig04_"), grid, "Figure 4 (task-vector norm vs. n)", no_grid)
+    account(has("fig06_"), grid and bool(loaded.report_labels("table3")), "Figure 6 (accuracy vs. n, Table 3 methods)",
+            no_grid if not grid else "the config runs none of Table 3's methods, report.table3")
+    account(has("_taskwise_"), grid, "Figures 7-10 (task-wise accuracy)", no_grid)
     stems = [key.split("_", 1)[1] for key in rendered if "_" in key]  # "fig13_ties_grid_b" -> "ties_grid_b"
-    for sweep in cfg.sweeps:
-        done = any(stem == sweep.name or (sweep.per_base and stem.startswith(f"{sweep.name}_")) for stem in stems)
-        if not done:
-            expected.append(("\0never", f"Figure {sweep.figure}{'ff.' if sweep.per_base else ''} ({sweep.name})"))
-    if cfg.geometry is not None:
-        expected += [("_cosine_", "Figures 19-22 (cosine heatmaps)"), ("_layer_signs_", "Figures 23-26 (layer signs)")]
-    if cfg.homogeneous is not None:
-        expected.append(("_homogeneous_", "Figures 27-28 (homogeneous merges)"))
-    return [f"{what}: no results yet" for prefix, what in expected if not any(prefix in key for key in rendered)]
+    swept = {sweep.figure: sweep for sweep in cfg.sweeps}
+    for number, what in SWEEP_FIGURES.items():
+        sweep = swept.get(number)
+        done = sweep is not None and any(
+            stem == sweep.name or (sweep.per_base and stem.startswith(f"{sweep.name}_")) for stem in stems)
+        account(done, sweep is not None, what, f"no sweep of the config draws it{where(f'fig{number}')}")
+    for sweep in cfg.sweeps:  # sweeps under figure numbers the paper does not use for sweeps
+        if sweep.figure not in SWEEP_FIGURES:
+            done = any(stem == sweep.name or stem.startswith(f"{sweep.name}_") for stem in stems)
+            account(done, True, f"Figure {sweep.figure} ({sweep.name})", "")
+    geometry = cfg.geometry is not None
+    account(has("_cosine_"), geometry, "Figures 19-22 (cosine heatmaps)",
+            f"the config has no geometry section{where('geometry')}")
+    account(has("_layer_signs_"), geometry, "Figures 23-26 (layer signs)",
+            f"the config has no geometry section{where('geometry')}")
+    account(has("_homogeneous_"), cfg.homogeneous is not None, "Figures 27-28 (homogeneous merges)",
+            f"the config has no homogeneous section{where('homogeneous')}")
+    return out
+
+
+def _appendix_makers(loaded) -> dict[str, list[str]]:
+    """Which of the config's `report.appendix_configs` make what: "fig11".. (sweeps), "geometry",
+    "homogeneous" -> config file names. An appendix config that does not load is left out (its own
+    `repro report all` names the problem)."""
+    from repro.config import load_config
+    from repro.errors import ReproError
+
+    out: dict[str, list[str]] = {}
+    try:
+        paths = loaded.appendix_config_paths()
+    except ReproError:
+        return out
+    for path in paths:
+        try:
+            other = load_config(path, check_methods=False, check_suite=False).config
+        except ReproError:
+            continue
+        parts = [f"fig{s.figure}" for s in other.sweeps] + (["geometry"] if other.geometry is not None else []) + (
+            ["homogeneous"] if other.homogeneous is not None else [])
+        for part in parts:
+            out.setdefault(part, []).append(path.name)
+    return out
 
 
 def _order(artifact: Artifact) -> tuple:
@@ -186,7 +254,7 @@ def _write_manifest(loaded, artifacts, skipped, incomplete, records, out_dir: Pa
     return atomic_write_json(out_dir / "manifest.json", {
         "config": {"name": loaded.name, "hash": loaded.config_hash},
         "artifacts": [{"key": a.key, "title": a.title, "kind": a.kind, "files": sorted(p.name for p in a.files),
-                       "n_results": a.n_results} for a in artifacts],
+                       "n_results": a.n_results, "notes": a.notes} for a in artifacts],
         "not_rendered": skipped,
         "incomplete_table1_cells": incomplete,
         "results": len(records),

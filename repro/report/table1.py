@@ -22,6 +22,7 @@ from pathlib import Path
 from statistics import mean
 
 from repro.atomic_io import atomic_write_text
+from repro.report.paired_bootstrap import TIE_TOLERANCE
 from repro.report.results_view import ExperimentResults
 
 MISSING = "–"
@@ -43,7 +44,7 @@ class Cell:
 def _cell(values: list[float], reference: float | None, planned: int) -> Cell:
     if reference is None or not values:
         return Cell(None, None, False)
-    beats = sum(v > reference for v in values)
+    beats = sum(v - reference > TIE_TOLERANCE for v in values)  # an equal accuracy is no gain (float noise)
     return Cell(100.0 * beats / len(values), 100.0 * mean(v - reference for v in values), len(values) >= planned)
 
 

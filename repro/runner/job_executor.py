@@ -31,8 +31,9 @@ def resolve_device(setting: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _merge_info(result, *, in_memory: bool) -> dict:
+def _merge_info(result, *, in_memory: bool, device: str) -> dict:
     return {
+        "device": device,
         "task_vector_l2": result.task_vector_l2,
         "vocab_truncations": result.vocab_truncations,
         "out_dtype": result.out_dtype,
@@ -264,13 +265,13 @@ class JobExecutor:
         cfg = self.loaded.config
         if job.kind in ("merge", "homogeneous") and cfg.evaluation.in_memory and not cfg.merge.keep_merged:
             result = self._merge_in_memory(job)
-            merge_info = _merge_info(result, in_memory=True)
+            merge_info = _merge_info(result, in_memory=True, device=self.merge_device)
             model = _model_from_state(self.sources.base_dir(job.base), result.state_dict)
             outcome = self._evaluate(job, model, identity, tokenizer=self._tokenizer(job.base))
         elif job.kind in ("merge", "homogeneous"):
             out_dir = self.scratch_dir / job.id
             result = self._merge(job, out_dir)
-            merge_info = _merge_info(result, in_memory=False)
+            merge_info = _merge_info(result, in_memory=False, device=self.merge_device)
             try:
                 outcome = self._evaluate(job, out_dir, identity)
             finally:
@@ -297,6 +298,12 @@ class JobExecutor:
                 "item_sample": (self.loaded.config.evaluation.item_sample.model_dump()
                                 if self.loaded.config.evaluation.item_sample is not None else None),
                 "device": self.eval_device,
+                # what lm-eval actually used (its own record's fields): seeds set, batch size after `auto`,
+                # the device the model ran on, the tokenizer (name, special tokens, content fingerprint)
+                "seeds": evaluation.get("run", {}).get("seeds"),
+                "batch_size_used": evaluation.get("run", {}).get("batch_size_used"),
+                "model_device": evaluation.get("run", {}).get("device"),
+                "tokenizer": evaluation.get("run", {}).get("tokenizer"),
                 "threads": self._torch_threads(),
                 "backend": self.loaded.config.evaluation.backend,
                 "lm_eval_version": evaluation.get("lm_eval_version"),

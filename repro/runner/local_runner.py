@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -18,17 +17,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from repro.config import LoadedConfig
-from repro.errors import InsufficientDiskError
-from repro.plan import Job, Plan
+from repro.errors import InsufficientDiskError, RunnerError
+from repro.plan import Job, Plan, describe_job
 from repro.results import ResultsStore
 from repro.runner.claims import ClaimBoard, worker_identity
 
 
 @dataclass
 class RunSummary:
+    """What a run did: job ids done, failed, left to another worker, and not ended (worker gone)."""
+
     done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     skipped_claimed: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.unfinished
 
 
 def pending_jobs(plan: Plan, store: ResultsStore, *, retry_failed: bool, kinds: set[str] | None = None) -> list[Job]:
@@ -109,11 +115,12 @@ def _run_claimed(job: Job, loaded, runs_dir: Path, store: ResultsStore, owner: s
 
     if store.has_result(job.id):  # finished by another worker since we listed the jobs
         return executor
-    bar.set_postfix_str(_describe(job), refresh=False)
+    bar.set_postfix_str(describe_job(job), refresh=False)
     store.journal(job.id, owner, "start")
     try:
         if executor is None:
-            executor = JobExecutor(loaded, runs_dir, store, upcoming)
+            executor = JobExecutor(loaded, runs_dir, store)
+            executor.upcoming = list(upcoming)  # the worker's jobs: in-memory merges of a group share a pass
         record = executor.run(job)
         store.write_result({**record, "worker": owner})
     except InsufficientDiskError:
@@ -124,13 +131,13 @@ def _run_claimed(job: Job, loaded, runs_dir: Path, store: ResultsStore, owner: s
             store.journal(job.id, owner, "stopped")
             raise InsufficientDiskError(
                 f"the disk filled up (or a file size limit was reached) during job {job.id} "
-                f"({_describe(job)}): {disk_full(exc)}; nothing partial was kept — free space in "
+                f"({describe_job(job)}): {disk_full(exc)}; nothing partial was kept — free space in "
                 f"{runs_dir} and run the same command again"
             ) from exc
         store.write_failure(job.to_json(), f"{type(exc).__name__}: {exc}", traceback.format_exc())
         store.journal(job.id, owner, "failed")
         summary.failed.append(job.id)
-        bar.write(f"job {job.id} ({_describe(job)}) failed: {exc}")
+        bar.write(f"job {job.id} ({describe_job(job)}) failed: {exc}")
     else:
         store.journal(job.id, owner, "done")
         summary.done.append(job.id)
@@ -154,16 +161,6 @@ def disk_full(exc: BaseException) -> str | None:
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-def _describe(job: Job) -> str:
-    if job.kind == "merge":
-        return f"{job.base} {job.label} n={job.n} {list(job.subset)}"
-    if job.kind == "single":
-        return f"{job.base} checkpoint {job.subset[0]}"
-    if job.kind == "geometry":
-        return f"{job.base} task-vector geometry"
-    return f"{job.base} base"
-
-
 def run_parallel(
     config_path: Path,
     runs_dir: Path,
@@ -173,19 +170,49 @@ def run_parallel(
     retry_failed: bool,
     kinds: set[str] | None,
     progress: bool = True,
-    extra_args: tuple[str, ...] = (),
-) -> int:
-    """Start `workers` worker processes on the same plan and show their joint progress."""
+) -> RunSummary:
+    """Run `plan` with `workers` worker processes and show their joint progress.
+
+    Each worker is a spawned process that calls `run_worker` on this very plan (no command line is
+    rebuilt and nothing is passed through the environment); the claims keep them off each other's jobs.
+    Returns what the result files say about the jobs that were pending: done, failed, and unfinished
+    (a worker that died, e.g. killed, leaves its claimed job for the next run). A typed error of a
+    worker (e.g. a full disk) is raised here, with the worker's message.
+    """
+    import multiprocessing
+
     store = ResultsStore(runs_dir)
     todo = {j.id for j in pending_jobs(plan, store, retry_failed=retry_failed, kinds=kinds)}
-    cmd = [sys.executable, "-m", "repro", "run", "--config", str(config_path), "--runs-dir", str(runs_dir),
-           "--workers", "1", "--no-progress"]
-    if retry_failed:
-        cmd.append("--retry-failed")
-    if kinds:
-        cmd += ["--only", ",".join(sorted(kinds))]
-    cmd += list(extra_args)
-    procs = [subprocess.Popen(cmd, env={**os.environ, "REPRO_WORKER_INDEX": str(i)}) for i in range(workers)]
-    watch_results(store, todo, lambda: any(p.poll() is None for p in procs),
+    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
+    errors = context.SimpleQueue()
+    procs = [context.Process(target=_worker_process, name=f"repro-worker-{i}",
+                             args=(str(config_path), str(runs_dir), plan, retry_failed, kinds, errors))
+             for i in range(workers)]
+    for proc in procs:
+        proc.start()
+    watch_results(store, todo, lambda: any(p.is_alive() for p in procs),
                   f"{plan.config_name} ({workers} workers)", progress=progress)
-    return max(p.wait() for p in procs)
+    for proc in procs:
+        proc.join()
+    problems = []
+    while not errors.empty():
+        problems.append(errors.get())
+    if problems:
+        kind = InsufficientDiskError if any(name == "InsufficientDiskError" for name, _ in problems) else RunnerError
+        raise kind(problems=[(None, message) for _, message in problems])
+    finished, failed = store.finished_ids(), store.failed_ids()
+    return RunSummary(done=sorted(todo & finished), failed=sorted(todo & failed),
+                      unfinished=sorted(todo - finished - failed))
+
+
+def _worker_process(config_path: str, runs_dir: str, plan: Plan, retry_failed: bool, kinds, errors) -> None:
+    """The body of one spawned worker: load the config, run the shared plan, report a typed error."""
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    from repro.config import load_config
+    from repro.errors import ReproError
+
+    try:
+        run_worker(load_config(config_path), plan, Path(runs_dir), retry_failed=retry_failed, kinds=kinds,
+                   progress=False)
+    except ReproError as error:
+        errors.put((type(error).__name__, str(error)))

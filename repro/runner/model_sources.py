@@ -94,7 +94,12 @@ class ModelSources:
             dirs.append(self.base_dir(base))
             for index in range(1, self.loaded.pool_size(base) + 1):
                 dirs.append(self.checkpoint_dir(base, index))
-        if cfg.homogeneous is not None:
+        if cfg.homogeneous is not None and cfg.world is not None:  # expert groups of an offline world
+            for base in cfg.homogeneous.bases:
+                dirs.append(self.base_dir(base))
+                for group in cfg.homogeneous.groups or {}:
+                    dirs += [self.checkpoint_dir(base, i) for i in self.loaded.homogeneous_indices(base, group)]
+        elif cfg.homogeneous is not None:
             for base in cfg.homogeneous.bases:
                 dirs.append(self.base_dir(base))
                 for experiment in cfg.homogeneous.experiments:

@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 import datetime as _dt
-import platform
-from importlib import metadata
 
-PACKAGES = ("repro", "torch", "transformers", "mergekit", "lm_eval", "safetensors", "accelerate", "numpy")
-
-
-def package_versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    out["python"] = platform.python_version()
-    return out
+from repro.package_versions import PROVENANCE_PACKAGES as PACKAGES  # noqa: F401 (re-exported)
+from repro.package_versions import package_versions  # noqa: F401 (re-exported: the one collector)
 
 
 def utc_now() -> str:

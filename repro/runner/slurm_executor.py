@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from repro.config import LoadedConfig
 from repro.errors import RunnerError
@@ -49,6 +50,10 @@ class SlurmBatch:
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+if TYPE_CHECKING:
+    from repro.runner.local_runner import RunSummary
 
 
 def _parse_overrides(overrides: list[str]) -> dict:
@@ -87,10 +92,12 @@ def run_on_slurm(
     overrides: list[str],
     progress: bool = True,
     poll_s: float = 2.0,
-) -> int:
+) -> RunSummary:
+    """Submit the pending jobs as a SLURM job array, follow them, and return what the result files say
+    (done, failed, unfinished: an array task cancelled or dead)."""
     import submitit
 
-    from repro.runner.local_runner import pending_jobs, watch_results
+    from repro.runner.local_runner import RunSummary, pending_jobs, watch_results
 
     if shutil.which("sbatch") is None or shutil.which("squeue") is None:
         raise RunnerError("the slurm executor needs `sbatch` and `squeue` on PATH (run on a SLURM login node)")
@@ -99,12 +106,12 @@ def run_on_slurm(
             {**loaded.config.slurm.model_dump(), **_parse_overrides(overrides)}
         )
     except ValueError as exc:  # pydantic's ValidationError
-        raise RunnerError(f"bad --slurm-option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+        raise RunnerError(f"bad --slurm-option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from exc
     store = ResultsStore(runs_dir)
     todo = pending_jobs(plan, store, retry_failed=retry_failed, kinds=kinds)
     if not todo:
         print("nothing to do: every job has a result", file=sys.stderr)
-        return 0
+        return RunSummary()
     batches = [todo[i : i + settings.jobs_per_task] for i in range(0, len(todo), settings.jobs_per_task)]
     executor = submitit.SlurmExecutor(folder=str(runs_dir / "slurm" / "%j"), max_num_timeout=settings.max_requeues)
     params = dict(
@@ -132,8 +139,4 @@ def run_on_slurm(
                   progress=progress, poll_s=poll_s)
     finished = wanted & store.finished_ids()
     failed = wanted & store.failed_ids()
-    left = wanted - finished - failed
-    if left:
-        print(f"{len(left)} job(s) did not finish (array task cancelled or died); rerun `repro run` to submit them "
-              "again", file=sys.stderr)
-    return 0 if not left and not failed else 1
+    return RunSummary(done=sorted(finished), failed=sorted(failed), unfinished=sorted(wanted - finished - failed))

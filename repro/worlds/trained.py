@@ -245,6 +245,11 @@ def build_trained_world(world: TrainedWorldConfig, folder: Path, *, log=None, wo
     held_out = held_out_keys(world.tasks)
     base_stage = world.pretrain.model_dump(mode="json")
     if not _complete(built.base, base_stage):
+        source = _copy_identical_base(world, built, base_stage)
+        if source is not None:
+            log(f"{world.name} base: the identical base of finished world {source.name} (same pretraining "
+                "recipe, seed, model, held-out tasks, threads and torch), copied instead of retrained")
+    if not _complete(built.base, base_stage):
         with deterministic_torch(world.threads):
             started = time.monotonic()
             torch.manual_seed(world.seed)
@@ -287,6 +292,41 @@ def build_trained_world(world: TrainedWorldConfig, folder: Path, *, log=None, wo
         "learned": _learned(world, built, log),
     })
     return built
+
+
+def _base_key(world: TrainedWorldConfig) -> dict:
+    """Everything the base's weights depend on (not the fine-tunes): worlds that agree on it train the
+    same base, bit for bit (seeded, deterministic kernels, fixed threads)."""
+    return {"code": WORLD_CODE_VERSION, "seed": world.seed, "threads": world.threads,
+            "model": world.model.model_dump(mode="json"), "pretrain": world.pretrain.model_dump(mode="json"),
+            "held_out": world.tasks.model_dump(mode="json"), "torch": importlib.metadata.version("torch")}
+
+
+def _copy_identical_base(world: TrainedWorldConfig, built: TrainedWorld, base_stage: dict) -> Path | None:
+    """Copy the base of a finished sibling world (runs/worlds/*/world.json) whose base key equals this
+    world's, e.g. a world of other fine-tunes of the same base (configs/demo_homogeneous.yaml); None if none."""
+    import shutil
+
+    key = _base_key(world)
+    for marker in sorted(built.root.parent.glob(f"*/{WORLD_FILE}")):
+        if marker.parent == built.root:
+            continue
+        try:
+            recorded = json.loads(marker.read_text(encoding="utf-8"))
+            other = TrainedWorldConfig.model_validate(recorded["recipe"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if (recorded.get("code"), recorded.get("torch")) != (key["code"], key["torch"]) or _base_key(other) != key:
+            continue
+        source = marker.parent / "base"
+        if not _complete(source, base_stage):
+            continue
+        with atomic_directory(built.base) as tmp:
+            for path in sorted(source.iterdir()):
+                if path.is_file():
+                    shutil.copyfile(path, tmp / path.name)
+        return marker.parent
+    return None
 
 
 def _learned(world: TrainedWorldConfig, built: TrainedWorld, log) -> dict:

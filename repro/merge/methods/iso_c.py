@@ -1,7 +1,7 @@
 """Iso-C (Marczak et al., ICML 2025), as a mergekit merge method named `iso_c`.
 
 Per tensor, with task vectors delta_i = W_i - W_0 in float32:
-- every 2-D tensor except `embed_tokens` / `lm_head`: M = sum_i delta_i; reduced SVD M = U S V^T;
+- every 2-D tensor except the vocabulary tensors (`repro.merge.tensor_roles`: embeddings, LM head): M = sum_i delta_i; reduced SVD M = U S V^T;
   Delta = mean(S) * U V^T (every singular value replaced by their mean);
 - every other tensor: Delta = mean of the delta_i.
 W = W_0 + Delta (lambda = 1, no normalization).
@@ -10,10 +10,10 @@ W = W_0 + Delta (lambda = 1, no normalization).
 from __future__ import annotations
 
 import torch
-from mergekit.merge_methods.base import BasePolicy, InputContract, TensorGroup
-from mergekit.merge_methods.easy_define import merge_method
+from mergekit.merge_methods.base import TensorGroup
 
 from repro.merge.methods.spectral import base_plus_update, is_decomposed_matrix, isotropic
+from repro.merge.registry import facts_merge_method
 
 
 def iso_c_update(group: TensorGroup) -> torch.Tensor:
@@ -25,10 +25,9 @@ def iso_c_update(group: TensorGroup) -> torch.Tensor:
     return isotropic(deltas.sum(dim=0), group.metadata.name)
 
 
-@merge_method(
-    name="iso_c",
-    pretty_name="Iso-C",
-    contract=InputContract(base=BasePolicy.REQUIRED, min_non_base=1),
-)
-def iso_c_merge_method(group: TensorGroup) -> torch.Tensor:
+def iso_c_group(group: TensorGroup) -> torch.Tensor:
     return base_plus_update(group, iso_c_update)
+
+
+# Name, title and input contract come from the method's facts (`repro.method_catalog`).
+iso_c_merge_method = facts_merge_method("iso_c", iso_c_group)

@@ -5,24 +5,17 @@ from __future__ import annotations
 import torch
 
 from repro.errors import MergeError
-
-# 2-D tensors the subspace methods treat as plain vectors (mean of deltas), never decomposed.
-EMBEDDING_MARKERS = ("embed_tokens", "lm_head")
-# Weight matrices Subspace Boosting applies to, each as a whole matrix.
-BOOSTED_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from repro.merge import tensor_roles
 
 
 def is_decomposed_matrix(name: str | None, tensor: torch.Tensor) -> bool:
-    """TSV-M / Iso-C decompose every 2-D tensor except the token embeddings and the LM head."""
-    return tensor.ndim == 2 and not any(marker in (name or "") for marker in EMBEDDING_MARKERS)
+    """TSV-M / Iso-C decompose every 2-D tensor except vocabulary tensors (`repro.merge.tensor_roles`)."""
+    return tensor_roles.is_decomposed_matrix(name, tensor.ndim)
 
 
 def is_boosted_matrix(name: str | None, tensor: torch.Tensor) -> bool:
     """Subspace Boosting touches only the attention / MLP projection weight matrices."""
-    if tensor.ndim != 2 or not name or not name.endswith(".weight"):
-        return False
-    module = name[: -len(".weight")].rsplit(".", 1)[-1]
-    return module in BOOSTED_PROJECTIONS
+    return tensor_roles.is_projection_matrix(name, tensor.ndim)
 
 
 def robust_svd(

@@ -21,50 +21,24 @@ from functools import cached_property
 from typing import Any
 
 import torch
-from mergekit.merge_methods.base import (
-    BasePolicy,
-    GroupMergeMethod,
-    InputContract,
-    MergeMethodSpec,
-    ParameterScope,
-    ParameterSpec,
-    TensorGroup,
-)
+from mergekit.merge_methods.base import GroupMergeMethod, MergeMethodSpec, TensorGroup
 from mergekit.sparsify import SparsificationMethod, sparsify
 
 from repro.merge.kernels import combine_task_vectors
 from repro.merge.methods.spectral import boost_spectrum, is_boosted_matrix
+from repro.merge.registry import mergekit_spec
 
 
 @dataclass(frozen=True)
 class BoostedTaskArithmetic(GroupMergeMethod):
     """Task Arithmetic (ties=False) or TIES (ties=True) with Subspace Boosting of the summed update."""
 
-    method_name: str
-    pretty: str
+    method_name: str  # its facts (parameters, defaults, contract) are in `repro.method_catalog`
     ties: bool
-    default_normalize: bool
-    default_lambda: float
 
     @cached_property
     def spec(self) -> MergeMethodSpec:
-        params = [
-            ParameterSpec("normalize", bool, ParameterScope.SHARED, default=self.default_normalize),
-            ParameterSpec("lambda", float, ParameterScope.SHARED, default=self.default_lambda),
-            ParameterSpec("beta", float, ParameterScope.SHARED, default=0.2),
-            ParameterSpec("weight", float, ParameterScope.NON_BASE, default=1.0),
-        ]
-        if self.ties:
-            params += [
-                ParameterSpec("int8_mask", bool, ParameterScope.SHARED, default=False),
-                ParameterSpec("density", float, ParameterScope.NON_BASE, default=0.1),
-            ]
-        return MergeMethodSpec(
-            name=self.method_name,
-            pretty_name=self.pretty,
-            parameters=tuple(params),
-            contract=InputContract(base=BasePolicy.REQUIRED),
-        )
+        return mergekit_spec(self.method_name)
 
     def merge_group(self, group: TensorGroup, /, **parameters: Any) -> torch.Tensor:
         base = group.base.tensor
@@ -107,17 +81,5 @@ class BoostedTaskArithmetic(GroupMergeMethod):
         return (base + mixed_delta).to(base.dtype)
 
 
-task_arithmetic_sb_merge_method = BoostedTaskArithmetic(
-    method_name="task_arithmetic_sb",
-    pretty="Task Arithmetic + Subspace Boosting",
-    ties=False,
-    default_normalize=False,
-    default_lambda=1.0,
-)
-ties_sb_merge_method = BoostedTaskArithmetic(
-    method_name="ties_sb",
-    pretty="TIES + Subspace Boosting",
-    ties=True,
-    default_normalize=True,
-    default_lambda=0.1,
-)
+task_arithmetic_sb_merge_method = BoostedTaskArithmetic(method_name="task_arithmetic_sb", ties=False)
+ties_sb_merge_method = BoostedTaskArithmetic(method_name="ties_sb", ties=True)

@@ -1,8 +1,9 @@
 """`repro mergekit-yaml CONFIG OUT [mergekit options]`: stock mergekit-yaml with our methods registered.
 
-Stock `mergekit-yaml` has no plugin hook, so this wrapper registers `tsv_m`, `iso_c`,
-`task_arithmetic_sb` and `ties_sb` and then runs mergekit's own click command unchanged (same
-arguments, options and behaviour). A merge directory's `repro_merge.yaml` reproduces that merge.
+Stock `mergekit-yaml` has no plugin hook, so this wrapper registers our methods (`tsv_m`, `iso_c`,
+`task_arithmetic_sb`, `ties_sb` and any plugin's) and then runs mergekit's own click command unchanged
+(same arguments, options and behaviour). A merge directory's `repro_merge.yaml` reproduces that merge.
+It lives in the CLI layer because it takes argv and returns an exit code.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ def run_mergekit_yaml(argv: Sequence[str]) -> int:
     except click.exceptions.Abort:
         return 130
     except click.ClickException as error:
-        raise MergeError(error.format_message(), field="mergekit-yaml") from None
+        raise MergeError(error.format_message(), field="mergekit-yaml") from error
     except OSError as error:
-        raise MergeError(f"{error.strerror or error}", path=getattr(error, "filename", None)) from None
+        raise MergeError(f"{error.strerror or error}", path=getattr(error, "filename", None)) from error
     except (ValueError, RuntimeError, KeyError) as error:
         raise MergeError(f"mergekit failed: {type(error).__name__}: {error}") from error
     return 0

@@ -1,0 +1,74 @@
+"""No module-level state changes results or resources behind the caller's back: caches are objects the
+caller owns and passes (SvdCache to the merge engine, EvaluationSession to the evaluation)."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_no_context_variables_or_memoizing_decorators_in_the_library():
+    offenders = []
+    for path in (ROOT / "repro").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Name, ast.Attribute)) and (getattr(node, "id", None) or node.attr) in (
+                    "ContextVar", "lru_cache"):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                for decorator in node.decorator_list:
+                    text = ast.unparse(decorator)
+                    if text in ("cache", "functools.cache") or "lru_cache" in text:
+                        offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: @{text}")
+    assert offenders == []
+
+
+def test_tsv_m_keys_its_cache_by_the_content_keys_the_engine_gives(tiny_llama_world, tmp_path):
+    from repro.merge import SvdCache, merge_checkpoints
+
+    base, ckpts = tiny_llama_world.base, tiny_llama_world.checkpoints
+    copy = tmp_path / "copy-of-1"
+    shutil.copytree(ckpts[1], copy)  # another path, the same content
+    cache = SvdCache()
+    first = merge_checkpoints(base, [ckpts[0], ckpts[1]], "tsv_m", out_dir=None, svd_cache=cache)
+    again = merge_checkpoints(base, [ckpts[0], copy], "tsv_m", out_dir=None, svd_cache=cache)
+    assert first.svd_cache_stats["computed"] > 0 and again.svd_cache_stats["computed"] == 0
+    assert all(torch.equal(first.state_dict[k], again.state_dict[k]) for k in first.state_dict)
+    uncached = merge_checkpoints(base, [ckpts[0], copy], "tsv_m", out_dir=None)
+    assert all(torch.equal(first.state_dict[k], uncached.state_dict[k]) for k in first.state_dict)
+
+
+def test_tsv_m_without_content_keys_never_reads_a_cache_by_path(tiny_llama_world):
+    from mergekit.common import ModelReference
+    from mergekit.merge_methods.base import TensorGroup
+
+    from repro.merge import SvdCache
+    from repro.merge.methods.tsv_m import tsv_m_merge_method
+
+    cache = SvdCache()
+    ids = [ModelReference.model_validate({"model": {"path": str(p)}})
+           for p in (tiny_llama_world.base, *tiny_llama_world.checkpoints[:2])]
+    tensors = [torch.randn(8, 8) for _ in ids]
+    group = TensorGroup.from_tensors(tensors, ids=ids, base_index=0, name="model.layers.0.mlp.up_proj.weight")
+    bound = tsv_m_merge_method.with_svd_cache(cache)
+    (merged,) = bound((group,), parameters={}, dtype=torch.float32)
+    (stock,) = tsv_m_merge_method((group,), parameters={}, dtype=torch.float32)
+    assert torch.equal(merged, stock) and cache.stats.computed == 0 and cache.stats.hits == 0
+    assert tsv_m_merge_method.svd_cache is None  # the registered object stays stateless
+
+
+def test_task_managers_live_in_the_callers_session():
+    from repro.evaluate.prepared import EvaluationSession
+    from repro.evaluate.task_loading import task_manager_for
+
+    tasks = str(ROOT / "tasks" / "smoke")
+    one, two = EvaluationSession(), EvaluationSession()
+    names = sorted(task_manager_for([], [tasks], one).all_tasks)[:1]
+    manager = task_manager_for(names, [tasks], one)
+    assert task_manager_for(names, [tasks], one) is manager
+    assert task_manager_for(names, [tasks], two) is not manager
