@@ -8,8 +8,9 @@
 - TIES' trim keeps the top-k entries of |delta| (k = max(1, int(density * numel)), mergekit's k): on the
   CPU exactly the entries stock mergekit keeps, ties at the cut-off included (its argsort is libstdc++'s
   unstable introsort; `repro.merge.stock_topk` replays the partitions that decide the boundary: O(n), not
-  a full sort). On an accelerator (`topk_threshold`): every entry above the k-th largest value, and of the
-  entries equal to it those with the lowest flat indices until k.
+  a full sort). On an accelerator the threshold is selected there (`topk_threshold`); only where more
+  entries equal it than are kept are the magnitudes copied to the CPU for stock's rule, so CUDA and CPU
+  keep the same entries (`kept_ties`). TIES+SB trims with the same rule (`trim_by_magnitude`).
 - Model Stock runs mergekit's arithmetic step for step without its repeated norms and copies
   (`repro.merge.model_stock_kernel`; bit-identical, tested). Our subspace methods (TSV-M, Iso-C, TA+SB,
   TIES+SB) call the mergekit method object (ours, registered by `repro.merge.mergekit_plugin`) on the
@@ -115,16 +116,46 @@ class TrimRule:
 
 def kept_ties(magnitude: torch.Tensor, k: int) -> tuple[float, torch.Tensor]:
     """(t, tied): the top k of the flat, finite `magnitude` are the entries > t and those == t at the flat
-    indices `tied`. On the CPU exactly stock mergekit's choice (`repro.merge.stock_topk`); on an
-    accelerator the lowest indices among the entries == t (see `topk_threshold`)."""
+    indices `tied`. Exactly stock mergekit's choice on the CPU (`repro.merge.stock_topk`), whatever the
+    device: an accelerator selects the threshold itself (`topk_threshold`), and only where more entries
+    equal it than are kept (ties at the cut-off, common in bf16) are the magnitudes copied to the CPU for
+    stock's rule. So a merge on CUDA keeps the same entries as on the CPU (`make gpu-check`)."""
     if magnitude.device.type == "cpu":
         from repro.merge.stock_topk import stock_kept_ties
 
         return stock_kept_ties(magnitude, k)
-    threshold, cut = topk_threshold(magnitude, k)
-    flat = magnitude.reshape(-1)
-    tied = torch.nonzero(flat[:cut] == threshold).reshape(-1)
+    threshold, tied = unambiguous_ties(magnitude, k)
+    if tied is None:
+        from repro.merge.stock_topk import stock_kept_ties
+
+        threshold, tied = stock_kept_ties(magnitude.cpu(), k)
+        tied = tied.to(magnitude.device)
     return threshold, tied
+
+
+def unambiguous_ties(magnitude: torch.Tensor, k: int) -> tuple[float, torch.Tensor | None]:
+    """(t, tied) as `kept_ties` where every entry equal to the k-th largest value is kept (then any rule
+    agrees); (t, None) where some of them must be dropped and the choice among them needs stock's rule."""
+    threshold, _ = topk_threshold(magnitude, k)
+    flat = magnitude.reshape(-1)
+    equal = torch.nonzero(flat == threshold).reshape(-1)
+    needed = k - int((flat > threshold).sum())
+    return threshold, (equal if equal.numel() == needed else None)
+
+
+def trim_by_magnitude(delta: torch.Tensor, density: float) -> torch.Tensor:
+    """mergekit's `sparsify(..., method=magnitude, rescale_norm=None)` as stock computes it on the CPU
+    (its top-k of |delta| in float32, its choice among ties), on any device: `delta * mask`."""
+    if density >= 1:
+        return delta
+    if density <= 0 or delta.numel() == 0:
+        return torch.zeros_like(delta)
+    flat = delta.reshape(-1).to(torch.float32, copy=True)
+    magnitude = flat.abs()
+    rule = TrimRule(*kept_ties(magnitude, max(1, int(density * flat.numel()))))
+    del magnitude
+    rule.apply(flat, 0)
+    return flat.to(delta.dtype).reshape(delta.shape)
 
 
 def ties_trim_rules(base: torch.Tensor, inputs: Sequence[torch.Tensor], density: Sequence[float]) -> list:

@@ -1,7 +1,8 @@
 """Subspace Boosting (Skorobogat et al., 2025) on top of Task Arithmetic and TIES, as mergekit methods
 `task_arithmetic_sb` and `ties_sb`.
 
-The computation is mergekit's own generalized task arithmetic (mergekit's sparsify, then
+The computation is mergekit's own generalized task arithmetic (mergekit's magnitude sparsify, with
+stock's CPU choice among ties on every device: `kernels.trim_by_magnitude`, then
 `repro.merge.kernels.combine_task_vectors`: mergekit's weighting, sign election and divisor), with one
 extra step between the sum and the normalization: for the attention / MLP projection weight matrices (q, k, v, o, gate, up, down) the
 summed update is boosted, i.e. its singular values below the beta-energy cutoff are raised to the
@@ -22,9 +23,8 @@ from typing import Any
 
 import torch
 from mergekit.merge_methods.base import GroupMergeMethod, MergeMethodSpec, TensorGroup
-from mergekit.sparsify import SparsificationMethod, sparsify
 
-from repro.merge.kernels import combine_task_vectors
+from repro.merge.kernels import combine_task_vectors, trim_by_magnitude
 from repro.merge.methods.spectral import boost_spectrum, is_boosted_matrix
 from repro.merge.registry import mergekit_spec
 
@@ -49,12 +49,8 @@ class BoostedTaskArithmetic(GroupMergeMethod):
         for index, entry in enumerate(entries):
             delta = entry.tensor - base
             if self.ties:
-                delta = sparsify(
-                    delta,
-                    density=parameters["density"][entry.id],
-                    method=SparsificationMethod.magnitude,
-                    rescale_norm=None,
-                )
+                # mergekit's magnitude sparsify as stock computes it on the CPU, on any device
+                delta = trim_by_magnitude(delta, parameters["density"][entry.id])
             deltas[index] = delta
             del delta
 
