@@ -11,7 +11,7 @@
 #
 #   OUT=/tmp/out bash bench/gpu_merge.sh            # on the GPU machine (about 2-3 minutes)
 #   DEVICE=cpu SIZE=tiny REPRO_BENCH_NO_LOCK=1 bash bench/gpu_merge.sh   # a functional check on the CPU
-# Other knobs: SIZE (quick = 7M, tiny = 0.9M parameters), METHODS, REPS (default 1), LIMIT_S (default 220: the benchmark is stopped after that many seconds;
+# Other knobs: SIZE (quick = 7M, tiny = 0.9M parameters), METHODS, REPS (default 1), LIMIT_S (default 220, inside bench/gpu_all.sh's 235 s per check: the benchmark is stopped after that many seconds;
 # the per-run lines already in the log remain), PYTHON (default .venv/bin/python if present, else python3).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2

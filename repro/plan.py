@@ -278,22 +278,22 @@ def _world_homogeneous_jobs(loaded: LoadedConfig, methods, evaluation: dict, mer
     jobs = []
     all_suites = tuple(dict.fromkeys(s for e in settings.experiments for s in e.suites))
     for base in settings.bases:
-        content = {"kind": "base", "models": model_identity(loaded, base, ()),
+        content = {"kind": JobKind.BASE, "models": model_identity(loaded, base, ()),
                    "evaluation": {**evaluation, "suites": all_suites}}
-        jobs.append(Job(_job_id(content), "base", base, 0, suites=all_suites, experiment="homogeneous"))
+        jobs.append(Job(_job_id(content), JobKind.BASE, base, 0, suites=all_suites, experiment="homogeneous"))
         for experiment in settings.experiments:
             subset = tuple(dict.fromkeys(i for g in experiment.groups for i in loaded.homogeneous_indices(base, g)))
             suites = tuple(experiment.suites)
             for name, label, params in methods:
                 content = {
-                    "kind": "homogeneous",
+                    "kind": JobKind.HOMOGENEOUS,
                     "models": model_identity(loaded, base, subset),
                     "method": name,
                     "params": params,
                     "evaluation": {**evaluation, "suites": suites},
                     "merge": merge_settings,
                 }
-                jobs.append(Job(_job_id(content), "homogeneous", base, len(subset), subset, name, label, params,
+                jobs.append(Job(_job_id(content), JobKind.HOMOGENEOUS, base, len(subset), subset, name, label, params,
                                 experiment.name, (), suites))
     return jobs
 

@@ -174,7 +174,7 @@ def _bigbench_texts(corpora: list[BigBenchCorpus], spec, downloads_dir: Path) ->
         archive = fetch_archive(spec, downloads_dir)
         data = read_members(archive, [_bigbench_member(spec, t) for t in tasks])
     except ReproError as exc:
-        raise CorpusError(f"BIG-bench corpus: {exc.problems[0][1]}") from None
+        raise CorpusError(f"BIG-bench corpus: {exc.problems[0][1]}") from exc
     examples = {t: _bigbench_examples(json.loads(data[_bigbench_member(spec, t)])) for t in tasks}
     return {corpus_id(c): "\n\n".join(e for t in c.tasks for e in examples[t]) for c in corpora}
 
