@@ -11,7 +11,7 @@
 # Lead's steps: here `bench/gpu_evaluate_prepare.sh .gpu/evaluate` (3.6 MB; .gpu/ is git-excluded, so
 # name it in the run's carry), then on the GPU machine `bash bench/gpu_evaluate.sh` (timeout_s >= 240).
 # BUDGET_S (default 120): no new process starts after it (missing rows are left out); LIMIT_S (170) kills.
-# Writes $OUT/evaluate-gpu.json, $OUT/evaluate-gpu.md (the table) and $OUT/evaluate-gpu.log; about 2-3 minutes
+# Writes $OUT/evaluate-gpu.json, $OUT/evaluate-gpu.md (the table; the log goes to stdout and $LOG, default /tmp/evaluate-gpu.log); about 2-3 minutes
 # on an H100. DEVICE=cpu runs the same on CPU (for testing the script; slow: use ITEMS=2).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,7 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] && [ "${PYTHON}" = python3 ] && [ "$DEVICE" = cpu ] && PYTHON=.venv/bin/python
 mkdir -p "$OUT"
 if [ ! -f "$INPUTS/model-config/config.json" ] || [ ! -d "$INPUTS/tasks" ]; then
-  echo "no inputs in $INPUTS: run bench/gpu_evaluate_prepare.sh $INPUTS first (on the CPU machine)" | tee "$OUT/evaluate-gpu.log"
+  echo "no inputs in $INPUTS: run bench/gpu_evaluate_prepare.sh $INPUTS first (on the CPU machine)" | tee "${LOG:-/tmp/evaluate-gpu.log}"
   exit 2
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -42,9 +42,9 @@ PY
     --budget-s "${BUDGET_S:-120}" \
     --suites "${SUITES:-mc}" "${ITEMS_ARG[@]}" --out "$OUT/evaluate-gpu.json"
   echo "rc=$?"
-} 2>&1 | grep --line-buffered -v -E "it/s\]|s/it\]" | tee "$OUT/evaluate-gpu.log"
+} 2>&1 | grep --line-buffered -v -E "it/s\]|s/it\]" | tee "${LOG:-/tmp/evaluate-gpu.log}"
 if [ -f "$OUT/evaluate-gpu.json" ]; then
   "$PYTHON" -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['table']); print(d['machine']); print(d['model'])" \
     "$OUT/evaluate-gpu.json" | tee "$OUT/evaluate-gpu.md"
 fi
-[ -f "$OUT/evaluate-gpu.json" ] || { echo "no results: see $OUT/evaluate-gpu.log" >&2; exit 1; }
+[ -f "$OUT/evaluate-gpu.json" ] || { echo "no results: see ${LOG:-/tmp/evaluate-gpu.log}" >&2; exit 1; }
