@@ -45,3 +45,28 @@ def test_selftest_merges_all_seven_methods_and_evaluates(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert proc.stdout.count(" ok") == 14 and "all merges agree" in proc.stdout
     assert "mean accuracy" in proc.stdout
+
+
+def test_boosted_merges_are_compared_by_spectrum_where_the_raised_null_space_is_arbitrary(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    generator = torch.Generator().manual_seed(0)
+    base = torch.randn(6, 6, generator=generator)
+    save_file({"w": base}, tmp_path / "model.safetensors")
+    # the same singular values, two different orthonormal bases of a rank-deficient part (as two SVDs may return)
+    u1, _ = torch.linalg.qr(torch.randn(6, 6, generator=generator))
+    u2 = u1.clone()
+    u2[:, 4:] = u1[:, 4:] @ torch.tensor([[0.6, -0.8], [0.8, 0.6]])
+    spectrum = torch.diag(torch.tensor([3.0, 2.0, 1.5, 1.0, 1.0, 1.0]))
+    first = {"w": base + u1 @ spectrum @ u1.T}
+    second = {"w": base + u2 @ spectrum @ u1.T}
+    elementwise, _ = gpu_check.compare(first, second)
+    spectral, _ = gpu_check.spectral_difference(first, second, tmp_path)
+    assert elementwise > 1e-2 and spectral < 1e-6
+    assert gpu_check.spectral_difference(first, {"w": first["w"] * 1.1}, tmp_path)[0] > 1e-3
