@@ -84,6 +84,13 @@ DEFAULT_HEADER = """\
 """
 
 
+
+def sha256_hex(value: str) -> str:
+    """A pinned sha256 (a `field_validator` of every lockfile entry that has one)."""
+    if not SHA256_PATTERN.match(value):
+        raise ValueError(f"sha256 must be 64 lowercase hex characters, got {value!r}")
+    return value
+
 class FileEntry(BaseModel):
     """One file of a pinned checkpoint: path inside the repo, sha256 of its content, size in bytes."""
 
@@ -105,12 +112,7 @@ class FileEntry(BaseModel):
                              "fix it or re-run `repro lock resolve`")
         return value
 
-    @field_validator("sha256")
-    @classmethod
-    def _sha256_hex(cls, value: str) -> str:
-        if not SHA256_PATTERN.match(value):
-            raise ValueError(f"sha256 must be 64 lowercase hex characters, got {value!r}")
-        return value
+    _sha256_hex = field_validator("sha256")(sha256_hex)
 
 
 class CheckpointEntry(BaseModel):
@@ -178,12 +180,7 @@ class OfflineBaseEntry(BaseModel):
     fetch: Literal["pip"] = "pip"
     note: StrictStr = ""
 
-    @field_validator("sha256")
-    @classmethod
-    def _sha256_hex(cls, value: str) -> str:
-        if not SHA256_PATTERN.match(value):
-            raise ValueError(f"sha256 must be 64 lowercase hex characters, got {value!r}")
-        return value
+    _sha256_hex = field_validator("sha256")(sha256_hex)
 
 
 class BaseEntry(BaseModel):

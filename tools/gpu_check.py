@@ -127,11 +127,10 @@ def compare(reference: dict, other: dict) -> tuple[float, str]:
 def spectral_difference(reference: dict, other: dict, base: Path) -> tuple[float, str]:
     """(largest relative difference of the singular values of merged - base over the 2-D tensors, where)."""
     import torch
-    from safetensors.torch import load_file
 
-    base_state = {}
-    for shard in sorted(Path(base).glob("*.safetensors")):
-        base_state.update(load_file(str(shard)))
+    from repro.merge.engine import load_state_dict
+
+    base_state = load_state_dict(base)
     worst, where = 0.0, ""
     for name, ref in reference.items():
         if ref.ndim != 2 or name not in base_state:

@@ -120,14 +120,12 @@ def kept_ties(magnitude: torch.Tensor, k: int) -> tuple[float, torch.Tensor]:
     device: an accelerator selects the threshold itself (`topk_threshold`), and only where more entries
     equal it than are kept (ties at the cut-off, common in bf16) are the magnitudes copied to the CPU for
     stock's rule. So a merge on CUDA keeps the same entries as on the CPU (`make gpu-check`)."""
-    if magnitude.device.type == "cpu":
-        from repro.merge.stock_topk import stock_kept_ties
+    from repro.merge.stock_topk import stock_kept_ties
 
+    if magnitude.device.type == "cpu":
         return stock_kept_ties(magnitude, k)
     threshold, tied = unambiguous_ties(magnitude, k)
     if tied is None:
-        from repro.merge.stock_topk import stock_kept_ties
-
         threshold, tied = stock_kept_ties(magnitude.cpu(), k)
         tied = tied.to(magnitude.device)
     return threshold, tied

@@ -101,7 +101,22 @@ class WorldTasks(_Strict):
         return skills
 
 
-class TrainedWorldConfig(_Strict):
+class FineTunedWorld(_Strict):
+    """What every world config shares: a list `finetunes` of distinctly named fine-tunes (the checkpoints)."""
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> FineTunedWorld:
+        names = [f.name for f in self.finetunes]
+        if len(set(names)) != len(names):
+            raise ValueError("fine-tune names must be distinct")
+        return self
+
+    @property
+    def checkpoints_per_base(self) -> int:
+        return len(self.finetunes)
+
+
+class TrainedWorldConfig(FineTunedWorld):
     """A small Llama pretrained on synthetic skills plus fine-tunes of it, built deterministically on CPU."""
 
     kind: Literal["trained"]
@@ -113,16 +128,6 @@ class TrainedWorldConfig(_Strict):
     finetunes: list[FineTune] = Field(min_length=1, max_length=64)
     tasks: WorldTasks
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> TrainedWorldConfig:
-        names = [f.name for f in self.finetunes]
-        if len(set(names)) != len(names):
-            raise ValueError("fine-tune names must be distinct")
-        return self
-
-    @property
-    def checkpoints_per_base(self) -> int:
-        return len(self.finetunes)
 
 
 def recipe_hash(world: TrainedWorldConfig) -> str:

