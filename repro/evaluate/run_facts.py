@@ -29,6 +29,18 @@ def batch_size_used(lm) -> int | list[int] | str | None:
     return size if size is not None else getattr(lm, "batch_size", None)
 
 
+def tokenizer_source(name_or_path: str) -> str:
+    """Where the tokenizer came from, independent of where the run lives: a hub id as is, a local folder
+    as `local:<folder name>` (its content is pinned by the fingerprint; an absolute path would make two
+    copies of the same run record different results)."""
+    from pathlib import Path
+
+    path = Path(name_or_path)
+    if name_or_path and (path.is_absolute() or path.exists()):
+        return f"local:{path.resolve().name}"
+    return name_or_path
+
+
 def tokenizer_identity(lm) -> dict[str, Any]:
     """Name, class, vocabulary size, special tokens (lm-eval's record) and a content fingerprint."""
     from repro.evaluate.prepared import tokenizer_fingerprint
@@ -39,7 +51,7 @@ def tokenizer_identity(lm) -> dict[str, Any]:
         return [getattr(tokenizer, f"{kind}_token", None), getattr(tokenizer, f"{kind}_token_id", None)]
 
     return {
-        "name_or_path": str(getattr(tokenizer, "name_or_path", "") or ""),
+        "name_or_path": tokenizer_source(str(getattr(tokenizer, "name_or_path", "") or "")),
         "class": type(tokenizer).__name__,
         "vocab_size": len(tokenizer),
         "pad_token": token("pad"),
