@@ -97,6 +97,38 @@ def test_a_claim_whose_holder_dies_during_the_pass_is_taken_over(smoke, tmp_path
     assert ResultsStore(tmp_path).finished_ids() == {job.id for job in plan.jobs}
 
 
+def test_a_stop_request_finishes_the_job_in_progress_and_starts_no_other(smoke, tmp_path):
+    """SIGTERM of a preempted SLURM task (SlurmBatch turns it into `stop_requested`): the job running
+    then is committed, no further job starts, and a rerun does exactly the rest."""
+    import os
+    import signal
+
+    from repro.runner.slurm_executor import SlurmBatch
+
+    loaded, plan = smoke
+    asked = []
+
+    def run(job):
+        if job.id == plan.jobs[1].id:
+            asked.append(job.id)
+            os.kill(os.getpid(), signal.SIGTERM)  # what SLURM sends; SlurmBatch's handler only sets a flag
+
+    Executor.on_run = staticmethod(run)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        outcome = SlurmBatch(str(ROOT / "configs/smoke.yaml"), str(tmp_path), [j.id for j in plan.jobs], False, 60)()
+    finally:
+        Executor.on_run = staticmethod(lambda job: None)
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
+    assert asked and outcome["done"] == [plan.jobs[0].id, plan.jobs[1].id]
+    assert outcome["stopped"] == [job.id for job in plan.jobs[2:]] and outcome["failed"] == []
+    store = ResultsStore(tmp_path)
+    assert store.finished_ids() == {plan.jobs[0].id, plan.jobs[1].id}
+    summary = local_runner.run_worker(loaded, plan, tmp_path, progress=False)
+    assert summary.done == [job.id for job in plan.jobs[2:]] and summary.stopped == []
+    assert store.finished_ids() == {job.id for job in plan.jobs}
+
+
 def test_a_truncated_result_file_is_not_a_result(tmp_path):
     store = ResultsStore(tmp_path)
     store.write_result({"job": {"id": "a"}, "average": 0.5, "scores": [{"task": "t", "value": 1}]})

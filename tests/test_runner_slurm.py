@@ -63,9 +63,10 @@ def test_slurm_run_matches_local_and_resumes_after_a_cancelled_task(slurm_cluste
 
 
 def test_a_preempted_array_task_is_requeued_and_resumes(slurm_cluster, tmp_path):
-    """`scontrol requeue` (what preemption does) kills the running array task midway; SLURM starts it again
-    (after its requeue delay), and the same batch resumes from the result files: every job finishes exactly
-    once and the submitter, which reads result files and squeue only, waits through the requeue."""
+    """`scontrol requeue` (what preemption does) stops the running array task midway (SIGTERM: the job in
+    progress is finished, no other starts; SIGKILL after KillWait otherwise); SLURM starts it again (after
+    its requeue delay), and the same batch resumes from the result files: every job finishes exactly once
+    and the submitter, which reads result files and squeue only, waits through the requeue."""
     runs = tmp_path / "runs" / "smoke"
     proc = _slurm_run(slurm_cluster, runs, "--slurm-option", "jobs_per_task=100")
     results = runs / "results"

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,12 +26,14 @@ from repro.runner.claims import ClaimBoard, worker_identity
 
 @dataclass
 class RunSummary:
-    """What a run did: job ids done, failed, left to another worker, and not ended (worker gone)."""
+    """What a run did: job ids done, failed, left to another worker, not ended (worker gone), and not
+    started because the worker was asked to stop (`stopped`: SIGTERM of a preempted SLURM task)."""
 
     done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     skipped_claimed: list[str] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -78,8 +81,10 @@ def run_worker(
     job_ids: set[str] | None = None,
     progress: bool = True,
     claim_ttl_s: float = 180.0,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> RunSummary:
-    """One worker: run every pending job (optionally only `job_ids`) that no live worker holds."""
+    """One worker: run every pending job (optionally only `job_ids`) that no live worker holds. Once
+    `stop_requested()` is true, no further job is started (the job running then is finished)."""
     store = ResultsStore(runs_dir)
     board = ClaimBoard(runs_dir / "claims", ttl_s=claim_ttl_s)
     owner = worker_identity()
@@ -87,7 +92,10 @@ def run_worker(
     summary = RunSummary()
     executor = None
     with progress_bar(len(todo), progress, f"{loaded.name}") as bar:
-        for job in todo:
+        for position, job in enumerate(todo):
+            if stop_requested is not None and stop_requested():
+                summary.stopped.extend(j.id for j in todo[position:])
+                return summary
             claim = board.try_claim(job.id, owner)
             if claim is None:
                 summary.skipped_claimed.append(job.id)

@@ -34,16 +34,31 @@ class SlurmBatch:
         self.claim_ttl_s = claim_ttl_s
 
     def __call__(self) -> dict:
+        """Run the batch. SIGTERM (SLURM's notice before it kills a preempted, requeued or cancelled task;
+        submitit itself ignores it) lets the job in progress finish and starts no other: the requeued
+        task resumes from the result files instead of losing a job cut off by SIGKILL."""
+        import signal
+        import threading
+
         from repro.config import load_config
         from repro.plan import build_plan
         from repro.runner.local_runner import run_worker
 
-        loaded = load_config(self.config_path)
-        summary = run_worker(
-            loaded, build_plan(loaded), Path(self.runs_dir), retry_failed=self.retry_failed,
-            job_ids=set(self.job_ids), progress=False, claim_ttl_s=self.claim_ttl_s,
-        )
-        return {"done": summary.done, "failed": summary.failed}
+        stop = threading.Event()
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            loaded = load_config(self.config_path)
+            summary = run_worker(
+                loaded, build_plan(loaded), Path(self.runs_dir), retry_failed=self.retry_failed,
+                job_ids=set(self.job_ids), progress=False, claim_ttl_s=self.claim_ttl_s,
+                stop_requested=stop.is_set,
+            )
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        return {"done": summary.done, "failed": summary.failed, "stopped": summary.stopped}
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit on preemption/timeout: requeue the same batch (it resumes from results)."""
