@@ -35,7 +35,7 @@ def stock(method, base, ckpts, **params):
     return merge_tensors([base, *ckpts], method, parameters=params, base_index=0, dtype=torch.float32)
 
 
-@pytest.mark.parametrize("chunk", [CPU_CHUNK, 64 * 3, WHOLE])
+@pytest.mark.parametrize("chunk,workers", [(CPU_CHUNK, 1), (64 * 3, 1), (WHOLE, 1), (64 * 3, 2), (64, 3)])
 @pytest.mark.parametrize(
     "n,shape,dtype,weight,normalize,lam",
     [
@@ -46,19 +46,24 @@ def stock(method, base, ckpts, **params):
         (12, (64, 99), torch.float16, 0.5, True, 0.1),
     ],
 )
-def test_task_arithmetic_kernel_equals_mergekit_bitwise(chunk, n, shape, dtype, weight, normalize, lam):
+def test_task_arithmetic_kernel_equals_mergekit_bitwise(chunk, workers, n, shape, dtype, weight, normalize, lam):
+    """Any chunk size and any number of merging threads (runs of chunks merged concurrently): stock's bits."""
     base, ckpts = inputs(n, shape, dtype, seed=n)
     params = {"weight": weight, "normalize": normalize, "lambda": lam}
-    ours = ElementwiseKernel("task_arithmetic", params, n, torch.device("cpu"), chunk).merge(base, ckpts)
+    kernel = ElementwiseKernel("task_arithmetic", params, n, torch.device("cpu"), chunk, workers=workers)
+    ours = kernel.merge(base, ckpts)
+    kernel.close()
     assert torch.equal(ours, stock("task_arithmetic", base, ckpts, **params))
 
 
-@pytest.mark.parametrize("chunk", [CPU_CHUNK, 64 * 5, WHOLE])
+@pytest.mark.parametrize("chunk,workers", [(CPU_CHUNK, 1), (64 * 5, 1), (WHOLE, 1), (64 * 5, 2), (CPU_CHUNK, 4)])
 @pytest.mark.parametrize("n,shape,density,int8", [(3, (300, 1001), 0.1, False), (12, (128, 257), 0.2, True)])
-def test_ties_kernel_equals_mergekit_bitwise_without_ties_at_the_cutoff(chunk, n, shape, density, int8):
+def test_ties_kernel_equals_mergekit_bitwise_without_ties_at_the_cutoff(chunk, workers, n, shape, density, int8):
     base, ckpts = inputs(n, shape, torch.float32, seed=7)
     params = {"weight": 1.0, "density": density, "normalize": True, "lambda": 0.1, "int8_mask": int8}
-    ours = ElementwiseKernel("ties", params, n, torch.device("cpu"), chunk).merge(base, ckpts)
+    kernel = ElementwiseKernel("ties", params, n, torch.device("cpu"), chunk, workers=workers)
+    ours = kernel.merge(base, ckpts)
+    kernel.close()
     assert torch.equal(ours, stock("ties", base, ckpts, **params))
 
 
@@ -86,16 +91,19 @@ def test_topk_threshold_follows_the_tie_rule_exactly(seed):
             assert torch.equal(ours, stable_topk_mask(magnitude, k))
 
 
-@pytest.mark.parametrize("chunk", [CPU_CHUNK, 64 * 3])
+@pytest.mark.parametrize("chunk,workers", [(CPU_CHUNK, 1), (64 * 3, 1), (64 * 3, 2)])
 @pytest.mark.parametrize("shape,density,seed", [((200, 301), 0.1, 3), ((1000, 517), 0.3, 4), ((50_001,), 0.9, 5)])
-def test_ties_with_tied_magnitudes_equals_stock_bit_for_bit(shape, density, seed, chunk):
-    """Heavy ties at the trim cut-off: the kept entries are stock's own (its unstable argsort replayed)."""
+def test_ties_with_tied_magnitudes_equals_stock_bit_for_bit(shape, density, seed, chunk, workers):
+    """Heavy ties at the trim cut-off: the kept entries are stock's own (its unstable argsort replayed),
+    also with the trim rules and runs of chunks computed by several threads."""
     base, ckpts = inputs(4, shape, torch.float32, seed=seed, quantize=True)
     params = {"weight": 1.0, "density": density, "normalize": True, "lambda": 0.1, "int8_mask": False}
-    ours = ElementwiseKernel("ties", params, 4, torch.device("cpu"), chunk).merge(base, ckpts)
+    kernel = ElementwiseKernel("ties", params, 4, torch.device("cpu"), chunk, workers=workers)
+    ours = kernel.merge(base, ckpts)
     assert torch.equal(ours, stock("ties", base, ckpts, **params))
     bf16_base, bf16_ckpts = base.bfloat16(), [c.bfloat16() for c in ckpts]
-    ours = ElementwiseKernel("ties", params, 4, torch.device("cpu"), chunk).merge(bf16_base, bf16_ckpts)
+    ours = kernel.merge(bf16_base, bf16_ckpts)
+    kernel.close()
     assert torch.equal(ours, stock("ties", bf16_base, bf16_ckpts, **params))
 
 
@@ -222,3 +230,27 @@ def test_model_stock_kernel_equals_mergekit_bit_for_bit(n, shape, dtype, filter_
     assert ours.dtype == torch.float32 and ours.shape == base.shape
     assert torch.equal(ours, expected)
     assert all(torch.equal(c, b) for c, b in zip(ckpts, before, strict=True))  # inputs untouched
+
+
+@pytest.mark.parametrize("method", ["task_arithmetic", "ties"])
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.bfloat16])
+def test_norm_computed_in_the_merge_pass_is_the_norm_and_independent_of_threads(method, out_dtype):
+    """||merged - base||^2 summed per chunk inside the pass: the float64 norm of the stored tensor, and the
+    same bits with 1 or 3 merging threads."""
+    base, ckpts = inputs(5, (333, 1001), torch.bfloat16, seed=11)
+    params = {"weight": 1.0, "density": 0.2, "normalize": True, "lambda": 0.7, "int8_mask": False}
+    results = []
+    for workers in (1, 3):
+        kernel = ElementwiseKernel(method, params, 5, torch.device("cpu"), 64 * 7, workers=workers)
+        results.append(kernel.merge_with_norm(base, ckpts, out_dtype))
+        kernel.close()
+    (merged, norm_sq), (merged3, norm_sq3) = results
+    assert torch.equal(merged, merged3) and norm_sq == norm_sq3
+    expected = float(((merged.double() - base.double()) ** 2).sum())
+    assert norm_sq == pytest.approx(expected, rel=1e-6) and norm_sq > 0
+    poisoned = [ckpts[0].clone(), *ckpts[1:]]
+    poisoned[0].view(-1)[5] = float("inf")
+    kernel = ElementwiseKernel("task_arithmetic", params, 5, torch.device("cpu"), 64 * 7, workers=2)
+    _, bad = kernel.merge_with_norm(base, poisoned, out_dtype)
+    kernel.close()
+    assert bad != bad or bad == float("inf")  # the engine turns this into an error naming the checkpoint

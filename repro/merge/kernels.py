@@ -4,7 +4,9 @@
   over the flattened tensor in chunks of `chunk` elements (bounded memory, cache-sized) with mergekit's
   own arithmetic: `combine_task_vectors` is mergekit 0.1.5's `GeneralizedTaskArithmeticMerge.merge_group`
   after sparsification, step by step (and mergekit's `get_mask`). Chunks are multiples of 64 elements, so
-  torch's reductions over the stacked inputs give the same bits as on the whole tensor (tested).
+  torch's reductions over the stacked inputs give the same bits as on the whole tensor (tested). On the
+  CPU, contiguous runs of chunks are merged by as many threads as torch's setting, and the task vector's
+  squared norm is summed per chunk in the same pass (`merge_with_norm`); neither changes a bit.
 - TIES' trim keeps the top-k entries of |delta| (k = max(1, int(density * numel)), mergekit's k): on the
   CPU exactly the entries stock mergekit keeps, ties at the cut-off included (its argsort is libstdc++'s
   unstable introsort; `repro.merge.stock_topk` replays the partitions that decide the boundary: O(n), not
@@ -156,22 +158,26 @@ def trim_by_magnitude(delta: torch.Tensor, density: float) -> torch.Tensor:
     return flat.to(delta.dtype).reshape(delta.shape)
 
 
-def ties_trim_rules(base: torch.Tensor, inputs: Sequence[torch.Tensor], density: Sequence[float]) -> list:
-    """Per input: None (density >= 1: nothing trimmed) or its TrimRule. Raises NonFiniteInput if a delta
-    is not finite (a trimmed NaN would otherwise vanish from the merge)."""
-    rules = []
+def ties_trim_rules(base: torch.Tensor, inputs: Sequence[torch.Tensor], density: Sequence[float], pool=None) -> list:
+    """Per input: None (density >= 1: nothing trimmed) or its TrimRule. Raises NonFiniteInput for the
+    first input (in order) whose delta is not finite (a trimmed NaN would otherwise vanish from the merge).
+    `pool` (a thread pool) computes the inputs' rules concurrently: each is independent of the others."""
     base32 = base.to(torch.float32)
-    for index, (tensor, keep) in enumerate(zip(inputs, density, strict=True)):
+
+    def rule(index: int):
+        keep = density[index]
         if keep >= 1:
-            rules.append(None)
-            continue
-        magnitude = (tensor.to(torch.float32) - base32).abs_().reshape(-1)
-        if not bool(torch.isfinite(magnitude.sum(dtype=torch.float64))):
+            return None
+        magnitude = (inputs[index].to(torch.float32) - base32).abs_().reshape(-1)
+        if magnitude.numel() and not bool(torch.isfinite(magnitude.max())):  # max propagates NaN and +inf
             raise NonFiniteInput(index)
         k = max(1, int(keep * magnitude.numel()))
-        rules.append(TrimRule(*kept_ties(magnitude, k)))
-        del magnitude
-    return rules
+        return TrimRule(*kept_ties(magnitude, k))
+
+    if len(density) != len(inputs):
+        raise ValueError("one density per input")
+    indices = range(len(inputs))
+    return list(pool.map(rule, indices)) if pool is not None and len(inputs) > 1 else [rule(i) for i in indices]
 
 
 class NonFiniteInput(Exception):
@@ -182,16 +188,42 @@ class NonFiniteInput(Exception):
         self.index = index
 
 
-class ElementwiseKernel:
-    """Task Arithmetic / TIES over one tensor, chunk by chunk, for a fixed list of inputs."""
+def worker_pool(workers: int):
+    """The threads that merge runs of chunks (and TIES' trim rules) concurrently."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    def __init__(self, method: str, params: Mapping[str, Any], n_inputs: int, device: torch.device, chunk: int):
+    return ThreadPoolExecutor(workers, thread_name_prefix="repro-merge")
+
+
+class ElementwiseKernel:
+    """Task Arithmetic / TIES over one tensor, chunk by chunk, for a fixed list of inputs.
+
+    With `workers` > 1 (CPU), contiguous runs of chunks are merged by that many threads at once (torch
+    releases the GIL in its kernels), and TIES' per-input trim rules are found concurrently. Every chunk
+    is computed exactly as by one thread, into its own slice of the output: the bits do not depend on
+    `workers`. `pool` (a ThreadPoolExecutor with `workers` threads) may be shared by many kernels (the
+    grid); without one the kernel makes its own: then call `close()` when done."""
+
+    def __init__(self, method: str, params: Mapping[str, Any], n_inputs: int, device: torch.device, chunk: int,
+                 workers: int = 1, pool=None):
         self.ties = method == "ties"
         self.params = params
         self.device = device
         self.chunk = chunk
+        self.workers = max(1, int(workers)) if device.type == "cpu" else 1
         self.weights = torch.full((n_inputs, 1), float(params["weight"]), dtype=torch.float32, device=device)
-        self._deltas = torch.empty((n_inputs, chunk), dtype=torch.float32, device=device) if chunk <= CPU_CHUNK else None
+        self._deltas = (
+            [torch.empty((n_inputs, chunk), dtype=torch.float32, device=device) for _ in range(self.workers)]
+            if chunk <= CPU_CHUNK else None
+        )
+        self._pool, self._own_pool = (pool if self.workers > 1 else None), False
+        if self.workers > 1 and self._pool is None:
+            self._pool, self._own_pool = worker_pool(self.workers), True
+
+    def close(self) -> None:
+        if self._own_pool:
+            self._pool.shutdown(wait=True)
+        self._pool, self._own_pool = None, False
 
     def merge(
         self,
@@ -203,19 +235,50 @@ class ElementwiseKernel:
         """The merged tensor (`out_dtype`, on the device) from base and inputs (any dtype, any device);
         each chunk is cast as mergekit casts its result (float32, then `out_dtype`). `done(end)` is
         called after the elements [0, end) are merged (the inputs' pages there may be released)."""
+        return self.merge_with_norm(base, inputs, out_dtype, done)[0]
+
+    def merge_with_norm(
+        self,
+        base: torch.Tensor,
+        inputs: Sequence[torch.Tensor],
+        out_dtype: torch.dtype = torch.float32,
+        done: Callable[[int], None] | None = None,
+    ) -> tuple[torch.Tensor, float]:
+        """`merge`, and ||merged - base||^2 computed in the same pass, chunk by chunk while the chunk is
+        in cache: the difference of the stored (cast) values in float32, squares summed in float64 per
+        chunk, the chunks' sums added in chunk order (the same bits whatever `workers`). NaN/Inf if the
+        merged tensor is not finite."""
         rules = None
         if self.ties:
             rules = ties_trim_rules(
-                base.to(self.device), [t.to(self.device) for t in inputs], [self.params["density"]] * len(inputs)
+                base.to(self.device), [t.to(self.device) for t in inputs], [self.params["density"]] * len(inputs),
+                pool=self._pool,
             )
         flat_base = base.reshape(-1)
         flats = [t.reshape(-1) for t in inputs]
         total = flat_base.numel()
         out = torch.empty(total, dtype=out_dtype, device=self.device)
-        for start in range(0, total, self.chunk):
-            end = min(total, start + self.chunk)
+        chunks = -(-total // self.chunk)
+        norms = [0.0] * chunks
+        spans = min(self.workers, chunks)
+        if spans <= 1:
+            self._merge_span(flat_base, flats, rules, out, norms, 0, total, done)
+            return out.view(base.shape), sum(norms)
+        per_span = -(-chunks // spans) * self.chunk  # contiguous runs of whole chunks
+        futures = [
+            self._pool.submit(self._merge_span, flat_base, flats, rules, out, norms, start,
+                              min(total, start + per_span), done if start == 0 else None, worker)
+            for worker, start in enumerate(range(0, total, per_span))
+        ]
+        for future in futures:
+            future.result()
+        return out.view(base.shape), sum(norms)
+
+    def _merge_span(self, flat_base, flats, rules, out, norms, first: int, last: int, done, worker: int = 0) -> None:
+        for start in range(first, last, self.chunk):
+            end = min(last, start + self.chunk)
             base32 = flat_base[start:end].to(self.device, torch.float32)
-            deltas = self._buffer(end - start)
+            deltas = self._buffer(end - start, worker)
             for index, tensor in enumerate(flats):
                 torch.sub(tensor[start:end].to(self.device), base32, out=deltas[index])
                 if rules is not None and rules[index] is not None:
@@ -228,17 +291,19 @@ class ElementwiseKernel:
                 lam=float(self.params["lambda"]),
                 int8_mask=bool(self.params.get("int8_mask", False)),
             )
-            if out_dtype == torch.float32:
+            if out.dtype == torch.float32:
                 torch.add(base32, mixed, out=out[start:end])
+                stored = out[start:end]
             else:
                 out[start:end].copy_(mixed.add_(base32))  # base + mixed == mixed + base, bit for bit
+                stored = out[start:end].to(torch.float32)
+            norms[start // self.chunk] = float(torch.linalg.vector_norm(stored - base32, dtype=torch.float64)) ** 2
             if done is not None:
                 done(end)
-        return out.view(base.shape)
 
-    def _buffer(self, size: int) -> torch.Tensor:
+    def _buffer(self, size: int, worker: int = 0) -> torch.Tensor:
         if self._deltas is not None:
-            return self._deltas[:, :size]
+            return self._deltas[worker][:, :size]
         return torch.empty((self.weights.shape[0], size), dtype=torch.float32, device=self.device)
 
 

@@ -3,7 +3,8 @@
 For each tensor name, in the order the base stores them: every input's tensor is a view of its
 memory-mapped file (read once from disk, rows beyond the base vocabulary cut off), every merge target
 computes its tensor with its method's kernel, casts it to the output dtype, adds its share of
-||theta_merged - theta_base||^2 (float64) and hands it to its sink (a streamed shard writer or a state
+||theta_merged - theta_base||^2 (float64 sums; TA/TIES on the CPU compute it chunk by chunk inside their
+pass) and hands it to its sink (a streamed shard writer or a state
 dict); then the input pages are released. The NaN/Inf check rides along: a merged tensor is finite unless
 an input is not (each kernel propagates non-finite inputs, or checks them itself where it would not), so
 only a non-finite result triggers an exact scan of that tensor's inputs, which names the checkpoint.
@@ -28,14 +29,17 @@ from repro.merge.kernels import (
     NonFiniteInput,
     check_group_inputs,
     model_ids,
+    worker_pool,
 )
 from repro.merge.tensor_checks import TensorInfo
 from repro.merge.tensor_io import MappedCheckpoint
 
 NORM_CHUNK = 1 << 20
 # The chunked kernels (TA, TIES) and the norm run on one intra-op thread: their pieces are small, waking
-# a thread pool costs more than it saves, and on a loaded machine a descheduled worker turns microseconds
-# into milliseconds; their results do not depend on the thread count. Whole-tensor kernels (Model Stock,
+# an OpenMP pool per chunk costs more than it saves, and on a loaded machine a spinning worker turns
+# microseconds into milliseconds. Instead TA/TIES split each tensor into contiguous runs of chunks merged
+# by as many Python threads as torch's setting (`ElementwiseKernel(workers=...)`): no spinning, and the
+# results do not depend on the thread count. Whole-tensor kernels (Model Stock,
 # the SVD methods) keep the process's setting, as stock mergekit runs them: LAPACK's results depend on it.
 CHECK_BEFORE_MERGE = ("tsv_m", "iso_c", "task_arithmetic_sb", "ties_sb")  # SVDs need finite inputs
 
@@ -59,9 +63,9 @@ def tensor_order(index: dict[str, TensorInfo]) -> list[str]:
 
 
 def make_kernel(method: str, mergekit_name: str, params: dict, paths: Sequence[Path], device, chunk: int,
-                svd_cache=None):
+                svd_cache=None, pool=None, workers: int = 1):
     if method in ELEMENTWISE_METHODS:
-        return ElementwiseKernel(method, params, len(paths) - 1, device, chunk)
+        return ElementwiseKernel(method, params, len(paths) - 1, device, chunk, workers=workers, pool=pool)
     if method == "model_stock":
         return ModelStockKernel(params, device)
     kernel = GroupKernel(mergekit_name, params, model_ids(paths), device)
@@ -93,14 +97,18 @@ def run_pass(
         MappedCheckpoint(path, index) for path, index in zip(models, model_indexes, strict=True)
     ]
     paths = [base, *models]
-    for target in targets:
-        target.extra["paths"] = paths
-        target.kernel = make_kernel(
-            method, mergekit_name, params, [base] + [models[i] for i in target.inputs], device, chunk, svd_cache
-        )
-    names = tensor_order(base_index)
     threads = torch.get_num_threads()
+    # TA/TIES: as many merging threads as torch's setting, one pool for every target (CPU only)
+    workers = threads if method in ELEMENTWISE_METHODS and device.type == "cpu" else 1
+    pool = worker_pool(workers) if workers > 1 else None
+    names = tensor_order(base_index)
     try:
+        for target in targets:
+            target.extra["paths"] = paths
+            target.kernel = make_kernel(
+                method, mergekit_name, params, [base] + [models[i] for i in target.inputs], device, chunk,
+                svd_cache, pool, workers,
+            )
         for position, name in enumerate(names):
             if position + 1 < len(names):
                 for reader in readers:
@@ -122,8 +130,12 @@ def run_pass(
                         for reader in readers:
                             reader.release_elements(name, end)
 
-                merged = _merge_one(method, target, name, base_tensor, selected, out_dtype, done)
-                target.norm_sq += _norm_sq(merged, base_tensor, name, selected, target)
+                merged, norm_sq = _merge_one(method, target, name, base_tensor, selected, out_dtype, done)
+                if norm_sq is None:
+                    norm_sq = _norm_sq(merged, base_tensor, name, selected, target)
+                elif norm_sq != norm_sq or norm_sq == float("inf"):
+                    raise _non_finite_error(name, base_tensor, selected, target)
+                target.norm_sq += norm_sq
                 target.sink(name, merged)
                 del merged
             del base_tensor, inputs
@@ -131,16 +143,24 @@ def run_pass(
                 reader.release(name)
     finally:
         torch.set_num_threads(threads)
+        if pool is not None:
+            pool.shutdown(wait=True)
         for reader in readers:
             reader.close()
 
 
-def _merge_one(method, target, name, base_tensor, inputs, out_dtype, done=None) -> torch.Tensor:
+def _merge_one(method, target, name, base_tensor, inputs, out_dtype, done=None) -> tuple[torch.Tensor, float | None]:
+    """The merged tensor (out dtype, CPU) and ||merged - base||^2 where the kernel computed it in its pass
+    (TA/TIES on the CPU), else None."""
     if not base_tensor.is_floating_point():
-        return base_tensor.clone()  # integer buffers: the base's
+        return base_tensor.clone(), 0.0  # integer buffers: the base's
+    norm_sq = None
     try:
         if method in ELEMENTWISE_METHODS:
-            merged = target.kernel.merge(base_tensor, inputs, out_dtype, done)
+            if target.kernel.device.type == "cpu":
+                merged, norm_sq = target.kernel.merge_with_norm(base_tensor, inputs, out_dtype, done)
+            else:
+                merged = target.kernel.merge(base_tensor, inputs, out_dtype, done)
         else:
             if method in CHECK_BEFORE_MERGE:
                 check_group_inputs(base_tensor, inputs)
@@ -150,20 +170,22 @@ def _merge_one(method, target, name, base_tensor, inputs, out_dtype, done=None) 
     out = merged.to(device="cpu", dtype=out_dtype)
     if out.data_ptr() == base_tensor.data_ptr() or any(out.data_ptr() == t.data_ptr() for t in inputs):
         out = out.clone()  # never hand out a view of a mapped input
-    return out
+    return out, norm_sq
 
 
 def _norm_sq(merged, base_tensor, name, inputs, target) -> float:
-    """||merged - base||^2 in float64 (finite unless merged or base is not: then a MergeError)."""
+    """||merged - base||^2: the difference in float32 (the compute dtype; exact for two bf16/fp16
+    tensors of like magnitude), squares summed in float64 (finite unless merged or base is not: then a
+    MergeError)."""
     if not merged.is_floating_point():
         return 0.0
     flat, flat_base = merged.reshape(-1), base_tensor.reshape(-1)
     total = 0.0
     for start in range(0, flat.numel(), NORM_CHUNK):
-        diff = flat[start : start + NORM_CHUNK].to(torch.float64) - flat_base[start : start + NORM_CHUNK].to(
-            torch.float64
+        diff = flat[start : start + NORM_CHUNK].to(torch.float32) - flat_base[start : start + NORM_CHUNK].to(
+            torch.float32
         )
-        total += float(torch.dot(diff, diff))
+        total += float(torch.linalg.vector_norm(diff, dtype=torch.float64)) ** 2
     if total != total or total == float("inf"):
         raise _non_finite_error(name, base_tensor, inputs, target)
     return total
