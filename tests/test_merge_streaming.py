@@ -254,3 +254,24 @@ def test_norm_computed_in_the_merge_pass_is_the_norm_and_independent_of_threads(
     _, bad = kernel.merge_with_norm(base, poisoned, out_dtype)
     kernel.close()
     assert bad != bad or bad == float("inf")  # the engine turns this into an error naming the checkpoint
+
+
+def test_trim_rule_compiled_and_torch_paths_agree_bit_for_bit():
+    """TrimRule.apply: the compiled pass (CPU, float32, contiguous) and torch's ops (any other tensor)
+    zero the same entries, with the same signed zeros."""
+    from repro.merge.kernels import TrimRule, kept_ties
+
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(50_000, generator=g).bfloat16().float()
+    delta = (base + 0.01 * torch.randn(50_000, generator=g)).bfloat16().float() - base
+    rule = TrimRule(*kept_ties(delta.abs(), 5_000))
+    assert rule.tied.numel() > 1  # ties at the cut-off, as in bf16 checkpoints
+    for start in (0, 12_345):
+        chunk = delta[start : start + 20_000]
+        compiled = chunk.clone()
+        rule.apply(compiled, start)
+        strided = torch.stack([chunk, chunk], dim=1)[:, 0]  # not contiguous: torch's path
+        assert not strided.is_contiguous()
+        rule.apply(strided, start)
+        assert torch.equal(compiled.view(torch.int32), strided.contiguous().view(torch.int32))
+        assert int((compiled != 0).sum()) < chunk.numel() // 5

@@ -28,6 +28,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from repro.errors import MergeError
@@ -107,6 +108,13 @@ class TrimRule:
 
     def apply(self, delta: torch.Tensor, start: int) -> None:
         """Zero, in place, the entries of the flat chunk `delta` (flat offset `start`) that are trimmed."""
+        if delta.device.type == "cpu" and delta.dtype == torch.float32 and delta.is_contiguous():
+            from repro.merge.stock_topk import compiled_trim
+
+            trim = compiled_trim()
+            if trim is not None:  # the same products in one compiled pass
+                trim(delta.numpy(), np.float32(self.threshold), self.tied.to("cpu", torch.int64).numpy(), start)
+                return
         keep = delta.abs() > self.threshold
         if self.tied.numel():
             bounds = torch.tensor([start, start + delta.numel()], dtype=self.tied.dtype, device=self.tied.device)
