@@ -287,6 +287,9 @@ def merge_checkpoints(
     """
     del verified_inputs, show_progress
     started = time.perf_counter()
+    from repro.merge.readahead import start_readahead
+
+    start_readahead([base, *models])  # the disk works while torch is imported and the headers are checked
     prepared = prepare_merge(
         base, models, method, params, device=device, vocab_mismatch=vocab_mismatch, out_dtype=out_dtype
     )

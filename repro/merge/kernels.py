@@ -10,7 +10,7 @@
 - TIES' trim keeps the top-k entries of |delta| (k = max(1, int(density * numel)), mergekit's k): on the
   CPU exactly the entries stock mergekit keeps, ties at the cut-off included (its argsort is libstdc++'s
   unstable introsort; `repro.merge.stock_topk` replays the partitions that decide the boundary: O(n), not
-  a full sort). On an accelerator the threshold is selected there (`topk_threshold`); only where more
+  a full sort, compiled by numba, as is the trim's one pass per chunk). On an accelerator the threshold is selected there (`topk_threshold`); only where more
   entries equal it than are kept are the magnitudes copied to the CPU for stock's rule, so CUDA and CPU
   keep the same entries (`kept_ties`). TIES+SB trims with the same rule (`trim_by_magnitude`).
 - Model Stock runs mergekit's arithmetic step for step without its repeated norms and copies
