@@ -91,11 +91,17 @@ def test_topk_threshold_follows_the_tie_rule_exactly(seed):
             assert torch.equal(ours, stable_topk_mask(magnitude, k))
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["vectorized", "compiled"])
 @pytest.mark.parametrize("chunk,workers", [(CPU_CHUNK, 1), (64 * 3, 1), (64 * 3, 2)])
 @pytest.mark.parametrize("shape,density,seed", [((200, 301), 0.1, 3), ((1000, 517), 0.3, 4), ((50_001,), 0.9, 5)])
-def test_ties_with_tied_magnitudes_equals_stock_bit_for_bit(shape, density, seed, chunk, workers):
+def test_ties_with_tied_magnitudes_equals_stock_bit_for_bit(shape, density, seed, chunk, workers, compiled,
+                                                             monkeypatch):
     """Heavy ties at the trim cut-off: the kept entries are stock's own (its unstable argsort replayed),
-    also with the trim rules and runs of chunks computed by several threads."""
+    also with the trim rules and runs of chunks computed by several threads, by numpy/torch (small
+    tensors) or by the compiled kernels (large ones: here every tensor)."""
+    import repro.merge.stock_topk as stock_topk
+
+    monkeypatch.setattr(stock_topk, "COMPILED_FROM", 0 if compiled else 1 << 62)
     base, ckpts = inputs(4, shape, torch.float32, seed=seed, quantize=True)
     params = {"weight": 1.0, "density": density, "normalize": True, "lambda": 0.1, "int8_mask": False}
     kernel = ElementwiseKernel("ties", params, 4, torch.device("cpu"), chunk, workers=workers)
@@ -264,7 +270,7 @@ def test_trim_rule_compiled_and_torch_paths_agree_bit_for_bit():
     g = torch.Generator().manual_seed(3)
     base = torch.randn(50_000, generator=g).bfloat16().float()
     delta = (base + 0.01 * torch.randn(50_000, generator=g)).bfloat16().float() - base
-    rule = TrimRule(*kept_ties(delta.abs(), 5_000))
+    rule = TrimRule(*kept_ties(delta.abs(), 5_000), compiled=True)
     assert rule.tied.numel() > 1  # ties at the cut-off, as in bf16 checkpoints
     for start in (0, 12_345):
         chunk = delta[start : start + 20_000]

@@ -105,10 +105,11 @@ class TrimRule:
 
     threshold: float
     tied: torch.Tensor
+    compiled: bool = False  # apply it with the compiled pass (`stock_topk.use_compiled` of the tensor)
 
     def apply(self, delta: torch.Tensor, start: int) -> None:
         """Zero, in place, the entries of the flat chunk `delta` (flat offset `start`) that are trimmed."""
-        if delta.device.type == "cpu" and delta.dtype == torch.float32 and delta.is_contiguous():
+        if self.compiled and delta.device.type == "cpu" and delta.dtype == torch.float32 and delta.is_contiguous():
             from repro.merge.stock_topk import compiled_trim
 
             trim = compiled_trim()
@@ -179,8 +180,10 @@ def ties_trim_rules(base: torch.Tensor, inputs: Sequence[torch.Tensor], density:
         magnitude = (inputs[index].to(torch.float32) - base32).abs_().reshape(-1)
         if magnitude.numel() and not bool(torch.isfinite(magnitude.max())):  # max propagates NaN and +inf
             raise NonFiniteInput(index)
+        from repro.merge.stock_topk import use_compiled
+
         k = max(1, int(keep * magnitude.numel()))
-        return TrimRule(*kept_ties(magnitude, k))
+        return TrimRule(*kept_ties(magnitude, k), compiled=use_compiled(magnitude.numel()))
 
     if len(density) != len(inputs):
         raise ValueError("one density per input")
