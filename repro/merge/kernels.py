@@ -125,19 +125,20 @@ class TrimRule:
         delta.mul_(keep)  # as mergekit: d * 0 for trimmed entries (keeps the sign of zero)
 
 
-def kept_ties(magnitude: torch.Tensor, k: int) -> tuple[float, torch.Tensor]:
+def kept_ties(magnitude: torch.Tensor, k: int, compiled: bool | None = None) -> tuple[float, torch.Tensor]:
     """(t, tied): the top k of the flat, finite `magnitude` are the entries > t and those == t at the flat
     indices `tied`. Exactly stock mergekit's choice on the CPU (`repro.merge.stock_topk`), whatever the
     device: an accelerator selects the threshold itself (`topk_threshold`), and only where more entries
     equal it than are kept (ties at the cut-off, common in bf16) are the magnitudes copied to the CPU for
-    stock's rule. So a merge on CUDA keeps the same entries as on the CPU (`make gpu-check`)."""
+    stock's rule. So a merge on CUDA keeps the same entries as on the CPU (`make gpu-check`). `compiled`:
+    as `stock_kept_ties` (the same answer either way)."""
     from repro.merge.stock_topk import stock_kept_ties
 
     if magnitude.device.type == "cpu":
-        return stock_kept_ties(magnitude, k)
+        return stock_kept_ties(magnitude, k, compiled=compiled)
     threshold, tied = unambiguous_ties(magnitude, k)
     if tied is None:
-        threshold, tied = stock_kept_ties(magnitude.cpu(), k)
+        threshold, tied = stock_kept_ties(magnitude.cpu(), k, compiled=compiled)
         tied = tied.to(magnitude.device)
     return threshold, tied
 
@@ -167,10 +168,12 @@ def trim_by_magnitude(delta: torch.Tensor, density: float) -> torch.Tensor:
     return flat.to(delta.dtype).reshape(delta.shape)
 
 
-def ties_trim_rules(base: torch.Tensor, inputs: Sequence[torch.Tensor], density: Sequence[float], pool=None) -> list:
+def ties_trim_rules(base: torch.Tensor, inputs: Sequence[torch.Tensor], density: Sequence[float], pool=None,
+                    compiled: bool | None = None) -> list:
     """Per input: None (density >= 1: nothing trimmed) or its TrimRule. Raises NonFiniteInput for the
     first input (in order) whose delta is not finite (a trimmed NaN would otherwise vanish from the merge).
-    `pool` (a thread pool) computes the inputs' rules concurrently: each is independent of the others."""
+    `pool` (a thread pool) computes the inputs' rules concurrently: each is independent of the others.
+    `compiled`: whether to use the compiled kernels (None: by this tensor's size, `use_compiled`)."""
     base32 = base.to(torch.float32)
 
     def rule(index: int):
@@ -182,8 +185,9 @@ def ties_trim_rules(base: torch.Tensor, inputs: Sequence[torch.Tensor], density:
             raise NonFiniteInput(index)
         from repro.merge.stock_topk import use_compiled
 
+        fast = use_compiled(magnitude.numel()) if compiled is None else compiled
         k = max(1, int(keep * magnitude.numel()))
-        return TrimRule(*kept_ties(magnitude, k), compiled=use_compiled(magnitude.numel()))
+        return TrimRule(*kept_ties(magnitude, k, fast), compiled=fast)
 
     if len(density) != len(inputs):
         raise ValueError("one density per input")
@@ -216,8 +220,9 @@ class ElementwiseKernel:
     grid); without one the kernel makes its own: then call `close()` when done."""
 
     def __init__(self, method: str, params: Mapping[str, Any], n_inputs: int, device: torch.device, chunk: int,
-                 workers: int = 1, pool=None):
+                 workers: int = 1, pool=None, compiled: bool | None = None):
         self.ties = method == "ties"
+        self.compiled = compiled  # TIES: trim with the compiled kernels (None: decided per tensor by size)
         self.params = params
         self.device = device
         self.chunk = chunk
@@ -263,7 +268,7 @@ class ElementwiseKernel:
         if self.ties:
             rules = ties_trim_rules(
                 base.to(self.device), [t.to(self.device) for t in inputs], [self.params["density"]] * len(inputs),
-                pool=self._pool,
+                pool=self._pool, compiled=self.compiled,
             )
         flat_base = base.reshape(-1)
         flats = [t.reshape(-1) for t in inputs]

@@ -35,7 +35,7 @@ INSERTION_THRESHOLD = 16  # libstdc++'s _S_threshold
 
 BLOCK = 4096  # entries per block of the stop counts (finding the t-th stop of a scan)
 SMALL = 1 << 16  # partitions of at most this many entries list their stops outright
-COMPILED_FROM = 1 << 21  # tensors of at least this many entries are trimmed by the compiled kernels
+COMPILED_FROM = 1 << 28  # entries trimmed (in a merge, or one tensor) from which the compiled kernels pay
 
 
 class _Stops:
@@ -249,15 +249,16 @@ def compiled_trim():
 
 
 def use_compiled(entries: int) -> bool:
-    """Whether a tensor of `entries` entries is worth the compiled kernels: loading numba and its cached
-    code costs about 1 s once per process, which small models never win back."""
+    """Whether trimming `entries` entries (a merge: base entries x checkpoints) is worth the compiled
+    kernels: loading numba and its cached code costs about 1.4 s once per process, and they save about
+    11 ns per entry (2 threads), so a merge of small models never wins it back."""
     return entries >= COMPILED_FROM
 
 
 def stock_kept_ties(magnitude: torch.Tensor, k: int, *, compiled: bool | None = None) -> tuple[float, torch.Tensor]:
     """(t, tied): stock's top k of the flat, finite float32 `magnitude` (CPU) are the entries > t and the
     entries == t whose flat indices are in `tied` (int64, sorted). `compiled`: the compiled replay (True),
-    the vectorized one (False; tests compare both), or by size (None: `use_compiled`)."""
+    the vectorized one (False; tests compare both), or by this tensor's size (None: `use_compiled`)."""
     values = magnitude.reshape(-1).numpy().copy()
     total = values.size
     index = np.arange(total, dtype=np.int32 if total < 2**31 else np.int64)

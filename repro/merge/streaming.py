@@ -12,6 +12,7 @@ only a non-finite result triggers an exact scan of that tensor's inputs, which n
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from repro.merge.kernels import (
     model_ids,
     worker_pool,
 )
+from repro.merge.stock_topk import use_compiled
 from repro.merge.tensor_checks import TensorInfo
 from repro.merge.tensor_io import MappedCheckpoint
 
@@ -63,9 +65,10 @@ def tensor_order(index: dict[str, TensorInfo]) -> list[str]:
 
 
 def make_kernel(method: str, mergekit_name: str, params: dict, paths: Sequence[Path], device, chunk: int,
-                svd_cache=None, pool=None, workers: int = 1):
+                svd_cache=None, pool=None, workers: int = 1, compiled: bool | None = None):
     if method in ELEMENTWISE_METHODS:
-        return ElementwiseKernel(method, params, len(paths) - 1, device, chunk, workers=workers, pool=pool)
+        return ElementwiseKernel(method, params, len(paths) - 1, device, chunk, workers=workers, pool=pool,
+                                 compiled=compiled)
     if method == "model_stock":
         return ModelStockKernel(params, device)
     kernel = GroupKernel(mergekit_name, params, model_ids(paths), device)
@@ -102,12 +105,15 @@ def run_pass(
     workers = threads if method in ELEMENTWISE_METHODS and device.type == "cpu" else 1
     pool = worker_pool(workers) if workers > 1 else None
     names = tensor_order(base_index)
+    # TIES: the compiled trim where the whole pass trims enough entries to repay loading it
+    entries = sum(math.prod(info.shape) for info in base_index.values()) * sum(len(t.inputs) for t in targets)
+    compiled = use_compiled(entries)
     try:
         for target in targets:
             target.extra["paths"] = paths
             target.kernel = make_kernel(
                 method, mergekit_name, params, [base] + [models[i] for i in target.inputs], device, chunk,
-                svd_cache, pool, workers,
+                svd_cache, pool, workers, compiled,
             )
         for position, name in enumerate(names):
             if position + 1 < len(names):
