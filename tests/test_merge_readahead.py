@@ -41,14 +41,3 @@ def test_read_ahead_of_real_files_and_of_nothing(tmp_path):
     assert not thread.is_alive()
     assert readahead.start_readahead([tmp_path / "missing"]) is None
     assert readahead.start_readahead([]) is None
-
-
-def test_default_budget_is_a_quarter_of_the_available_memory(tmp_path, monkeypatch):
-    import builtins
-
-    budget = readahead.default_budget()
-    assert budget > 0
-    real_open = builtins.open
-    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: (_ for _ in ()).throw(OSError("no /proc"))
-                        if str(path) == "/proc/meminfo" else real_open(path, *a, **k))
-    assert readahead.default_budget() == readahead.READAHEAD_BYTES
