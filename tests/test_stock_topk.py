@@ -60,6 +60,6 @@ def test_replay_on_random_small_inputs(compiled):
 
 def test_the_compiled_replay_is_in_use():
     """numba is a dependency: the trim runs the compiled loop, not the (slower) vectorized fallback."""
-    from repro.merge.stock_topk import _compiled_boundary_range
+    from repro.merge.stock_topk import compiled_kernels
 
-    assert _compiled_boundary_range() is not None
+    assert compiled_kernels() is not None

@@ -110,11 +110,11 @@ class TrimRule:
     def apply(self, delta: torch.Tensor, start: int) -> None:
         """Zero, in place, the entries of the flat chunk `delta` (flat offset `start`) that are trimmed."""
         if self.compiled and delta.device.type == "cpu" and delta.dtype == torch.float32 and delta.is_contiguous():
-            from repro.merge.stock_topk import compiled_trim
+            from repro.merge.stock_topk import compiled_kernels
 
-            trim = compiled_trim()
-            if trim is not None:  # the same products in one compiled pass
-                trim(delta.numpy(), np.float32(self.threshold), self.tied.to("cpu", torch.int64).numpy(), start)
+            kernels = compiled_kernels()
+            if kernels is not None:  # the same products in one compiled pass
+                kernels.trim(delta.numpy(), np.float32(self.threshold), self.tied.to("cpu", torch.int64).numpy(), start)
                 return
         keep = delta.abs() > self.threshold
         if self.tied.numel():

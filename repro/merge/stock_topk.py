@@ -8,7 +8,7 @@ positions k-1 and k decide which entries end up before it: a range entirely on o
 is only reordered within itself. So the same result is obtained by replaying libstdc++'s introsort on the
 range holding the boundary only (a quickselect: O(n) instead of O(n log n)). Each partition is computed
 from the stops of its two scans (a scan reads only entries no swap has touched yet): compiled by numba
-(`_compiled_boundary_range`: the stops listed without branches, 4.4 ns per entry on 2 threads), or, where
+(`repro.merge.compiled_kernels`: the stops listed without branches, 4.4 ns per entry on 2 threads), or, where
 numba is missing, vectorized with numpy (`_partition`, 3.5x slower). The loop replayed:
 
   __introsort_loop(first, last, depth):             depth starts at 2 * floor(log2(n))
@@ -24,8 +24,6 @@ The result is checked against torch.argsort itself on tie-heavy inputs (tests/te
 """
 
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 import torch
@@ -135,117 +133,15 @@ def _boundary_range_vectorized(values: np.ndarray, index: np.ndarray, k: int) ->
     return first, last
 
 
-def _njit(numba):
-    """numba.njit without the GIL, its machine code cached on disk (next to this file, or in the user's
-    cache directory where that is read-only); compiled in every process where neither is writable."""
-
-    def decorate(function):
-        try:
-            return numba.njit(cache=True, nogil=True)(function)
-        except RuntimeError:  # "cannot cache function ...: no locator available"
-            return numba.njit(nogil=True)(function)
-
-    return decorate
-
-
-@functools.cache  # a pure function of nothing: the compiled code, made once per process on first use
-def _compiled_boundary_range():
-    """The same loop as libstdc++ writes it (sequential Hoare partitions, `_boundary_range_vectorized`'s
-    result), compiled by numba where it is installed (about 4x less work per entry, and free of the GIL
-    so the inputs of a tensor are trimmed in parallel); None without numba."""
+def compiled_kernels():
+    """`repro.merge.compiled_kernels` (the numba-compiled replay and trim), or None where numba is not
+    installed. Importing it imports numba once per process (Python's module cache); each kernel compiles,
+    or loads its cached machine code, on its first call."""
     try:
-        import numba
+        from repro.merge import compiled_kernels as kernels
     except ImportError:  # numba is a dependency; without it the vectorized replay gives the same answer
         return None
-
-    @_njit(numba)
-    def partition(values, index, first, last, left, right):  # pragma: no cover - compiled
-        """__unguarded_partition_pivot on [first, last), as `_partition` computes it: the scans' stops
-        listed without branches, the crossing found by bisection, then the swaps."""
-        a, b, c = first + 1, first + (last - first) // 2, last - 1
-        if values[a] > values[b]:
-            pick = b if values[b] > values[c] else (c if values[a] > values[c] else a)
-        elif values[a] > values[c]:
-            pick = a
-        else:
-            pick = c if values[b] > values[c] else b
-        values[first], values[pick] = values[pick], values[first]
-        index[first], index[pick] = index[pick], index[first]
-        pivot = values[first]
-        n_left = 0
-        for i in range(first + 1, last):  # the left scan stops where !(v > pivot)
-            left[n_left] = i
-            n_left += values[i] <= pivot
-        n_right = 0
-        for i in range(last - 1, first, -1):  # the right scan (from the end) stops where !(pivot > v)
-            right[n_right] = i
-            n_right += values[i] >= pivot
-        low, high = 0, min(n_left, n_right)
-        while low < high:  # the first pair of stops at which the scans have crossed
-            middle = (low + high) // 2
-            if left[middle] >= right[middle]:
-                high = middle
-            else:
-                low = middle + 1
-        m = low
-        cut = last
-        if m < n_left:
-            cut = left[m]
-        if m > 0 and right[m - 1] < cut:
-            cut = right[m - 1]
-        for t in range(m):
-            x, y = left[t], right[t]
-            values[x], values[y] = values[y], values[x]
-            index[x], index[y] = index[y], index[x]
-        return cut
-
-    @_njit(numba)
-    def boundary_range(values, index, k):  # pragma: no cover - compiled
-        first, last = 0, values.size
-        depth = 0
-        size = values.size
-        while size > 1:
-            size >>= 1
-            depth += 1
-        depth *= 2
-        left = np.empty(max(values.size, 1), dtype=index.dtype)
-        right = np.empty(max(values.size, 1), dtype=index.dtype)
-        while first < k < last and last - first > 16:
-            if depth == 0:
-                return -1, -1
-            depth -= 1
-            cut = partition(values, index, first, last, left, right)
-            if k > cut:
-                first = cut
-            else:
-                last = cut
-        return first, last
-
-    return boundary_range
-
-
-@functools.cache  # the compiled code, made once per process on first use
-def compiled_trim():
-    """`trim(delta, threshold, tied, start)`: zero in place the entries of the float32 chunk `delta` (flat
-    offset `start`) with |d| <= threshold whose flat index is not in the sorted `tied`, as mergekit does,
-    `d * 0.0` (the sign of zero kept): one pass, no temporaries, free of the GIL. None without numba."""
-    try:
-        import numba
-    except ImportError:
-        return None
-
-    @_njit(numba)
-    def trim(delta, threshold, tied, start):  # pragma: no cover - compiled
-        position = np.searchsorted(tied, start)
-        one, zero = np.float32(1.0), np.float32(0.0)
-        for j in range(delta.size):
-            keep = abs(delta[j]) > threshold
-            if position < tied.size and tied[position] == start + j:
-                keep = True
-                position += 1
-            delta[j] = delta[j] * (one if keep else zero)
-
-    return trim
+    return kernels
 
 
 def use_compiled(entries: int) -> bool:
@@ -264,7 +160,8 @@ def stock_kept_ties(magnitude: torch.Tensor, k: int, *, compiled: bool | None = 
     index = np.arange(total, dtype=np.int32 if total < 2**31 else np.int64)
     if compiled is None:
         compiled = use_compiled(total)
-    boundary_range = _compiled_boundary_range() if compiled else None
+    kernels = compiled_kernels() if compiled else None
+    boundary_range = kernels.boundary_range if kernels is not None else None
     if boundary_range is not None:
         first, last = boundary_range(values, index, k)
     else:
