@@ -84,12 +84,12 @@ DEFAULT_HEADER = """\
 """
 
 
-
 def sha256_hex(value: str) -> str:
     """A pinned sha256 (a `field_validator` of every lockfile entry that has one)."""
     if not SHA256_PATTERN.match(value):
         raise ValueError(f"sha256 must be 64 lowercase hex characters, got {value!r}")
     return value
+
 
 class FileEntry(BaseModel):
     """One file of a pinned checkpoint: path inside the repo, sha256 of its content, size in bytes."""

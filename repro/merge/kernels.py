@@ -10,9 +10,9 @@
 - TIES' trim keeps the top-k entries of |delta| (k = max(1, int(density * numel)), mergekit's k): on the
   CPU exactly the entries stock mergekit keeps, ties at the cut-off included (its argsort is libstdc++'s
   unstable introsort; `repro.merge.stock_topk` replays the partitions that decide the boundary: O(n), not
-  a full sort, compiled by numba, as is the trim's one pass per chunk). On an accelerator the threshold is selected there (`topk_threshold`); only where more
-  entries equal it than are kept are the magnitudes copied to the CPU for stock's rule, so CUDA and CPU
-  keep the same entries (`kept_ties`). TIES+SB trims with the same rule (`trim_by_magnitude`).
+  a full sort, compiled by numba, as is the trim's one pass per chunk). On an accelerator the threshold is
+  selected there (`topk_threshold`); only where more entries equal it than are kept are the magnitudes
+  copied to the CPU for stock's rule, so CUDA and CPU keep the same entries (`kept_ties`). TIES+SB trims with the same rule (`trim_by_magnitude`).
 - Model Stock runs mergekit's arithmetic step for step without its repeated norms and copies
   (`repro.merge.model_stock_kernel`; bit-identical, tested). Our subspace methods (TSV-M, Iso-C, TA+SB,
   TIES+SB) call the mergekit method object (ours, registered by `repro.merge.mergekit_plugin`) on the
@@ -174,6 +174,8 @@ def ties_trim_rules(base: torch.Tensor, inputs: Sequence[torch.Tensor], density:
     first input (in order) whose delta is not finite (a trimmed NaN would otherwise vanish from the merge).
     `pool` (a thread pool) computes the inputs' rules concurrently: each is independent of the others.
     `compiled`: whether to use the compiled kernels (None: by this tensor's size, `use_compiled`)."""
+    from repro.merge.stock_topk import use_compiled
+
     base32 = base.to(torch.float32)
 
     def rule(index: int):
@@ -183,8 +185,6 @@ def ties_trim_rules(base: torch.Tensor, inputs: Sequence[torch.Tensor], density:
         magnitude = (inputs[index].to(torch.float32) - base32).abs_().reshape(-1)
         if magnitude.numel() and not bool(torch.isfinite(magnitude.max())):  # max propagates NaN and +inf
             raise NonFiniteInput(index)
-        from repro.merge.stock_topk import use_compiled
-
         fast = use_compiled(magnitude.numel()) if compiled is None else compiled
         k = max(1, int(keep * magnitude.numel()))
         return TrimRule(*kept_ties(magnitude, k, fast), compiled=fast)

@@ -161,9 +161,8 @@ def stock_kept_ties(magnitude: torch.Tensor, k: int, *, compiled: bool | None = 
     if compiled is None:
         compiled = use_compiled(total)
     kernels = compiled_kernels() if compiled else None
-    boundary_range = kernels.boundary_range if kernels is not None else None
-    if boundary_range is not None:
-        first, last = boundary_range(values, index, k)
+    if kernels is not None:
+        first, last = kernels.boundary_range(values, index, k)
     else:
         first, last = _boundary_range_vectorized(values, index, k)
     if first < 0:  # libstdc++ would heapsort this range: take stock's answer from stock's own sort

@@ -129,7 +129,6 @@ class TrainedWorldConfig(FineTunedWorld):
     tasks: WorldTasks
 
 
-
 def recipe_hash(world: TrainedWorldConfig) -> str:
     """What the world's weights depend on (tasks excluded: they are written separately)."""
     content = {

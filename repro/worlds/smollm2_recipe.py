@@ -30,8 +30,6 @@ from repro.worlds.recipe import FineTunedWorld, _Strict  # the demo world's stri
 SMOLLM2_WORLD_CODE_VERSION = 1  # bump when the trainer or the corpus readers change what a recipe produces
 
 
-
-
 class DebianCorpus(_Strict):
     """Text files of one Debian package, pinned by version and the .deb's sha256."""
 
@@ -102,7 +100,6 @@ class SmolLM2WorldConfig(FineTunedWorld):
     train_last_layers: int = Field(default=4, ge=1, le=64)  # trained: these decoder layers + the final norm
     held_out_windows: int = Field(default=8, ge=1, le=256)  # per corpus: windows never trained on, scored
     finetunes: list[Variant] = Field(min_length=1, max_length=64)
-
 
 
 def variant_key(world: SmolLM2WorldConfig, index: int, base_sha256: str, corpus_sha256: str) -> dict:
