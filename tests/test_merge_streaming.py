@@ -35,6 +35,7 @@ def stock(method, base, ckpts, **params):
     return merge_tensors([base, *ckpts], method, parameters=params, base_index=0, dtype=torch.float32)
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["torch", "compiled"])
 @pytest.mark.parametrize("chunk,workers", [(CPU_CHUNK, 1), (64 * 3, 1), (WHOLE, 1), (64 * 3, 2), (64, 3)])
 @pytest.mark.parametrize(
     "n,shape,dtype,weight,normalize,lam",
@@ -46,14 +47,75 @@ def stock(method, base, ckpts, **params):
         (12, (64, 99), torch.float16, 0.5, True, 0.1),
     ],
 )
-def test_task_arithmetic_kernel_equals_mergekit_bitwise(chunk, workers, n, shape, dtype, weight, normalize, lam):
-    """Any chunk size and any number of merging threads (runs of chunks merged concurrently): stock's bits."""
+def test_task_arithmetic_kernel_equals_mergekit_bitwise(chunk, workers, n, shape, dtype, weight, normalize, lam,
+                                                        compiled):
+    """Any chunk size and any number of merging threads (runs of chunks merged concurrently), by torch's
+    ops or by the compiled pass (bf16 whole chunks; the rest falls back to torch): stock's bits."""
     base, ckpts = inputs(n, shape, dtype, seed=n)
     params = {"weight": weight, "normalize": normalize, "lambda": lam}
-    kernel = ElementwiseKernel("task_arithmetic", params, n, torch.device("cpu"), chunk, workers=workers)
+    kernel = ElementwiseKernel("task_arithmetic", params, n, torch.device("cpu"), chunk, workers=workers,
+                               compiled=compiled)
     ours = kernel.merge(base, ckpts)
     kernel.close()
     assert torch.equal(ours, stock("task_arithmetic", base, ckpts, **params))
+
+
+def _spread_inputs(n, size, seed):
+    """bf16 checkpoints whose task vectors span eight orders of magnitude (the sum's order shows), with
+    zero deltas, signed zeros and a partial last chunk."""
+    g = torch.Generator().manual_seed(seed)
+    base = (0.02 * torch.randn(size, generator=g)).to(torch.bfloat16)
+    base[:4] = torch.tensor([-0.0, 0.0, -0.0, 1e-30])
+    scales = torch.logspace(-6, 2, n)
+    ckpts = []
+    for i in range(n):
+        noise = torch.randn(size, generator=g) * scales[i] * (torch.rand(size, generator=g) < 0.9)
+        ckpts.append((base.float() + noise).to(torch.bfloat16))
+    ckpts[0][: size // 10] = base[: size // 10]
+    return base, ckpts
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 12, 16])
+@pytest.mark.parametrize("weight,normalize,lam,out_dtype", [
+    (1.0, True, 1.0, torch.bfloat16), (0.3, True, 1.7, torch.bfloat16), (0.7, False, 0.3, torch.float32),
+    (1e-9, True, 1.0, torch.bfloat16),
+])
+def test_compiled_task_arithmetic_stores_torchs_bits(n, weight, normalize, lam, out_dtype):
+    """The compiled pass (numba) against the torch path: the same stored bits for bf16 and float32
+    output, whatever the weights; the task vector's squared norm equal up to rounding."""
+    base, ckpts = _spread_inputs(n, 3 * CPU_CHUNK + 1000, seed=n)
+    params = {"weight": weight, "normalize": normalize, "lambda": lam}
+    results = []
+    for compiled in (False, True):
+        kernel = ElementwiseKernel("task_arithmetic", params, n, torch.device("cpu"), CPU_CHUNK, workers=2,
+                                   compiled=compiled)
+        results.append(kernel.merge_with_norm(base, ckpts, out_dtype))
+        kernel.close()
+    (torch_out, torch_norm), (compiled_out, compiled_norm) = results
+    bits = torch.int16 if out_dtype == torch.bfloat16 else torch.int32
+    assert torch.equal(torch_out.view(bits), compiled_out.view(bits))
+    assert compiled_norm == pytest.approx(torch_norm, rel=1e-12)
+
+
+def test_the_compiled_task_arithmetic_is_in_use_and_needs_no_thread_count(monkeypatch):
+    """Large bf16 merges take the compiled pass (numba is a dependency); its bits and norm do not depend
+    on the number of threads."""
+    import repro.merge.compiled_task_arithmetic as compiled_module
+
+    calls = []
+    real = compiled_module.task_arithmetic_bf16
+    monkeypatch.setattr(compiled_module, "task_arithmetic_bf16", lambda *args: calls.append(1) or real(*args))
+    base, ckpts = _spread_inputs(12, 5 * CPU_CHUNK, seed=3)
+    params = {"weight": 1.0, "normalize": True, "lambda": 1.0}
+    results = []
+    for workers in (1, 2, 3):
+        kernel = ElementwiseKernel("task_arithmetic", params, 12, torch.device("cpu"), CPU_CHUNK,
+                                   workers=workers, compiled=True)
+        results.append(kernel.merge_with_norm(base, ckpts, torch.bfloat16))
+        kernel.close()
+    assert calls
+    for merged, norm in results[1:]:
+        assert torch.equal(merged.view(torch.int16), results[0][0].view(torch.int16)) and norm == results[0][1]
 
 
 @pytest.mark.parametrize("chunk,workers", [(CPU_CHUNK, 1), (64 * 5, 1), (WHOLE, 1), (64 * 5, 2), (CPU_CHUNK, 4)])

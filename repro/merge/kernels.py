@@ -275,20 +275,74 @@ class ElementwiseKernel:
         total = flat_base.numel()
         out = torch.empty(total, dtype=out_dtype, device=self.device)
         chunks = -(-total // self.chunk)
-        norms = [0.0] * chunks
+        norms = np.zeros(chunks)
+        merge_span = self._merge_span
+        compiled = None if rules is not None else self._compiled_task_arithmetic(flat_base, flats, out)
+        if compiled is not None:
+            merge_span = compiled
         spans = min(self.workers, chunks)
         if spans <= 1:
-            self._merge_span(flat_base, flats, rules, out, norms, 0, total, done)
-            return out.view(base.shape), sum(norms)
+            merge_span(flat_base, flats, rules, out, norms, 0, total, done)
+            return out.view(base.shape), sum(norms.tolist())
         per_span = -(-chunks // spans) * self.chunk  # contiguous runs of whole chunks
         futures = [
-            self._pool.submit(self._merge_span, flat_base, flats, rules, out, norms, start,
+            self._pool.submit(merge_span, flat_base, flats, rules, out, norms, start,
                               min(total, start + per_span), done if start == 0 else None, worker)
             for worker, start in enumerate(range(0, total, per_span))
         ]
         for future in futures:
             future.result()
-        return out.view(base.shape), sum(norms)
+        return out.view(base.shape), sum(norms.tolist())
+
+    def _compiled_task_arithmetic(self, flat_base, flats, out) -> Callable | None:
+        """Task Arithmetic's span merger in one compiled pass (`repro.merge.compiled_task_arithmetic`: the
+        same stored bits) where it applies: on the CPU, a bf16 base and 1 to 16 bf16 contiguous inputs, a
+        bf16 or float32 output, numba installed, and `compiled` (None: a tensor of `COMPILED_FROM`
+        entries or more, inputs included). Else None (the torch path). Whole chunks only: torch's sum
+        over the inputs adds them in order for whole vectors of columns, so a tensor's partial last
+        chunk (its last columns summed otherwise) goes through the torch path."""
+        from repro.merge.stock_topk import use_compiled
+
+        if self.ties or self.device.type != "cpu" or out.dtype not in (torch.bfloat16, torch.float32):
+            return None
+        if not 1 <= len(flats) <= 16:  # torch sums up to 17 rows in order, more in a cascade
+            return None
+        tensors = [flat_base, *flats]
+        if any(t.dtype != torch.bfloat16 or t.device.type != "cpu" or not t.is_contiguous() for t in tensors):
+            return None
+        if not (self.compiled if self.compiled is not None else use_compiled(flat_base.numel() * len(flats))):
+            return None
+        try:
+            from repro.merge.compiled_task_arithmetic import task_arithmetic_bf16
+        except ImportError:  # numba is a dependency; without it the torch path gives the same bits
+            return None
+        weight = float(self.weights[0, 0]) if len(flats) else 1.0
+        divisor = 1.0
+        if bool(self.params["normalize"]):  # as combine_task_vectors: the weights' sum, 1 where ~0
+            summed = self.weights.sum(dim=0)
+            summed[summed.abs() < 1e-8] = 1
+            divisor = float(summed)
+        lam = float(self.params["lambda"])
+        # read through `addresses`: the caller (merge_with_norm) holds the inputs until every span is done
+        base16 = flat_base.view(torch.uint16).numpy()
+        addresses = np.array([t.data_ptr() for t in flats], dtype=np.int64)
+        to_bf16 = out.dtype == torch.bfloat16
+        out_array = out.view(torch.uint16).numpy() if to_bf16 else out.numpy()
+        step = self.chunk * 16  # `done` is called between steps (pages behind can be released)
+
+        whole = flat_base.numel() - flat_base.numel() % self.chunk  # the compiled pass takes whole chunks
+
+        def merge_span(flat_base, flats, rules, out, norms, first, last, done, worker=0):
+            for start in range(first, min(last, whole), step):
+                end = min(last, whole, start + step)
+                task_arithmetic_bf16(base16, addresses, out_array, to_bf16, norms, start, end, self.chunk, weight,
+                                     divisor, lam)
+                if done is not None:
+                    done(end)
+            if last > whole:  # a partial last chunk: torch sums its last columns in another order
+                self._merge_span(flat_base, flats, rules, out, norms, max(first, whole), last, done, worker)
+
+        return merge_span
 
     def _merge_span(self, flat_base, flats, rules, out, norms, first: int, last: int, done, worker: int = 0) -> None:
         for start in range(first, last, self.chunk):
