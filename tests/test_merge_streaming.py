@@ -18,6 +18,7 @@ from repro.errors import MergeError  # noqa: E402
 from repro.merge import METHODS, merge_checkpoints, merge_grid  # noqa: E402
 from repro.merge.engine import load_state_dict as state  # noqa: E402
 from repro.merge.kernels import CPU_CHUNK, ElementwiseKernel, require_device, topk_threshold  # noqa: E402
+from repro.merge.model_stock_kernel import model_stock_tensor  # noqa: E402
 
 WHOLE = 1 << 62  # the accelerator policy: one chunk per tensor
 
@@ -297,7 +298,44 @@ def test_model_stock_kernel_equals_mergekit_bit_for_bit(n, shape, dtype, filter_
     ours = ModelStockKernel(params, torch.device("cpu")).merge(base, ckpts, "w")
     assert ours.dtype == torch.float32 and ours.shape == base.shape
     assert torch.equal(ours, expected)
+    for cache in (1, 2, 3, n - 1):  # task vectors formed again in blocks: still stock's bits
+        bounded = model_stock_tensor(base, ckpts, filter_wise=filter_wise, device=torch.device("cpu"), cache=cache)
+        assert torch.equal(bounded, expected), cache
     assert all(torch.equal(c, b) for c, b in zip(ckpts, before, strict=True))  # inputs untouched
+
+
+def test_model_stock_holds_a_bounded_number_of_task_vectors(monkeypatch):
+    """The cache follows the byte budget (at least 2, at most all), and a merge under a small budget
+    allocates only that many float32 task vectors at once."""
+    import repro.merge.model_stock_kernel as kernel_module
+
+    cpu = torch.device("cpu")
+    assert kernel_module.cache_size(1000, 12, cpu) == 12
+    assert kernel_module.cache_size(1 << 28, 12, cpu) == 2
+    assert kernel_module.cache_size(1 << 25, 12, cpu) == 8
+    assert kernel_module.cache_size(1 << 28, 12, torch.device("meta")) == 12
+    base, ckpts = inputs(12, (64, 257), torch.bfloat16, seed=5)
+    monkeypatch.setitem(kernel_module.CACHE_BYTES, "cpu", 3 * 4 * base.numel())
+    assert kernel_module.cache_size(base.numel(), 12, cpu) == 3
+    live, peak = set(), [0]
+    real_to = torch.Tensor.to
+
+    def counting_to(tensor, *args, **kwargs):
+        result = real_to(tensor, *args, **kwargs)
+        if result.dtype == torch.float32 and result.numel() == base.numel():
+            live.add(id(result))
+            peak[0] = max(peak[0], len(live))
+            import weakref
+
+            weakref.finalize(result, live.discard, id(result))
+        return result
+
+    monkeypatch.setattr(torch.Tensor, "to", counting_to)
+    merged = model_stock_tensor(base, ckpts, filter_wise=False, device=cpu)
+    monkeypatch.undo()
+    expected = model_stock_tensor(base, ckpts, filter_wise=False, device=cpu, cache=12)
+    assert torch.equal(merged, expected)
+    assert peak[0] <= 3 + 1  # the block, and one later task vector at a time
 
 
 @pytest.mark.parametrize("method", ["task_arithmetic", "ties"])
