@@ -83,7 +83,6 @@ def model_stock_tensor(base: torch.Tensor, inputs: Sequence[torch.Tensor], *, fi
                 pair(a, held[a], b, offset_b)
             del offset_b
         del held
-    del product
     cos_theta = torch.stack([cos[(a, b)] for a in range(count) for b in range(a + 1, count)]).mean(dim=0)
     cos_theta = cos_theta.unsqueeze(-1)
     denominator = 1 + (count - 1) * cos_theta
