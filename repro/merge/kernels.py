@@ -385,11 +385,13 @@ class ModelStockKernel:
         self.filter_wise = bool(params.get("filter_wise", False))
         self.device = device
 
-    def merge(self, base: torch.Tensor, inputs: Sequence[torch.Tensor], name: str) -> torch.Tensor:
+    def merge(self, base: torch.Tensor, inputs: Sequence[torch.Tensor], name: str,
+              release: Callable[[int], None] | None = None) -> torch.Tensor:
+        """`release(i)`: input i's pages may leave the process for now (it is read again if needed)."""
         from repro.merge.model_stock_kernel import model_stock_tensor
 
         del name
-        return model_stock_tensor(base, inputs, filter_wise=self.filter_wise, device=self.device)
+        return model_stock_tensor(base, inputs, filter_wise=self.filter_wise, device=self.device, release=release)
 
 
 class GroupKernel:

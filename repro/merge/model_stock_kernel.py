@@ -14,13 +14,14 @@ same bits, so this kernel changes only what is kept and what is repeated:
 - the weights' float32 sum (Python's `sum`: `0 + w1`, then `+ w2`, ...) is formed after the pairs,
   elementwise, so it needs no buffer while they are computed; the base is subtracted as bf16/fp16/fp32
   (torch converts it exactly to float32 inside the op), so no float32 copy of it is kept either.
-Memory: `cache` + 2 float32 tensors of this tensor's size (stock: 2n + 2). Equality with mergekit's
-function is tested (tests/test_merge_streaming.py), for every cache size.
+Memory: `cache` + 2 float32 tensors of this tensor's size (stock: 2n + 2); with `release`, the pages of
+a memory-mapped input leave the process after each read, so the inputs add about one bf16 tensor, not n.
+Equality with mergekit's function is tested (tests/test_merge_streaming.py), for every cache size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -36,9 +37,11 @@ def cache_size(numel: int, count: int, device: torch.device) -> int:
 
 
 def model_stock_tensor(base: torch.Tensor, inputs: Sequence[torch.Tensor], *, filter_wise: bool,
-                       device: torch.device, cache: int | None = None) -> torch.Tensor:
+                       device: torch.device, cache: int | None = None,
+                       release: Callable[[int], None] | None = None) -> torch.Tensor:
     """mergekit's Model Stock of `base` and `inputs` (float32 on `device`, the base's shape), holding at
-    most `cache` float32 task vectors at once (None: `cache_size`)."""
+    most `cache` float32 task vectors at once (None: `cache_size`). `release(i)` is called each time
+    input i has been read (a memory-mapped input's pages can then leave the process until next read)."""
     out_shape = base.shape
 
     def shaped(tensor: torch.Tensor) -> torch.Tensor:
@@ -52,7 +55,10 @@ def model_stock_tensor(base: torch.Tensor, inputs: Sequence[torch.Tensor], *, fi
     count = len(weights)
 
     def task_vector(index: int) -> torch.Tensor:  # float32(w) - float32(w_0), a new tensor
-        return weights[index].to(torch.float32, copy=True).sub_(w_0)
+        offset = weights[index].to(torch.float32, copy=True).sub_(w_0)
+        if release is not None:
+            release(index)
+        return offset
 
     if cache is None:
         cache = cache_size(w_0.numel(), count, device)
@@ -90,7 +96,10 @@ def model_stock_tensor(base: torch.Tensor, inputs: Sequence[torch.Tensor], *, fi
     safe_denominator = torch.where(singular, torch.ones_like(denominator), denominator)
     t = torch.where(singular, torch.zeros_like(cos_theta), (count * cos_theta) / safe_denominator)
     total = weights[0].to(torch.float32, copy=True).add_(0)  # Python's sum: 0 + w1, + w2, ...
-    for weight in weights[1:]:
-        total.add_(weight)
+    for index, weight in enumerate(weights):
+        if index:
+            total.add_(weight)
+        if release is not None:
+            release(index)
     average = total.div_(count)
     return average.mul_(t).add_((1 - t) * w_0).reshape(out_shape)

@@ -136,7 +136,13 @@ def run_pass(
                         for reader in readers:
                             reader.release_elements(name, end)
 
-                merged, norm_sq = _merge_one(method, target, name, base_tensor, selected, out_dtype, done)
+                release = None
+                if method == "model_stock":
+                    def release(index, target=target, name=name):
+                        readers[1 + target.inputs[index]].release(name)
+
+                merged, norm_sq = _merge_one(method, target, name, base_tensor, selected, out_dtype, done,
+                                             release)
                 if norm_sq is None:
                     norm_sq = _norm_sq(merged, base_tensor)
                 if norm_sq != norm_sq or norm_sq == float("inf"):  # merged is not finite: name the input
@@ -155,9 +161,11 @@ def run_pass(
             reader.close()
 
 
-def _merge_one(method, target, name, base_tensor, inputs, out_dtype, done=None) -> tuple[torch.Tensor, float | None]:
+def _merge_one(method, target, name, base_tensor, inputs, out_dtype, done=None,
+               release=None) -> tuple[torch.Tensor, float | None]:
     """The merged tensor (out dtype, CPU) and ||merged - base||^2 where the kernel computed it in its pass
-    (TA/TIES on the CPU), else None."""
+    (TA/TIES on the CPU), else None. `done(end)`: elements [0, end) merged (TA/TIES); `release(i)`:
+    input i read for now (Model Stock)."""
     if not base_tensor.is_floating_point():
         return base_tensor.clone(), 0.0  # integer buffers: the base's
     norm_sq = None
@@ -170,7 +178,10 @@ def _merge_one(method, target, name, base_tensor, inputs, out_dtype, done=None) 
         else:
             if method in CHECK_BEFORE_MERGE:
                 check_group_inputs(base_tensor, inputs)
-            merged = target.kernel.merge(base_tensor, inputs, name)
+            if release is not None:
+                merged = target.kernel.merge(base_tensor, inputs, name, release)
+            else:
+                merged = target.kernel.merge(base_tensor, inputs, name)
     except NonFiniteInput:
         raise _non_finite_error(name, base_tensor, inputs, target) from None
     out = merged.to(device="cpu", dtype=out_dtype)
