@@ -12,9 +12,8 @@ same bits, so this kernel changes only what is kept and what is repeated:
   same bits); the pair results are stacked in stock's order before the mean. With n <= cache, every
   task vector is formed once, as before;
 - the weights' float32 sum (Python's `sum`: `0 + w1`, then `+ w2`, ...) is formed after the pairs,
-  elementwise, so it needs no buffer while they are computed; the base is subtracted as bf16/fp16/fp32
-  (torch converts it exactly to float32 inside the op), so no float32 copy of it is kept either.
-Memory: `cache` + 2 float32 tensors of this tensor's size (stock: 2n + 2); with `release`, the pages of
+  elementwise, so it needs no buffer while they are computed.
+Memory: `cache` + 3 float32 tensors of this tensor's size (stock: 2n + 2); with `release`, the pages of
 a memory-mapped input leave the process after each read, so the inputs add about one bf16 tensor, not n.
 Equality with mergekit's function is tested (tests/test_merge_streaming.py), for every cache size.
 """
@@ -50,7 +49,7 @@ def model_stock_tensor(base: torch.Tensor, inputs: Sequence[torch.Tensor], *, fi
             return tensor.unsqueeze(0) if tensor.dim() == 1 else tensor
         return tensor.reshape(-1)
 
-    w_0 = shaped(base)
+    w_0 = shaped(base).to(torch.float32)  # never written
     weights = [shaped(tensor) for tensor in inputs]
     count = len(weights)
 
@@ -98,7 +97,7 @@ def model_stock_tensor(base: torch.Tensor, inputs: Sequence[torch.Tensor], *, fi
     total = weights[0].to(torch.float32, copy=True).add_(0)  # Python's sum: 0 + w1, + w2, ...
     for index, weight in enumerate(weights):
         if index:
-            total.add_(weight)
+            total.add_(weight.to(torch.float32))  # float32 + float32: torch's fast path, the same bits
         if release is not None:
             release(index)
     average = total.div_(count)
