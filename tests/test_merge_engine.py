@@ -140,3 +140,50 @@ def test_subspace_boosting_reaches_only_projection_matrices_in_a_real_merge(tiny
             assert not torch.allclose(boosted[name], plain[name], atol=1e-6), name
         else:  # norms (incl. Qwen3's q_norm / k_norm), embeddings, LM head
             assert torch.equal(boosted[name], plain[name]), name
+
+
+def _bf16_copy(source, target):
+    """A copy of a tiny checkpoint with its weights stored as bfloat16."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(source, target)
+    for path in target.glob("*.safetensors"):
+        tensors = {name: t.to(torch.bfloat16) for name, t in load_file(str(path)).items()}
+        save_file(tensors, str(path), metadata={"format": "pt"})
+    config = json.loads((target / "config.json").read_text())
+    config["torch_dtype"] = "bfloat16"
+    (target / "config.json").write_text(json.dumps(config))
+    return target
+
+
+def test_compiled_task_arithmetic_merge_equals_stock_mergekit_bitwise(tiny_llama_world, tmp_path, monkeypatch):
+    """A whole bf16 merge through the compiled TA pass (forced on, small chunks so that tiny tensors have
+    whole chunks): stock mergekit's tensors bit for bit, and the norm of the torch path."""
+    from mergekit.merge_methods import merge_state_dicts
+
+    import repro.merge.compiled_task_arithmetic as compiled_module
+    import repro.merge.stock_topk as stock_topk
+    import repro.merge.streaming as streaming
+
+    base = _bf16_copy(tiny_llama_world.base, tmp_path / "base")
+    models = [_bf16_copy(m, tmp_path / f"m{i}") for i, m in enumerate(tiny_llama_world.checkpoints[:4])]
+    monkeypatch.setattr(streaming, "CPU_CHUNK", 64 * 3)
+    torch_path = merge_checkpoints(base, models, "task_arithmetic", out_dir=None)
+    calls = []
+    real = compiled_module.task_arithmetic_bf16
+    monkeypatch.setattr(compiled_module, "task_arithmetic_bf16", lambda *args: calls.append(1) or real(*args))
+    monkeypatch.setattr(stock_topk, "TASK_ARITHMETIC_COMPILED_FROM", 0)
+    result = merge_checkpoints(base, models, "task_arithmetic", out_dir=tmp_path / "ours")
+    assert calls
+    stock = merge_state_dicts(
+        [state(base)] + [state(m) for m in models], "task_arithmetic", parameters=dict(result.params), base=0,
+        dtype=torch.float32, out_dtype=torch.bfloat16,
+    )
+    ours = state(tmp_path / "ours")
+    assert ours.keys() == stock.keys()
+    for name in stock:
+        assert ours[name].dtype == torch.bfloat16 and torch.equal(ours[name], stock[name]), name
+        assert torch.equal(torch_path.state_dict[name], ours[name]), name
+    assert result.task_vector_l2 == pytest.approx(torch_path.task_vector_l2, rel=1e-9)

@@ -34,6 +34,7 @@ INSERTION_THRESHOLD = 16  # libstdc++'s _S_threshold
 BLOCK = 4096  # entries per block of the stop counts (finding the t-th stop of a scan)
 SMALL = 1 << 16  # partitions of at most this many entries list their stops outright
 COMPILED_FROM = 1 << 28  # entries trimmed (in a merge, or one tensor) from which the compiled kernels pay
+TASK_ARITHMETIC_COMPILED_FROM = 1 << 31  # entries summed from which TA's compiled pass pays
 
 
 class _Stops:
@@ -144,10 +145,14 @@ def compiled_kernels():
     return kernels
 
 
-def use_compiled(entries: int) -> bool:
-    """Whether trimming `entries` entries (a merge: base entries x checkpoints) is worth the compiled
-    kernels: loading numba and its cached code costs about 1.4 s once per process, and they save about
-    11 ns per entry (2 threads), so a merge of small models never wins it back."""
+def use_compiled(entries: int, method: str = "ties") -> bool:
+    """Whether a merge of `entries` entries (base entries x checkpoints) is worth the compiled kernels:
+    loading numba and its cached code costs about 1.1-1.4 s once per process. TIES' trim saves about
+    11 ns per entry (2 threads), from 2^28 entries; Task Arithmetic's pass about 0.5 ns (its torch ops
+    are cheap already), from 2^31 (a 0.2B model and 12 checkpoints). A merge of small models never
+    wins the loading back."""
+    if method == "task_arithmetic":
+        return entries >= TASK_ARITHMETIC_COMPILED_FROM
     return entries >= COMPILED_FROM
 
 

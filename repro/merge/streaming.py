@@ -105,9 +105,9 @@ def run_pass(
     workers = threads if method in ELEMENTWISE_METHODS and device.type == "cpu" else 1
     pool = worker_pool(workers) if workers > 1 else None
     names = tensor_order(base_index)
-    # TIES: the compiled trim where the whole pass trims enough entries to repay loading it
+    # TIES' trim and TA's pass: compiled where the whole pass has enough entries to repay loading numba
     entries = sum(math.prod(info.shape) for info in base_index.values()) * sum(len(t.inputs) for t in targets)
-    compiled = use_compiled(entries)
+    compiled = use_compiled(entries, method)
     try:
         for target in targets:
             target.extra["paths"] = paths
