@@ -17,7 +17,7 @@ import numba
 import numpy as np
 
 
-def _njit(function):
+def cached_njit(function):
     """numba.njit without the GIL, its machine code cached on disk (next to this file, or in the user's
     cache directory where that is read-only); compiled in every process where neither is writable."""
     try:
@@ -26,7 +26,7 @@ def _njit(function):
         return numba.njit(nogil=True)(function)
 
 
-@_njit
+@cached_njit
 def partition(values, index, first, last, left, right):  # pragma: no cover - compiled
     """__unguarded_partition_pivot on [first, last), as `_partition` computes it: the scans' stops
     listed without branches, the crossing found by bisection, then the swaps."""
@@ -67,7 +67,7 @@ def partition(values, index, first, last, left, right):  # pragma: no cover - co
         index[x], index[y] = index[y], index[x]
     return cut
 
-@_njit
+@cached_njit
 def boundary_range(values, index, k):  # pragma: no cover - compiled
     first, last = 0, values.size
     depth = 0
@@ -90,7 +90,7 @@ def boundary_range(values, index, k):  # pragma: no cover - compiled
     return first, last
 
 
-@_njit
+@cached_njit
 def trim(delta, threshold, tied, start):  # pragma: no cover - compiled
     position = np.searchsorted(tied, start)
     one, zero = np.float32(1.0), np.float32(0.0)

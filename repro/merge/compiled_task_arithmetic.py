@@ -3,8 +3,8 @@
 `task_arithmetic_bf16(base, addresses, out, to_bf16, norms, first, last, chunk, weight, divisor, lam)`
 merges the flat elements [first, last) of a bf16 base (uint16 view) and the bf16 inputs at `addresses`
 (data pointers of contiguous tensors as long as the base) into `out` (a uint16 view of bf16 where
-`to_bf16`, else float32), and
-stores per chunk of `chunk` elements ||stored - base||^2 in `norms[chunk index]`.
+`to_bf16`, else float32), and stores per chunk of `chunk` elements ||stored - base||^2 in
+`norms[chunk index]`.
 
 Per element it computes what `repro.merge.kernels.combine_task_vectors` computes with torch (mergekit's
 arithmetic), in the same order, so the stored bits are the same (tested against it):
@@ -24,7 +24,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from repro.merge.compiled_kernels import _njit
+from repro.merge.compiled_kernels import cached_njit
 
 LANES = 16  # partial sums of the squared norm (vectorizable, in a fixed order)
 
@@ -56,12 +56,12 @@ def _float32_bits(typingctx, value):  # pragma: no cover - compiled
     return types.uint32(types.float32), codegen
 
 
-@_njit
+@cached_njit
 def _bf16_to_float32(half):  # pragma: no cover - compiled
     return _as_float32(np.uint32(half) << 16)
 
 
-@_njit
+@cached_njit
 def _float32_to_bf16(value):  # pragma: no cover - compiled
     bits = _float32_bits(value)
     if (bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):  # NaN
@@ -69,12 +69,12 @@ def _float32_to_bf16(value):  # pragma: no cover - compiled
     return np.uint16((bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) >> 16)
 
 
-@_njit
+@cached_njit
 def _input(addresses, k, total, start, stop):  # pragma: no cover - compiled
     return numba.carray(_pointer(addresses[k]), (total,), np.uint16)[start:stop]
 
 
-@_njit
+@cached_njit
 def _sum_task_vectors(base, addresses, start, stop, weight, base32, acc):  # pragma: no cover - compiled
     """base32[:m] = float32(base[start:stop]); acc[:m] = sum over inputs, in order, of (x - b) [* w]."""
     m = stop - start
@@ -110,7 +110,7 @@ def _sum_task_vectors(base, addresses, start, stop, weight, base32, acc):  # pra
                 acc[j] += (_bf16_to_float32(x[j]) - base32[j]) * weight
 
 
-@_njit
+@cached_njit
 def _squared_norm(diff, m, lanes):  # pragma: no cover - compiled
     """sum of float64(diff[j])^2 for j < m: 16 lanes, then the lanes in order, then the tail."""
     lanes[:] = 0.0
@@ -128,7 +128,7 @@ def _squared_norm(diff, m, lanes):  # pragma: no cover - compiled
     return total
 
 
-@_njit
+@cached_njit
 def task_arithmetic_bf16(base, addresses, out, to_bf16, norms, first, last, chunk, weight, divisor, lam):  # pragma: no cover
     w, dv, lm = np.float32(weight), np.float32(divisor), np.float32(lam)
     size = max(0, min(chunk, last - first))

@@ -15,11 +15,13 @@
   unstable introsort; `repro.merge.stock_topk` replays the partitions that decide the boundary: O(n), not
   a full sort, compiled by numba, as is the trim's one pass per chunk). On an accelerator the threshold is
   selected there (`topk_threshold`); only where more entries equal it than are kept are the magnitudes
-  copied to the CPU for stock's rule, so CUDA and CPU keep the same entries (`kept_ties`). TIES+SB trims with the same rule (`trim_by_magnitude`).
+  copied to the CPU for stock's rule, so CUDA and CPU keep the same entries (`kept_ties`). TIES+SB trims
+  with the same rule (`trim_by_magnitude`).
 - Model Stock runs mergekit's arithmetic step for step without its repeated norms and copies, holding a
-  bounded number of float32 task vectors (`repro.merge.model_stock_kernel`; bit-identical, tested). Our subspace methods (TSV-M, Iso-C, TA+SB,
-  TIES+SB) call the mergekit method object (ours, registered by `repro.merge.mergekit_plugin`) on the
-  whole tensor group, so their results are those of `repro mergekit-yaml` by construction.
+  bounded number of float32 task vectors (`repro.merge.model_stock_kernel`; bit-identical, tested). Our
+  subspace methods (TSV-M, Iso-C, TA+SB, TIES+SB) call the mergekit method object (ours, registered by
+  `repro.merge.mergekit_plugin`) on the whole tensor group, so their results are those of
+  `repro mergekit-yaml` by construction.
 
 Every kernel returns the merged tensor in float32 on the compute device; the engine casts, checks and
 stores it.
@@ -65,8 +67,7 @@ def combine_task_vectors(
         divisor[divisor == 0] = 1
     else:
         mixed = deltas.sum(dim=0)
-        divisor = weights.sum(dim=0)
-        divisor[divisor.abs() < 1e-8] = 1
+        divisor = weights_sum(weights)
     if transform is not None:
         mixed = transform(mixed)
     if normalize:
@@ -74,6 +75,13 @@ def combine_task_vectors(
     if lam != 1:
         mixed *= lam
     return mixed
+
+
+def weights_sum(weights: torch.Tensor) -> torch.Tensor:
+    """mergekit's divisor without sign consensus: the weights' sum over the inputs, 1 where it is ~0."""
+    divisor = weights.sum(dim=0)
+    divisor[divisor.abs() < 1e-8] = 1
+    return divisor
 
 
 def topk_threshold(magnitude: torch.Tensor, k: int) -> tuple[float, int]:
@@ -279,10 +287,7 @@ class ElementwiseKernel:
         out = torch.empty(total, dtype=out_dtype, device=self.device)
         chunks = -(-total // self.chunk)
         norms = np.zeros(chunks)
-        merge_span = self._merge_span
-        compiled = None if rules is not None else self._compiled_task_arithmetic(flat_base, flats, out)
-        if compiled is not None:
-            merge_span = compiled
+        merge_span = self._compiled_task_arithmetic(flat_base, flats, out) or self._merge_span
         spans = min(self.workers, chunks)
         if spans <= 1:
             merge_span(flat_base, flats, rules, out, norms, 0, total, done)
@@ -320,12 +325,8 @@ class ElementwiseKernel:
             from repro.merge.compiled_task_arithmetic import task_arithmetic_bf16
         except ImportError:  # numba is a dependency; without it the torch path gives the same bits
             return None
-        weight = float(self.weights[0, 0]) if len(flats) else 1.0
-        divisor = 1.0
-        if bool(self.params["normalize"]):  # as combine_task_vectors: the weights' sum, 1 where ~0
-            summed = self.weights.sum(dim=0)
-            summed[summed.abs() < 1e-8] = 1
-            divisor = float(summed)
+        weight = float(self.weights[0, 0])
+        divisor = float(weights_sum(self.weights)) if bool(self.params["normalize"]) else 1.0
         lam = float(self.params["lambda"])
         # read through `addresses`: the caller (merge_with_norm) holds the inputs until every span is done
         base16 = flat_base.view(torch.uint16).numpy()
@@ -333,7 +334,6 @@ class ElementwiseKernel:
         to_bf16 = out.dtype == torch.bfloat16
         out_array = out.view(torch.uint16).numpy() if to_bf16 else out.numpy()
         step = self.chunk * 16  # `done` is called between steps (pages behind can be released)
-
         whole = flat_base.numel() - flat_base.numel() % self.chunk  # the compiled pass takes whole chunks
 
         def merge_span(flat_base, flats, rules, out, norms, first, last, done, worker=0):
