@@ -251,7 +251,7 @@ def run_repro(models: list[Path], tasks: list[str], include: Path, limit, device
     for model in models:
         command += ["--model", str(model)]
     command += ["--tasks", ",".join(tasks), "--include-path", str(include), "--dtype", "float32",
-                "--batch-size", str(BATCH_SIZE), "--device", device, "--out-dir", str(out),
+                "--batch-size", str(BATCH_SIZE), "--device", device, "--out", str(out),
                 "--log-loglikelihoods", str(out / "loglik")]
     command += ["--limit", str(limit)] if limit else []
     done, wall, cpu = _timed(command, ROOT)

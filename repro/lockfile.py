@@ -79,7 +79,7 @@ DEFAULT_HEADER = """\
 #     repro lock resolve --lockfile checkpoints.lock                  (newest commit of each repo)
 #     repro lock resolve --config configs/paper.yaml --as-of config   (as of the paper's experiment date)
 # Check (offline):           repro lock check --lockfile checkpoints.lock
-# Download (pinned, hashed): repro download --lockfile checkpoints.lock [--base llama-3.2-3b] [--dest DIR]
+# Download (pinned, hashed): repro download --lockfile checkpoints.lock [--base llama-3.2-3b] [--out DIR]
 #                            repro download --mirror /path/to/mirror   (copies <org>/<name>/ from a mirror)
 """
 

@@ -28,10 +28,27 @@ COMMAND_MODULES = (
 )
 
 
+class UsageError(Exception):
+    """A command line argparse rejects: one line on stderr, exit 2 (raised by `CommandParser.error`)."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting, so that a bad argument goes through the
+    same one-line error path as every other user error. Sub-command parsers inherit the class."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def hidden_alias(parser: argparse.ArgumentParser, flag: str, dest: str, **kwargs) -> None:
+    """An old spelling of an option, still accepted but not shown in --help."""
+    parser.add_argument(flag, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from repro import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="repro",
         description="Reproduce 'A Systematic Study of In-the-Wild Model Merging for LLMs'.",
     )
@@ -77,10 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     from repro.errors import ReproError
 
     argv, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.handler(args) or 0)
+    except UsageError as exc:
+        _traceback(debug)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except ReproError as exc:
         _traceback(debug)
         for line in str(exc).splitlines() or [type(exc).__name__]:

@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+from repro.cli import hidden_alias
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -56,7 +58,9 @@ def register(subparsers) -> None:
         help="shared (default: lm-eval's HF backend, each shared context computed once; scores equal "
         "to hf within float noise), hf (lm-eval's stock HF path) or vllm (GPU, needs `pip install vllm`)",
     )
-    parser.add_argument("--out-dir", type=Path, default=Path("runs/evaluate"), help="where scores are stored")
+    parser.add_argument("--out", dest="out_dir", type=Path, default=Path("runs/evaluate"), metavar="DIR",
+                        help="where scores are stored (default runs/evaluate)")
+    hidden_alias(parser, "--out-dir", "out_dir", type=Path)
     parser.add_argument("--no-store", action="store_true", help="print only, do not store")
     parser.add_argument(
         "--log-loglikelihoods",

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from repro.cli import hidden_alias
 from repro.errors import LockError
 
 
@@ -41,11 +42,14 @@ def register(subparsers) -> None:
         "--repo", action="append", default=None, metavar="ORG/NAME", help="only this repo (repeatable)"
     )
     dl.add_argument(
-        "--dest",
+        "--out",
+        dest="dest",
         type=Path,
         default=None,
+        metavar="DIR",
         help="models folder (default: the config's models_dir, else $REPRO_MODELS, else runs/models)",
     )
+    hidden_alias(dl, "--dest", "dest", type=Path)
     dl.add_argument(
         "--mirror", type=Path, default=None, help="copy from DIR/<org>/<name>/ instead of the hub"
     )

@@ -7,8 +7,8 @@ from pathlib import Path
 
 REPORTS = (
     ("all", "every table and figure the stored results support, manifest.json and index.html"),
-    ("table1", "Table 1: % of models beating the base / mean accuracy delta (%% points)"),
-    ("table2", "Table 2: % of models beating the best single checkpoint / mean delta"),
+    ("table1", "Table 1: %% of models beating the base / mean accuracy delta (%% points)"),
+    ("table2", "Table 2: %% of models beating the best single checkpoint / mean delta"),
     ("table3", "Table 3: as Table 1 for the subspace methods of the config's report: section"),
     ("figures", "every figure the stored results support (Figs 3-4, 6-28) as PNG/PDF"),
     ("homogeneous", "Appendix E: homogeneous vs mixed-domain merges per suite"),

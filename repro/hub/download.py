@@ -261,7 +261,7 @@ def _check_disk_space(where: Path, needed: int, repo_id: str) -> None:
     if needed > free:
         raise HubError(
             f"{repo_id} needs {needed / 1e9:.1f} GB but only {free / 1e9:.1f} GB are free at {where.parent}; "
-            "free space or pass another --dest"
+            "free space or pass another --out"
         )
 
 

@@ -67,7 +67,7 @@ class ModelSources:
         if not (path / "config.json").is_file():
             raise RunnerError(
                 f"checkpoint {repo_id} is not downloaded to {path}; run `make download` "
-                f"(or `repro download --dest {models_dir}`) first"
+                f"(or `repro download --out {models_dir}`) first"
             )
         return path
 
