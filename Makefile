@@ -24,7 +24,7 @@ HF_CACHE_VOLUME ?= hf-cache
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .PHONY: help setup test smoke demo demo-quick demo-smollm2 data lock-check lock download merge evaluate reproduce-table1 plan status tables \
-        bench bench-demo bench-evaluate lint docker-build docker-test docker-run gpu-check constraints clean reproduce-table2 reproduce-table3 \
+        bench bench-demo bench-evaluate lint docker-build docker-test docker-run gpu-check constraints clean clean-all reproduce-table2 reproduce-table3 \
         reproduce-figures reproduce-appendix reproduce-all figures \
         verify-published reproduce-reduced
 
@@ -193,5 +193,12 @@ constraints: setup ## Regenerate constraints.txt from the venv (pip freeze, with
 	@touch $(STAMP)
 	@echo "constraints.txt: $$(tail -n +3 constraints.txt | wc -l) pins"
 
-clean: ## Remove runs/ and paper_artifacts/ of the smoke and demo configs (smoke*, demo*)
-	rm -rf runs/ paper_artifacts/smoke paper_artifacts/smoke_appendix paper_artifacts/smoke_homogeneous paper_artifacts/demo paper_artifacts/demo_quick paper_artifacts/demo_appendix paper_artifacts/demo_homogeneous
+clean: ## Remove the smoke and demo runs (runs/ and paper_artifacts/ smoke*, demo_*; runs/demo); never a paper run, downloads, the world cache or the committed gallery (clean-all)
+	rm -rf runs/smoke runs/smoke_* runs/demo runs/demo_* paper_artifacts/smoke paper_artifacts/smoke_* paper_artifacts/demo_*
+
+clean-all: ## Remove ALL of runs/: every run's results, downloaded models and data, the world cache (asks first; CONFIRM=yes)
+	@if [ "$(CONFIRM)" != "yes" ]; then \
+		echo "This deletes runs/ entirely: every run's results, downloaded checkpoints, data and trained worlds."; \
+		read -r -p "Type yes to continue: " answer && [ "$$answer" = "yes" ] || { echo "nothing removed"; exit 2; }; \
+	fi
+	rm -rf runs/

@@ -58,3 +58,7 @@ class RunnerError(ReproError):
 
 class InsufficientDiskError(RunnerError):
     """Not enough free disk to merge: the whole run stops (no job is marked failed)."""
+
+
+class OutputFolderError(ReproError):
+    """An output folder holds files the kit did not write (or its own output without --overwrite)."""

@@ -181,6 +181,67 @@ def _construct_unique_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode, d
 UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
+# Aliases (`*name`) may repeat an anchored value; a config or lockfile never needs them to expand to more
+# than this many nodes. Without a bound, nine levels of nine aliases ("an alias bomb") expand to 387M
+# nodes: seconds of parsing and gigabytes of memory before any check could refuse the file.
+MAX_EXPANDED_NODES = 100_000
+
+
+class AliasExpansionError(yaml.YAMLError):
+    """The document's aliases expand beyond MAX_EXPANDED_NODES (or refer to themselves)."""
+
+    def __init__(self, problem: str):
+        super().__init__(problem)
+        self.problem = problem
+
+
+def _check_alias_expansion(root: yaml.Node, limit: int = MAX_EXPANDED_NODES) -> None:
+    """Count the nodes of the document with every alias expanded, without expanding anything: an alias is
+    the same node object as its anchor, so each node's expanded size is computed once (iteratively)."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            children = _children(node)
+            size = 1 + sum(sizes[id(child)] for child in children)
+            if size > limit:
+                raise AliasExpansionError(
+                    f"its aliases (*name) expand to more than {limit:,} values; write the values out or "
+                    "use fewer aliases (a YAML alias bomb is refused)")
+            sizes[key] = size
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise AliasExpansionError("an alias (*name) refers to a value that contains it; write the value out")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
 def load_yaml(text: str):
-    """Parse YAML text with the safe, duplicate-refusing loader (raises yaml.YAMLError, RecursionError)."""
-    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    """Parse YAML text with the safe, duplicate-refusing loader (raises yaml.YAMLError, RecursionError).
+
+    Aliases are bounded: a document whose aliases expand to more than MAX_EXPANDED_NODES nodes is refused
+    (AliasExpansionError, a yaml.YAMLError) after composing its node graph, before any value is built."""
+    loader = UniqueKeyLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _check_alias_expansion(root)
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()

@@ -21,6 +21,11 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
 
 def _merge(args: argparse.Namespace) -> int:
     from repro.merge import merge_checkpoints
+    from repro.merge.engine import RECORD_FILE
+    from repro.output_folder import check_output_folder
+
+    check_output_folder(args.out, "repro merge", provenance_files=(RECORD_FILE,), replaces=True,
+                        overwrite=args.overwrite)
 
     result = merge_checkpoints(
         Path(args.base),
@@ -64,7 +69,11 @@ def register(subparsers) -> None:
     merge.add_argument("--model", required=True, action="append", metavar="DIR", help="checkpoint (repeat)")
     merge.add_argument("--method", required=True, metavar="NAME", help=f"one of: {', '.join(METHODS)}")
     merge.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="method parameter")
-    merge.add_argument("--out", required=True, metavar="DIR", help="output directory (written atomically)")
+    merge.add_argument("--out", required=True, metavar="DIR",
+                       help="output folder (written atomically; must be new, empty, or an earlier `repro merge` "
+                       "output with --overwrite)")
+    merge.add_argument("--overwrite", action="store_true",
+                       help="replace --out when it holds an earlier output of `repro merge`")
     merge.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     merge.add_argument("--vocab-mismatch", default="truncate", choices=("truncate", "error"))
     merge.add_argument("--out-dtype", default=None, help="float32, bfloat16 or float16 (default: the base's)")

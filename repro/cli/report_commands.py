@@ -51,7 +51,7 @@ def cmd_report(args) -> int:
     from repro.results import ResultsStore
 
     loaded, runs_dir = load_for_cli(args)
-    out = Path(args.out if args.out is not None else loaded.resolve(f"paper_artifacts/{loaded.name}"))
+    out = _checked_out(args.out) or Path(loaded.resolve(f"paper_artifacts/{loaded.name}"))
     plan, store = build_plan(loaded), ResultsStore(runs_dir)
     if args.report == "all":
         from repro.report.render_all import render_all
@@ -61,6 +61,7 @@ def cmd_report(args) -> int:
             print(f"{artifact.title} ({artifact.n_results} results): {', '.join(p.name for p in artifact.files)}")
         for reason in skipped:
             print(f"not rendered: {reason}")
+        _mark(args.out)
         print(f"written: {out / 'index.html'} ({len(artifacts)} tables and figures)")
         return 0
     if args.report in ("table1", "table2", "table3"):
@@ -80,6 +81,7 @@ def cmd_report(args) -> int:
         from repro.report.homogeneous_table import build_homogeneous_table, write_homogeneous_table
 
         paths = write_homogeneous_table(build_homogeneous_table(plan, store), out)
+    _mark(args.out)
     print("written: " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -94,9 +96,10 @@ def cmd_report_ci(args) -> int:
     if args.resamples < 100:
         raise ReproError("--resamples must be at least 100 (10000 recommended)", field="--resamples")
     loaded, runs_dir = load_for_cli(args)
-    out = Path(args.out if args.out is not None else loaded.resolve(f"paper_artifacts/{loaded.name}"))
+    out = _checked_out(args.out) or Path(loaded.resolve(f"paper_artifacts/{loaded.name}"))
     paths = write_ci_tables(build_plan(loaded), ResultsStore(runs_dir), out, loaded,
                             resamples=args.resamples, seed=args.seed)
+    _mark(args.out)
     print("written: " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -104,10 +107,27 @@ def cmd_report_ci(args) -> int:
 def cmd_table6(args) -> int:
     from repro.report.table6 import DEFAULT_SUITES_PATH, REPO_ROOT, write_table6
 
-    out = args.out if args.out is not None else REPO_ROOT / "paper_artifacts"
+    out = _checked_out(args.out) or REPO_ROOT / "paper_artifacts"
     for path in write_table6(out, args.suites or DEFAULT_SUITES_PATH, args.suite):
         print(f"written: {path}")
+    _mark(args.out)
     return 0
+
+
+def _checked_out(out: Path | None) -> Path | None:
+    """An explicit --out: refused when it holds files no `repro report` wrote (see repro.output_folder)."""
+    if out is None:
+        return None
+    from repro.output_folder import check_output_folder
+
+    return check_output_folder(out, "repro report", provenance_files=("manifest.json",))
+
+
+def _mark(out: Path | None) -> None:
+    if out is not None:
+        from repro.output_folder import mark_output_folder
+
+        mark_output_folder(out, "repro report")
 
 
 def cmd_geometry(args) -> int:

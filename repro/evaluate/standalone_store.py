@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from repro.atomic_io import atomic_directory, atomic_write_json
+from repro.errors import OutputFolderError
 from repro.evaluate.model_identity import evaluation_folder_name
 from repro.evaluate.outcome import EvalOutcome, read_items
 
@@ -24,6 +25,9 @@ def store_evaluation(
 ) -> Path:
     """Write `outcome` under `root`/<model-name>-<short content hash>/ and return that folder."""
     final = Path(root) / evaluation_folder_name(model_dir, content_hash)
+    if final.exists() and not (final / SCORES_FILE).is_file() and not (final.is_dir() and not any(final.iterdir())):
+        raise OutputFolderError(f"{final} exists and is not a stored evaluation (no {SCORES_FILE}): move it away "
+                                "or pass another --out; nothing was changed", field="--out")
     with atomic_directory(final) as tmp:
         atomic_write_json(tmp / SCORES_FILE, outcome.to_json())
         outcome.write_items(tmp / ITEMS_FILE)
