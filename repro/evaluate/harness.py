@@ -116,7 +116,10 @@ def build_lm(model, *, tokenizer, dtype: str, batch_size, device: str, backend: 
         model.to(dtype=torch_dtype)
     model.to(device)
     model.eval()
-    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    from repro.evaluate.expected_warnings import in_memory_model_warnings_silenced
+
+    with in_memory_model_warnings_silenced():
+        return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
 
 
 def _set_default_seeds() -> dict[str, int]:
