@@ -154,9 +154,9 @@ reproduce-appendix: setup ## The appendix configs of CONFIG's report: section (s
 
 reproduce-all: reproduce-figures reproduce-appendix ## The whole paper of CONFIG: main grid, then its appendix configs (which reuse its results)
 
-bench: setup ## Run every bench/*.py (each writes its results under runs/bench/)
+bench: setup ## Run every bench/bench_*.py (results in runs/bench/, pages in docs/benchmarks/)
 	@mkdir -p runs/bench
-	@shopt -s nullglob; scripts=(bench/*.py); \
+	@shopt -s nullglob; scripts=(bench/bench_*.py); \
 	if [ $${#scripts[@]} -eq 0 ]; then echo "no benchmarks in bench/"; exit 0; fi; \
 	for script in "$${scripts[@]}"; do \
 		echo "== $$script"; $(OFFLINE) $(BIN)/python "$$script" || exit $$?; \

@@ -10,6 +10,7 @@ same resampled items) and the hierarchical cell bootstraps of all Table 1 cells.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from pages import provenance, write_page  # noqa: E402  (bench/pages.py)
 
 from repro.costs import load_costs  # noqa: E402
 from repro.report.paired_bootstrap import accuracy_replicates, cell_bootstrap  # noqa: E402
@@ -48,13 +51,17 @@ def scenario(name: str, models: int, per_task: int | None, resamples: int = 10_0
 
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
+    load_before = os.getloadavg()
     results = [scenario("reduced (1 base, TA+TIES, 5 subsets, 800 items/task)", 65, 800)]
     if not quick:
         results.append(scenario("one paper base, all 7 methods, 200 items/task", 550, 200))
         results.append(scenario("one paper base, all 7 methods, all items", 550, None))
     path = ROOT / "runs" / "bench" / "bootstrap.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2))
+    record = {"provenance": provenance(["bench/bench_bootstrap.py", *argv]), "results": results,
+              "load_before": load_before, "load_after": os.getloadavg()}
+    path.write_text(json.dumps(record, indent=2))
+    print(f"page: {write_page('bootstrap', record)}")
     return 0
 
 

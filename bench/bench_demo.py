@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pages import provenance, write_page  # bench/pages.py (this folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
@@ -121,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
     out = ROOT / "runs" / "bench" / f"{name.replace('_', '-')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    result["provenance"] = provenance()
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"page: {write_page(out.stem, result)}")
     other = result["run_seconds"] - result["world_wall_seconds"] - result["job_seconds"]
     rows = [
         ("end to end (run + report)", result["end_to_end_seconds"]),

@@ -41,6 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pages import provenance, write_page  # bench/pages.py (this folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 STOCK_CLI = [sys.executable, "-m", "lm_eval"]  # the stock `lm_eval` console script, also where none is installed
 REPRO_CLI = [sys.executable, "-m", "repro"]
@@ -422,7 +424,7 @@ def main() -> int:
         "model": str(base) if args.inputs is None else
         f"RANDOM WEIGHTS (torch seeds 0..{N_MODELS - 1}) with the architecture and tokenizer of {base}",
         "batch_size": BATCH_SIZE, "dtype": "float32",
-        "suites": {},
+        "suites": {}, "provenance": provenance(),
     }
     partial = args.quick or args.items or args.smoke_items or args.suites != "mc,smoke"
     out = args.out or BENCH_DIR / ("evaluate.json" if not partial
@@ -434,6 +436,10 @@ def main() -> int:
         out.write_text(json.dumps(results, indent=2, default=str))  # after every leg
         print(table, flush=True)
     print(f"machine: {results['machine']}; model: {results['model']}; written to {out}")
+    results["machine"]["load_after"] = os.getloadavg()
+    out.write_text(json.dumps(results, indent=2, default=str))
+    if out.parent == BENCH_DIR:
+        print(f"page: {write_page(out.stem, results)}")
     ok = all(run["equal_scores"] for leg in results["suites"].values() for run in leg["legs"].values())
     return 0 if ok else 1
 

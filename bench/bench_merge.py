@@ -41,6 +41,8 @@ import sys
 import time
 from pathlib import Path
 
+from pages import provenance, write_page  # bench/pages.py (this folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 N_CHECKPOINTS = 12
@@ -487,11 +489,13 @@ def main(argv: list[str] | None = None) -> int:
         "bench_wall_s": elapsed, "reps": args.reps, "dims": dims, "deep_dims": deep,
         "parameters": n_parameters(dims), "deep_parameters": n_parameters(deep), "input_bytes": input_bytes,
         "cold_read_s": cold, "methods": methods, "deep_rss_mb": deep_rss, "grid": grid, "tiny_overhead_ms": overhead,
-        "tiny_parameters": n_parameters(TINY),
+        "tiny_parameters": n_parameters(TINY), "provenance": provenance(),
     }
     (bench_dir / f"{label}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     markdown = render_markdown(report)
     (bench_dir / f"{label}.md").write_text(markdown)
+    if bench_dir == ROOT / "runs" / "bench":
+        print(f"page: {write_page(label, report)}")
     print()
     print(markdown)
     print(f"wrote {bench_dir / (label + '.md')} and {bench_dir / (label + '.json')}")
