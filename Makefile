@@ -26,7 +26,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .PHONY: help setup test smoke demo demo-quick demo-smollm2 data lock-check lock download merge evaluate reproduce-table1 plan status tables \
         bench bench-demo bench-evaluate lint docker-build docker-test docker-run gpu-check constraints clean clean-all reproduce-table2 reproduce-table3 \
         reproduce-figures reproduce-appendix reproduce-all figures \
-        verify-published reproduce-reduced
+        verify-published reproduce-reduced gallery check-gallery
 
 help: ## List the targets
 	@echo "Usage: make TARGET [CONFIG=configs/paper.yaml] [ARGS=...]"
@@ -73,6 +73,13 @@ demo: setup ## The mini-paper offline: trained world (built once, cached) + 7 me
 
 demo-quick: ## The demo with 2 subsets per n, same world (CI): configs/demo_quick.yaml
 	$(MAKE) demo DEMO_CONFIG=configs/demo_quick.yaml
+
+GALLERY_DIR ?= paper_artifacts/demo
+gallery: demo-quick ## Copy `make demo-quick`'s tables, figures and index.html into the committed gallery (paper_artifacts/demo)
+	$(BIN)/python tools/gallery.py copy paper_artifacts/demo_quick $(GALLERY_DIR)
+
+check-gallery: demo-quick ## Render `make demo-quick` and compare it with the committed gallery (tools/gallery.py check)
+	$(BIN)/python tools/gallery.py check paper_artifacts/demo_quick $(GALLERY_DIR)
 
 SMOLLM2_CONFIG ?= configs/smollm2.yaml
 demo-smollm2: setup ## SmolLM2-135M + 12 fine-tunes on real offline text, reduced CPU grid to Table 1 (configs/smollm2.yaml; SMOLLM2_CONFIG=configs/smollm2_full.yaml: full grid, GPU)
