@@ -524,7 +524,7 @@ def render_markdown(r: dict) -> str:
         + (f"GPU {m['gpu']}; merges on CUDA (ours device=cuda, stock mergekit-yaml --cuda). " if m.get("gpu") else "no GPU. ")
         +
         f"Load average {r['load_before'][0]:.1f} before / {r['load_after'][0]:.1f} after (the benchmark's own runs)"
-        + (" — **the machine was shared with other sessions**, so absolute times are noisy; ratios come from "
+        + (" — **the machine had other load**, so absolute times are noisy; ratios come from "
            "runs alternated in the same window." if shared else "."),
         f"Inputs: base + {N_CHECKPOINTS} synthetic Llama checkpoints of {_size(r['parameters'])} parameters "
         f"(bf16), {r['input_bytes'] / 1e9:.2f} GB; read cold in {r['cold_read_s']:.2f} s "
