@@ -1,9 +1,9 @@
 """Transcribe Tables 1-3 of the paper text, cell by cell, exactly as printed, into a CSV.
 
-    python tools/transcribe_paper_tables.py ../shared/paper/in-the-wild-merging-paper.txt \
+    python tools/transcribe_paper_tables.py PAPER.txt \
         paper_artifacts/reference/tables.csv
 
-Used once to produce paper_artifacts/reference/tables.csv (then checked by eye against the paper). Every
+PAPER.txt is the paper's text (Markdown export). Used once to produce paper_artifacts/reference/tables.csv (then checked by eye against the paper). Every
 value is kept as the printed text ("66", "+0.01", "-8.55"), never re-rounded or corrected.
 """
 
