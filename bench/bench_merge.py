@@ -512,7 +512,7 @@ def _goal(ok: bool) -> str:
 
 
 def render_markdown(r: dict) -> str:
-    """The Markdown summary the README quotes."""
+    """The Markdown summary of the run (the page docs/benchmarks/<label>.md shows it)."""
     m, titles = r["machine"], {"task_arithmetic": "TA", "ties": "TIES", "model_stock": "Model Stock"}
     # the load before the runs tells whether others used the machine; the load after includes our own runs
     # (2 merging threads keep it near 2 on an otherwise idle 2-core machine)

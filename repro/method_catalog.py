@@ -9,7 +9,7 @@ SHARED) plus the range the study accepts, and `min_models` is mergekit's `InputC
 (`repro.merge.registry.mergekit_spec`), so the two cannot disagree; for the three stock mergekit methods
 a test checks the declared facts against mergekit's own spec.
 
-Adding a method (see README "Adding a merge method"):
+Adding a method (see docs/methods.md):
 - in this repository: write `repro/merge/methods/<name>.py` (the tensor function, wrapped by
   `repro.merge.registry.facts_merge_method`) and add its `MethodFacts` to `BUILTIN_METHODS` below;
 - from another package (or a test): one file holding `FACTS = MethodFacts(...)` and its merge method,

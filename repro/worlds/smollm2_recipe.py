@@ -13,7 +13,7 @@ text corpus that is available offline, named with its pin in the recipe:
 Only the last `train_last_layers` decoder layers and the final norm are trained (embeddings, tied to the
 LM head, and every earlier layer stay frozen): on 2 CPU cores a full-model AdamW step costs ~4 s; with
 the backward pass stopping after the last layers a step costs little more than its forward pass. Merges therefore see task vectors that are zero
-outside those layers; this is stated in the config and the README.
+outside those layers; this is stated in the config and in docs/smollm2.md.
 """
 
 from __future__ import annotations
