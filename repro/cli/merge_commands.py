@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 from pathlib import Path
 
 from repro.errors import MergeError
@@ -27,17 +29,19 @@ def _merge(args: argparse.Namespace) -> int:
     check_output_folder(args.out, "repro merge", provenance_files=(RECORD_FILE,), replaces=True,
                         overwrite=args.overwrite)
 
-    result = merge_checkpoints(
-        Path(args.base),
-        [Path(m) for m in args.model],
-        args.method,
-        _parse_sets(args.set),
-        out_dir=Path(args.out),
-        device=args.device,
-        vocab_mismatch=args.vocab_mismatch,
-        out_dtype=args.out_dtype,
-        show_progress=args.progress,
-    )
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    with _tensor_bar(show) as progress:
+        result = merge_checkpoints(
+            Path(args.base),
+            [Path(m) for m in args.model],
+            args.method,
+            _parse_sets(args.set),
+            out_dir=Path(args.out),
+            device=args.device,
+            vocab_mismatch=args.vocab_mismatch,
+            out_dtype=args.out_dtype,
+            progress=progress,
+        )
     summary = {
         "out_dir": str(result.out_dir),
         "method": result.method,
@@ -48,6 +52,22 @@ def _merge(args: argparse.Namespace) -> int:
     }
     print(json.dumps(summary, sort_keys=True))
     return 0
+
+
+@contextlib.contextmanager
+def _tensor_bar(enabled: bool):
+    """A progress bar over the merge's tensors on stderr (None when disabled)."""
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(unit="tensor", desc="merging", file=sys.stderr, dynamic_ncols=True) as bar:
+        def update(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        yield update
 
 
 def _mergekit_yaml(args: argparse.Namespace) -> int:
@@ -77,7 +97,9 @@ def register(subparsers) -> None:
     merge.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     merge.add_argument("--vocab-mismatch", default="truncate", choices=("truncate", "error"))
     merge.add_argument("--out-dtype", default=None, help="float32, bfloat16 or float16 (default: the base's)")
-    merge.add_argument("--progress", action="store_true", help="show mergekit's progress bars")
+    merge.add_argument("--progress", action="store_true", default=None,
+                       help="show the tensors merged so far (default: when stderr is a terminal)")
+    merge.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     merge.set_defaults(handler=_merge)
 
     yaml_cmd = subparsers.add_parser(

@@ -275,6 +275,7 @@ def merge_checkpoints(
     show_progress: bool = False,
     verified_inputs: set | None = None,
     shard_size_bytes: int = DEFAULT_SHARD_BYTES,
+    progress=None,
 ) -> MergeResult:
     """Merge `models` into `base` with registered method `method` and write `out_dir` atomically.
 
@@ -282,8 +283,9 @@ def merge_checkpoints(
     to the base's dtype. `svd_cache` lets TSV-M reuse per-checkpoint decompositions across merges.
     With `out_dir=None` nothing touches the disk and the result carries `state_dict` (tensors as they
     would be saved, on the CPU). Raises MergeError on any bad input; no output is left behind then.
-    `verified_inputs` and `show_progress` are accepted for compatibility: the NaN/Inf check rides along
-    with the merge at no cost, and a streamed merge has no progress bars.
+    `progress(done, total)` is called after each tensor name of the streamed pass. `verified_inputs` and
+    `show_progress` are accepted for compatibility: the NaN/Inf check rides along with the merge at no
+    cost, and progress goes through `progress`.
     """
     del verified_inputs, show_progress
     started = time.perf_counter()
@@ -303,7 +305,7 @@ def merge_checkpoints(
         target = MergeTarget(inputs=tuple(range(len(prepared.models))), sink=sink)
         merge_started = time.perf_counter()
         before = _svd_stats(svd_cache)
-        _run_targets(prepared, [target], svd_cache)
+        _run_targets(prepared, [target], svd_cache, progress)
         timings["merge_s"] = time.perf_counter() - merge_started
         return target.norm_sq**0.5, _svd_delta(svd_cache, before)
 
@@ -339,7 +341,7 @@ def merge_checkpoints(
     )
 
 
-def _run_targets(prepared: PreparedMerge, targets, svd_cache) -> None:
+def _run_targets(prepared: PreparedMerge, targets, svd_cache, progress=None) -> None:
     import torch
 
     from repro.merge.streaming import run_pass
@@ -358,6 +360,7 @@ def _run_targets(prepared: PreparedMerge, targets, svd_cache) -> None:
                 out_dtype=getattr(torch, prepared.out_dtype),
                 device=prepared.device,
                 svd_cache=svd_cache,
+                on_tensor=progress,
             )
     except ReproError:
         raise

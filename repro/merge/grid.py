@@ -68,6 +68,7 @@ def merge_grid(
     out_dtype: str | None = None,
     svd_cache: SvdCache | None = None,
     shard_size_bytes: int = DEFAULT_SHARD_BYTES,
+    progress=None,
 ) -> list[MergeResult]:
     """One MergeResult per subset (indices into `models`, merged in the given order), from one pass.
 
@@ -101,7 +102,7 @@ def merge_grid(
             targets = [MergeTarget(inputs=subset, sink=w.write) for subset, w in zip(checked, writers, strict=True)]
         before = _svd_stats(svd_cache)
         merge_started = time.perf_counter()
-        _run_targets(prepared, targets, svd_cache)
+        _run_targets(prepared, targets, svd_cache, progress)
         timings["merge_s"] = time.perf_counter() - merge_started
         cache_stats = _svd_delta(svd_cache, before)
         if out_dirs is not None:

@@ -91,9 +91,11 @@ def run_pass(
     device: torch.device,
     chunk: int | None = None,
     svd_cache=None,
+    on_tensor=None,
 ) -> None:
     """Compute every target, tensor by tensor. Raises MergeError naming checkpoint and tensor.
-    `svd_cache` (the caller's) is handed to methods that use one (TSV-M)."""
+    `svd_cache` (the caller's) is handed to methods that use one (TSV-M). `on_tensor(done, total)` is
+    called after each tensor name (progress)."""
     if chunk is None:
         chunk = CPU_CHUNK if device.type == "cpu" else 1 << 62  # whole tensors on an accelerator
     readers = [MappedCheckpoint(base, base_index)] + [
@@ -153,6 +155,8 @@ def run_pass(
             del base_tensor, inputs
             for reader in readers:
                 reader.release(name)
+            if on_tensor is not None:
+                on_tensor(position + 1, len(names))
     finally:
         torch.set_num_threads(threads)
         if pool is not None:

@@ -89,6 +89,8 @@ class JobExecutor:
 
             torch.set_num_threads(cfg.evaluation.threads)
         self.eval_session = EvaluationSession()  # tasks and tokenized requests built once per worker
+        self.status = None  # the worker's progress display: status(text) says what the job is doing now
+        self._status_shown = 0.0
 
     def _input_dirs(self, job: Job) -> list[Path]:
         if job.checkpoints:
@@ -111,7 +113,19 @@ class JobExecutor:
     def _merge_options(self) -> dict:
         cfg = self.loaded.config.merge
         return {"device": self.merge_device, "vocab_mismatch": cfg.vocab_mismatch, "out_dtype": cfg.out_dtype,
-                "svd_cache": self._get_svd_cache()}
+                "svd_cache": self._get_svd_cache(), "progress": self._tensor_progress}
+
+    def _show(self, text: str, force: bool = False) -> None:
+        """Tell the progress display what the job is doing (at most twice a second)."""
+        import time
+
+        now = time.monotonic()
+        if self.status is not None and (force or now - self._status_shown >= 0.5):
+            self._status_shown = now
+            self.status(text)
+
+    def _tensor_progress(self, done: int, total: int) -> None:
+        self._show(f"merging: tensor {done}/{total}", force=done == total)
 
     def _register_revisions(self, job: Job, base_dir: Path, input_dirs: list[Path]) -> None:
         if self.loaded.lock is not None:
@@ -189,9 +203,11 @@ class JobExecutor:
         from repro.evaluate import evaluate_model
 
         cfg = self.loaded.config.evaluation
+        tasks = self._tasks(job)
+        self._show(f"evaluating: {len(tasks.tasks)} tasks", force=True)
         return evaluate_model(
             model,
-            self._tasks(job),
+            tasks,
             tokenizer=tokenizer,
             show_progress=False,
             limit=cfg.limit,

@@ -129,6 +129,8 @@ def _run_claimed(job: Job, loaded, runs_dir: Path, store: ResultsStore, owner: s
         if executor is None:
             executor = JobExecutor(loaded, runs_dir, store)
             executor.upcoming = list(upcoming)  # the worker's jobs: in-memory merges of a group share a pass
+        label = describe_job(job)
+        executor.status = lambda text: bar.set_postfix_str(f"{label} · {text}")
         record = executor.run(job)
         store.write_result({**record, "worker": owner})
     except InsufficientDiskError:
