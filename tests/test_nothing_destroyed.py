@@ -160,3 +160,25 @@ def test_make_clean_all_asks_first(tmp_path):
     assert proc.returncode != 0 and (tmp_path / "runs/paper").is_dir()
     subprocess.run(["make", "-s", "clean-all", "CONFIRM=yes"], cwd=tmp_path, check=True, capture_output=True)
     assert not (tmp_path / "runs").exists()
+
+
+def test_download_never_replaces_a_model_folder_it_did_not_write(tiny_llama_world, tmp_path, capsys):
+    from test_hostile_checkpoints import _lockfile
+
+    root = tmp_path / "mirror"
+    shutil.copytree(tiny_llama_world.base, root / "tiny/base")
+    shutil.copytree(tiny_llama_world.checkpoints[0], root / "tiny/ft-1")
+    lockfile = _lockfile(tmp_path, root)
+    dest = tmp_path / "models"
+    mine = dest / "tiny/ft-1"
+    mine.mkdir(parents=True)
+    (mine / "my-finetune-notes.md").write_text("mine")
+    before = _snapshot(dest)
+    argv = ["download", "--lockfile", str(lockfile), "--mirror", str(root), "--out", str(dest), "--repo", "tiny/ft-1"]
+    assert main(argv) == 2
+    assert str(mine) in _one_error_line(capsys)
+    assert _snapshot(dest) == before
+    shutil.rmtree(mine)
+    assert main(argv) == 0  # a fresh folder: downloaded, and a rerun finds it present
+    capsys.readouterr()
+    assert main(argv) == 0

@@ -191,6 +191,11 @@ def _download_entry(
     final = local_model_dir(dest_root, entry.repo_id)
     if is_downloaded(entry, dest_root, rehash=verify):
         return DownloadResult(entry.repo_id, final, _read_manifest(final).get("revision"), "present")
+    if final.is_dir() and any(final.iterdir()) and not (final / MANIFEST_NAME).is_file():
+        raise HubError(
+            f"{final} exists and was not written by `repro download` (no {MANIFEST_NAME}): move it away or "
+            "pass another --out; nothing was changed"
+        )
     source = _MirrorSource(Path(mirror), entry.repo_id) if mirror is not None else None
     if not entry.resolved:
         if source is None:  # unpinned from the hub: pin to the current main commit now, then verify as usual
