@@ -44,3 +44,16 @@ def test_runner_status_names_the_step(tiny_llama_world):
         executor._tensor_progress(done, 100)
     assert shown[0] == "merging: tensor 1/100" and shown[-1] == "merging: tensor 100/100"
     assert len(shown) < 10  # throttled: at most twice a second, and the last one
+
+
+def test_evaluation_announces_its_tasks_and_requests(tiny_llama_world):
+    from pathlib import Path
+
+    from repro.evaluate import evaluate_model
+
+    root = Path(__file__).resolve().parents[1]
+    shown = []
+    evaluate_model(tiny_llama_world.base, ["smoke_antonyms", "smoke_capitals"], include_path=str(root / "tasks" / "smoke"),
+                   limit=3, batch_size=2, dtype="float32", show_progress=False, status=shown.append)
+    assert shown and all(text.startswith("2 tasks: ") and text.endswith("requests") for text in shown), shown
+    assert any("loglikelihood" in text for text in shown)

@@ -219,6 +219,21 @@ def _silence_request_bars(lm) -> None:
             setattr(lm, name, functools.partial(method, disable_tqdm=True))
 
 
+def _announce_requests(lm, n_tasks: int, status) -> None:
+    """Before each of lm-eval's scoring passes, tell `status` its size ("7 tasks: 2,450 loglikelihood
+    requests"): lm-eval scores all tasks' requests of one kind in one call."""
+    import functools
+
+    def announced(method, kind, requests, *args, **kwargs):
+        status(f"{n_tasks} tasks: {len(requests):,} {kind} requests")
+        return method(requests, *args, **kwargs)
+
+    for name in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
+        method = getattr(lm, name, None)
+        if method is not None:
+            setattr(lm, name, functools.partial(announced, method, name.replace("_", " ")))
+
+
 def _release_memory() -> None:
     """Free the evaluated model's memory before the next one (the runner evaluates many in one process)."""
     import gc
@@ -246,12 +261,14 @@ def evaluate_model(
     show_progress: bool = True,
     session: EvaluationSession | None = None,
     loglikelihoods_out: dict | None = None,
+    status=None,
 ) -> EvalOutcome:
     """Evaluate `model` (a saved directory or an in-memory PreTrainedModel, cast in place to `dtype`).
 
     `dtype` defaults to the suite's eval_dtype, else float16 (the paper's setting).
     `backend`: "shared" (shared-context scoring, default), "hf" (lm-eval's stock HF path) or "vllm".
-    `show_progress=False` silences lm-eval's per-request progress bars (the runner shows its own).
+    `show_progress=False` silences lm-eval's per-request progress bars (the runner shows its own);
+    `status(text)`, when given, is told how many tasks and requests each scoring pass holds.
     `session` holds the task managers, tasks and tokenized requests reused between models: pass one to
     several calls to share them (the runner and `repro evaluate` do); without one a call builds its own.
     `loglikelihoods_out` (a dict), when given, receives {leaf task: {doc id: [log-likelihood of each
@@ -284,6 +301,8 @@ def evaluate_model(
             lm.token_cache = session.token_cache(tokenizer_fingerprint(lm))
         if not show_progress:
             _silence_request_bars(lm)
+        if status is not None:
+            _announce_requests(lm, len(specs), status)
         try:
             results = run_lm_eval(lm, prepared, limit, item_sample)
             forward_tokens = getattr(lm, "forward_tokens", None)

@@ -218,6 +218,7 @@ class JobExecutor:
             identity=identity,
             backend=cfg.backend,
             session=self.eval_session,
+            status=lambda text: self._show(f"evaluating: {text}", force=True),
         )
 
     def _suite_averages(self, job: Job, outcome) -> dict[str, float]:
