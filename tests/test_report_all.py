@@ -31,7 +31,8 @@ def _render(config: str, runs: Path, out: Path, keep: float = 1.0):
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+    """The rendered artifacts (not the CLI's hidden `.repro-output.json` folder marker)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
 
 
 @pytest.fixture(scope="module")

@@ -61,7 +61,7 @@ def cmd_report(args) -> int:
             print(f"{artifact.title} ({artifact.n_results} results): {', '.join(p.name for p in artifact.files)}")
         for reason in skipped:
             print(f"not rendered: {reason}")
-        _mark(args.out)
+        _mark(out)
         print(f"written: {out / 'index.html'} ({len(artifacts)} tables and figures)")
         return 0
     if args.report in ("table1", "table2", "table3"):
@@ -81,7 +81,7 @@ def cmd_report(args) -> int:
         from repro.report.homogeneous_table import build_homogeneous_table, write_homogeneous_table
 
         paths = write_homogeneous_table(build_homogeneous_table(plan, store), out)
-    _mark(args.out)
+    _mark(out)
     print("written: " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -99,7 +99,7 @@ def cmd_report_ci(args) -> int:
     out = _checked_out(args.out) or Path(loaded.resolve(f"paper_artifacts/{loaded.name}"))
     paths = write_ci_tables(build_plan(loaded), ResultsStore(runs_dir), out, loaded,
                             resamples=args.resamples, seed=args.seed)
-    _mark(args.out)
+    _mark(out)
     print("written: " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -124,6 +124,8 @@ def _checked_out(out: Path | None) -> Path | None:
 
 
 def _mark(out: Path | None) -> None:
+    """Mark a folder as written by `repro report` (every config's artifacts folder; table6's only when
+    --out names one, as its default is paper_artifacts/ itself)."""
     if out is not None:
         from repro.output_folder import mark_output_folder
 
