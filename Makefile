@@ -17,6 +17,10 @@ DOWNLOAD_ARGS ?=
 REPRODUCE_ARGS ?=
 ARGS ?=
 LOCK_ARGS ?= --as-of config
+# BASE=llama-3.2-3b restricts lock, download and every reproduce-* step to one base (comma-separated: several).
+BASE ?=
+BASE_ARGS = $(foreach b,$(subst $(comma), ,$(BASE)),--base $(b))
+comma := ,
 IMAGE ?= repro
 HF_CACHE_VOLUME ?= hf-cache
 
@@ -87,13 +91,10 @@ data: setup ## Build the offline MMLU + BIG-bench suites under runs/data/ from P
 verify-published: setup ## Check the published Tables 1-3 against themselves and the text (offline, seconds)
 	$(BIN)/repro verify --published
 
-reproduce-reduced: setup ## configs/reduced.yaml (~18 GPU-hours est.): preflight, run, tables with intervals, verify --run
-	$(BIN)/repro preflight --config configs/reduced.yaml
+reproduce-reduced: setup ## configs/reduced.yaml (~18 GPU-hours est.): pin, preflight, download, run, tables with intervals, verify --run
 	$(BIN)/repro plan --config configs/reduced.yaml
-	$(BIN)/repro run --config configs/reduced.yaml
-	$(BIN)/repro report all --config configs/reduced.yaml
+	$(BIN)/repro reproduce --config configs/reduced.yaml --for all $(BASE_ARGS) $(REPRODUCE_ARGS)
 	$(BIN)/repro plan --config configs/reduced.yaml --update-costs
-	$(BIN)/repro verify --run configs/reduced.yaml
 
 plan: setup ## Write and summarize the job plan of CONFIG (repro plan)
 	$(BIN)/repro plan --config $(CONFIG)
@@ -110,11 +111,11 @@ figures: setup ## Every figure of CONFIG's stored results as PNG + PDF (repro re
 lock-check: setup ## Check checkpoints.lock against the config (offline)
 	$(BIN)/repro lock check --config $(CONFIG)
 
-lock: setup ## Pin checkpoints.lock as of CONFIG's checkpoints_as_of date (LOCK_ARGS=; needs network + HF_TOKEN)
-	$(BIN)/repro lock resolve --config $(CONFIG) $(LOCK_ARGS)
+lock: setup ## Pin the repos CONFIG uses as of its checkpoints_as_of date, report each (BASE=, LOCK_ARGS=; needs network + HF_TOKEN)
+	$(BIN)/repro lock resolve --config $(CONFIG) $(BASE_ARGS) $(LOCK_ARGS)
 
-download: setup ## Download the locked checkpoints (extra args via DOWNLOAD_ARGS=...)
-	$(BIN)/repro download --config $(CONFIG) $(DOWNLOAD_ARGS)
+download: setup ## Download the locked checkpoints CONFIG uses (BASE= one base; extra args via DOWNLOAD_ARGS=...)
+	$(BIN)/repro download --config $(CONFIG) $(BASE_ARGS) $(DOWNLOAD_ARGS)
 
 merge: setup ## Merge (and evaluate) every planned subset of CONFIG (repro run --only merge)
 	$(BIN)/repro run --config $(CONFIG) --only merge $(ARGS)
@@ -122,34 +123,26 @@ merge: setup ## Merge (and evaluate) every planned subset of CONFIG (repro run -
 evaluate: setup ## Evaluate the bases and single checkpoints of CONFIG (repro run --only base,single)
 	$(BIN)/repro run --config $(CONFIG) --only base,single $(ARGS)
 
-# reproduce-*: preflight (stops early, naming what is missing), then run only the jobs without a result,
-# then render everything the results support into paper_artifacts/<config>/ (repro report all).
-reproduce-table1: setup ## Preflight, run what Table 1 of CONFIG misses (base, singles, its methods), render all
-	$(BIN)/repro preflight --config $(CONFIG)
-	$(BIN)/repro run --config $(CONFIG) --for table1 $(REPRODUCE_ARGS)
-	$(BIN)/repro report all --config $(CONFIG)
+# reproduce-*: `repro reproduce` = pin (lock as of the config's date) -> preflight -> download -> run -> render
+# -> verify --run, each step only if needed and resumable (rerun the same command after any interruption).
+# It prints what the long steps cost (GB, disk, GPU-hours) first. BASE=NAME: one base; REPRODUCE_ARGS: run
+# options, e.g. "--gpus all" (one worker per GPU) or "--executor slurm".
+reproduce-table1: setup ## Pin, preflight, download, run what Table 1 of CONFIG misses, render all, verify (BASE=)
+	$(BIN)/repro reproduce --config $(CONFIG) --for table1 $(BASE_ARGS) $(REPRODUCE_ARGS)
 
-reproduce-table2: setup ## Preflight, run what Table 2 of CONFIG misses, render all
-	$(BIN)/repro preflight --config $(CONFIG)
-	$(BIN)/repro run --config $(CONFIG) --for table2 $(REPRODUCE_ARGS)
-	$(BIN)/repro report all --config $(CONFIG)
+reproduce-table2: setup ## Pin, preflight, download, run what Table 2 of CONFIG misses, render all, verify (BASE=)
+	$(BIN)/repro reproduce --config $(CONFIG) --for table2 $(BASE_ARGS) $(REPRODUCE_ARGS)
 
-reproduce-table3: setup ## Preflight, run what Table 3 of CONFIG misses (subspace methods), render all
-	$(BIN)/repro preflight --config $(CONFIG)
-	$(BIN)/repro run --config $(CONFIG) --for table3 $(REPRODUCE_ARGS)
-	$(BIN)/repro report all --config $(CONFIG)
+reproduce-table3: setup ## Pin, preflight, download, run what Table 3 of CONFIG misses (subspace methods), render, verify
+	$(BIN)/repro reproduce --config $(CONFIG) --for table3 $(BASE_ARGS) $(REPRODUCE_ARGS)
 
-reproduce-figures: setup ## Preflight, run every missing job of CONFIG (Figs 3-10 need all methods), render all
-	$(BIN)/repro preflight --config $(CONFIG)
-	$(BIN)/repro run --config $(CONFIG) $(REPRODUCE_ARGS)
-	$(BIN)/repro report all --config $(CONFIG)
+reproduce-figures: setup ## Pin, preflight, download, run every missing job of CONFIG (Figs 3-10), render all, verify
+	$(BIN)/repro reproduce --config $(CONFIG) --for all $(BASE_ARGS) $(REPRODUCE_ARGS)
 
-reproduce-appendix: setup ## The appendix configs of CONFIG's report: section (sweeps, geometry, homogeneous): run + render each
+reproduce-appendix: setup ## The appendix configs of CONFIG's report: section (sweeps, geometry, homogeneous): reproduce each
 	@set -e; for c in $$($(BIN)/repro plan --config $(CONFIG) --appendix-configs); do \
 		echo "== $$c"; \
-		$(BIN)/repro preflight --config "$$c"; \
-		$(BIN)/repro run --config "$$c" $(REPRODUCE_ARGS); \
-		$(BIN)/repro report all --config "$$c"; \
+		$(BIN)/repro reproduce --config "$$c" --for all $(BASE_ARGS) $(REPRODUCE_ARGS); \
 	done
 
 reproduce-all: reproduce-figures reproduce-appendix ## The whole paper of CONFIG: main grid, then its appendix configs (which reuse its results)

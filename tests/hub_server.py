@@ -15,7 +15,7 @@ commits, through the same routes and headers the client uses against huggingface
 `add_repo(repo_id, [(date, {path: bytes}), ...], gated=False)` adds a repo (commits oldest first).
 `tamper(repo_id, path, data)` changes the bytes served for a file without changing its metadata (a file
 changed on the server); `chunk_delay` slows file bodies down (to interrupt a download mid-way).
-Every request is recorded in `requests` as (method, path, had_token).
+Every request is recorded in `requests` as (method, path, had_token, range header or None).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class LocalHub:
         self.chunk_delay = chunk_delay
         self.repos: dict[str, Repo] = {}
         self.blobs: dict[str, bytes] = {}  # sha256 -> bytes (LFS storage)
-        self.requests: list[tuple[str, str, bool]] = []
+        self.requests: list[tuple[str, str, bool, str | None]] = []
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"hub": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -117,9 +117,9 @@ class LocalHub:
             if original is not None and path.endswith(LFS_SUFFIXES):
                 self.blobs[hashlib.sha256(original).hexdigest()] = data
 
-    def record(self, method: str, path: str, had_token: bool) -> None:
+    def record(self, method: str, path: str, had_token: bool, byte_range: str | None) -> None:
         with self._lock:
-            self.requests.append((method, path, had_token))
+            self.requests.append((method, path, had_token, byte_range))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -161,7 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self) -> None:
         parts = urlsplit(self.path)
         path = unquote(parts.path)
-        self.hub.record(self.command, path, "Authorization" in self.headers)
+        self.hub.record(self.command, path, "Authorization" in self.headers, self.headers.get("Range"))
         if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/commits/(.+)", path):
             return self._commits(m.group(1), m.group(2))
         if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/(.+))?", path):
