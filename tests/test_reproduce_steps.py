@@ -1,0 +1,236 @@
+"""`repro reproduce`'s decisions and the pieces the GPU-host journey needs: which bases and repos a config
+uses, the lock report (commit, date, repos with no commit before the date), one GPU per worker, the driver
+check with a fake nvidia-smi, and `make lock CONFIG=configs/reduced.yaml`'s date."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hub_server import LocalHub  # noqa: E402
+from journey_project import AS_OF, BASES, build_project  # noqa: E402
+
+from repro.cli import main  # noqa: E402
+from repro.config import load_config  # noqa: E402
+from repro.errors import ConfigError, RunnerError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("steps-worlds")
+
+
+@pytest.fixture
+def served(tmp_path, cache):
+    with LocalHub() as hub:
+        right = build_project(tmp_path / "p", hub, cache)
+        yield hub, tmp_path / "p", right
+
+
+def repro(project: Path, hub: LocalHub, *argv: str, token: bool = False) -> subprocess.CompletedProcess:
+    """The repro CLI in its own process (the hub client reads HF_ENDPOINT when it is imported)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_OFFLINE"))}
+    env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(project / ".hf"), PYTHONPATH=str(ROOT))
+    if token:
+        env["HF_TOKEN"] = hub.token
+    return subprocess.run([sys.executable, "-m", "repro", *argv], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_every_lockfile_config_states_the_same_experiment_date():
+    """One checkpoints.lock, one date: `make lock CONFIG=...` works for every config that uses the lockfile."""
+    dates = {}
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        if path.name in ("costs.yaml", "suites.yaml"):
+            continue
+        cfg = load_config(path).config
+        if cfg.lockfile is not None:
+            assert cfg.checkpoints_as_of is not None, f"{path.name} has a lockfile but no checkpoints_as_of"
+            dates.setdefault(cfg.lockfile, set()).add(cfg.checkpoints_as_of.date)
+    assert dates and all(len(d) == 1 for d in dates.values()), dates
+
+
+def test_reduced_config_pins_as_of_the_papers_date(served):
+    hub, project, right = served
+    reduced = yaml.safe_load((ROOT / "configs/reduced.yaml").read_text())
+    paper = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())
+    assert reduced["checkpoints_as_of"]["date"] == paper["checkpoints_as_of"]["date"]
+    # the same config shape in the served project: `lock resolve --as-of config` reads its date
+    config = yaml.safe_load((project / "configs/journey.yaml").read_text())
+    config.update(name="reduced", bases=["tiny-llama"], checkpoints_as_of=reduced["checkpoints_as_of"])
+    (project / "configs/reduced.yaml").write_text(yaml.safe_dump(config))
+    done = repro(project, hub, "lock", "resolve", "--config", "configs/reduced.yaml", "--as-of", "config")
+    assert done.returncode == 0, done.stderr
+    lock = yaml.safe_load((project / "checkpoints.lock").read_text())["checkpoints"]
+    llama = [r for r in right if r.startswith("tiny-org/")]
+    assert {r: lock[r]["revision"] for r in llama} == {r: right[r] for r in llama}
+    assert all(lock[r]["revision"] is None for r in lock if r not in llama)  # only the repos it uses
+    assert all(lock[r]["as_of"] == str(paper["checkpoints_as_of"]["date"]) for r in llama)
+
+
+def test_lock_report_names_commit_date_and_repos_without_a_commit_before_the_date(served):
+    hub, project, right = served
+    done = repro(project, hub, "lock", "resolve", "--lockfile", "checkpoints.lock", "--as-of", AS_OF, token=True)
+    out, err = done.stdout, done.stderr
+    assert done.returncode == 2
+    for repo_id, sha in right.items():
+        assert f"{sha[:12]}  2025-09-30T23:59:30Z  {repo_id}" in out
+    assert "not pinned (1)" in out
+    assert "late-org/llama-late: still unpinned (revision null); late-org/llama-late has no commit at or before " \
+           f"{AS_OF} (its first commit is 2025-10-01T00:00:05Z)" in out
+    assert f"{len(right)} of {len(right) + 1} pinned" in out
+    assert err.count("error: ") == 1 and "late-org/llama-late" in err
+    lock = yaml.safe_load((project / "checkpoints.lock").read_text())["checkpoints"]
+    assert lock["late-org/llama-late"]["revision"] is None and all(lock[r]["revision"] == s for r, s in right.items())
+
+
+def test_unknown_base_is_one_clear_error_naming_the_known_ones(served, capsys, monkeypatch):
+    _, project, _ = served
+    monkeypatch.chdir(project)
+    for argv in (["reproduce", "--config", "configs/journey.yaml", "--base", "nope"],
+                 ["download", "--config", "configs/journey.yaml", "--base", "nope"],
+                 ["lock", "resolve", "--config", "configs/journey.yaml", "--base", "nope"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "unknown base(s) nope" in err and "tiny-llama, tiny-qwen3" in err and "Traceback" not in err
+
+
+def test_steps_decide_from_the_files_on_disk(served):
+    from repro.reproduce import download_todo, pin_todo, plan_for, run_todo, select_bases, used_repos
+
+    hub, project, right = served
+    loaded = load_config(project / "configs/journey.yaml")
+    assert select_bases(loaded, None) == list(BASES)
+    assert used_repos(loaded, ["tiny-llama"]) == [r for r in right if r.startswith("tiny-org/")]
+    assert "pin 4 of 4" in pin_todo(loaded, ["tiny-llama"]).reason
+    with pytest.raises(ConfigError, match="checkpoints_as_of"):
+        pin_todo(_without_date(loaded), ["tiny-llama"])
+    done = repro(project, hub, "lock", "resolve", "--config", "configs/journey.yaml", "--as-of", "config", "--base",
+                 "tiny-llama")
+    assert done.returncode == 0, done.stderr
+    loaded = load_config(project / "configs/journey.yaml")
+    assert pin_todo(loaded, ["tiny-llama"]).reason is None and pin_todo(loaded, list(BASES)).reason
+    todo = download_todo(loaded, ["tiny-llama"])
+    assert "download 4 checkpoint(s)" in todo.reason and todo.cost[0].startswith("download: ")
+    plan = plan_for(loaded, "table1", ["tiny-llama"])
+    assert {j.base for j in plan.jobs} == {"tiny-llama"} and len(plan.jobs) == 1 + 3 + 3 * 2
+    run = run_todo(loaded, plan, project / "runs/journey")
+    assert "run 10 of 10" in run.reason and run.cost[0].startswith("GPU-hours: ")
+
+
+def _without_date(loaded):
+    import copy
+
+    view = copy.copy(loaded)
+    view.config = loaded.config.model_copy(update={"checkpoints_as_of": None})
+    return view
+
+
+def test_gpu_hours_come_from_costs_yaml_for_the_papers_bases():
+    from repro.plan import build_plan
+    from repro.reproduce import gpu_hours_line, only_bases
+
+    loaded = load_config(ROOT / "configs/reduced.yaml")
+    plan = only_bases(build_plan(loaded), ["llama-3.2-3b"])
+    line = gpu_hours_line(loaded, ["llama-3.2-3b"], len(plan.jobs), len(plan.jobs), None)
+    assert line.startswith("GPU-hours: ~") and "costs.yaml" in line and "no estimate" not in line
+
+
+# -- one GPU per worker ------------------------------------------------------------------------------------
+
+def _auto_config():
+    return load_config(ROOT / "configs/reduced.yaml")  # evaluation.device: auto
+
+
+def test_workers_get_one_gpu_each(monkeypatch):
+    from repro.runner import gpus
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(gpus, "device_count", lambda: 4)
+    assert gpus.worker_gpus("0,1,2,3", None, _auto_config()) == ["0", "1", "2", "3"]
+    assert gpus.worker_gpus("all", None, _auto_config()) == ["0", "1", "2", "3"]
+    assert gpus.worker_gpus(None, 4, _auto_config()) == ["0", "1", "2", "3"]  # default: one per visible GPU
+    assert gpus.worker_gpus(None, 1, _auto_config()) is None
+    assert [gpus.worker_environment(["0", "1", "2", "3"], i) for i in range(4)] == [
+        {"CUDA_VISIBLE_DEVICES": str(i)} for i in range(4)]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5,7,9")  # a scheduler's allocation: its ids are handed out
+    assert gpus.worker_gpus(None, 4, _auto_config()) == ["2", "5", "7", "9"]
+    assert gpus.worker_gpus(None, 4, load_config(ROOT / "configs/smoke.yaml")) is None  # a CPU world config
+    monkeypatch.setattr(gpus, "device_count", lambda: 0)
+    with pytest.raises(RunnerError, match="no CUDA GPU"):
+        gpus.worker_gpus("all", None, _auto_config())
+    with pytest.raises(RunnerError, match="distinct GPU indices"):
+        gpus.parse_gpus("0,0")
+
+
+def test_each_worker_process_sees_only_its_gpu(monkeypatch, tmp_path):
+    """The worker body sets its CUDA_VISIBLE_DEVICES before anything loads a model; its `cuda` device is then
+    that GPU alone (cuda:0 of its own view)."""
+    from repro.runner import local_runner
+
+    seen = []
+
+    def fake_run_worker(loaded, plan, runs_dir, **kwargs):
+        from repro.runner.job_executor import resolve_device
+
+        seen.append((os.environ.get("CUDA_VISIBLE_DEVICES"), resolve_device("auto")))
+
+    import torch
+
+    monkeypatch.setattr(local_runner, "run_worker", fake_run_worker)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    from repro.runner.gpus import worker_environment
+
+    for index in range(3):
+        local_runner._worker_process(str(ROOT / "configs/smoke.yaml"), str(tmp_path), None, False, None, None,
+                                     worker_environment(["0", "1", "2"], index))
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert seen == [("0", "cuda"), ("1", "cuda"), ("2", "cuda")]
+
+
+# -- driver check ------------------------------------------------------------------------------------------
+
+def _fake_nvidia_smi(tmp_path: Path, monkeypatch, version: str) -> None:
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / "nvidia-smi"
+    script.write_text(f"#!/bin/sh\necho '{version}'\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_too_old_driver_gets_one_line_naming_the_way_out(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from repro.runner.driver import driver_problem, driver_version
+    from repro.runner.preflight import gpu_problem
+
+    _fake_nvidia_smi(tmp_path, monkeypatch, "550.54.15")
+    assert driver_version() == "550.54.15"
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    line = gpu_problem()
+    assert "NVIDIA driver 550.54.15 is too old" in line and "needs driver >= 580" in line
+    assert "make docker-build TORCH_CUDA=cu126" in line and "host venv" in line and "\n" not in line
+    assert driver_problem("12.6") is None  # the cu126 build runs on it
+    assert driver_problem(None) is None  # a CPU build needs no driver
+    _fake_nvidia_smi(tmp_path, monkeypatch, "580.65.06")
+    assert driver_problem("13.0") is None
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    _fake_nvidia_smi(tmp_path, monkeypatch, "535.183.01")
+    assert gpu_check.main([]) == 1
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "NVIDIA driver 535.183.01 is too old" in out
