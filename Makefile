@@ -175,8 +175,22 @@ docker-test: ## Build the image, then run make test + make smoke inside it, offl
 gpu-check: setup ## Merges (7 methods) on CPU vs CUDA + lm-eval on CUDA; prints "no GPU" and exits 0 without one
 	$(OFFLINE) $(BIN)/python tools/gpu_check.py $(ARGS)
 
-docker-run: ## Reproduce Table 1 in the GPU image; HF cache in the hf-cache volume
-	docker run --gpus all -v $(HF_CACHE_VOLUME):/data $(IMAGE) make reproduce-table1
+# docker-run: `make TARGET` inside the image on this clone, mounted at /work: the image gives the pinned
+# environment (/repro/.venv, torch's CUDA build), this clone's checkpoints.lock, runs/ (models, results, the
+# HF cache) and paper_artifacts/ receive everything, owned by the calling user (--user). HF_TOKEN is passed
+# by name from the environment (never on a command line, in a file or in the image). RUNS_DIR=/big/disk
+# puts runs/ elsewhere. DOCKER=podman works too; DOCKER_GPUS= runs without a GPU.
+TARGET ?= reproduce-table1
+DOCKER ?= docker
+DOCKER_GPUS ?= --gpus all
+RUNS_DIR ?=
+IN_IMAGE_MAKE = make -o /repro/.venv/.installed VENV=/repro/.venv
+docker-run: ## make TARGET (default reproduce-table1) in the image on this clone: HF_TOKEN from the env, files on the host, yours
+	@mkdir -p runs paper_artifacts $(RUNS_DIR)
+	$(DOCKER) run --rm $(DOCKER_GPUS) --user "$$(id -u):$$(id -g)" --env HF_TOKEN \
+		--env HOME=/tmp --env HF_HOME=/work/runs/hf-home --env NUMBA_CACHE_DIR=/tmp/numba \
+		-v "$(CURDIR):/work" $(if $(RUNS_DIR),-v "$(abspath $(RUNS_DIR)):/work/runs") -w /work \
+		$(IMAGE) $(IN_IMAGE_MAKE) $(TARGET) CONFIG=$(CONFIG) BASE=$(BASE) REPRODUCE_ARGS='$(REPRODUCE_ARGS)'
 
 constraints: setup ## Regenerate constraints.txt from the venv (pip freeze, without +cpu and repro itself)
 	@{ head -n 2 constraints.txt; \

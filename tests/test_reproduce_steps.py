@@ -219,7 +219,7 @@ def test_too_old_driver_gets_one_line_naming_the_way_out(tmp_path, monkeypatch, 
     monkeypatch.setattr(torch.version, "cuda", "13.0")
     line = gpu_problem()
     assert "NVIDIA driver 550.54.15 is too old" in line and "needs driver >= 580" in line
-    assert "make docker-build TORCH_CUDA=cu126" in line and "host venv" in line and "\n" not in line
+    assert "host venv" in line and "download.pytorch.org/whl/cu126" in line and "\n" not in line
     assert driver_problem("12.6") is None  # the cu126 build runs on it
     assert driver_problem(None) is None  # a CPU build needs no driver
     _fake_nvidia_smi(tmp_path, monkeypatch, "580.65.06")
@@ -234,3 +234,35 @@ def test_too_old_driver_gets_one_line_naming_the_way_out(tmp_path, monkeypatch, 
     assert gpu_check.main([]) == 1
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "NVIDIA driver 535.183.01 is too old" in out
+
+
+def test_slurm_array_tasks_can_start_python_inside_an_image(monkeypatch, tmp_path):
+    """`--slurm-option python=...` (or `slurm.python`) is the command each array task starts Python with,
+    e.g. the .sif as the job's command prefix; submission stays on the login node."""
+    import shutil
+
+    import submitit
+
+    from repro.plan import build_plan
+    from repro.runner import slurm_executor
+
+    made = {}
+
+    class Stop(Exception):
+        pass
+
+    class FakeExecutor:
+        def __init__(self, **kwargs):
+            made.update(kwargs)
+
+        def update_parameters(self, **kwargs):
+            raise Stop
+
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(submitit, "SlurmExecutor", FakeExecutor)
+    loaded = load_config(ROOT / "configs/smoke.yaml")
+    prefix = "apptainer exec --nv repro.sif /repro/.venv/bin/python"
+    with pytest.raises(Stop):
+        slurm_executor.run_on_slurm(loaded, build_plan(loaded), tmp_path, ROOT / "configs/smoke.yaml",
+                                    retry_failed=False, kinds=None, overrides=[f"python={prefix}"], progress=False)
+    assert made["python"] == prefix

@@ -5,6 +5,7 @@ The README's GPU section (between `<!-- reviewer-gpu:begin -->` and `<!-- review
 here and its host commands are run one by one in a fresh project (tests/journey_project.py: the Makefile,
 a tiny paper-shaped config, an unpinned lockfile), with the README's example values replaced by the
 project's (`export HF_TOKEN=...`, `export BASE=...`) and CONFIG pointing at the tiny config.
+A few minutes on 2 cores: marked slow (not in `make test`); `nox -s journey` and CI run it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hub_server import LocalHub  # noqa: E402
 from journey_project import BASES, build_project  # noqa: E402
 
+pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- reviewer-gpu:begin -->", "<!-- reviewer-gpu:end -->"
 CONFIG = "configs/journey.yaml"

@@ -55,5 +55,6 @@ def driver_problem(cuda: str | None, version: str | None = None) -> str | None:
         return None
     wanted = ".".join(str(n) for n in need) if need[1] else str(need[0])
     return (f"NVIDIA driver {version} is too old for this torch (built for CUDA {cuda}, which needs driver >= "
-            f"{wanted}): build the image for CUDA 12.6 with `make docker-build TORCH_CUDA=cu126` (driver >= 525), "
-            "or use the host venv with a torch build for your driver (docs/container.md, 'Older drivers')")
+            f"{wanted}): update the driver, or run from the host venv with torch's CUDA 12.6 build (driver >= 525): "
+            "`make setup` then `.venv/bin/pip install torch==<the constraints.txt version> --index-url "
+            "https://download.pytorch.org/whl/cu126` (docs/container.md, 'Older drivers')")
