@@ -148,12 +148,15 @@ def run_todo(loaded: LoadedConfig, plan, runs_dir: Path, costs_path: Path | None
     if not pending:
         return Todo(None)
     bases = sorted({job.base for job in plan.jobs})
-    cost = (gpu_hours_line(loaded, bases, len(pending), len(plan.jobs), costs_path),)
+    methods = sorted({job.method for job in plan.jobs if job.kind == "merge" and job.method})
+    cost = (gpu_hours_line(loaded, bases, len(pending), len(plan.jobs), costs_path, methods=methods),)
     return Todo(f"run {len(pending)} of {len(plan.jobs)} job(s) without a result into {runs_dir}", cost)
 
 
-def gpu_hours_line(loaded: LoadedConfig, bases: list[str], pending: int, total: int, costs_path: Path | None) -> str:
-    """Estimated GPU-hours of the pending jobs (their share of the bases' estimate in configs/costs.yaml)."""
+def gpu_hours_line(loaded: LoadedConfig, bases: list[str], pending: int, total: int, costs_path: Path | None,
+                   methods: list[str] | None = None) -> str:
+    """Estimated GPU-hours of the pending jobs: their share of the estimate (configs/costs.yaml) for these
+    bases and merge methods (default: the config's)."""
     from repro.budget import gpu_hours, settings_from_config
     from repro.costs import load_costs
     from repro.errors import ReproError
@@ -161,6 +164,8 @@ def gpu_hours_line(loaded: LoadedConfig, bases: list[str], pending: int, total: 
     try:
         costs = load_costs(costs_path)
         settings = dataclasses.replace(settings_from_config(loaded), bases=tuple(bases))
+        if methods is not None:
+            settings = dataclasses.replace(settings, methods=tuple(methods))
         hours = sum(gpu_hours(costs, settings).values())
     except ReproError as exc:
         return f"GPU-hours: no estimate ({str(exc).splitlines()[0]})"

@@ -266,3 +266,31 @@ def test_slurm_array_tasks_can_start_python_inside_an_image(monkeypatch, tmp_pat
         slurm_executor.run_on_slurm(loaded, build_plan(loaded), tmp_path, ROOT / "configs/smoke.yaml",
                                     retry_failed=False, kinds=None, overrides=[f"python={prefix}"], progress=False)
     assert made["python"] == prefix
+
+
+def test_docker_run_passes_the_token_by_name_and_mounts_this_clone_as_the_user(tmp_path):
+    """`make docker-run TARGET=...`'s container command line (recorded by a stand-in for docker): the token
+    by name only, the calling user, this clone mounted at /work (lockfile, runs/, paper_artifacts/), the
+    image's venv, the target with CONFIG and BASE."""
+    record = tmp_path / "argv.txt"
+    fake = tmp_path / "docker"
+    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {record}\n")
+    fake.chmod(0o755)
+    stamp = tmp_path / "stamp"
+    stamp.touch()
+    env = {**os.environ, "HF_TOKEN": "hf_secret_value_123"}
+    env.pop("MAKEFLAGS", None)
+    done = subprocess.run(["make", "-s", "docker-run", f"DOCKER={fake}", "TARGET=reproduce-table1", "BASE=qwen3-4b",
+                           f"STAMP={stamp}", f"RUNS_DIR={tmp_path / 'big'}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    argv = record.read_text().splitlines()
+    assert "hf_secret_value_123" not in record.read_text() + done.stdout + done.stderr
+    assert argv[argv.index("--env") + 1] == "HF_TOKEN"
+    assert argv[argv.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
+    mounts = [argv[i + 1] for i, a in enumerate(argv) if a == "-v"]
+    assert f"{ROOT}:/work" in mounts and f"{tmp_path / 'big'}:/work/runs" in mounts
+    assert argv[argv.index("-w") + 1] == "/work" and "HOME=/tmp" in argv
+    inner = argv[argv.index("repro") + 1:]
+    assert inner[:4] == ["make", "-o", "/repro/.venv/.installed", "VENV=/repro/.venv"]
+    assert "reproduce-table1" in inner and "BASE=qwen3-4b" in inner and "CONFIG=configs/paper.yaml" in inner

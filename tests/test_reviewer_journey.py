@@ -188,6 +188,8 @@ def test_reproduce_table1_from_nothing_and_again_after_kill_9(tmp_path, hub, cac
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             _wait_for(point, proc)
+            ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+            assert "repro reproduce" in ps and hub.token not in ps  # the token is on no command line
         finally:
             _kill(proc)
         hub.chunk_delay = 0.0

@@ -172,12 +172,16 @@ def lock_report(lock, repo_ids: list[str], problems: dict[str, str], as_of) -> l
             continue
         lines.append(f"{entry.revision[:12]}  {entry.committed_at or '?':20}  {repo_id}")
     left = [r for r in repo_ids if r in problems or lock.entry(r).revision is None]
-    if left:
-        lines.append(f"not pinned ({len(left)}): their entries were left unchanged in the lockfile")
-        for repo_id in left:
+    if problems:
+        lines.append(f"not pinned ({len(problems)}): their entries were left unchanged in the lockfile")
+        for repo_id in (r for r in repo_ids if r in problems):
             entry = lock.entry(repo_id)
             kept = f"kept pin {entry.revision[:12]}" if entry.revision else "still unpinned (revision null)"
-            lines.append(f"  {repo_id}: {kept}; {problems.get(repo_id, 'not resolved')}")
+            lines.append(f"  {repo_id}: {kept}; {problems[repo_id]}")
+    untried = [r for r in left if r not in problems]
+    if untried:
+        lines.append(f"not pinned yet ({len(untried)}, e.g. {untried[0]}): not reached or stopped by the error "
+                     "below; run the same command again to go on")
     lines.append(f"{len(repo_ids) - len(left)} of {len(repo_ids)} pinned; {lock.summary().describe()}")
     return lines
 
