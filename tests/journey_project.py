@@ -7,10 +7,13 @@ null (nothing pinned, nothing downloaded, no runs). Each repo on the hub has thr
 config's date, the right one (RIGHT_DATE) and a newer one; only the right one holds the world's files.
 Base `tiny-qwen3` is gated (HF_TOKEN = hub.token). Base `tiny-late` is in the lockfile only: its checkpoint
 was first committed after the date (the config never uses it).
+REPRO_JOURNEY_DEVICE=auto (on a GPU machine) sets the config's merge and evaluation device to auto: the
+preflight then checks the GPU and its driver, and the jobs run on the GPU.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +28,7 @@ RIGHT_DATE = datetime(2025, 9, 30, 23, 59, 30, tzinfo=UTC)  # the last second of
 NEW_DATE = datetime(2025, 10, 1, 0, 0, 5, tzinfo=UTC)
 BASES = {"tiny-llama": ("llama", "tiny-org/llama-base", False), "tiny-qwen3": ("qwen3", "gated-org/qwen3-base", True)}
 POOL = 3
+DEVICE = os.environ.get("REPRO_JOURNEY_DEVICE", "cpu")
 
 
 def _worlds(cache: Path):
@@ -77,9 +81,9 @@ def build_project(root: Path, hub: LocalHub, cache: Path) -> dict:
                                                         "lambda": 1.0}},
             {"name": "model_stock", "label": "Model Stock", "params": {"filter_wise": False}},
         ],
-        "merge": {"sizes": [2, 3], "subsets_per_size": 1, "out_dtype": "float32", "device": "cpu",
+        "merge": {"sizes": [2, 3], "subsets_per_size": 1, "out_dtype": "float32", "device": DEVICE,
                   "min_free_disk_gb": 0},
-        "evaluation": {"suite": "smoke", "dtype": "float32", "device": "cpu", "limit": 8},
+        "evaluation": {"suite": "smoke", "dtype": "float32", "device": DEVICE, "limit": 8},
         "report": {"table1": ["task_arithmetic", "model_stock", "ties"], "table2": ["task_arithmetic"],
                    "table3": []},
     }
