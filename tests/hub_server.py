@@ -8,7 +8,7 @@ commits, through the same routes and headers the client uses against huggingface
   LFS metadata with sha256), gated;
 - GET /api/models/<repo>/commits/<rev>: the commit history from <rev>, newest first, with dates;
 - HEAD|GET /<repo>/resolve/<rev>/<path>: X-Repo-Commit, ETag; weight (LFS) files answer 302 with
-  X-Linked-Etag (their sha256) and X-Linked-Size, redirecting to /lfs/<sha256>, which honours Range;
+  X-Linked-Etag (their sha256) and X-Linked-Size, redirecting to /lfs/<repo>/<sha256>, which honours Range;
 - 401 GatedRepo for a gated repo's files without the right token; 404 RepoNotFound / RevisionNotFound /
   EntryNotFound otherwise.
 
@@ -52,6 +52,7 @@ class Repo:
     commits: list[Commit]  # oldest first; the last one is the head of main
     gated: bool = False
     overrides: dict[str, bytes] = field(default_factory=dict)  # path -> served bytes (tampered)
+    blob_overrides: dict[str, bytes] = field(default_factory=dict)  # listed sha256 -> served bytes (tampered)
 
     def find(self, revision: str) -> Commit | None:
         if revision == "main":
@@ -115,7 +116,7 @@ class LocalHub:
         for commit in repo.commits:
             original = commit.files.get(path)
             if original is not None and path.endswith(LFS_SUFFIXES):
-                self.blobs[hashlib.sha256(original).hexdigest()] = data
+                repo.blob_overrides[hashlib.sha256(original).hexdigest()] = data
 
     def record(self, method: str, path: str, had_token: bool, byte_range: str | None) -> None:
         with self._lock:
@@ -168,8 +169,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._info(m.group(1), m.group(2) or "main", "blobs=true" in (parts.query or ""))
         if m := re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
             return self._resolve(m.group(1), m.group(2), m.group(3))
-        if m := re.fullmatch(r"/lfs/([0-9a-f]{64})", path):
-            return self._blob(m.group(1))
+        if m := re.fullmatch(r"/lfs/([^/]+/[^/]+)/([0-9a-f]{64})", path):
+            return self._blob(m.group(1), m.group(2))
         return self._error(404, "NotFound", f"no route {path}")
 
     def _repo_commit(self, repo_id: str, revision: str):
@@ -225,13 +226,14 @@ class _Handler(BaseHTTPRequestHandler):
         if filename.endswith(LFS_SUFFIXES):
             sha256 = hashlib.sha256(listed).hexdigest()
             headers.update({"X-Linked-Etag": f'"{sha256}"', "X-Linked-Size": str(len(listed)),
-                            "ETag": f'"{git_blob_sha(listed)}"', "Location": f"{self.hub.blob_endpoint}/lfs/{sha256}"})
+                            "ETag": f'"{git_blob_sha(listed)}"', "Location": f"{self.hub.blob_endpoint}/lfs/{repo_id}/{sha256}"})
             return self._send(302, b"", headers)
         headers["ETag"] = f'"{git_blob_sha(listed)}"'
         self._body(served, headers)
 
-    def _blob(self, sha256: str) -> None:
-        data = self.hub.blobs.get(sha256)
+    def _blob(self, repo_id: str, sha256: str) -> None:
+        repo = self.hub.repos.get(repo_id)
+        data = repo.blob_overrides.get(sha256, self.hub.blobs.get(sha256)) if repo is not None else None
         if data is None:
             return self._error(404, "EntryNotFound", "no such object")
         self._body(data, {"ETag": f'"{sha256}"'}, content_type="application/octet-stream")

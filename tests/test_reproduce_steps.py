@@ -294,3 +294,50 @@ def test_docker_run_passes_the_token_by_name_and_mounts_this_clone_as_the_user(t
     inner = argv[argv.index("repro") + 1:]
     assert inner[:4] == ["make", "-o", "/repro/.venv/.installed", "VENV=/repro/.venv"]
     assert "reproduce-table1" in inner and "BASE=qwen3-4b" in inner and "CONFIG=configs/paper.yaml" in inner
+
+
+def test_local_hub_speaks_the_hub_api_to_the_real_client(tmp_path, monkeypatch):
+    """tests/hub_server.py against huggingface_hub itself: dated commits, LFS sha256, resolve redirect and
+    ETags, 401 for a gated repo without a token, 404 for an unknown repo; the gated-repo message links to
+    the HF_ENDPOINT host."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    import huggingface_hub.constants as constants
+    from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub import errors as hf_errors
+
+    from repro.hub.errors import hub_error
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # the tests' offline switch; 127.0.0.1 only here
+    weights, config = b"w" * 3000, b'{"model_type": "llama"}'
+    with LocalHub() as hub:
+        old, new = hub.add_repo("org/m", [(datetime(2025, 1, 1, tzinfo=UTC), {"model.safetensors": b"x" * 10}),
+                                          (datetime(2025, 6, 1, tzinfo=UTC),
+                                           {"model.safetensors": weights, "config.json": config})])
+        hub.add_repo("org/gated", [(datetime(2025, 1, 1, tzinfo=UTC), {"config.json": config})], gated=True)
+        api = HfApi(endpoint=hub.endpoint)
+        commits = api.list_repo_commits("org/m")
+        assert [c.commit_id for c in commits] == [new, old]
+        assert commits[0].created_at == datetime(2025, 6, 1, tzinfo=UTC)
+        info = api.model_info("org/m", revision=new, files_metadata=True)
+        lfs = {s.rfilename: s.lfs for s in info.siblings}
+        assert info.sha == new and lfs["config.json"] is None
+        assert lfs["model.safetensors"].sha256 == hashlib.sha256(weights).hexdigest()
+        meta = get_hf_file_metadata(hf_hub_url("org/m", "model.safetensors", revision=new, endpoint=hub.endpoint))
+        assert meta.etag == hashlib.sha256(weights).hexdigest() and meta.size == 3000 and meta.commit_hash == new
+        assert meta.location.startswith(hub.blob_endpoint)  # the redirect, like the hub's CDN
+        path = hf_hub_download("org/m", "model.safetensors", revision=old, local_dir=tmp_path / "d",
+                               endpoint=hub.endpoint)
+        assert Path(path).read_bytes() == b"x" * 10
+        with pytest.raises(hf_errors.GatedRepoError) as gated:
+            hf_hub_download("org/gated", "config.json", local_dir=tmp_path / "g", endpoint=hub.endpoint)
+        assert gated.value.response.status_code == 401
+        assert Path(hf_hub_download("org/gated", "config.json", local_dir=tmp_path / "g", endpoint=hub.endpoint,
+                                    token=hub.token)).read_bytes() == config
+        with pytest.raises(hf_errors.RepositoryNotFoundError) as missing:
+            api.model_info("org/nothing")
+        assert missing.value.response.status_code == 404
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        message = str(hub_error(gated.value, "org/gated", "download"))
+        assert f"{hub.endpoint}/org/gated" in message and "huggingface.co" not in message
