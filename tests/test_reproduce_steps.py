@@ -1,6 +1,7 @@
 """`repro reproduce`'s decisions and the pieces the GPU-host journey needs: which bases and repos a config
 uses, the lock report (commit, date, repos with no commit before the date), one GPU per worker, the driver
-check with a fake nvidia-smi, and `make lock CONFIG=configs/reduced.yaml`'s date."""
+check with a fake nvidia-smi, and `make lock CONFIG=configs/reduced.yaml`'s date. The tests marked SERVED (a project served by a local hub,
+the CLI in subprocesses) run in `nox -s journey`, not in `make test`."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from repro.config import load_config  # noqa: E402
 from repro.errors import ConfigError, RunnerError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# Tests that build a served project and run the CLI in subprocesses: not in `make test` (nox -s journey, CI).
+SERVED = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +61,7 @@ def test_every_lockfile_config_states_the_same_experiment_date():
     assert dates and all(len(d) == 1 for d in dates.values()), dates
 
 
+@SERVED
 def test_reduced_config_pins_as_of_the_papers_date(served):
     hub, project, right = served
     reduced = yaml.safe_load((ROOT / "configs/reduced.yaml").read_text())
@@ -76,6 +80,40 @@ def test_reduced_config_pins_as_of_the_papers_date(served):
     assert all(lock[r]["as_of"] == str(paper["checkpoints_as_of"]["date"]) for r in llama)
 
 
+@SERVED
+def test_make_lock_with_the_real_reduced_config_pins_its_repos_only(tmp_path, cache):
+    """`make lock CONFIG=configs/reduced.yaml`'s command on the real config and checkpoints.lock, against a
+    local hub that serves a tiny model under each of its repo ids, with commits before and after the date."""
+    from datetime import UTC, datetime
+
+    from hub_server import model_files
+    from journey_project import _worlds
+
+    from repro.reproduce import used_repos
+
+    project = tmp_path / "clone"
+    (project / "configs").mkdir(parents=True)
+    for name in ("configs/reduced.yaml", "configs/suites.yaml", "checkpoints.lock"):
+        (project / name).write_bytes((ROOT / name).read_bytes())
+    loaded = load_config(ROOT / "configs/reduced.yaml")
+    used = used_repos(loaded)
+    assert len(used) == 13 and used[0] == loaded.lock.bases["llama-3.2-3b"].model
+    files = model_files(_worlds(cache)["tiny-llama"].base)
+    right = {}
+    with LocalHub() as hub:
+        for repo_id in loaded.lock.referenced_ids():
+            right[repo_id] = hub.add_repo(repo_id, [(datetime(2025, 3, 1, tzinfo=UTC), files),
+                                                    (datetime(2025, 11, 1, tzinfo=UTC), {**files, "x.json": b"{}"})])[0]
+        done = repro(project, hub, "lock", "resolve", "--config", "configs/reduced.yaml", "--as-of", "config",
+                     token=True)
+    assert done.returncode == 0, done.stderr
+    assert "pinning as of 2025-09-30" in done.stderr and "13 of 13 pinned" in done.stdout
+    lock = yaml.safe_load((project / "checkpoints.lock").read_text())["checkpoints"]
+    assert {r for r, e in lock.items() if e["revision"]} == set(used)
+    assert all(lock[r]["revision"] == right[r] and lock[r]["as_of"] == "2025-09-30" for r in used)
+
+
+@SERVED
 def test_lock_report_names_commit_date_and_repos_without_a_commit_before_the_date(served):
     hub, project, right = served
     done = repro(project, hub, "lock", "resolve", "--lockfile", "checkpoints.lock", "--as-of", AS_OF, token=True)
@@ -92,6 +130,7 @@ def test_lock_report_names_commit_date_and_repos_without_a_commit_before_the_dat
     assert lock["late-org/llama-late"]["revision"] is None and all(lock[r]["revision"] == s for r, s in right.items())
 
 
+@SERVED
 def test_unknown_base_is_one_clear_error_naming_the_known_ones(served, capsys, monkeypatch):
     _, project, _ = served
     monkeypatch.chdir(project)
@@ -103,6 +142,7 @@ def test_unknown_base_is_one_clear_error_naming_the_known_ones(served, capsys, m
         assert "unknown base(s) nope" in err and "tiny-llama, tiny-qwen3" in err and "Traceback" not in err
 
 
+@SERVED
 def test_steps_decide_from_the_files_on_disk(served):
     from repro.reproduce import download_todo, pin_todo, plan_for, run_todo, select_bases, used_repos
 
