@@ -381,3 +381,32 @@ def test_local_hub_speaks_the_hub_api_to_the_real_client(tmp_path, monkeypatch):
         monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
         message = str(hub_error(gated.value, "org/gated", "download"))
         assert f"{hub.endpoint}/org/gated" in message and "huggingface.co" not in message
+
+
+def test_reproduce_calls_the_steps_in_order_with_their_options(monkeypatch, tmp_path, capsys):
+    """The sequencing alone (each step's command recorded, not run): a world config has nothing to pin or
+    download; with --executor slurm the preflight leaves this machine's GPU alone (the cluster has them)."""
+    import repro.cli as cli
+
+    calls = []
+    monkeypatch.setattr(cli, "main", lambda argv: calls.append(argv) or 0)
+    args = cli.build_parser().parse_args([
+        "reproduce", "--config", str(ROOT / "configs/smoke.yaml"), "--runs-dir", str(tmp_path), "--base",
+        "tiny-llama", "--executor", "slurm", "--slurm-option", "partition=gpu"])
+    assert args.handler(args) == 0
+    config, where = str(ROOT / "configs/smoke.yaml"), ["--runs-dir", str(tmp_path)]
+    assert calls == [
+        ["preflight", "--config", config, "--downloads-pending", "--no-gpu-check", "--base", "tiny-llama", *where],
+        ["run", "--config", config, "--base", "tiny-llama", *where, "--for", "table1", "--executor", "slurm",
+         "--slurm-option", "partition=gpu"],
+        ["report", "all", "--config", config, *where],
+        ["verify", "--run", config, *where],
+    ]
+    out = capsys.readouterr().out
+    assert "== pin: nothing to do" in out and "== download: nothing to do" in out and "== run: run " in out
+
+    calls.clear()
+    monkeypatch.setattr(cli, "main", lambda argv: calls.append(argv) or (2 if argv[0] == "preflight" else 0))
+    args = cli.build_parser().parse_args(["reproduce", "--config", config, "--runs-dir", str(tmp_path)])
+    assert args.handler(args) == 2 and [c[0] for c in calls] == ["preflight"]  # stops at the failing step
+    assert "== preflight stopped (exit 2)" in capsys.readouterr().err

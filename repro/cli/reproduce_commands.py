@@ -68,8 +68,9 @@ def cmd_reproduce(args) -> int:
     if code := step("pin", pin_todo(loaded, bases),
                     ["lock", "resolve", "--config", config, "--as-of", "config", *base_args]):
         return code
-    if code := step("preflight", None, ["preflight", "--config", config, "--downloads-pending", *base_args,
-                                        *runs_args]):
+    elsewhere = ["--no-gpu-check"] if args.executor == "slurm" else []  # the GPUs are the cluster's
+    if code := step("preflight", None, ["preflight", "--config", config, "--downloads-pending", *elsewhere,
+                                        *base_args, *runs_args]):
         return code
     loaded = load_config(args.config)
     if code := step("download", download_todo(loaded, bases), ["download", "--config", config, *base_args]):

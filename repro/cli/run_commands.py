@@ -68,6 +68,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-hub", action="store_true", help="skip the checkpoint compatibility report (offline)")
     p.add_argument("--base", action="append", default=None, metavar="NAME",
                    help="only this base (repeatable; default all of the config's bases)")
+    p.add_argument("--no-gpu-check", action="store_true",
+                   help="the jobs run on other machines (SLURM, from a login node): skip this machine's GPU check")
     p.add_argument("--downloads-pending", action="store_true",
                    help="checkpoints not downloaded yet are not a problem (a download follows, as in `repro "
                         "reproduce`); a gated one without HF_TOKEN still is")
@@ -288,7 +290,7 @@ def cmd_preflight(args) -> int:
 
     loaded, runs_dir = load_for_cli(args)
     loaded = restricted(loaded, select_bases(loaded, args.base))
-    problems = preflight_problems(loaded, downloads_pending=args.downloads_pending)
+    problems = preflight_problems(loaded, downloads_pending=args.downloads_pending, gpu_here=not args.no_gpu_check)
     if loaded.config.lockfile is not None and not args.no_hub:
         report = checkpoint_report(loaded, token=os.environ.get("HF_TOKEN") or None)
         for line in report.lines:

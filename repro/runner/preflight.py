@@ -31,14 +31,15 @@ def gpu_problem() -> str | None:
             "that `nvidia-smi` works")
 
 
-def preflight_problems(loaded: LoadedConfig, downloads_pending: bool = False) -> list[str]:
+def preflight_problems(loaded: LoadedConfig, downloads_pending: bool = False, gpu_here: bool = True) -> list[str]:
     """What stops `loaded` from running here. `downloads_pending`: checkpoints not downloaded yet are not a
-    problem (`repro reproduce` downloads them next), but a gated one without HF_TOKEN still is."""
+    problem (`repro reproduce` downloads them next), but a gated one without HF_TOKEN still is. `gpu_here`
+    False: the jobs run elsewhere (SLURM from a login node), so this machine's GPU is not checked."""
     problems: list[str] = []
     cfg = loaded.config
     evaluates = bool(cfg.merge.sizes or cfg.sweeps or cfg.homogeneous is not None)  # geometry alone needs no GPU
     wants_gpu = cfg.evaluation.device in ("auto", "cuda") and cfg.world is None and evaluates
-    if wants_gpu or cfg.evaluation.device == "cuda" or cfg.merge.device == "cuda":
+    if gpu_here and (wants_gpu or cfg.evaluation.device == "cuda" or cfg.merge.device == "cuda"):
         gpu = gpu_problem()
         if gpu:
             problems.append(gpu)
