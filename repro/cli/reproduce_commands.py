@@ -46,10 +46,12 @@ def cmd_reproduce(args) -> int:
     runs_args = ["--runs-dir", str(args.runs_dir)] if args.runs_dir else []
     print(f"== reproduce {args.target} of {config} for {', '.join(bases)}", flush=True)
 
-    def step(name: str, todo, argv: list[str]) -> int:
+    def step(name: str, decide, argv: list[str]) -> int:
+        """Run step `name` (`repro ARGV`) if `decide()` (None: always) says there is something to do."""
         if name in args.skip:
             print(f"== {name}: skipped (--skip {name})", flush=True)
             return 0
+        todo = decide() if decide is not None else None
         if todo is not None and todo.reason is None:
             print(f"== {name}: nothing to do", flush=True)
             return 0
@@ -64,20 +66,16 @@ def cmd_reproduce(args) -> int:
                   "steps already done are not repeated", file=sys.stderr, flush=True)
         return code
 
-    loaded = load_config(args.config)
-    if code := step("pin", pin_todo(loaded, bases),
+    if code := step("pin", lambda: pin_todo(load_config(args.config), bases),
                     ["lock", "resolve", "--config", config, "--as-of", "config", *base_args]):
         return code
     elsewhere = ["--no-gpu-check"] if args.executor == "slurm" else []  # the GPUs are the cluster's
     if code := step("preflight", None, ["preflight", "--config", config, "--downloads-pending", *elsewhere,
                                         *base_args, *runs_args]):
         return code
-    loaded = load_config(args.config)
-    if code := step("download", download_todo(loaded, bases), ["download", "--config", config, *base_args]):
+    if code := step("download", lambda: download_todo(load_config(args.config), bases),
+                    ["download", "--config", config, *base_args]):
         return code
-    loaded = load_config(args.config)
-    runs_dir = args.runs_dir or loaded.resolve(f"runs/{loaded.name}")
-    plan = plan_for(loaded, args.target, bases)
     run_argv = ["run", "--config", config, *base_args, *runs_args]
     if args.target != "all":
         run_argv += ["--for", args.target]
@@ -86,7 +84,13 @@ def cmd_reproduce(args) -> int:
             run_argv += [flag, str(value)]
     run_argv += [a for kv in args.slurm_option for a in ("--slurm-option", kv)]
     run_argv += ["--retry-failed"] * args.retry_failed + ["--no-progress"] * args.no_progress
-    if code := step("run", run_todo(loaded, plan, runs_dir, args.costs, retry_failed=args.retry_failed), run_argv):
+    def decide_run():
+        loaded = load_config(args.config)
+        runs_dir = args.runs_dir or loaded.resolve(f"runs/{loaded.name}")
+        return run_todo(loaded, plan_for(loaded, args.target, bases), runs_dir, args.costs,
+                        retry_failed=args.retry_failed)
+
+    if code := step("run", decide_run, run_argv):
         return code
     if code := step("render", None, ["report", "all", "--config", config, *runs_args]):
         return code
