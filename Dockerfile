@@ -1,6 +1,6 @@
 # GPU image of the repro kit: the full paper run on an NVIDIA GPU, and the offline tests anywhere.
 #   make docker-build        (docker build, or buildah bud where no docker daemon runs; adds the labels)
-#   docker run --gpus all -v hf-cache:/data -e HF_TOKEN repro make reproduce-table1     (or: make docker-run)
+#   make docker-run TARGET=reproduce-table1   (this clone at /work, your user, HF_TOKEN by name; docs/container.md)
 #   make docker-test         (build, then `make test` and `make smoke` inside the image, offline, no GPU needed)
 # Base: plain Debian bookworm (Python 3.11 from Debian), not a CUDA base image: torch 2.13.0 on the public
 # package index is the CUDA 13.0 build, and its nvidia-* wheels carry the CUDA runtime libraries; the driver

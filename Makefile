@@ -17,6 +17,10 @@ DOWNLOAD_ARGS ?=
 REPRODUCE_ARGS ?=
 ARGS ?=
 LOCK_ARGS ?= --as-of config
+# BASE=llama-3.2-3b restricts lock, download and every reproduce-* step to one base (comma-separated: several).
+BASE ?=
+BASE_ARGS = $(foreach b,$(subst $(comma), ,$(BASE)),--base $(b))
+comma := ,
 IMAGE ?= repro
 HF_CACHE_VOLUME ?= hf-cache
 
@@ -94,13 +98,10 @@ data: setup ## Build the offline MMLU + BIG-bench suites under runs/data/ from P
 verify-published: setup ## Check the published Tables 1-3 against themselves and the text (offline, seconds)
 	$(BIN)/repro verify --published
 
-reproduce-reduced: setup ## configs/reduced.yaml (~18 GPU-hours est.): preflight, run, tables with intervals, verify --run
-	$(BIN)/repro preflight --config configs/reduced.yaml
+reproduce-reduced: setup ## configs/reduced.yaml (~18 GPU-hours est.): pin, preflight, download, run, tables with intervals, verify --run
 	$(BIN)/repro plan --config configs/reduced.yaml
-	$(BIN)/repro run --config configs/reduced.yaml
-	$(BIN)/repro report all --config configs/reduced.yaml
+	$(BIN)/repro reproduce --config configs/reduced.yaml --for all $(BASE_ARGS) $(REPRODUCE_ARGS)
 	$(BIN)/repro plan --config configs/reduced.yaml --update-costs
-	$(BIN)/repro verify --run configs/reduced.yaml
 
 plan: setup ## Write and summarize the job plan of CONFIG (repro plan)
 	$(BIN)/repro plan --config $(CONFIG)
@@ -117,11 +118,11 @@ figures: setup ## Every figure of CONFIG's stored results as PNG + PDF (repro re
 lock-check: setup ## Check checkpoints.lock against the config (offline)
 	$(BIN)/repro lock check --config $(CONFIG)
 
-lock: setup ## Pin checkpoints.lock as of CONFIG's checkpoints_as_of date (LOCK_ARGS=; needs network + HF_TOKEN)
-	$(BIN)/repro lock resolve --config $(CONFIG) $(LOCK_ARGS)
+lock: setup ## Pin the repos CONFIG uses as of its checkpoints_as_of date, report each (BASE=, LOCK_ARGS=; needs network + HF_TOKEN)
+	$(BIN)/repro lock resolve --config $(CONFIG) $(BASE_ARGS) $(LOCK_ARGS)
 
-download: setup ## Download the locked checkpoints (extra args via DOWNLOAD_ARGS=...)
-	$(BIN)/repro download --config $(CONFIG) $(DOWNLOAD_ARGS)
+download: setup ## Download the locked checkpoints CONFIG uses (BASE= one base; extra args via DOWNLOAD_ARGS=...)
+	$(BIN)/repro download --config $(CONFIG) $(BASE_ARGS) $(DOWNLOAD_ARGS)
 
 merge: setup ## Merge (and evaluate) every planned subset of CONFIG (repro run --only merge)
 	$(BIN)/repro run --config $(CONFIG) --only merge $(ARGS)
@@ -129,34 +130,26 @@ merge: setup ## Merge (and evaluate) every planned subset of CONFIG (repro run -
 evaluate: setup ## Evaluate the bases and single checkpoints of CONFIG (repro run --only base,single)
 	$(BIN)/repro run --config $(CONFIG) --only base,single $(ARGS)
 
-# reproduce-*: preflight (stops early, naming what is missing), then run only the jobs without a result,
-# then render everything the results support into paper_artifacts/<config>/ (repro report all).
-reproduce-table1: setup ## Preflight, run what Table 1 of CONFIG misses (base, singles, its methods), render all
-	$(BIN)/repro preflight --config $(CONFIG)
-	$(BIN)/repro run --config $(CONFIG) --for table1 $(REPRODUCE_ARGS)
-	$(BIN)/repro report all --config $(CONFIG)
+# reproduce-*: `repro reproduce` = pin (lock as of the config's date) -> preflight -> download -> run -> render
+# -> verify --run, each step only if needed and resumable (rerun the same command after any interruption).
+# It prints what the long steps cost (GB, disk, GPU-hours) first. BASE=NAME: one base; REPRODUCE_ARGS: run
+# options, e.g. "--gpus all" (one worker per GPU) or "--executor slurm".
+reproduce-table1: setup ## Pin, preflight, download, run what Table 1 of CONFIG misses, render all, verify (BASE=)
+	$(BIN)/repro reproduce --config $(CONFIG) --for table1 $(BASE_ARGS) $(REPRODUCE_ARGS)
 
-reproduce-table2: setup ## Preflight, run what Table 2 of CONFIG misses, render all
-	$(BIN)/repro preflight --config $(CONFIG)
-	$(BIN)/repro run --config $(CONFIG) --for table2 $(REPRODUCE_ARGS)
-	$(BIN)/repro report all --config $(CONFIG)
+reproduce-table2: setup ## Pin, preflight, download, run what Table 2 of CONFIG misses, render all, verify (BASE=)
+	$(BIN)/repro reproduce --config $(CONFIG) --for table2 $(BASE_ARGS) $(REPRODUCE_ARGS)
 
-reproduce-table3: setup ## Preflight, run what Table 3 of CONFIG misses (subspace methods), render all
-	$(BIN)/repro preflight --config $(CONFIG)
-	$(BIN)/repro run --config $(CONFIG) --for table3 $(REPRODUCE_ARGS)
-	$(BIN)/repro report all --config $(CONFIG)
+reproduce-table3: setup ## Pin, preflight, download, run what Table 3 of CONFIG misses (subspace methods), render, verify
+	$(BIN)/repro reproduce --config $(CONFIG) --for table3 $(BASE_ARGS) $(REPRODUCE_ARGS)
 
-reproduce-figures: setup ## Preflight, run every missing job of CONFIG (Figs 3-10 need all methods), render all
-	$(BIN)/repro preflight --config $(CONFIG)
-	$(BIN)/repro run --config $(CONFIG) $(REPRODUCE_ARGS)
-	$(BIN)/repro report all --config $(CONFIG)
+reproduce-figures: setup ## Pin, preflight, download, run every missing job of CONFIG (Figs 3-10), render all, verify
+	$(BIN)/repro reproduce --config $(CONFIG) --for all $(BASE_ARGS) $(REPRODUCE_ARGS)
 
-reproduce-appendix: setup ## The appendix configs of CONFIG's report: section (sweeps, geometry, homogeneous): run + render each
+reproduce-appendix: setup ## The appendix configs of CONFIG's report: section (sweeps, geometry, homogeneous): reproduce each
 	@set -e; for c in $$($(BIN)/repro plan --config $(CONFIG) --appendix-configs); do \
 		echo "== $$c"; \
-		$(BIN)/repro preflight --config "$$c"; \
-		$(BIN)/repro run --config "$$c" $(REPRODUCE_ARGS); \
-		$(BIN)/repro report all --config "$$c"; \
+		$(BIN)/repro reproduce --config "$$c" --for all $(BASE_ARGS) $(REPRODUCE_ARGS); \
 	done
 
 reproduce-all: reproduce-figures reproduce-appendix ## The whole paper of CONFIG: main grid, then its appendix configs (which reuse its results)
@@ -189,8 +182,22 @@ docker-test: ## Build the image, then run make test + make smoke inside it, offl
 gpu-check: setup ## Merges (7 methods) on CPU vs CUDA + lm-eval on CUDA; prints "no GPU" and exits 0 without one
 	$(OFFLINE) $(BIN)/python tools/gpu_check.py $(ARGS)
 
-docker-run: ## Reproduce Table 1 in the GPU image; HF cache in the hf-cache volume
-	docker run --gpus all -v $(HF_CACHE_VOLUME):/data $(IMAGE) make reproduce-table1
+# docker-run: `make TARGET` inside the image on this clone, mounted at /work: the image gives the pinned
+# environment (/repro/.venv, torch's CUDA build), this clone's checkpoints.lock, runs/ (models, results, the
+# HF cache) and paper_artifacts/ receive everything, owned by the calling user (--user). HF_TOKEN is passed
+# by name from the environment (never on a command line, in a file or in the image). RUNS_DIR=/big/disk
+# puts runs/ elsewhere. DOCKER=podman works too; DOCKER_GPUS= runs without a GPU.
+TARGET ?= reproduce-table1
+DOCKER ?= docker
+DOCKER_GPUS ?= --gpus all
+RUNS_DIR ?=
+IN_IMAGE_MAKE = make -o /repro/.venv/.installed VENV=/repro/.venv
+docker-run: ## make TARGET (default reproduce-table1) in the image on this clone: HF_TOKEN from the env, files on the host, yours
+	@mkdir -p runs paper_artifacts $(RUNS_DIR)
+	$(DOCKER) run --rm $(DOCKER_GPUS) --user "$$(id -u):$$(id -g)" --env HF_TOKEN \
+		--env HOME=/tmp --env HF_HOME=/work/runs/hf-home --env NUMBA_CACHE_DIR=/tmp/numba \
+		-v "$(CURDIR):/work" $(if $(RUNS_DIR),-v "$(abspath $(RUNS_DIR)):/work/runs") -w /work \
+		$(IMAGE) $(IN_IMAGE_MAKE) $(TARGET) CONFIG=$(CONFIG) BASE=$(BASE) REPRODUCE_ARGS='$(REPRODUCE_ARGS)'
 
 constraints: setup ## Regenerate constraints.txt from the venv (pip freeze, without +cpu and repro itself)
 	@{ head -n 2 constraints.txt; \

@@ -14,6 +14,7 @@ No session creates a virtualenv of its own (venv_backend="none"), so none reinst
                             concurrent workers / copies mid-run / HF_TOKEN canary, then a counted summary
     nox -s image            build the Docker image (docker, else buildah: root + apt packages buildah podman
                             debootstrap) and run `make test` + `make smoke` inside it, offline (tools/image.sh)
+    nox -s journey          the README's GPU section end to end on CPU against a local hub server (127.0.0.1)
 """
 
 from __future__ import annotations
@@ -126,3 +127,12 @@ def page(session: nox.Session) -> None:
 def image(session: nox.Session) -> None:
     """The image built for real and tested inside: tools/image.sh test (docker, else buildah; ~4 GB download)."""
     session.run(str(ROOT / "tools" / "image.sh"), "test", external=True)
+
+
+@nox.session(venv_backend="none")
+def journey(session: nox.Session) -> None:
+    """The reviewer's journey on a GPU host as the README's GPU section tells it, on CPU against a local
+    hub-compatible server (HF_ENDPOINT on 127.0.0.1): README commands, lock, download (kill -9, tampered
+    file), make reproduce-table1 from nothing and after kill -9. A few minutes."""
+    _run(session, str(VENV_BIN / "python"), "-m", "pytest", "-q", "-o", "addopts=",
+         "tests/test_reviewer_journey.py", "tests/test_reproduce_steps.py", *session.posargs)

@@ -167,6 +167,9 @@ class SlurmSettings(_Strict):
     max_requeues: int = Field(default=3, ge=0)  # requeues after preemption / timeout
     signal_delay_s: int = Field(default=90, ge=1)
     claim_ttl_s: float = Field(default=600.0, gt=0)
+    # How each array task starts Python (default: this Python). A container image as the job's command
+    # prefix, e.g. "apptainer exec --nv repro.sif /repro/.venv/bin/python": sbatch stays on the login node.
+    python: str | None = Field(default=None, min_length=1)
 
 
 class CheckpointsAsOf(_Strict):

@@ -12,7 +12,8 @@ On a machine where torch sees a CUDA GPU (e.g. `docker run --gpus all repro make
 3. evaluates the tiny base with lm-eval on the smoke suite on CUDA in float16 (stock HF backend and the
    kit's default shared-context scorer) and on the CPU in float32;
 4. prints the timings of every step and exits 1 if any comparison fails.
-Without a GPU it prints one "no GPU" line and exits 0. `--selftest` runs the same code on the CPU twice with
+Without a GPU it prints one "no GPU" line and exits 0; with a driver too old for torch's CUDA build, one line
+naming the way out and exits 1. `--selftest` runs the same code on the CPU twice with
 scaled-down shapes (for the kit's own tests; it compares nothing across devices).
 """
 
@@ -203,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if not args.selftest:
+        from repro.runner.driver import driver_problem
+
+        too_old = driver_problem(torch.version.cuda)  # an old driver hides the GPU: say so, not "no GPU"
+        if too_old:
+            print(f"gpu-check: {too_old}")
+            return 1
         line = no_gpu_line()
         if line:
             print(line)

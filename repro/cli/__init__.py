@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "repro.cli.run_commands",
     "repro.cli.report_commands",
     "repro.cli.verify_commands",
+    "repro.cli.reproduce_commands",
 )
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from repro.cli import hidden_alias
-from repro.errors import LockError
+from repro.errors import HubError, LockError
 
 
 def register(subparsers) -> None:
@@ -77,10 +77,14 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _lockfile_and_bases(args) -> tuple[Path, list[str] | None, Path | None]:
-    """(lockfile, selected bases or None = all, the config's models_dir or None) from the arguments."""
+    """(lockfile, selected bases or None = all, the config's models_dir or None) from the arguments.
+
+    With --config, `args.used` is set to the repos the config uses for those bases (its bases, their pools
+    and its homogeneous groups), so lock and download touch only those; else it is None."""
     from repro.lockfile import DEFAULT_LOCKFILE
 
     bases = args.base
+    args.used = None
     if args.config is None:
         return (args.lockfile or DEFAULT_LOCKFILE), bases, None
     from repro.config import load_config
@@ -91,14 +95,22 @@ def _lockfile_and_bases(args) -> tuple[Path, list[str] | None, Path | None]:
             "this config uses generated offline models (`world`), so it has no checkpoints to lock or download",
             path=str(args.config),
         )
+    from repro.reproduce import select_bases, used_repos
+
+    bases = select_bases(loaded, bases)
+    args.used = used_repos(loaded, bases)
     models_dir = loaded.resolve(loaded.config.models_dir)
-    return loaded.resolve(loaded.config.lockfile), bases or list(loaded.config.bases), models_dir
+    return loaded.resolve(loaded.config.lockfile), bases, models_dir
 
 
-def _selected_ids(lock, bases: list[str] | None, repos: list[str] | None = None) -> list[str] | None:
+def _selected_ids(lock, bases: list[str] | None, repos: list[str] | None = None,
+                  used: list[str] | None = None) -> list[str] | None:
     if bases is None and not repos:
         return None
-    ids = lock.referenced_ids(bases) if bases is not None else []
+    if bases is not None and used is not None:
+        ids = list(used)
+    else:
+        ids = lock.referenced_ids(bases) if bases is not None else []
     for repo_id in repos or []:
         lock.entry(repo_id)
         if repo_id not in ids:
@@ -135,17 +147,47 @@ def resolve_command(args) -> int:
         done.append(1)
         print(f"resolved {len(done)}", file=sys.stderr, end="\r")
 
-    selected = _selected_ids(lock, bases)
-    lock = resolve_lockfile(
-        lock, HfApi(), token=token, repo_ids=selected, force=args.force, on_resolved=save, as_of=as_of
-    )
-    dump_lockfile(lock, path)
-    for repo_id in selected if selected is not None else lock.referenced_ids():
-        entry = lock.entry(repo_id)
-        print(f"{entry.revision[:12]}  {entry.committed_at or '?':20}  {repo_id}")
-    when = f" as of {as_of.text}" if as_of is not None else ""
-    print(f"{path}: {lock.summary().describe()}{when}")
+    selected = _selected_ids(lock, bases, used=args.used)
+    problems: dict[str, str] = {}
+    failure = None
+    try:
+        lock = resolve_lockfile(lock, HfApi(), token=token, repo_ids=selected, force=args.force, on_resolved=save,
+                                as_of=as_of, on_problem=problems.__setitem__)
+        dump_lockfile(lock, path)
+    except HubError as exc:  # what was pinned is saved (on_resolved); report it, then the problems
+        failure = exc
+        lock = load_lockfile(path)
+    if done:
+        print(file=sys.stderr)  # after the "resolved N" counter
+    for line in lock_report(lock, selected if selected is not None else lock.referenced_ids(), problems, as_of):
+        print(line)
+    if failure is not None:
+        raise failure
     return 0
+
+
+def lock_report(lock, repo_ids: list[str], problems: dict[str, str], as_of) -> list[str]:
+    """Per repo: the commit chosen and its date; the repos left unpinned, with why and what was done."""
+    when = f" as of {as_of.text} (last commit at or before it)" if as_of is not None else " (newest commit)"
+    lines = [f"{'commit':12}  {'committed at':20}  repo{when}"]
+    for repo_id in repo_ids:
+        entry = lock.entry(repo_id)
+        if repo_id in problems or entry.revision is None:
+            continue
+        lines.append(f"{entry.revision[:12]}  {entry.committed_at or '?':20}  {repo_id}")
+    left = [r for r in repo_ids if r in problems or lock.entry(r).revision is None]
+    if problems:
+        lines.append(f"not pinned ({len(problems)}): their entries were left unchanged in the lockfile")
+        for repo_id in (r for r in repo_ids if r in problems):
+            entry = lock.entry(repo_id)
+            kept = f"kept pin {entry.revision[:12]}" if entry.revision else "still unpinned (revision null)"
+            lines.append(f"  {repo_id}: {kept}; {problems[repo_id]}")
+    untried = [r for r in left if r not in problems]
+    if untried:
+        lines.append(f"not pinned yet ({len(untried)}, e.g. {untried[0]}): not reached or stopped by the error "
+                     "below; run the same command again to go on")
+    lines.append(f"{len(repo_ids) - len(left)} of {len(repo_ids)} pinned; {lock.summary().describe()}")
+    return lines
 
 
 def _as_of(args):
@@ -187,7 +229,7 @@ def download_command(args) -> int:
     results = download(
         lock,
         dest,
-        repo_ids=_selected_ids(lock, bases, args.repo),
+        repo_ids=_selected_ids(lock, bases, args.repo, used=None if args.repo else args.used),
         mirror=args.mirror,
         allow_unpinned=args.allow_unpinned,
         allow_pickle=args.allow_pickle,

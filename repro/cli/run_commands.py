@@ -32,7 +32,13 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="run all pending jobs of a config (resumable)")
     _add_config(p)
     p.add_argument("--executor", choices=["local", "slurm"], default="local")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local worker processes (default 1, or one per GPU of --gpus)")
+    p.add_argument("--gpus", default=None, metavar="0,1,.. | all",
+                   help="the GPUs the local workers use, one each (CUDA_VISIBLE_DEVICES per worker); `all` = every "
+                        "visible GPU. Default with several workers and device auto/cuda: one visible GPU per worker")
+    p.add_argument("--base", action="append", default=None, metavar="NAME",
+                   help="only the jobs of this base (repeatable; default all of the config's bases)")
     p.add_argument("--retry-failed", action="store_true", help="also rerun jobs that failed before")
     p.add_argument("--only", default=None,
                    help="comma-separated job kinds to run: base,single,merge,homogeneous,geometry")
@@ -60,6 +66,13 @@ def register(subparsers) -> None:
     )
     _add_config(p)
     p.add_argument("--no-hub", action="store_true", help="skip the checkpoint compatibility report (offline)")
+    p.add_argument("--base", action="append", default=None, metavar="NAME",
+                   help="only this base (repeatable; default all of the config's bases)")
+    p.add_argument("--no-gpu-check", action="store_true",
+                   help="the jobs run on other machines (SLURM, from a login node): skip this machine's GPU check")
+    p.add_argument("--downloads-pending", action="store_true",
+                   help="checkpoints not downloaded yet are not a problem (a download follows, as in `repro "
+                        "reproduce`); a gated one without HF_TOKEN still is")
     p.set_defaults(handler=cmd_preflight)
 
 
@@ -175,18 +188,26 @@ def cmd_run(args) -> int:
             print(f"reused {count} finished job(s) of runs/{name}/ (same content ids)", file=sys.stderr)
     if getattr(args, "for_table", None):
         plan = plan_for_table(loaded, plan, args.for_table)
+    from repro.reproduce import only_bases, select_bases
+
+    bases = select_bases(loaded, args.base)
+    plan = only_bases(plan, bases)
     # Build offline worlds / check downloads once, before any worker or array task starts.
     from repro.runner.model_sources import ModelSources
 
-    ModelSources(loaded, runs_dir.parent).prepare(loaded.base_names)
+    ModelSources(loaded, runs_dir.parent).prepare(bases)
+    from repro.runner.gpus import worker_gpus
+
+    gpus = worker_gpus(args.gpus, args.workers, loaded) if args.executor == "local" else None
+    workers = args.workers or (len(gpus) if gpus else 1)
     if args.executor == "slurm":
         from repro.runner.slurm_executor import run_on_slurm
 
         summary = run_on_slurm(loaded, plan, runs_dir, args.config, retry_failed=args.retry_failed, kinds=kinds,
                                overrides=args.slurm_option, progress=not args.no_progress)
-    elif args.workers > 1:
-        summary = run_parallel(args.config, runs_dir, plan, args.workers, retry_failed=args.retry_failed,
-                               kinds=kinds, progress=not args.no_progress)
+    elif workers > 1 or gpus:
+        summary = run_parallel(args.config, runs_dir, plan, workers, retry_failed=args.retry_failed,
+                               kinds=kinds, progress=not args.no_progress, gpus=gpus)
     else:
         summary = run_worker(loaded, plan, runs_dir, retry_failed=args.retry_failed, kinds=kinds,
                              progress=not args.no_progress)
@@ -264,10 +285,12 @@ def cmd_index(args) -> int:
 
 
 def cmd_preflight(args) -> int:
+    from repro.reproduce import restricted, select_bases
     from repro.runner.preflight import checkpoint_report, preflight_problems
 
     loaded, runs_dir = load_for_cli(args)
-    problems = preflight_problems(loaded)
+    loaded = restricted(loaded, select_bases(loaded, args.base))
+    problems = preflight_problems(loaded, downloads_pending=args.downloads_pending, gpu_here=not args.no_gpu_check)
     if loaded.config.lockfile is not None and not args.no_hub:
         report = checkpoint_report(loaded, token=os.environ.get("HF_TOKEN") or None)
         for line in report.lines:

@@ -16,7 +16,7 @@ def hub_error(exc: BaseException, repo_id: str, action: str = "query") -> HubErr
     from huggingface_hub import errors as hf_errors
 
     status = getattr(getattr(exc, "response", None), "status_code", None)
-    page = f"https://huggingface.co/{repo_id}"
+    page = f"{hub_endpoint()}/{repo_id}"
     if isinstance(exc, hf_errors.OfflineModeIsEnabled):
         return HubError(
             f"cannot {action} {repo_id}: HF_HUB_OFFLINE is set, so the Hugging Face hub cannot be reached; "
@@ -49,6 +49,15 @@ def hub_error(exc: BaseException, repo_id: str, action: str = "query") -> HubErr
             f"cannot reach the Hugging Face hub to {action} {repo_id} ({first_line(exc)}); {OFFLINE_HINT}"
         )
     return HubError(f"cannot {action} {repo_id}: {type(exc).__name__}: {first_line(exc)}")
+
+
+def hub_endpoint() -> str:
+    """The hub the client talks to: HF_ENDPOINT (a mirror or a local server) if set, else huggingface.co."""
+    import os
+
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT or "https://huggingface.co").rstrip("/")
 
 
 def _is_network_error(exc: BaseException) -> bool:

@@ -90,14 +90,15 @@ def resolve_lockfile(
     force: bool = False,
     on_resolved: Callable[[Lockfile], None] | None = None,
     as_of: AsOf | None = None,
+    on_problem: Callable[[str, str], None] | None = None,
 ) -> Lockfile:
     """A copy of `lock` with every (selected) entry pinned and its files hashed.
 
     Entries already resolved (revision and files; with `as_of`, as of that same date) are kept unless
     `force`. `on_resolved(lock)` is called after each entry, so a caller can save progress (a later run
     then skips what is done). Repositories that cannot be pinned (RepoProblem: gone, gated, no commit
-    before `as_of`) keep their entries; after all others are done, one HubError names each of them. A hub
-    or network failure stops at once.
+    before `as_of`) keep their entries; `on_problem(repo_id, message)` is called for each, and after all others
+    are done, one HubError names each of them. A hub or network failure stops at once.
     """
     problems: list[str] = []
     for repo_id in repo_ids if repo_ids is not None else lock.referenced_ids():
@@ -109,6 +110,8 @@ def resolve_lockfile(
             pinned = resolve_entry(entry, api, token=token, as_of=as_of)
         except RepoProblem as exc:
             problems.append(str(exc))
+            if on_problem is not None:
+                on_problem(repo_id, str(exc))
             continue
         lock = lock.with_entry(pinned)
         if on_resolved is not None:

@@ -180,11 +180,15 @@ def run_parallel(
     retry_failed: bool,
     kinds: set[str] | None,
     progress: bool = True,
+    gpus: list[str] | None = None,
 ) -> RunSummary:
     """Run `plan` with `workers` worker processes and show their joint progress.
 
+    With `gpus`, worker i sees only GPU gpus[i % len(gpus)] (its CUDA_VISIBLE_DEVICES, set before it
+    imports torch), so each worker has its own GPU as `cuda:0`.
+
     Each worker is a spawned process that calls `run_worker` on this very plan (no command line is
-    rebuilt and nothing is passed through the environment); the claims keep them off each other's jobs.
+    rebuilt; only its GPU, with `gpus`, is set in its environment); the claims keep them off each other's jobs.
     Returns what the result files say about the jobs that were pending: done, failed, and unfinished
     (a worker that died, e.g. killed, leaves its claimed job for the next run). A typed error of a
     worker (e.g. a full disk) is raised here, with the worker's message.
@@ -195,8 +199,11 @@ def run_parallel(
     todo = {j.id for j in pending_jobs(plan, store, retry_failed=retry_failed, kinds=kinds)}
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
     errors = context.SimpleQueue()
+    from repro.runner.gpus import worker_environment
+
     procs = [context.Process(target=_worker_process, name=f"repro-worker-{i}",
-                             args=(str(config_path), str(runs_dir), plan, retry_failed, kinds, errors))
+                             args=(str(config_path), str(runs_dir), plan, retry_failed, kinds, errors,
+                                   worker_environment(gpus, i)))
              for i in range(workers)]
     for proc in procs:
         proc.start()
@@ -215,8 +222,10 @@ def run_parallel(
                       unfinished=sorted(todo - finished - failed))
 
 
-def _worker_process(config_path: str, runs_dir: str, plan: Plan, retry_failed: bool, kinds, errors) -> None:
+def _worker_process(config_path: str, runs_dir: str, plan: Plan, retry_failed: bool, kinds, errors,
+                    environment: dict[str, str] | None = None) -> None:
     """The body of one spawned worker: load the config, run the shared plan, report a typed error."""
+    os.environ.update(environment or {})  # its GPU (CUDA_VISIBLE_DEVICES) before anything initializes CUDA
     os.environ.setdefault("TQDM_DISABLE", "1")
     from repro.config import load_config
     from repro.errors import ReproError

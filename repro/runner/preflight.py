@@ -16,6 +16,11 @@ def gpu_problem() -> str | None:
     """None when torch sees a CUDA GPU, else one line saying why not and what to do."""
     import torch
 
+    from repro.runner.driver import driver_problem
+
+    too_old = driver_problem(torch.version.cuda)  # first: an old driver also hides the GPU from torch
+    if too_old:
+        return too_old
     if torch.cuda.is_available():
         return None
     if torch.version.cuda is None:
@@ -26,12 +31,15 @@ def gpu_problem() -> str | None:
             "that `nvidia-smi` works")
 
 
-def preflight_problems(loaded: LoadedConfig) -> list[str]:
+def preflight_problems(loaded: LoadedConfig, downloads_pending: bool = False, gpu_here: bool = True) -> list[str]:
+    """What stops `loaded` from running here. `downloads_pending`: checkpoints not downloaded yet are not a
+    problem (`repro reproduce` downloads them next), but a gated one without HF_TOKEN still is. `gpu_here`
+    False: the jobs run elsewhere (SLURM from a login node), so this machine's GPU is not checked."""
     problems: list[str] = []
     cfg = loaded.config
     evaluates = bool(cfg.merge.sizes or cfg.sweeps or cfg.homogeneous is not None)  # geometry alone needs no GPU
     wants_gpu = cfg.evaluation.device in ("auto", "cuda") and cfg.world is None and evaluates
-    if wants_gpu or cfg.evaluation.device == "cuda" or cfg.merge.device == "cuda":
+    if gpu_here and (wants_gpu or cfg.evaluation.device == "cuda" or cfg.merge.device == "cuda"):
         gpu = gpu_problem()
         if gpu:
             problems.append(gpu)
@@ -54,7 +62,7 @@ def preflight_problems(loaded: LoadedConfig) -> list[str]:
     if unresolved:
         problems.append(f"{len(unresolved)} checkpoint(s) in {cfg.lockfile} have no pinned revision: run "
                         "`make lock` (needs network and HF_TOKEN)")
-    if missing:
+    if missing and not downloads_pending:
         problems.append(f"{len(missing)} checkpoint(s) not downloaded to {models_dir} (e.g. {missing[0]}): run "
                         "`make download` (needs network or --mirror, ~16 GB per 8B model)")
     if missing and gated and not os.environ.get("HF_TOKEN"):
@@ -73,7 +81,7 @@ class CheckpointReport:
     fetched: list[tuple[str, str]] = field(default_factory=list)  # (repo_id, file) read from the hub
 
 
-def _config_repos(loaded: LoadedConfig) -> dict[str, list[str]]:
+def config_repos(loaded: LoadedConfig) -> dict[str, list[str]]:
     """base name -> [base repo, its checkpoints] that the config merges (pool and homogeneous groups)."""
     cfg, lock = loaded.config, loaded.lock
     bases = list(cfg.bases)
@@ -110,7 +118,7 @@ def checkpoint_report(loaded: LoadedConfig, api=None, token: str | None = None) 
     request = FactsRequest(api=api, models_dir=models_dir, token=token)
     facts: dict[str, object] = {}
     try:
-        for base_name, repos in _config_repos(loaded).items():
+        for base_name, repos in config_repos(loaded).items():
             rows = []
             for repo_id in repos:
                 if repo_id not in facts:

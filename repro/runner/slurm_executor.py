@@ -128,7 +128,8 @@ def run_on_slurm(
         print("nothing to do: every job has a result", file=sys.stderr)
         return RunSummary()
     batches = [todo[i : i + settings.jobs_per_task] for i in range(0, len(todo), settings.jobs_per_task)]
-    executor = submitit.SlurmExecutor(folder=str(runs_dir / "slurm" / "%j"), max_num_timeout=settings.max_requeues)
+    executor = submitit.SlurmExecutor(folder=str(runs_dir / "slurm" / "%j"), max_num_timeout=settings.max_requeues,
+                                      python=settings.python)
     params = dict(
         job_name=f"repro-{loaded.name}", time=settings.time_min, cpus_per_task=settings.cpus_per_task,
         mem=f"{settings.mem_gb}G", array_parallelism=settings.array_parallelism,
