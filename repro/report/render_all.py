@@ -95,12 +95,29 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
         caption = paper_caption(loaded, artifact.key)
         if caption:
             artifact.notes.insert(0, caption)
+    _fidelity_notes(loaded, plan, records, artifacts)
     incomplete = incomplete_cells(results, loaded.report_labels("table1")) if grid_results else []
     _write_manifest(loaded, artifacts, skipped, incomplete, records, out_dir)
     from repro.report.html_page import write_page
 
     write_page(loaded, artifacts, skipped, incomplete, records, out_dir)
     return artifacts, skipped
+
+
+def _fidelity_notes(loaded, plan, records, artifacts) -> None:
+    """Tables: how many Subspace Boosting merges raised numerically-zero singular values; Figure 4: whether
+    the paper's norm ordering holds (`repro.report.fidelity_checks`)."""
+    from repro.report.fidelity_checks import boosting_counts, norm_ordering, ordering_summary
+
+    tables = {table: loaded.report_labels(table) for table in ("table1", "table2", "table3")}
+    counts = {count.table: count for count in boosting_counts(plan, records, tables)}
+    for artifact in artifacts:
+        if artifact.key in counts:
+            artifact.notes.append(counts[artifact.key].sentence() + " (their tensors depend on the SVD library; "
+                                  "see docs/methods.md)")
+        elif artifact.key == "fig04_task_vector_norm":
+            shown = list(dict.fromkeys(tables["table1"] + tables["table3"]))
+            artifact.notes.append(ordering_summary(norm_ordering(plan, records, shown)))
 
 
 def render_figures(loaded, plan, records: dict, out_dir: Path, suites: dict | None = None,

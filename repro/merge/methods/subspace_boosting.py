@@ -22,10 +22,10 @@ the matrices where it happened (`with_observer`, `BoostCount`) and records the c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
-from collections.abc import Callable
 
 import torch
 from mergekit.merge_methods.base import GroupMergeMethod, MergeMethodSpec, TensorGroup
