@@ -131,7 +131,8 @@ def render_figures(loaded, plan, records: dict, out_dir: Path, suites: dict | No
     suite = suites[loaded.config.evaluation.suite]
     figures = main_figures(plan, records, out_dir, table1_labels=loaded.report_labels("table1"),
                            table3_labels=loaded.report_labels("table3"), all_labels=all_labels,
-                           tasks=[t.name for t in suite.tasks], intervals=intervals)
+                           tasks=[t.name for t in suite.tasks], intervals=intervals,
+                           order=loaded.config.report.panel_order)
     figures += sweep_figures(loaded, plan, records, out_dir)
     figures += geometry_figures(loaded, plan, records, out_dir)
     figures += homogeneous_figures(plan, records, out_dir)
