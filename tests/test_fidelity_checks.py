@@ -78,3 +78,26 @@ def test_verify_run_report_states_both(tmp_path):
     assert "other merges: " in text and "Subspace Boosting merges raised numerically-zero" in text
     assert "Figure 4 ordering holds at all 2 (base, n) points" in text
     assert "| m1 | 2 |" in text
+
+
+def test_rendered_tables_carry_the_readings_and_figure4_its_ordering(tmp_path):
+    import sys
+    from pathlib import Path
+
+    from repro.config import load_config
+    from repro.plan import build_plan as plan_of
+    from repro.report.paper_readings import DELTA_READING, TABLE2_NOT_REPRODUCIBLE
+    from repro.report.render_all import render_all
+    from repro.results import ResultsStore
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from synthetic_results import write_synthetic_results
+
+    loaded = load_config(Path(__file__).resolve().parents[1] / "configs/smoke.yaml")
+    write_synthetic_results(loaded, tmp_path / "runs")
+    artifacts, _ = render_all(loaded, plan_of(loaded), ResultsStore(tmp_path / "runs"), tmp_path / "out")
+    notes = {a.key: a.notes for a in artifacts}
+    assert DELTA_READING in notes["table1"]
+    assert TABLE2_NOT_REPRODUCIBLE in notes["table2"] and DELTA_READING in notes["table2"]
+    if "fig04_task_vector_norm" in notes:
+        assert any(n.startswith("Figure 4 ordering") for n in notes["fig04_task_vector_norm"])

@@ -60,9 +60,11 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
             skipped.append(f"{TABLE_TITLES[table]}: {why}")
             continue
         built = build(results, labels)
+        from repro.report.paper_readings import NOTES
+
         artifacts.append(Artifact(table, TABLE_TITLES[table], "table", write_table1(built, out_dir, stem=table),
                                   _grid_count(results, plan, labels, records),
-                                  notes=[built.footnote], table=(built.headers, built.rows)))
+                                  notes=[built.footnote, *NOTES[table]], table=(built.headers, built.rows)))
     suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
     for key, built in (("table4", build_table4(loaded)), ("table5", build_table5(loaded, suites))):
         if built is None:
