@@ -158,3 +158,13 @@ def test_other_methods_record_no_boosting(world12, tmp_path):
     result = merge_checkpoints(world12.base, world12.checkpoints[:2], "ties", out_dir=tmp_path / "t")
     assert result.subspace_boosting is None
     assert "subspace_boosting" not in json.loads((tmp_path / "t" / "repro_merge.json").read_text())
+
+
+def test_the_job_record_carries_the_count(world12):
+    from repro.runner.job_executor import _merge_info
+
+    result = merge_checkpoints(world12.base, world12.checkpoints[:2], "ties_sb", out_dir=None)
+    info = _merge_info(result, in_memory=True, device="cpu")
+    assert info["subspace_boosting"] == result.subspace_boosting and info["subspace_boosting"]["raised_null"] > 0
+    plain = merge_checkpoints(world12.base, world12.checkpoints[:2], "ties", out_dir=None)
+    assert "subspace_boosting" not in _merge_info(plain, in_memory=True, device="cpu")
