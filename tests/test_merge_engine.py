@@ -132,7 +132,7 @@ def test_repro_merge_command(tiny_llama_world, tmp_path, capsys):
 def test_subspace_boosting_reaches_only_projection_matrices_in_a_real_merge(tiny_qwen3_world, tmp_path):
     base, ckpts = tiny_qwen3_world.base, tiny_qwen3_world.checkpoints[:3]
     merge_checkpoints(base, ckpts, "task_arithmetic_sb", out_dir=tmp_path / "sb")
-    merge_checkpoints(base, ckpts, "task_arithmetic", {"normalize": False}, out_dir=tmp_path / "ta")
+    merge_checkpoints(base, ckpts, "task_arithmetic", {"normalize": True}, out_dir=tmp_path / "ta")
     boosted, plain = state(tmp_path / "sb"), state(tmp_path / "ta")
     projections = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     for name in plain:

@@ -74,10 +74,11 @@ def test_ties_sb_with_beta_one_equals_stock_ties_bitwise(name):
     assert torch.equal(stock, boosted)
 
 
-def test_task_arithmetic_sb_with_beta_one_equals_stock_task_arithmetic_bitwise():
+@pytest.mark.parametrize("normalize", [True, False])
+def test_task_arithmetic_sb_with_beta_one_equals_stock_task_arithmetic_bitwise(normalize):
     base, deltas = random_inputs(n=3, seed=4)
-    stock = merge("task_arithmetic", base, deltas, normalize=False, weight=1.0)
-    boosted = merge("task_arithmetic_sb", base, deltas, beta=1.0, weight=1.0)
+    stock = merge("task_arithmetic", base, deltas, normalize=normalize, weight=1.0)
+    boosted = merge("task_arithmetic_sb", base, deltas, beta=1.0, weight=1.0, normalize=normalize)
     assert torch.equal(stock, boosted)
 
 
@@ -100,13 +101,16 @@ def test_task_arithmetic_sb_boosts_only_projection_matrices():
     base, deltas = random_inputs(n=3, shape=(12, 8), seed=5)
     ta = merge("task_arithmetic", base, deltas, name="model.embed_tokens.weight", normalize=False, weight=1.0)
     sb_embed = merge(
-        "task_arithmetic_sb", base, deltas, name="model.embed_tokens.weight", beta=0.2, weight=1.0
+        "task_arithmetic_sb", base, deltas, name="model.embed_tokens.weight", beta=0.2, weight=1.0, normalize=False
     )
     assert torch.equal(ta, sb_embed)
-    sb_proj = merge("task_arithmetic_sb", base, deltas, name=PROJ, beta=0.2, weight=1.0)
+    sb_proj = merge("task_arithmetic_sb", base, deltas, name=PROJ, beta=0.2, weight=1.0, normalize=False)
     total = torch.stack(deltas).sum(0)
     torch.testing.assert_close(sb_proj, base + boost_spectrum(total, 0.2), rtol=1e-6, atol=1e-6)
     assert not torch.allclose(sb_proj, ta, atol=1e-4)
+    # normalize (the paper's setting, the default): the boosted sum divided by the weights' sum
+    normalized = merge("task_arithmetic_sb", base, deltas, name=PROJ, beta=0.2, weight=1.0)
+    torch.testing.assert_close(normalized, base + boost_spectrum(total, 0.2) / 3, rtol=1e-6, atol=1e-6)
 
 
 def test_ties_sb_boosts_the_agreeing_sum_before_dividing_by_the_count():

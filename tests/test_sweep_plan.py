@@ -80,10 +80,10 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_bad_sweeps_are_one_clear_config_error(tmp_path):
     base = (ROOT / "configs/smoke_appendix.yaml").read_text()
-    bad_param = base.replace("grid: {beta: [0.05, 1.0]}", "grid: {beta: [0.05, 2.0]}")
+    bad_param = base.replace("grid: {beta: [0.0, 0.05, 1.0]}", "grid: {beta: [0.0, 0.05, 2.0]}")
     with pytest.raises(ConfigError, match=r"sweeps\[4\].grid: TA \+ SB: beta: must be <= 1.0, got 2.0"):
         load_config(_write(tmp_path, bad_param))
-    bad_method = base.replace("methods: [TA + SB, TIES + SB]", "methods: [TA + SB, TSV-M]")
+    bad_method = base.replace("methods: [TA + SB, TIES + SB,", "methods: [TA + SB, TSV-M,")
     with pytest.raises(ConfigError, match=r"sweeps\[4\].methods\[1\]: method 'TSV-M' is not in `methods`"):
         load_config(_write(tmp_path, bad_method))
     bad_axis = base.replace("x: task_vector_l2, series: density", "x: task_vector_l2, series: beta")

@@ -28,7 +28,7 @@ def print_budget(args, loaded, plan, runs_dir) -> int:
     costs = load_costs(costs_path)
     settings = settings_from_config(loaded)
     if args.budget_gpu_hours is None:
-        if all(b in costs.bases for b in settings.bases) and settings.suite in costs.suites:
+        if settings.methods and all(b in costs.bases for b in settings.bases) and settings.suite in costs.suites:
             print("\n".join(describe(costs, settings)))
         return 0
     if args.budget_gpu_hours <= 0:

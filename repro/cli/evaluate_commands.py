@@ -72,6 +72,20 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object {task: {metric: value}} instead"
     )
+    parser.add_argument(
+        "--compare-backends",
+        action="store_true",
+        help="instead of scoring: run the items through stock hf at two batch sizes (--batch-sizes) and "
+        "through shared, report per task the items whose prediction differs (stock vs stock, stock vs shared) "
+        "and exit 1 when shared disagrees with stock more often than stock with itself plus a margin of "
+        "max(1, 1%% of the items) (docs/reviewers.md)",
+    )
+    parser.add_argument(
+        "--batch-sizes", default="16,1", help="with --compare-backends: the two stock batch sizes A,B (default 16,1)"
+    )
+    parser.add_argument(
+        "--report", type=Path, default=None, help="with --compare-backends: also write the report as JSON here"
+    )
     parser.set_defaults(handler=run_evaluate)
 
     lm_eval_cmd = subparsers.add_parser(
@@ -147,6 +161,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     for model in args.model:  # refuse remote code, broken headers, pickle-only weights before loading any
         inspect_checkpoint(model)
+    if args.compare_backends:
+        return _compare_backends(args, tasks, dtype)
     session = EvaluationSession()  # tasks and tokenized requests built once for all --model
     _import_evaluation_stack(args.backend)  # process start-up, as the stock CLI's: not any one model's time
     by_model = {}
@@ -192,3 +208,32 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:  # one model: {task: {metric: value}}; several: {model: {task: ...}}
         print(json.dumps(by_model if len(args.model) > 1 else by_model[str(args.model[0])], indent=2, sort_keys=True))
     return 0
+
+
+def _compare_backends(args: argparse.Namespace, tasks, dtype: str | None) -> int:
+    """`repro evaluate --compare-backends`: exit 0 when the agreement rule holds, 1 when it does not."""
+    from repro.atomic_io import atomic_write_json
+    from repro.errors import EvaluationError
+    from repro.evaluate.backend_agreement import compare_backend_agreement, format_agreement
+
+    problems = []
+    if len(args.model) != 1:
+        problems.append("--compare-backends takes exactly one --model")
+    try:
+        sizes = tuple(int(part) for part in args.batch_sizes.split(","))
+    except ValueError:
+        sizes = ()
+    if len(sizes) != 2 or min(sizes) < 1 or sizes[0] == sizes[1]:
+        problems.append(f"--batch-sizes must be two different positive integers A,B, got {args.batch_sizes!r}")
+    if args.backend != "shared":
+        problems.append("--compare-backends compares hf with shared itself; leave --backend out")
+    if problems:
+        raise EvaluationError("; ".join(problems), field="--compare-backends")
+    report = compare_backend_agreement(
+        args.model[0], tasks, include_path=args.include_path, limit=_limit(args.limit),
+        dtype=dtype or "float16", batch_sizes=sizes, device=args.device or _default_device(),
+    )
+    print(format_agreement(report))
+    if args.report is not None:
+        atomic_write_json(args.report, {"model": str(args.model[0].resolve()), **report.as_dict()})
+    return 0 if report.passed else 1

@@ -50,6 +50,8 @@ def _merge(args: argparse.Namespace) -> int:
         "vocab_truncations": len(result.vocab_truncations),
         "elapsed_s": round(result.elapsed_s, 3),
     }
+    if result.subspace_boosting:
+        summary["subspace_boosting_raised_null"] = result.subspace_boosting["raised_null"]
     print(json.dumps(summary, sort_keys=True))
     return 0
 

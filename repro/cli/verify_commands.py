@@ -52,4 +52,9 @@ def cmd_verify(args) -> int:
     out = args.out or loaded.resolve(f"paper_artifacts/{loaded.name}/verify_run.md")
     atomic_write_text(out, render_comparison(comparison))
     print(f"{comparison.summary_line()}; report: {out}")
+    from repro.report.fidelity_checks import ordering_summary
+
+    for count in comparison.boosting:
+        print(f"subspace boosting: {count.sentence()}")
+    print(ordering_summary(comparison.norm_orders))
     return 0

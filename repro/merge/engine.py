@@ -52,6 +52,9 @@ class MergeResult:
     timings: dict[str, float] = field(default_factory=dict)
     svd_cache_stats: dict[str, int] | None = None
     state_dict: dict | None = None
+    # Subspace Boosting: projection matrices boosted, and those whose raised singular values included
+    # numerically-zero ones (`BoostCount.as_record`); None for the other methods
+    subspace_boosting: dict | None = None
 
 
 def build_mergekit_config(
@@ -307,8 +310,10 @@ def merge_checkpoints(
         before = _svd_stats(svd_cache)
         _run_targets(prepared, [target], svd_cache, progress)
         timings["merge_s"] = time.perf_counter() - merge_started
+        boosting.update(boost_record(target) or {})
         return target.norm_sq**0.5, _svd_delta(svd_cache, before)
 
+    boosting: dict = {}
     if result_dir is None:
         norm, cache_stats = run(state.__setitem__)
     else:
@@ -322,7 +327,7 @@ def merge_checkpoints(
                 writer.abort()
             writer.close()
             write_model_files(tmp, prepared)
-            outcome = {"norm": norm, "cache_stats": cache_stats}
+            outcome = {"norm": norm, "cache_stats": cache_stats, "subspace_boosting": boosting or None}
             write_records(
                 tmp, prepared, prepared.models, outcome, prepared.truncations, timings,
                 time.perf_counter() - started,
@@ -338,7 +343,25 @@ def merge_checkpoints(
         timings=dict(timings),
         svd_cache_stats=cache_stats,
         state_dict=state,
+        subspace_boosting=boosting or None,
     )
+
+
+def boost_record(target) -> dict | None:
+    """The Subspace Boosting count of one merge target (None for other methods); logs one warning line
+    when raised singular values included numerically-zero ones."""
+    count = getattr(target.kernel, "boost_count", None)
+    if count is None:
+        return None
+    record = count.as_record()
+    if record["raised_null"]:
+        LOG.warning(
+            "subspace boosting raised numerically-zero singular values in %d of %d projection matrices "
+            "(first: %s); their singular vectors are arbitrary, so these tensors depend on the SVD library "
+            "and device (parameter keep_null: true keeps them at zero)",
+            record["raised_null"], record["projection_matrices"], count.raised_null[0],
+        )
+    return record
 
 
 def _run_targets(prepared: PreparedMerge, targets, svd_cache, progress=None) -> None:
@@ -383,6 +406,7 @@ def _record(method, params, base, models, outcome, truncations, out_dtype, devic
         "vocab_truncations": [t.as_dict() for t in truncations],
         "task_vector_l2": outcome["norm"],
         "svd_cache": outcome["cache_stats"],
+        **({"subspace_boosting": outcome["subspace_boosting"]} if outcome.get("subspace_boosting") else {}),
         "versions": package_versions(("repro", "mergekit", "torch"), python=False),
         "timings": {**timings, "total_s": elapsed},
     }

@@ -28,6 +28,7 @@ from repro.merge.engine import (
     _run_targets,
     _svd_delta,
     _svd_stats,
+    boost_record,
     output_layout,
     prepare_merge,
     write_model_files,
@@ -105,13 +106,14 @@ def merge_grid(
         _run_targets(prepared, targets, svd_cache, progress)
         timings["merge_s"] = time.perf_counter() - merge_started
         cache_stats = _svd_delta(svd_cache, before)
+        boosting = [boost_record(target) for target in targets]
         if out_dirs is not None:
-            for tmp, writer, target in zip(tmps, writers, targets, strict=True):
+            for tmp, writer, target, boosted in zip(tmps, writers, targets, boosting, strict=True):
                 writer.close()
                 write_model_files(tmp, prepared)
                 write_records(
                     tmp, prepared, [prepared.models[i] for i in target.inputs], {
-                        "norm": target.norm_sq**0.5, "cache_stats": cache_stats
+                        "norm": target.norm_sq**0.5, "cache_stats": cache_stats, "subspace_boosting": boosted,
                     }, _truncations(prepared, target.inputs), timings, time.perf_counter() - started,
                 )
     elapsed = time.perf_counter() - started
@@ -127,6 +129,7 @@ def merge_grid(
             timings=dict(timings),
             svd_cache_stats=cache_stats,
             state_dict=states[number] if out_dirs is None else None,
+            subspace_boosting=boosting[number],
         )
         for number, target in enumerate(targets)
     ]

@@ -408,6 +408,12 @@ class GroupKernel:
 
         register_methods()
         self.method = merge_methods.get(mergekit_name)
+        self.boost_count = None  # Subspace Boosting: the merge's `BoostCount` (see `subspace_boosting`)
+        if hasattr(self.method, "with_observer"):
+            from repro.merge.methods.subspace_boosting import BoostCount
+
+            self.boost_count = BoostCount()
+            self.method = self.method.with_observer(self.boost_count)
         self.parameters = dict(params)  # scalars: mergekit broadcasts per-model values itself
         self.ids = list(ids)
         self.device = device

@@ -81,6 +81,14 @@ def figure_numbers(family: str, bases: list[str], first: int | None = None) -> d
     return out
 
 
+def order_bases(bases, panel_order=()) -> list[str]:
+    """`bases` (distinct, in config order) with those named in `panel_order` (the config's
+    `report.panel_order`) first, in that order; the rest keep their order."""
+    bases = list(dict.fromkeys(bases))
+    listed = [base for base in panel_order if base in bases]
+    return listed + [base for base in bases if base not in listed]
+
+
 def figure_key(number: str, name: str) -> str:
     """File stem of a figure: "fig07_taskwise_x", "fig10b_taskwise_y" (two-digit number, letter kept)."""
     digits = "".join(ch for ch in number if ch.isdigit())

@@ -24,6 +24,7 @@ from repro.report.figure_style import (
     figure_numbers,
     method_colors,
     numbering_note,
+    order_bases,
     save,
     suptitle,
 )
@@ -71,9 +72,11 @@ def _grid_jobs(plan) -> list:
     return [job for job in plan.jobs if job.experiment is None]
 
 
-def _by_base(plan, records, value, labels: list[str]) -> dict[str, dict]:
-    """base -> {"base": value, "single": [values], label: {n: [values]}} from the main grid's results."""
-    out: dict[str, dict] = {}
+def _by_base(plan, records, value, labels: list[str], order=()) -> dict[str, dict]:
+    """base -> {"base": value, "single": [values], label: {n: [values]}} from the main grid's results, bases
+    in panel order (`order`: the config's `report.panel_order`, see `figure_style.order_bases`)."""
+    out: dict[str, dict] = {base: {"base": None, "single": [], "merges": {}}
+                            for base in order_bases([job.base for job in _grid_jobs(plan)], order)}
     for job in _grid_jobs(plan):
         entry = out.setdefault(job.base, {"base": None, "single": [], "merges": {}})
         record = records.get(job.id)
@@ -89,14 +92,15 @@ def _by_base(plan, records, value, labels: list[str]) -> dict[str, dict]:
     return out
 
 
-def accuracy_panels(plan, records, labels: list[str], value=None, intervals: dict | None = None) -> list[Panel]:
+def accuracy_panels(plan, records, labels: list[str], value=None, intervals: dict | None = None,
+                    order=()) -> list[Panel]:
     """Figures 3 and 6: one panel per base; n = 1 is the single checkpoints (the same for every method).
 
     `intervals`: optional (base, label, n) -> (low, high) in accuracy %, drawn as error bars
     (repro.report.ci_tables.accuracy_intervals: subsets and items resampled)."""
     value = value or (lambda r: r.get("average"))
     panels = []
-    for base, entry in _by_base(plan, records, value, labels).items():
+    for base, entry in _by_base(plan, records, value, labels, order).items():
         lines = []
         for label in labels:
             by_n = dict(entry["merges"].get(label, {}))
@@ -114,13 +118,13 @@ def accuracy_panels(plan, records, labels: list[str], value=None, intervals: dic
     return panels
 
 
-def norm_panels(plan, records, labels: list[str]) -> list[Panel]:
+def norm_panels(plan, records, labels: list[str], order=()) -> list[Panel]:
     """Figure 4: ‖θ_merged − θ_base‖₂ per method against n (merges only; n = 1 has no merge)."""
     def norm(record):
         return (record.get("merge") or {}).get("task_vector_l2")
 
     panels = []
-    for base, entry in _by_base(plan, records, norm, labels).items():
+    for base, entry in _by_base(plan, records, norm, labels, order).items():
         lines = [Line(label, [Point.of(n, v) for n, v in sorted(entry["merges"][label].items())])
                  for label in labels if entry["merges"].get(label)]
         if lines:
@@ -221,15 +225,18 @@ def _count(plan, records, labels, base: str | None = None) -> int:
 
 
 def main_figures(plan, records, out_dir: Path, *, table1_labels: list[str], table3_labels: list[str],
-                 all_labels: list[str], tasks: list[str], intervals: dict | None = None) -> list[FigureFile]:
+                 all_labels: list[str], tasks: list[str], intervals: dict | None = None,
+                 order=()) -> list[FigureFile]:
     """Figures 3, 4, 6 and 7-10 that the results support (a figure without data is not drawn).
 
-    `intervals` (optional): error bars of Figures 3 and 6, see `accuracy_panels`."""
+    `intervals` (optional): error bars of Figures 3 and 6, see `accuracy_panels`. `order`: the panels' base
+    order (the config's `report.panel_order`; the paper's: LLAMA 3.2 3B, QWEN3 4B, LLAMA 3.1 8B, QWEN3 8B).
+    Legends list the methods in the order of the table they belong to (the config's `report` section)."""
     out: list[FigureFile] = []
     colors = method_colors(all_labels)
     for number, key, labels, what in ((3, "fig03_accuracy_vs_n", table1_labels, "Table 1 methods"),
                                       (6, "fig06_accuracy_vs_n_subspace", table3_labels, "Table 3 methods")):
-        panels = [p for p in accuracy_panels(plan, records, labels, intervals=intervals) if p.lines]
+        panels = [p for p in accuracy_panels(plan, records, labels, intervals=intervals, order=order) if p.lines]
         if panels:
             bars = "; bars: 95% interval, subsets and items resampled" if intervals else ""
             title = (f"Figure {number}: average accuracy vs. number of merged checkpoints ({what}; mean ± std over "
@@ -237,15 +244,16 @@ def main_figures(plan, records, out_dir: Path, *, table1_labels: list[str], tabl
             out.append(FigureFile(key, title, draw_panels(panels, out_dir / key, title=title, xlabel=N_AXIS,
                                                           ylabel=ACCURACY_AXIS, colors=colors),
                                   _count(plan, records, labels)))
-    panels = norm_panels(plan, records, all_labels)
+    panels = norm_panels(plan, records, all_labels, order)
     if panels:
         title = "Figure 4: ‖θ_merged − θ_base‖₂ vs. number of merged checkpoints (mean ± std over subsets)"
         out.append(FigureFile("fig04_task_vector_norm", title,
                               draw_panels(panels, out_dir / "fig04_task_vector_norm", title=title, xlabel=N_AXIS,
                                           ylabel=NORM_AXIS, colors=colors),
                               sum(1 for j in _grid_jobs(plan) if j.kind == "merge" and j.id in records)))
-    bases = list(dict.fromkeys(job.base for job in _grid_jobs(plan) if job.kind == "merge"))
-    numbers = figure_numbers("taskwise", bases)
+    config_order = list(dict.fromkeys(job.base for job in _grid_jobs(plan) if job.kind == "merge"))
+    numbers = figure_numbers("taskwise", config_order)  # numbers by the paper's base, else config order
+    bases = order_bases(config_order, order)
     for base in bases:
         panels = [p for p in taskwise_panels(plan, records, base, all_labels, tasks) if p.lines]
         if not panels:

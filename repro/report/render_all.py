@@ -60,9 +60,11 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
             skipped.append(f"{TABLE_TITLES[table]}: {why}")
             continue
         built = build(results, labels)
+        from repro.report.paper_readings import NOTES
+
         artifacts.append(Artifact(table, TABLE_TITLES[table], "table", write_table1(built, out_dir, stem=table),
                                   _grid_count(results, plan, labels, records),
-                                  notes=[built.footnote], table=(built.headers, built.rows)))
+                                  notes=[built.footnote, *NOTES[table]], table=(built.headers, built.rows)))
     suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
     for key, built in (("table4", build_table4(loaded)), ("table5", build_table5(loaded, suites))):
         if built is None:
@@ -95,12 +97,29 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
         caption = paper_caption(loaded, artifact.key)
         if caption:
             artifact.notes.insert(0, caption)
+    _fidelity_notes(loaded, plan, records, artifacts)
     incomplete = incomplete_cells(results, loaded.report_labels("table1")) if grid_results else []
     _write_manifest(loaded, artifacts, skipped, incomplete, records, out_dir)
     from repro.report.html_page import write_page
 
     write_page(loaded, artifacts, skipped, incomplete, records, out_dir)
     return artifacts, skipped
+
+
+def _fidelity_notes(loaded, plan, records, artifacts) -> None:
+    """Tables: how many Subspace Boosting merges raised numerically-zero singular values; Figure 4: whether
+    the paper's norm ordering holds (`repro.report.fidelity_checks`)."""
+    from repro.report.fidelity_checks import boosting_counts, norm_ordering, ordering_summary
+
+    tables = {table: loaded.report_labels(table) for table in ("table1", "table2", "table3")}
+    counts = {count.table: count for count in boosting_counts(plan, records, tables)}
+    for artifact in artifacts:
+        if artifact.key in counts:
+            artifact.notes.append(counts[artifact.key].sentence() + " (their tensors depend on the SVD library; "
+                                  "see docs/methods.md)")
+        elif artifact.key == "fig04_task_vector_norm":
+            shown = list(dict.fromkeys(tables["table1"] + tables["table3"]))
+            artifact.notes.append(ordering_summary(norm_ordering(plan, records, shown)))
 
 
 def render_figures(loaded, plan, records: dict, out_dir: Path, suites: dict | None = None,
@@ -114,7 +133,8 @@ def render_figures(loaded, plan, records: dict, out_dir: Path, suites: dict | No
     suite = suites[loaded.config.evaluation.suite]
     figures = main_figures(plan, records, out_dir, table1_labels=loaded.report_labels("table1"),
                            table3_labels=loaded.report_labels("table3"), all_labels=all_labels,
-                           tasks=[t.name for t in suite.tasks], intervals=intervals)
+                           tasks=[t.name for t in suite.tasks], intervals=intervals,
+                           order=loaded.config.report.panel_order)
     figures += sweep_figures(loaded, plan, records, out_dir)
     figures += geometry_figures(loaded, plan, records, out_dir)
     figures += homogeneous_figures(plan, records, out_dir)

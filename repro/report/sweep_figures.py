@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from repro.report.figure_style import base_title, figure_key, figure_numbers, numbering_note
+from repro.report.figure_style import base_title, figure_key, figure_numbers, numbering_note, order_bases
 from repro.report.figures import ACCURACY_AXIS, NORM_AXIS, FigureFile, Line, Panel, Point, draw_panels
 
 PARAMETER_AXES = {
@@ -63,7 +63,7 @@ def _lines(points, records, x_axis: str, series: str | None) -> list[Line]:
 
 def sweep_figures(loaded, plan, records, out_dir: Path) -> list[FigureFile]:
     out: list[FigureFile] = []
-    bases = list(dict.fromkeys(p.base for p in plan.sweep_points))
+    bases = order_bases([p.base for p in plan.sweep_points], loaded.config.report.panel_order)
     jobs = {job.id: job for job in plan.jobs}
     for sweep in loaded.config.sweeps:
         x_axis = sweep.x_axis

@@ -12,13 +12,17 @@ repro.report.ci_tables (subsets and items resampled), and compared under one sta
 Cells the run does not have (base, method or n not in the config, or no finished result yet) are listed
 as "not run", never as disagreement; a cell with fewer results than planned is compared and marked partial.
 An "Average" row is compared only when the run covers every base the paper averages.
+
+Two checks of what the paper's text says follow (`repro.report.fidelity_checks`): how many Subspace
+Boosting merges of each table raised numerically-zero singular values (results that depend on the SVD
+library), and whether Figure 4's task-vector-norm ordering holds at every base and n of the run.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from repro.reference import AVERAGE, Reference, ReferenceCell, display_path
 from repro.report.ci_tables import TABLE_REFERENCE, CellCI, bootstrap_experiment, build_ci_cells
@@ -70,6 +74,8 @@ class RunComparison:
     resamples: int
     seed: int
     provenance: str = ""
+    boosting: list = field(default_factory=list)  # fidelity_checks.BoostingCount per table
+    norm_orders: list = field(default_factory=list)  # fidelity_checks.NormOrder per (base, n)
 
     def counts(self) -> Counter:
         return Counter(c.status for c in self.cells)
@@ -121,7 +127,21 @@ def compare_run(plan, store, reference: Reference, *, loaded=None, resamples: in
     provenance = (f"Run `{plan.config_name}` (config hash {plan.config_hash[:12]}): "
                   f"{0 if eb is None else len(eb.columns)} finished results with per-item data; reference "
                   f"`{display_path(reference.root)}` ({len(reference.cells)} cells).")
-    return RunComparison(plan.config_name, comparisons, resamples, seed, provenance)
+    boosting, orders = _fidelity(plan, store, loaded)
+    return RunComparison(plan.config_name, comparisons, resamples, seed, provenance, boosting, orders)
+
+
+def _fidelity(plan, store, loaded) -> tuple[list, list]:
+    from repro.report.artifacts import load_records
+    from repro.report.fidelity_checks import boosting_counts, norm_ordering
+
+    records = load_records(plan, store)
+    if loaded is not None:
+        tables = {table: loaded.report_labels(table) for table in ("table1", "table2", "table3")}
+        shown = list(dict.fromkeys(tables["table1"] + tables["table3"]))
+    else:
+        tables, shown = {}, None
+    return boosting_counts(plan, records, tables), norm_ordering(plan, records, shown)
 
 
 def _ours_text(c: CellComparison) -> str:
@@ -151,4 +171,25 @@ def render_comparison(comparison: RunComparison) -> str:
         verdict = {"agree": "yes", "disagree": f"**no** ({c.detail})", "not run": "not run"}[c.status]
         lines.append(f"| {p.table} | {p.model} | {p.method} | {p.n} | {p.percentage} / {p.delta} | "
                      f"{_ours_text(c)} | {verdict} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _fidelity_lines(comparison)) + "\n"
+
+
+def _fidelity_lines(comparison: RunComparison) -> list[str]:
+    from repro.report.fidelity_checks import NULL_TOLERANCE_TEXT, ordering_summary
+
+    lines = ["", "## Subspace Boosting on rank-deficient updates", "",
+             "A boosted projection matrix whose raised singular values include numerically-zero ones (at most "
+             f"{NULL_TOLERANCE_TEXT}) takes null-space directions the SVD picks arbitrarily: its merged tensor "
+             "depends on the SVD library and device. Merges affected, per table:", ""]
+    if comparison.boosting:
+        lines += [f"- {count.sentence()}" for count in comparison.boosting]
+    else:
+        lines.append("- no finished Subspace Boosting merges in this run")
+    lines += ["", "## Figure 4 ordering", "", ordering_summary(comparison.norm_orders) + "."]
+    if comparison.norm_orders:
+        lines += ["", "| base | n | largest TA/TIES/Model Stock (+SB) norm | smallest Iso-C/TSV-M norm | holds |",
+                  "|---|---|---|---|---|"]
+        for o in comparison.norm_orders:
+            lines.append(f"| {o.base} | {o.n} | {o.low[0]} {o.low[1]:.4g} | {o.high[0]} {o.high[1]:.4g} | "
+                         f"{'yes' if o.holds else '**no**'} |")
+    return lines

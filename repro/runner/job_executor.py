@@ -40,6 +40,7 @@ def _merge_info(result, *, in_memory: bool, device: str) -> dict:
         "in_memory": in_memory,
         "elapsed_s": round(result.elapsed_s, 3),
         "grid_merges": int(result.timings.get("grid_merges", 1)),  # merges computed in the same pass
+        **({"subspace_boosting": result.subspace_boosting} if result.subspace_boosting else {}),
     }
 
 

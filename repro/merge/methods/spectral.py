@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from repro.errors import MergeError
@@ -63,24 +65,74 @@ def _gesvd_float64(matrix: torch.Tensor):
     return scipy.linalg.svd(array.numpy(), full_matrices=False, lapack_driver="gesvd")
 
 
-def boost_spectrum(update: torch.Tensor, beta: float, name: str | None = None) -> torch.Tensor:
-    """Subspace Boosting of one merged update matrix (float32).
+NULL_TOLERANCE = "sigma_max * max(rows, cols) * eps(float32)"
 
-    k = first index with cumsum(sigma) / sum(sigma) >= beta; every singular value below sigma_k is
-    raised to sigma_k. If no index qualifies or no singular value would change, the input tensor is
-    returned unchanged (bit for bit), so beta = 1 is the identity.
+
+def null_tolerance(s: torch.Tensor, shape: tuple[int, ...]) -> float:
+    """The largest singular value counted as numerically zero: sigma_max * max(rows, cols) * eps(float32),
+    numpy's `matrix_rank` rule (and LAPACK's usual one) for a float32 SVD."""
+    if s.numel() == 0:
+        return 0.0
+    return float(s.max()) * max(shape) * float(torch.finfo(torch.float32).eps)
+
+
+@dataclass(frozen=True)
+class BoostOutcome:
+    """What boosting one matrix did: `boosted` (some singular value raised) and `raised_null` (a raised
+    one was numerically zero: its singular vectors are arbitrary, any correct SVD may pick others)."""
+
+    boosted: bool = False
+    raised_null: bool = False
+
+
+def cutoff_index(s: torch.Tensor, beta: float) -> int | None:
+    """j* = min{j : sum_{i<=j} sigma_i >= beta * sum_i sigma_i} (0-based), decided in float64 on the
+    float32 singular values; beta >= 1 is the last index outright (so beta = 1 never raises anything,
+    whatever the rounding of the cumulative sum), beta <= 0 the first. None when the sum is not positive
+    and finite."""
+    values = s.to(torch.float64)
+    total = values.sum()
+    if not bool(torch.isfinite(total)) or float(total) <= 0:
+        return None
+    if beta >= 1:
+        return values.numel() - 1
+    if beta <= 0:
+        return 0
+    reached = torch.nonzero(torch.cumsum(values, dim=0) >= beta * total)
+    return int(reached[0, 0]) if reached.numel() else values.numel() - 1
+
+
+def boost_spectrum_outcome(
+    update: torch.Tensor, beta: float, name: str | None = None, keep_null: bool = False
+) -> tuple[torch.Tensor, BoostOutcome]:
+    """Subspace Boosting of one merged update matrix (float32), and what it did.
+
+    j* = `cutoff_index(sigma, beta)`; every singular value below sigma_j* is raised to sigma_j* (beta = 0:
+    every one to the largest). With `keep_null`, numerically-zero singular values (`null_tolerance`)
+    stay zero instead: the result is then determined by the matrix alone. If no singular value would
+    change, the input tensor is returned unchanged (bit for bit), so beta = 1 is the identity.
     """
     u, s, vh = robust_svd(update, name)
-    total = s.sum()
-    if not torch.isfinite(total) or total <= 0:
-        return update
-    reached = torch.nonzero(torch.cumsum(s, dim=0) / total >= beta)
-    if reached.numel() == 0:
-        return update
-    floor = s[int(reached[0, 0])]
-    if not bool((s < floor).any()):
-        return update
-    return ((u * torch.clamp(s, min=floor)) @ vh).to(update.dtype)
+    index = cutoff_index(s, beta)
+    if index is None:
+        return update, BoostOutcome()
+    floor = s[index]
+    raised = s < floor
+    null = s <= null_tolerance(s, tuple(update.shape))
+    if keep_null:
+        raised = raised & ~null
+    if not bool(raised.any()):
+        return update, BoostOutcome()
+    boosted = torch.where(raised, floor, s)
+    if keep_null:
+        boosted = torch.where(null, torch.zeros_like(s), boosted)
+    outcome = BoostOutcome(boosted=True, raised_null=bool((raised & null).any()))
+    return ((u * boosted) @ vh).to(update.dtype), outcome
+
+
+def boost_spectrum(update: torch.Tensor, beta: float, name: str | None = None, keep_null: bool = False) -> torch.Tensor:
+    """`boost_spectrum_outcome`'s boosted matrix alone."""
+    return boost_spectrum_outcome(update, beta, name, keep_null)[0]
 
 
 def isotropic(update: torch.Tensor, name: str | None = None) -> torch.Tensor:

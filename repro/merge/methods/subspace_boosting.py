@@ -13,11 +13,17 @@ Other tensors are merged exactly as the base method merges them.
 These cannot use `merge_method(...)` from a plain function because one of their parameters is named
 `lambda` (a Python keyword, and the name mergekit users know); they subclass mergekit's
 `GroupMergeMethod` the way mergekit's own task-arithmetic family does.
+
+A numerically-zero singular value raised by the boost brings in singular vectors that the SVD picks
+arbitrarily (another library, device or the transposed matrix picks others). `keep_null` (off in the
+paper's configuration: the authors raised them) keeps those at zero; either way the merge engine counts
+the matrices where it happened (`with_observer`, `BoostCount`) and records the count with the merge.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -25,7 +31,7 @@ import torch
 from mergekit.merge_methods.base import GroupMergeMethod, MergeMethodSpec, TensorGroup
 
 from repro.merge.kernels import combine_task_vectors, trim_by_magnitude
-from repro.merge.methods.spectral import boost_spectrum, is_boosted_matrix
+from repro.merge.methods.spectral import BoostOutcome, boost_spectrum_outcome, is_boosted_matrix
 from repro.merge.registry import mergekit_spec
 
 
@@ -35,6 +41,12 @@ class BoostedTaskArithmetic(GroupMergeMethod):
 
     method_name: str  # its facts (parameters, defaults, contract) are in `repro.method_catalog`
     ties: bool
+    # called with (tensor name, BoostOutcome) for every boosted matrix; the merge engine's count
+    observer: Callable[[str, BoostOutcome], None] | None = field(default=None, compare=False)
+
+    def with_observer(self, observer: Callable[[str, BoostOutcome], None]) -> BoostedTaskArithmetic:
+        """A copy that reports each projection matrix's boost outcome to `observer`."""
+        return replace(self, observer=observer)
 
     @cached_property
     def spec(self) -> MergeMethodSpec:
@@ -63,7 +75,13 @@ class BoostedTaskArithmetic(GroupMergeMethod):
         def boost(mixed: torch.Tensor) -> torch.Tensor:
             if not is_boosted_matrix(group.metadata.name, base):
                 return mixed
-            return boost_spectrum(mixed.to(torch.float32), parameters["beta"], group.metadata.name).to(mixed.dtype)
+            boosted, outcome = boost_spectrum_outcome(
+                mixed.to(torch.float32), parameters["beta"], group.metadata.name,
+                keep_null=bool(parameters.get("keep_null", False)),
+            )
+            if self.observer is not None:
+                self.observer(group.metadata.name, outcome)
+            return boosted.to(mixed.dtype)
 
         mixed_delta = combine_task_vectors(
             deltas,
@@ -79,3 +97,30 @@ class BoostedTaskArithmetic(GroupMergeMethod):
 
 task_arithmetic_sb_merge_method = BoostedTaskArithmetic(method_name="task_arithmetic_sb", ties=False)
 ties_sb_merge_method = BoostedTaskArithmetic(method_name="ties_sb", ties=True)
+
+
+@dataclass
+class BoostCount:
+    """Per merge: the projection matrices boosted, and those whose raised singular values included
+    numerically-zero ones (`spectral.null_tolerance`): their merged tensors depend on the SVD library."""
+
+    matrices: int = 0
+    boosted: int = 0
+    raised_null: list[str] = field(default_factory=list)
+
+    def __call__(self, name: str, outcome: BoostOutcome) -> None:
+        self.matrices += 1
+        self.boosted += int(outcome.boosted)
+        if outcome.raised_null:
+            self.raised_null.append(name)
+
+    def as_record(self) -> dict[str, Any]:
+        from repro.merge.methods.spectral import NULL_TOLERANCE
+
+        return {
+            "projection_matrices": self.matrices,
+            "boosted": self.boosted,
+            "raised_null": len(self.raised_null),
+            "raised_null_tensors": list(self.raised_null),
+            "null_tolerance": NULL_TOLERANCE,
+        }
