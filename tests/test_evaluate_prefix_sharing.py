@@ -267,3 +267,77 @@ def test_fewshot_first_n_tasks_score_like_stock_hf(tiny_world, tmp_path, capsys)
         assert entry.only_near_ties_differ, (task, entry.differing_items)
         if not entry.differing_items:
             assert all(stock == ours for stock, ours in entry.metrics.values()), (task, entry.metrics)
+
+
+# -- the token budget: counted without a model, equal to what the scorer runs ----------------------------
+
+def test_counted_tokens_equal_the_scorers_forward_tokens(tiny_llama_world, tmp_path):
+    from repro.evaluate import EvaluationSession
+    from repro.evaluate.harness import build_lm, prepare_tasks, run_lm_eval
+    from repro.evaluate.task_loading import resolve_specs
+    from repro.evaluate.token_budget import count_suite_tokens, totals_by_parent
+
+    folder = tmp_path / "fewshot-tasks"
+    names = _write_fewshot_tasks(folder, seed=random.randrange(10**6))
+    specs = [TaskSpec(name=n, num_fewshot=shots) for n, shots in names.items()]
+    rows = count_suite_tokens(tiny_llama_world.base, specs, include_path=folder)
+    by_task = {row.task: row for row in rows}
+    assert sorted(by_task) == sorted(names)
+    assert all(row.items == 14 for row in rows)
+    assert by_task["fs_letters"].requests == 14 * 4 and by_task["fs_loglikelihood"].requests == 14
+    # letters: stock's logits cache already shares each item's context; the preamble is what is left
+    assert by_task["fs_letters"].stock == by_task["fs_letters"].item > by_task["fs_letters"].prefix
+    assert by_task["fs_text"].stock > by_task["fs_text"].item > by_task["fs_text"].prefix
+    totals = totals_by_parent(rows)
+    assert set(totals) == set(names) and totals["fs_text"]["leaves"] == 1
+
+    # batch size 1: no padding, so the scorer's own forward-token counter equals the count
+    spec_list, include_paths = resolve_specs(specs, folder)
+    for share, key in ((True, "prefix"), (False, "item")):
+        session = EvaluationSession()
+        prepared = prepare_tasks(spec_list, include_paths, None, session)
+        lm = build_lm(tiny_llama_world.base, tokenizer=None, dtype="float32", batch_size=1, device="cpu")
+        lm.share_prefix = share
+        run_lm_eval(lm, prepared, None)
+        assert lm.forward_tokens == sum(getattr(row, key) for row in rows), key
+
+
+def test_count_tokens_cli_prints_the_budget_and_writes_costs_the_planner_uses(tiny_llama_world, tmp_path, capsys):
+    import yaml
+
+    from repro.budget import Settings, evaluated_tokens, gpu_hours
+    from repro.cli import main
+    from repro.costs import load_costs
+
+    costs_path = tmp_path / "costs.yaml"
+    costs_path.write_text(yaml.safe_dump({
+        "format": "repro-costs/1", "gpu": "test GPU",
+        "bases": {"b": {"eval_s_per_item": 0.5, "model_load_s": 0, "merge_s": {"default": 0},
+                        "eval_s_per_1k_tokens": 2.0}},
+        "suites": {"smoke": {"source": "guess", "tasks": {"smoke_arithmetic": {"items": 1}}}},
+        "resolution": {"item_disagreement": 0.1, "subset_sd_points": 0.4}}))
+    code = main(["evaluate", "--model", str(tiny_llama_world.base), "--suite", "smoke", "--count-tokens",
+                 "--update-costs", str(costs_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    for task in ("smoke_arithmetic", "smoke_antonyms", "smoke_capitals", "**total**"):
+        assert f"| {task} | " in out
+    costs = load_costs(costs_path)
+    tasks = costs.suites["smoke"]
+    assert sorted(tasks) == ["smoke_antonyms", "smoke_arithmetic", "smoke_capitals"]
+    assert all(t.items == 40 and t.tokens_per_item["prefix"] <= t.tokens_per_item["stock"] for t in tasks.values())
+    assert costs.raw["suites"]["smoke"]["source"].startswith("counted:")
+    settings = Settings(bases=("b",), methods=("task_arithmetic",), sizes=(12,), subsets=1, per_task=None,
+                        pool_size=12, suite="smoke")
+    tokens = evaluated_tokens(costs, settings)
+    assert tokens == pytest.approx(sum(t.items * t.tokens_per_item["prefix"] for t in tasks.values()))
+    evaluations = 1 + 12 + 1
+    assert gpu_hours(costs, settings)["b"] == pytest.approx(evaluations * tokens / 1000 * 2.0 / 3600)
+
+    # --update-costs needs --count-tokens and a suite: exit 2, the costs file untouched
+    before = costs_path.read_text()
+    assert main(["evaluate", "--model", str(tiny_llama_world.base), "--tasks", "smoke_arithmetic",
+                 "--update-costs", str(costs_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--update-costs needs --count-tokens" in err and "--update-costs needs --suite" in err
+    assert costs_path.read_text() == before
