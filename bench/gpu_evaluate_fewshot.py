@@ -172,7 +172,11 @@ def main() -> int:
     if args.export is not None:
         export(args.export, args.items, tuple(s.strip() for s in args.subjects.split(",") if s.strip()))
         return 0
-    if args.inputs is None or not (args.inputs / "model-config" / "config.json").is_file():
+    if args.inputs is None:  # nothing asked (e.g. `make bench` running every bench/*.py): a GPU-only check
+        print("GPU check: --export FOLDER on the CPU machine, then --inputs FOLDER on the GPU machine "
+              "(bash bench/gpu_evaluate_fewshot.sh); nothing to do")
+        return 0
+    if not (args.inputs / "model-config" / "config.json").is_file():
         print("no inputs: run `python bench/gpu_evaluate_fewshot.py --export FOLDER` on the CPU machine first, "
               "then pass --inputs FOLDER", file=sys.stderr)
         return 2
