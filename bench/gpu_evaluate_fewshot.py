@@ -116,11 +116,11 @@ def run(inputs: Path, device: str, out: Path, small: bool) -> dict:
 
     config_dir, include = inputs / "model-config", inputs / "tasks"
     specs = [TaskSpec(name=name, num_fewshot=shots, metric=metric) for name, shots, metric in _tasks(present)]
-    counted = count_suite_tokens(config_dir, specs, include_path=include)
+    session = EvaluationSession()  # tasks and requests built once here, reused (untimed) by every run below
+    counted = count_suite_tokens(config_dir, specs, include_path=include, session=session)
     totals = {k: sum(t[k] for t in totals_by_parent(counted).values()) for k in ("items", "stock", "item", "prefix")}
     print(f"counted (padding excluded): {totals}", flush=True)
     tokenizer = AutoTokenizer.from_pretrained(config_dir)
-    session = EvaluationSession()
     results = {"device": torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor(),
                "dtype": "float16" if device.startswith("cuda") else "float32", "counted_tokens": totals,
                "tasks": [t for t, _, _ in _tasks(present)], "models": {}}

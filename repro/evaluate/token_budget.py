@@ -73,8 +73,10 @@ class _TokenizingLM(HFLM):
         return [""] * len(requests)  # generation tasks are not costed here
 
 
-def count_suite_tokens(model_dir, tasks, *, include_path=None, limit=None, max_length: int | None = None) -> list[TaskTokens]:
-    """Per leaf task: items, loglikelihood requests and forward tokens of the three scorers."""
+def count_suite_tokens(model_dir, tasks, *, include_path=None, limit=None, max_length: int | None = None,
+                       session=None) -> list[TaskTokens]:
+    """Per leaf task: items, loglikelihood requests and forward tokens of the three scorers.
+    With an EvaluationSession, the tasks and requests built here are reused by its later evaluations."""
     from repro.evaluate import EvaluationSession
     from repro.evaluate.harness import prepare_tasks, run_lm_eval
     from repro.evaluate.task_loading import quiet_custom_dataset_notice, resolve_specs
@@ -82,7 +84,7 @@ def count_suite_tokens(model_dir, tasks, *, include_path=None, limit=None, max_l
     specs, include_paths = resolve_specs(tasks, include_path)
     lm = _TokenizingLM(model_dir, max_length)
     with quiet_custom_dataset_notice():
-        prepared = prepare_tasks(specs, include_paths, limit, EvaluationSession())
+        prepared = prepare_tasks(specs, include_paths, limit, session if session is not None else EvaluationSession())
         run_lm_eval(lm, prepared, limit)
     by_task: dict[str, list[tuple[str, list[int], list[int]]]] = {}
     for task, doc, context, continuation in lm.recorded:
