@@ -33,8 +33,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
-from repro.evaluate.prefix_sharing import (  # noqa: F401 - group_requests/plan_batches: this module's API
-    Cluster,
+from repro.evaluate.prefix_sharing import (  # noqa: F401 - group_requests: kept importable from here
     Group,
     Request,
     group_requests,
