@@ -28,7 +28,7 @@ HF_CACHE_VOLUME ?= hf-cache
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .PHONY: help setup test smoke demo demo-quick demo-smollm2 data lock-check lock download merge evaluate reproduce-table1 plan status tables \
-        bench bench-demo bench-evaluate lint docker-build docker-test docker-run gpu-check constraints clean clean-all reproduce-table2 reproduce-table3 \
+        bench bench-demo bench-evaluate bench-evaluate-fewshot lint docker-build docker-test docker-run gpu-check constraints clean clean-all reproduce-table2 reproduce-table3 \
         reproduce-figures reproduce-appendix reproduce-all figures \
         verify-published reproduce-reduced gallery check-gallery check-scorer
 
@@ -165,6 +165,10 @@ bench: setup ## Run every bench/bench_*.py (results in runs/bench/, pages in doc
 bench-demo: setup ## End-to-end time of `make demo` (world included) in fresh folders: bench/bench_demo.py
 	@mkdir -p runs/bench
 	$(OFFLINE) $(BIN)/python bench/bench_demo.py $(ARGS)
+
+bench-evaluate-fewshot: setup ## Few-shot proxies: stock lm_eval hf vs repro evaluate (prefix sharing), SmolLM2-135M (bench/bench_evaluate_fewshot.py; ARGS=--items 30)
+	@mkdir -p runs/bench
+	flock /tmp/repro-bench.lock $(OFFLINE) $(BIN)/python bench/bench_evaluate_fewshot.py $(ARGS)
 
 bench-evaluate: setup ## Stock lm_eval CLI vs repro evaluate on SmolLM2-135M, 1 and 5 models, alternated (bench/bench_evaluate.py; ARGS=--items 10)
 	@mkdir -p runs/bench

