@@ -29,6 +29,25 @@ def register(subparsers) -> None:
     prepare.add_argument("--force", action="store_true", help="rebuild even when the folder is up to date")
     prepare.set_defaults(handler=run_prepare)
 
+    check = actions.add_parser(
+        "check-sources",
+        help="ask the registries whether every pinned offline source is still served with its hash (network)",
+        description="For each pinned offline source (the archives of the suites file, the offline bases of the "
+        "lockfile, the Debian packages of the SmolLM2 world recipes) ask its registry whether the pinned file is "
+        "still listed with the same sha256, without downloading it: PyPI's simple index, `apt-cache show` (run "
+        "`apt-get update` first). Exit status 1 when a source that a --require-for config needs is not served as "
+        "pinned; the others are reported.",
+    )
+    check.add_argument("--suites", type=Path, default=None, help="suites file (default: configs/suites.yaml)")
+    check.add_argument("--lockfile", type=Path, default=None, help="lockfile (default: checkpoints.lock)")
+    check.add_argument("--config", type=Path, action="append", default=None, dest="configs", metavar="CONFIG",
+                       help="also check the sources of this config's world (repeatable; default: "
+                       "configs/smollm2.yaml)")  # fmt: skip
+    check.add_argument("--require-for", type=Path, action="append", default=[], metavar="CONFIG",
+                       help="fail when a source this config needs is not served as pinned (repeatable)")
+    check.add_argument("--timeout", type=float, default=30.0, help="seconds per registry request (default 30)")
+    check.set_defaults(handler=run_check_sources)
+
     fetch = actions.add_parser(
         "fetch",
         help="download a hub suite's datasets into the local Hugging Face cache (needs network)",
@@ -73,6 +92,18 @@ def run_prepare(args: argparse.Namespace) -> int:
     if failed:
         print(f"note: {len(failed)} suite(s) not built; {args.for_config} does not need them", file=sys.stderr)
     return 0
+
+
+def run_check_sources(args: argparse.Namespace) -> int:
+    from repro.suites import DEFAULT_SUITES_PATH, REPO_ROOT
+    from repro.worlds.source_check import check_sources, pinned_sources, render
+
+    configs = args.configs if args.configs is not None else [REPO_ROOT / "configs" / "smollm2.yaml"]
+    sources = pinned_sources(args.suites or DEFAULT_SUITES_PATH, args.lockfile or REPO_ROOT / "checkpoints.lock",
+                             configs, args.require_for)  # fmt: skip
+    statuses = check_sources(sources, timeout=args.timeout)
+    print(render(statuses))
+    return 1 if any(status.failed for status in statuses) else 0
 
 
 def run_fetch(args: argparse.Namespace) -> int:
