@@ -94,8 +94,8 @@ def _pip_download(spec: ArchiveSpec, downloads: Path) -> None:
 def _simple_index_download(spec: ArchiveSpec, downloads: Path) -> None:
     """Fetch one pinned file listed by the registry's simple index (PEP 691 JSON).
 
-    Used for sdists that `pip download` cannot fetch: pip prepares their metadata, and bigbench 1.0.0
-    declares a direct-URL dependency that pip refuses, so `pip download` fails after downloading.
+    Used for files that `pip download` cannot fetch, e.g. an sdist whose metadata declares a direct-URL
+    dependency: pip prepares the metadata and refuses it, so `pip download` fails after downloading.
     """
     url = f"{spec.index_url.rstrip('/')}/{spec.package}/"
     try:
