@@ -1,6 +1,6 @@
 """Real text available offline, for the SmolLM2 world's fine-tunes (recipes in repro.worlds.smollm2_recipe).
 
-`corpus_files(corpora, ...)` writes each corpus as one text file under runs/worlds/smollm2/corpora/
+`corpus_file(corpus, ...)` writes a corpus as one text file under runs/worlds/smollm2/corpora/
 (atomically, keyed by the corpus recipe) and returns its path and sha256:
 
 - debian: `apt-get download PKG=VERSION` into the downloads folder (once), the .deb's sha256 checked
