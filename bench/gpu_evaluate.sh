@@ -6,7 +6,7 @@
 # .gpu/evaluate). Models: RANDOM WEIGHTS (torch seeds 0..4) with SmolLM2-135M's exact architecture and
 # tokenizer: the timing is the real architecture's; scores are meaningless, but the numerics comparison
 # (max |delta loglik| per task, differing predictions, equal acc/acc_norm) between the two tools holds.
-# Tasks: 2 MMLU subjects + 3 BIG-bench tasks, their first 40 items (the 200 items), float32,
+# Tasks: 5 MMLU subjects (2 letter choices, 3 answer texts), their first 40 items (200 items), float32,
 # batch 16. SUITES=mc,smoke adds the smoke suite (about twice the time).
 # Lead's steps: here `bench/gpu_evaluate_prepare.sh .gpu/evaluate` (3.6 MB; .gpu/ is git-excluded, so
 # name it in the run's carry), then on the GPU machine `bash bench/gpu_evaluate.sh` (timeout_s >= 240).

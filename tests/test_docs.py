@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -180,7 +181,11 @@ def test_commands_exist(page):
     targets, parser, problems = _make_targets(), build_parser(), []
     for command in _commands(page):
         if command.startswith("make "):
-            for word in command.split("#")[0].split()[1:]:
+            try:  # quoted make variables (REPRODUCE_ARGS="--gpus all") are one word
+                words = shlex.split(command.split("#")[0])
+            except ValueError:
+                words = command.split("#")[0].split()
+            for word in words[1:]:
                 word = word.strip("`,;()")
                 if word.startswith("-") or "=" in word or not word:
                     continue

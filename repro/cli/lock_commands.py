@@ -17,6 +17,11 @@ def register(subparsers) -> None:
 
     check = lock_sub.add_parser("check", help="validate checkpoints.lock offline and print its counts")
     _add_source_arguments(check)
+    check.add_argument(
+        "--online", action="store_true",
+        help="also ask the hub whether every pinned revision still resolves (one metadata request per "
+        "repository, nothing downloaded; needs network, reads HF_TOKEN); exit 1 when one does not",
+    )  # fmt: skip
     check.set_defaults(handler=check_command)
 
     resolve = lock_sub.add_parser(
@@ -126,7 +131,16 @@ def check_command(args) -> int:
     for name in bases or []:
         lock.base(name)
     print(f"{path}: {lock.summary().describe()}")
-    return 0
+    if not args.online:
+        return 0
+    from huggingface_hub import HfApi
+
+    from repro.hub.online_check import GONE, check_pinned_revisions, render
+
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
+    statuses = check_pinned_revisions(lock, api, _selected_ids(lock, bases), token=os.environ.get("HF_TOKEN"))
+    print(render(statuses))
+    return 1 if any(status.status == GONE for status in statuses) else 0
 
 
 def resolve_command(args) -> int:

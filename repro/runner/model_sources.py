@@ -50,9 +50,7 @@ class ModelSources:
 
         from repro.worlds.smollm2_world import build_smollm2_world
 
-        evaluation = self.loaded.config.evaluation
         return build_smollm2_world(world_cfg, self.loaded.resolve(world_cfg.lockfile), self.runs_root,
-                                   suites_file=self.loaded.resolve(evaluation.suites_file),
                                    log=lambda message: print(message, file=sys.stderr, flush=True))
 
     def repo_dir(self, repo_id: str) -> Path:

