@@ -80,7 +80,7 @@ def _commands(page: Path) -> list[str]:
     text = page.read_text(encoding="utf-8")
     spans = CODE_SPAN.findall(re.sub(r"```.*?```", "", text, flags=re.S))
     blocks = [line.strip() for block in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S)
-              for line in block.splitlines()]
+              for line in re.sub(r"\s*\\\n\s*", " ", block).splitlines()]  # a continued line is one command
     commands = [re.split(r"\s{2,}", s.strip())[0] for s in [*spans, *blocks]]  # drop a block line's comment
     return [c for c in commands if re.match(r"^(make|repro) ", c)]
 
@@ -185,9 +185,18 @@ def test_commands_exist(page):
                 words = shlex.split(command.split("#")[0])
             except ValueError:
                 words = command.split("#")[0].split()
+            skip_next = False
             for word in words[1:]:
                 word = word.strip("`,;()")
+                if skip_next:  # the argument of make's -o/-f/-C option
+                    skip_next = False
+                    continue
+                if word in ("-o", "-f", "-C"):
+                    skip_next = True
+                    continue
                 if word.startswith("-") or "=" in word or not word:
+                    continue
+                if "*" in word or word.isupper():  # a placeholder: reproduce-*, TARGET
                     continue
                 if word not in targets:
                     problems.append(f"`{command}`: no make target {word!r}")
