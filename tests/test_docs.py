@@ -27,15 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 GENERATED = {ROOT / "docs" / "cli.md"}  # generated from the parser itself (checked below)
 
-# Written on branches merged together with this page set, and the gallery `make gallery` renders: their
-# links are checked by test_pending_targets_exist, which is expected to fail until they all exist. Once
-# it passes (XPASS, strict), empty this set.
-PENDING = {
-    "docs/methods.md", "docs/reviewers.md", "docs/evaluation.md", "docs/smollm2.md", "docs/data-sources.md",
-    "docs/container.md", "paper_artifacts/demo/fig03_accuracy_vs_n.png", "paper_artifacts/demo/index.html",
-    "paper_artifacts/demo/",
-}
-
 DEVELOPMENT_TALK = re.compile(
     r"build machine|previous engine|earlier engine|other sessions|this session|\bthis issue\b|"
     r"\.\./shared|/work/shared", re.I)
@@ -164,16 +155,8 @@ def test_gpu_block_markers_follow_the_fresh_machine_commands():
 
 @pytest.mark.parametrize("page", PAGES, ids=_rel)
 def test_links_exist(page):
-    missing = [rel for rel, path in _links(page) if rel not in PENDING and not path.exists()]
+    missing = [rel for rel, path in _links(page) if not path.exists()]
     assert missing == []
-
-
-def test_pending_targets_exist():
-    """Fails until the pages of the parallel branches and the gallery are in; then empty PENDING."""
-    missing = [rel for page in PAGES for rel, path in _links(page) if rel in PENDING and not path.exists()]
-    if missing:
-        pytest.xfail(f"not merged or rendered yet: {sorted(set(missing))}")
-    assert not PENDING, "every pending page exists now: empty PENDING in tests/test_docs.py"
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if p not in GENERATED], ids=_rel)
@@ -207,7 +190,7 @@ def test_commands_exist(page):
 
 @pytest.mark.parametrize("page", PAGES, ids=_rel)
 def test_paths_exist(page):
-    missing = [p for p in _repo_paths(page) if p not in PENDING and not (ROOT / p).exists()
+    missing = [p for p in _repo_paths(page) if not (ROOT / p).exists()
                and not (page.parent / p).exists()]
     assert missing == []
 
