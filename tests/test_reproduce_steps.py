@@ -327,6 +327,7 @@ def test_docker_run_passes_the_token_by_name_and_mounts_this_clone_as_the_user(t
     argv = record.read_text().splitlines()
     assert "hf_secret_value_123" not in record.read_text() + done.stdout + done.stderr
     assert argv[argv.index("--env") + 1] == "HF_TOKEN"
+    assert "HF_ENDPOINT" in argv  # by name too (a mirror, or a local hub), never its value on the line
     assert argv[argv.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
     mounts = [argv[i + 1] for i, a in enumerate(argv) if a == "-v"]
     assert f"{ROOT}:/work" in mounts and f"{tmp_path / 'big'}:/work/runs" in mounts
