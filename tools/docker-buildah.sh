@@ -20,8 +20,6 @@ usage() { echo "usage: tools/docker-buildah.sh run [--rm] [--user U:G] [--env NA
 
 [ "${1:-}" = run ] || usage
 shift
-command -v buildah >/dev/null || { echo "error: buildah is missing: apt-get install -y buildah (as root)" >&2; exit 2; }
-
 opts=()
 by_name=()  # variables passed by name: their values travel on stdin
 while [ $# -gt 0 ]; do
@@ -50,6 +48,7 @@ done
 [ $# -ge 2 ] || usage
 image="$1"
 shift
+command -v buildah >/dev/null || { echo "error: buildah is missing: apt-get install -y buildah (as root)" >&2; exit 2; }
 
 ctr="$(buildah from --pull-never --quiet "$image")"
 trap 'buildah rm "$ctr" >/dev/null' EXIT
