@@ -194,15 +194,18 @@ gpu-check: setup ## Merges (7 methods) on CPU vs CUDA + lm-eval on CUDA; prints 
 # environment (/repro/.venv, torch's CUDA build), this clone's checkpoints.lock, runs/ (models, results, the
 # HF cache) and paper_artifacts/ receive everything, owned by the calling user (--user). HF_TOKEN is passed
 # by name from the environment (never on a command line, in a file or in the image). RUNS_DIR=/big/disk
-# puts runs/ elsewhere. DOCKER=podman works too; DOCKER_GPUS= runs without a GPU.
+# puts runs/ elsewhere. DOCKER=podman works too; DOCKER_GPUS= runs without a GPU; HF_ENDPOINT (a mirror)
+# is passed by name too. Without a docker daemon, as root: DOCKER=tools/docker-buildah.sh DOCKER_GPUS=
+# (DOCKER_USER=UID:GID then names the user who owns the files).
 TARGET ?= reproduce-table1
 DOCKER ?= docker
 DOCKER_GPUS ?= --gpus all
+DOCKER_USER ?= $$(id -u):$$(id -g)
 RUNS_DIR ?=
 IN_IMAGE_MAKE = make -o /repro/.venv/.installed VENV=/repro/.venv
 docker-run: ## make TARGET (default reproduce-table1) in the image on this clone: HF_TOKEN from the env, files on the host, yours
 	@mkdir -p runs paper_artifacts $(RUNS_DIR)
-	$(DOCKER) run --rm $(DOCKER_GPUS) --user "$$(id -u):$$(id -g)" --env HF_TOKEN \
+	$(DOCKER) run --rm $(DOCKER_GPUS) --user "$(DOCKER_USER)" --env HF_TOKEN --env HF_ENDPOINT \
 		--env HOME=/tmp --env HF_HOME=/work/runs/hf-home --env NUMBA_CACHE_DIR=/tmp/numba \
 		-v "$(CURDIR):/work" $(if $(RUNS_DIR),-v "$(abspath $(RUNS_DIR)):/work/runs") -w /work \
 		$(IMAGE) $(IN_IMAGE_MAKE) $(TARGET) CONFIG=$(CONFIG) BASE=$(BASE) REPRODUCE_ARGS='$(REPRODUCE_ARGS)'

@@ -13,7 +13,9 @@ No session creates a virtualenv of its own (venv_backend="none"), so none reinst
     nox -s reliability      hostile checkpoints, bad inputs + hypothesis fuzzing, kill -9 / disk full /
                             concurrent workers / copies mid-run / HF_TOKEN canary, then a counted summary
     nox -s image            build the Docker image (docker, else buildah: root + apt packages buildah podman
-                            debootstrap) and run `make test` + `make smoke` inside it, offline (tools/image.sh)
+                            debootstrap) and run `make test` + `make smoke` inside it, offline (tools/image.sh);
+                            then the README's container commands in that image against a local hub server
+                            and its docker-archive export (tests/test_container_journey.py)
     nox -s journey          the README's GPU section end to end on CPU against a local hub server (127.0.0.1)
 """
 
@@ -125,8 +127,13 @@ def page(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def image(session: nox.Session) -> None:
-    """The image built for real and tested inside: tools/image.sh test (docker, else buildah; ~4 GB download)."""
+    """The image built for real and tested inside: tools/image.sh test (docker, else buildah; ~4 GB download).
+    Then, on the same image (no second build), the README's container commands against a local hub server
+    and its docker-archive export (tests/test_container_journey.py; needs root + buildah/podman, else
+    skipped; a few minutes)."""
     session.run(str(ROOT / "tools" / "image.sh"), "test", external=True)
+    _run(session, str(VENV_BIN / "python"), "-m", "pytest", "-q", "-rs", "-s", "-o", "addopts=",
+         "tests/test_container_journey.py", *session.posargs)
 
 
 @nox.session(venv_backend="none")

@@ -327,6 +327,7 @@ def test_docker_run_passes_the_token_by_name_and_mounts_this_clone_as_the_user(t
     argv = record.read_text().splitlines()
     assert "hf_secret_value_123" not in record.read_text() + done.stdout + done.stderr
     assert argv[argv.index("--env") + 1] == "HF_TOKEN"
+    assert "HF_ENDPOINT" in argv  # by name too (a mirror, or a local hub), never its value on the line
     assert argv[argv.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
     mounts = [argv[i + 1] for i, a in enumerate(argv) if a == "-v"]
     assert f"{ROOT}:/work" in mounts and f"{tmp_path / 'big'}:/work/runs" in mounts
@@ -410,3 +411,41 @@ def test_reproduce_calls_the_steps_in_order_with_their_options(monkeypatch, tmp_
     args = cli.build_parser().parse_args(["reproduce", "--config", config, "--runs-dir", str(tmp_path)])
     assert args.handler(args) == 2 and [c[0] for c in calls] == ["preflight"]  # stops at the failing step
     assert "== preflight stopped (exit 2)" in capsys.readouterr().err
+
+
+def test_docker_buildah_translates_docker_run_and_keeps_the_token_off_the_command_line(tmp_path):
+    """tools/docker-buildah.sh (make docker-run without a docker daemon) with a stand-in buildah: the
+    options become buildah's, a variable passed by name reaches the container on stdin (never in argv),
+    an unset one is not passed, the container is removed; --gpus and unknown options are refused."""
+    script = ROOT / "tools" / "docker-buildah.sh"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "buildah"
+    fake.write_text(f"""#!/bin/sh
+case "$1" in
+  from) echo ctr-1 ;;
+  run) printf '%s\\n' "$@" > {tmp_path}/run-argv; cat > {tmp_path}/run-stdin ;;
+  rm) echo "$2" > {tmp_path}/removed ;;
+esac
+""")
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "HF_TOKEN": "hf_secret_value_123"}
+    env.pop("HF_ENDPOINT", None)
+    done = subprocess.run([str(script), "run", "--rm", "--user", "1234:1234", "--env", "HF_TOKEN", "--env",
+                           "HF_ENDPOINT", "--env", "HOME=/tmp", "-v", "/a:/work", "-w", "/work", "repro", "make",
+                           "reproduce-table1"], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    argv = (tmp_path / "run-argv").read_text().splitlines()
+    assert "hf_secret_value_123" not in "\n".join(argv) + done.stdout + done.stderr
+    assert (tmp_path / "run-stdin").read_text() == "hf_secret_value_123\n"
+    assert argv[:3] == ["run", "--isolation", "chroot"]
+    pairs = list(zip(argv, argv[1:], strict=False))
+    assert ("--user", "1234:1234") in pairs and ("-v", "/a:/work") in pairs and ("--workingdir", "/work") in pairs
+    assert ("--env", "HOME=/tmp") in pairs and ("--env", "REPRO_ENV_BY_NAME=HF_TOKEN") in pairs
+    assert argv[argv.index("ctr-1") + 1:argv.index("ctr-1") + 3] == ["--", "sh"]
+    assert argv[-2:] == ["make", "reproduce-table1"]
+    assert (tmp_path / "removed").read_text().strip() == "ctr-1"
+    for bad, message in ((["--gpus", "all"], "DOCKER_GPUS="), (["--network", "host"], "not translated")):
+        done = subprocess.run([str(script), "run", *bad, "repro", "true"], env=env, capture_output=True,
+                              text=True, timeout=30)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
