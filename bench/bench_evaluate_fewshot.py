@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import bench_evaluate as be  # bench/ is on sys.path when this file runs
+from pages import provenance, write_page  # bench/pages.py
 
 ROOT = be.ROOT
 BENCH_DIR = be.BENCH_DIR
@@ -223,49 +224,9 @@ def format_fewshot_table(leg: dict) -> str:
     return "\n".join(lines)
 
 
-def _provenance() -> dict:
-    try:
-        from pages import provenance  # bench/pages.py, where the repository has it
-
-        return provenance()
-    except ImportError:
-        import shlex
-        import subprocess
-
-        from repro.package_versions import package_versions
-
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
-        return {"command": shlex.join([Path(sys.executable).name, *sys.argv]),
-                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
-                "versions": package_versions(), "commit": commit}
-
-
 def write_fewshot_page(results: dict) -> Path:
-    """docs/benchmarks/evaluate-fewshot.md from the results JSON (bench/pages.py where present)."""
-    try:
-        from pages import write_page
-
-        return write_page(NAME, results)
-    except ImportError:
-        prov = results["provenance"]
-        machine = results["machine"]
-        versions = ", ".join(f"{k} {v}" for k, v in sorted(prov["versions"].items()))
-        rows = [("command", f"`{prov['command']}`"), ("machine", prov["machine"]),
-                ("load", f"{machine['load_before'][0]:.1f} before / {machine['load_after'][0]:.1f} after "
-                         "(1-min load average)"),
-                ("date", prov["date"]), ("versions", versions), ("commit", prov["commit"]),
-                ("raw results", f"`runs/bench/{NAME}.json`")]
-        page = "\n".join([f"<!-- written by bench/bench_evaluate_fewshot.py from runs/bench/{NAME}.json: rerun the "
-                          "benchmark to update it, do not edit by hand -->", f"# Benchmark `{NAME}`", "",
-                          "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "", results["table"], ""])
-        path = ROOT / "docs" / "benchmarks" / f"{NAME}.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".md.tmp")
-        tmp.write_text(page, encoding="utf-8")
-        tmp.replace(path)
-        return path
+    """docs/benchmarks/evaluate-fewshot.md from the results JSON (bench/pages.py)."""
+    return write_page(NAME, results)
 
 
 def main() -> int:
@@ -287,7 +248,7 @@ def main() -> int:
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": args.device,
                            "python": platform.python_version(), "threads": be.THREADS or "torch default",
                            "load_before": os.getloadavg()},
-               "model": str(base), "batch_size": be.BATCH_SIZE, "dtype": "float32", "provenance": _provenance()}
+               "model": str(base), "batch_size": be.BATCH_SIZE, "dtype": "float32", "provenance": provenance()}
     started = time.monotonic()
     results["fewshot"] = run_fewshot_leg(models, include, suites_file, args.items, args.device, args.stock_models)
     tables = ["## Few-shot proxies (SmolLM2-135M-Instruct, float32, CPU, batch size 16, "
