@@ -257,6 +257,12 @@ def run_repro(models: list[Path], tasks: list[str], include: Path, limit, device
                 "--batch-size", str(BATCH_SIZE), "--device", device, "--out", str(out),
                 "--log-loglikelihoods", str(out / "loglik")]
     command += ["--limit", str(limit)] if limit else []
+    return timed_repro_run(command, models, tasks, out)
+
+
+def timed_repro_run(command: list[str], models: list[Path], tasks: list[str], out: Path) -> dict:
+    """Run one `repro evaluate` command over `models` and read back its times, tokens, scores and
+    log-likelihoods (stored under `out`)."""
     done, wall, cpu = _timed(command, ROOT)
     evals = [float(s) for s in re.findall(r"^evaluated in ([0-9.]+) s", done.stdout, re.MULTILINE)]
     tokens = [int(s) for s in re.findall(r"([0-9]+) forward tokens", done.stdout)]

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -114,34 +113,14 @@ def counted_tokens(model: Path, include: Path, limit: int) -> dict:
     return {row.task: row.to_json() for row in rows}
 
 
-def _out_flag() -> str:
-    """`repro evaluate`'s storage flag (--out-dir, or --out where the CLI names it so)."""
-    done = be.subprocess.run([*be.REPRO_CLI, "evaluate", "--help"], capture_output=True, text=True, cwd=ROOT)
-    return "--out-dir" if "--out-dir" in done.stdout else "--out"
-
-
 def run_repro(models: list[Path], suites_file: Path, limit: int, device: str, out: Path) -> dict:
     command = [*be.REPRO_CLI, "evaluate"]
     for model in models:
         command += ["--model", str(model)]
     command += ["--suite", SUITE, "--suites", str(suites_file), "--dtype", "float32", "--batch-size",
-                str(be.BATCH_SIZE), "--device", device, _out_flag(), str(out), "--log-loglikelihoods",
+                str(be.BATCH_SIZE), "--device", device, "--out", str(out), "--log-loglikelihoods",
                 str(out / "loglik"), "--limit", str(limit)]
-    done, wall, cpu = be._timed(command, ROOT)
-    evals = [float(s) for s in re.findall(r"^evaluated in ([0-9.]+) s", done.stdout, re.MULTILINE)]
-    tokens = [int(s) for s in re.findall(r"([0-9]+) forward tokens", done.stdout)]
-    assert len(evals) == len(models), done.stdout
-    from repro.evaluate.model_identity import evaluation_folder_name
-    from repro.evaluate.standalone_store import load_evaluation
-
-    tasks = [task for task, _, _ in FEWSHOT_TASKS.values()]
-    scores, loglik = [], []
-    for model in models:
-        metrics = load_evaluation(out / evaluation_folder_name(model)).metrics_by_task()
-        scores.append({t: {m: metrics[t][m] for m in ("acc", "acc_norm")} for t in tasks})
-        loglik.append(json.loads((out / "loglik" / f"{evaluation_folder_name(model)}.json").read_text()))
-    return {"wall_s": wall, "cpu_s": cpu, "startup_s": wall - sum(evals), "eval_s": evals, "tokens": tokens,
-            "scores": scores, "loglik": loglik}
+    return be.timed_repro_run(command, models, [task for task, _, _ in FEWSHOT_TASKS.values()], out)
 
 
 def stock_run(model: Path, include: Path, limit: int, device: str, out: Path) -> dict:
