@@ -59,23 +59,21 @@ smoke: setup ## End-to-end smoke run on tiny offline models: repro run + report 
 	$(OFFLINE) $(BIN)/repro report table1 --config $(SMOKE_CONFIG)
 	$(OFFLINE) $(BIN)/repro report all --config $(SMOKE_CONFIG) > /dev/null
 
-# Every table and figure the stored results support: `repro report all` where the kit has it, else the
-# individual reports (Tables 1-2, Figures 3-4).
+# Every table and figure the stored results of a config (and of its appendix configs) support, one page.
 define render_report
-	if $(BIN)/repro report all --help >/dev/null 2>&1; then \
-		$(OFFLINE) $(BIN)/repro report all --config $(1); \
-	else \
-		$(OFFLINE) $(BIN)/repro report table1 --config $(1) && \
-		$(OFFLINE) $(BIN)/repro report table2 --config $(1) > /dev/null && \
-		$(OFFLINE) $(BIN)/repro report figures --config $(1); \
-	fi
+	$(OFFLINE) $(BIN)/repro report all --config $(1)
 endef
 
-demo: setup ## The mini-paper offline: trained world (built once, cached) + 7 methods, n = 1..12 + report (configs/demo.yaml)
-	$(OFFLINE) $(BIN)/repro run --config $(DEMO_CONFIG)
+# `make demo DEMO_WORKERS=1` runs the jobs in one process (default: one worker per CPU).
+DEMO_WORKERS ?= auto
+demo: setup ## The whole mini-paper offline: trained world (built once, cached), 7 methods, n = 1..12, the appendix configs (sweeps, geometry, homogeneous), every table and figure on one page (configs/demo.yaml)
+	$(OFFLINE) $(BIN)/repro run --config $(DEMO_CONFIG) --workers $(DEMO_WORKERS)
+	@set -e; for c in $$($(BIN)/repro plan --config $(DEMO_CONFIG) --appendix-configs); do \
+		$(OFFLINE) $(BIN)/repro run --config "$$c" --workers $(DEMO_WORKERS); \
+	done
 	@$(call render_report,$(DEMO_CONFIG))
 
-demo-quick: ## The demo with 2 subsets per n, same world (CI): configs/demo_quick.yaml
+demo-quick: ## The demo with 2 subsets per n, same world and appendix configs (CI): configs/demo_quick.yaml
 	$(MAKE) demo DEMO_CONFIG=configs/demo_quick.yaml
 
 GALLERY_DIR ?= paper_artifacts/demo

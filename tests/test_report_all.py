@@ -160,3 +160,52 @@ def test_report_all_needs_no_torch_or_models(appendix, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.strip().splitlines()[-1] == "0 []", proc.stdout + proc.stderr
     assert _files(tmp_path / "out") == _files(work / "a")  # another process, same bytes
+
+
+def test_report_all_joins_the_appendix_configs_that_have_results(tmp_path):
+    """`repro report all` of a config puts its appendix configs' tables and figures (Tables 4-5, Figures
+    11-28, Appendix E) on its own page where they have results in runs/ beside it; --no-appendix leaves
+    them out; an appendix config without results is only listed as not rendered."""
+    from repro.cli import main
+
+    runs = tmp_path / "runs"
+    for config in ("smoke.yaml", "smoke_appendix.yaml", "smoke_homogeneous.yaml"):
+        loaded = load_config(ROOT / "configs" / config)
+        write_synthetic_results(loaded, runs / loaded.name)
+    own, _ = _render("smoke.yaml", runs / "smoke", tmp_path / "own")
+    assert main(["report", "all", "--config", str(ROOT / "configs/smoke.yaml"), "--runs-dir", str(runs / "smoke"),
+                 "--out", str(tmp_path / "all")]) == 0
+    manifest = json.loads((tmp_path / "all" / "manifest.json").read_text())
+    keys = [a["key"] for a in manifest["artifacts"]]
+    appendix_keys = {"table4", "table5", "appendix_e", "fig11_ta_lambda", "fig17_ties_density", "fig18_sb_beta",
+                     "fig19_cosine_tiny-llama", "fig23_layer_signs_tiny-llama"}
+    assert appendix_keys <= set(keys) and set(a.key for a in own) <= set(keys)
+    assert any(key.startswith("fig27_homogeneous_") for key in keys)
+    assert not any(s.startswith(("Figure 1", "Figure 2", "Table 4", "Table 5")) for s in manifest["not_rendered"])
+    assert [c["name"] for c in manifest["appendix_configs"]] == ["smoke_appendix", "smoke_homogeneous"]
+    page = (tmp_path / "all" / "index.html").read_text()
+    assert all(f'id="{key}"' in page for key in keys)
+    # the main grid's figures are the main config's own files, byte for byte
+    for artifact in own:
+        for path in artifact.files:
+            if path.suffix in (".png", ".csv", ".md"):
+                assert (tmp_path / "all" / path.name).read_bytes() == path.read_bytes(), path.name
+    assert main(["report", "all", "--config", str(ROOT / "configs/smoke.yaml"), "--runs-dir", str(runs / "smoke"),
+                 "--out", str(tmp_path / "again")]) == 0
+    assert _files(tmp_path / "again") == _files(tmp_path / "all")  # byte-identical rerender
+
+    assert main(["report", "all", "--config", str(ROOT / "configs/smoke.yaml"), "--runs-dir", str(runs / "smoke"),
+                 "--out", str(tmp_path / "alone"), "--no-appendix"]) == 0
+    alone = json.loads((tmp_path / "alone" / "manifest.json").read_text())
+    assert not appendix_keys & {a["key"] for a in alone["artifacts"]} and "appendix_configs" not in alone
+    assert any("made by its appendix config smoke_appendix.yaml" in s for s in alone["not_rendered"])
+
+    import shutil
+
+    shutil.rmtree(runs / "smoke_homogeneous")  # no results: only the sweeps and geometry join
+    assert main(["report", "all", "--config", str(ROOT / "configs/smoke.yaml"), "--runs-dir", str(runs / "smoke"),
+                 "--out", str(tmp_path / "partial")]) == 0
+    partial = json.loads((tmp_path / "partial" / "manifest.json").read_text())
+    assert [c["name"] for c in partial["appendix_configs"]] == ["smoke_appendix"]
+    assert "fig11_ta_lambda" in {a["key"] for a in partial["artifacts"]}
+    assert any(s.startswith("Figures 27-28") for s in partial["not_rendered"])

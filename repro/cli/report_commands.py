@@ -3,6 +3,7 @@ results (no models, no GPU needed); `repro geometry`: run a config's task-vector
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 REPORTS = (
@@ -23,6 +24,10 @@ def register(subparsers) -> None:
         report.add_argument("--config", required=True, type=Path)
         report.add_argument("--runs-dir", type=Path, default=None)
         report.add_argument("--out", type=Path, default=None, help="output folder (default paper_artifacts/<config>)")
+        if name == "all":
+            report.add_argument("--no-appendix", action="store_true",
+                                help="leave out the results of the config's report.appendix_configs (by default "
+                                     "their tables and figures join this page where they have results)")
         report.set_defaults(handler=cmd_report, report=name)
     ci = sub.add_parser("ci", help="table1_ci/table2_ci/table3_ci: cells with paired bootstrap intervals")
     ci.add_argument("--config", required=True, type=Path)
@@ -56,7 +61,8 @@ def cmd_report(args) -> int:
     if args.report == "all":
         from repro.report.render_all import render_all
 
-        artifacts, skipped = render_all(loaded, plan, store, out)
+        appendix = [] if args.no_appendix else _appendix_results(loaded, runs_dir)
+        artifacts, skipped = render_all(loaded, plan, store, out, appendix)
         for artifact in artifacts:
             print(f"{artifact.title} ({artifact.n_results} results): {', '.join(p.name for p in artifact.files)}")
         for reason in skipped:
@@ -84,6 +90,28 @@ def cmd_report(args) -> int:
     _mark(out)
     print("written: " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def _appendix_results(loaded, runs_dir: Path) -> list:
+    """The config's appendix configs that have results in runs/ beside its own (runs/<appendix name>/),
+    each with its plan and store. One that does not load is named and left out."""
+    from repro.config import load_config
+    from repro.errors import ReproError
+    from repro.plan import build_plan
+    from repro.report.render_all import AppendixResults
+    from repro.results import ResultsStore
+
+    parts = []
+    for path in loaded.appendix_config_paths():
+        try:
+            other = load_config(path)
+        except ReproError as error:
+            print(f"appendix config {path} left out of the page: {error}", file=sys.stderr)
+            continue
+        store = ResultsStore(runs_dir.parent / other.name)
+        if store.finished_ids():
+            parts.append(AppendixResults(other, build_plan(other), store))
+    return parts
 
 
 def cmd_report_ci(args) -> int:

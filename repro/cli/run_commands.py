@@ -14,6 +14,18 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", type=Path, default=None, help="results folder (default: runs/<config name>)")
 
 
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of workers (1 or more) or `auto`")
+    return value
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("plan", help="write the job plan of a config and print its counts")
     _add_config(p)
@@ -32,8 +44,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="run all pending jobs of a config (resumable)")
     _add_config(p)
     p.add_argument("--executor", choices=["local", "slurm"], default="local")
-    p.add_argument("--workers", type=int, default=None,
-                   help="local worker processes (default 1, or one per GPU of --gpus)")
+    p.add_argument("--workers", type=_workers, default=None, metavar="N | auto",
+                   help="local worker processes (default 1, or one per GPU of --gpus); `auto`: one per visible "
+                        "GPU, or on CPU one per CPU for configs with evaluation.threads: 1")
     p.add_argument("--gpus", default=None, metavar="0,1,.. | all",
                    help="the GPUs the local workers use, one each (CUDA_VISIBLE_DEVICES per worker); `all` = every "
                         "visible GPU. Default with several workers and device auto/cuda: one visible GPU per worker")
@@ -196,8 +209,10 @@ def cmd_run(args) -> int:
     from repro.runner.model_sources import ModelSources
 
     ModelSources(loaded, runs_dir.parent).prepare(bases)
-    from repro.runner.gpus import worker_gpus
+    from repro.runner.gpus import auto_workers, worker_gpus
 
+    if args.workers == "auto":
+        args.workers = auto_workers(loaded) if args.executor == "local" else None
     gpus = worker_gpus(args.gpus, args.workers, loaded) if args.executor == "local" else None
     workers = args.workers or (len(gpus) if gpus else 1)
     if args.executor == "slurm":

@@ -8,13 +8,19 @@ paper_artifacts/<config name>/ (or `out_dir`):
 - Figures 3, 4, 6, 7-10 (main grid; Figures 3/6 with 95% error bars from the item data), 11-18 (sweeps), 19-26 (geometry), 27-28 (homogeneous) and the
   Appendix E table;
 - manifest.json (what was rendered, from how many results) and index.html.
+With `appendix` (the config's `report.appendix_configs` that have results, each with its plan and store),
+their Tables 4-5, Figures 11-28 and the Appendix E table go into the same folder and onto the same page,
+so one page holds the whole paper of a world.
 A table or figure without any result is skipped (listed under "not rendered" on the page). Rendering
 twice from the same results gives byte-identical files.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from repro.atomic_io import atomic_write_json
 from repro.report.artifacts import Artifact, load_records
@@ -37,19 +43,40 @@ TABLE_TITLES = {
 }
 
 
+@dataclass(frozen=True)
+class AppendixResults:
+    """An appendix config of the rendered one (its `report.appendix_configs`), with its plan and store."""
+
+    loaded: Any
+    plan: Any
+    store: Any
+
+
 def _grid_count(results, plan, labels: list[str], records) -> int:
     return sum(1 for job in plan.jobs if job.experiment is None and job.id in records
                and (job.kind in ("base", "single") or (job.kind == "merge" and job.label in labels)))
 
 
-def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list[str]]:
-    """Render everything supported; returns (artifacts, what was skipped and why)."""
+def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixResults] = ()
+               ) -> tuple[list[Artifact], list[str]]:
+    """Render everything supported (with `appendix`: also what its configs' results support); returns
+    (artifacts, what was skipped and why)."""
     from repro.suites import load_suites
 
     out_dir = Path(out_dir)
     records = load_records(plan, store)
     artifacts: list[Artifact] = []
     skipped: list[str] = []
+    made_by: dict[str, Any] = {}  # artifact key -> the appendix config whose results made it
+    appendix_records: dict[str, dict] = {}
+    appendix_artifacts: list[Artifact] = []
+    for part in appendix:
+        part_records = load_records(part.plan, part.store)
+        for artifact in _appendix_artifacts(part, part_records, out_dir):
+            if artifact.key not in made_by:
+                made_by[artifact.key] = part.loaded
+                appendix_artifacts.append(artifact)
+        appendix_records.update(part_records)
     results = collect(plan, store)
     grid_results = results.n_results > 0 and bool(results.sizes)
     for table, build in (("table1", build_table1), ("table2", build_table2), ("table3", build_table1)):
@@ -67,6 +94,8 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
                                   notes=[built.footnote, *NOTES[table]], table=(built.headers, built.rows)))
     suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
     for key, built in (("table4", build_table4(loaded)), ("table5", build_table5(loaded, suites))):
+        if built is None and key in made_by:
+            continue
         if built is None:
             makers = _appendix_makers(loaded).get("homogeneous", [])
             skipped.append(f"{TABLE_TITLES[key]}: {NOT_SUPPORTED} (the config has no homogeneous experiments"
@@ -82,8 +111,10 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
     skipped += ci_skipped
     figures = render_figures(loaded, plan, records, out_dir, suites, intervals=intervals)
     artifacts += [Artifact(f.key, f.title, "figure", f.files, f.n_results) for f in figures]
-    skipped += _missing_figures(loaded, [f.key for f in figures])
-    if any(job.kind == "homogeneous" and job.id in records for job in plan.jobs):
+    artifacts += appendix_artifacts
+    skipped += _missing_figures(loaded, [a.key for a in artifacts if a.kind == "figure"],
+                                [part.loaded for part in appendix])
+    if "appendix_e" not in made_by and any(job.kind == "homogeneous" and job.id in records for job in plan.jobs):
         from repro.report.homogeneous_table import build_homogeneous_table, write_homogeneous_table
 
         built = build_homogeneous_table(plan, store)
@@ -94,16 +125,45 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
     from repro.report.paper_correspondence import paper_caption
 
     for artifact in artifacts:  # which paper table/figure it is, and what differs (base, suite, ...)
-        caption = paper_caption(loaded, artifact.key)
+        caption = paper_caption(made_by.get(artifact.key, loaded), artifact.key)
         if caption:
             artifact.notes.insert(0, caption)
     _fidelity_notes(loaded, plan, records, artifacts)
     incomplete = incomplete_cells(results, loaded.report_labels("table1")) if grid_results else []
-    _write_manifest(loaded, artifacts, skipped, incomplete, records, out_dir)
+    every_record = {**appendix_records, **records}
+    _write_manifest(loaded, artifacts, skipped, incomplete, every_record, out_dir, appendix)
     from repro.report.html_page import write_page
 
-    write_page(loaded, artifacts, skipped, incomplete, records, out_dir)
+    write_page(loaded, artifacts, skipped, incomplete, every_record, out_dir)
     return artifacts, skipped
+
+
+def _appendix_artifacts(part: AppendixResults, records: dict, out_dir: Path) -> list[Artifact]:
+    """What an appendix config adds: Tables 4-5 (homogeneous), Figures 11-28 and the Appendix E table.
+    Its main-grid figures and Tables 1-3 and 6 are the main config's, never drawn from here."""
+    from repro.suites import load_suites
+
+    loaded = part.loaded
+    out: list[Artifact] = []
+    if not records:
+        return out
+    suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
+    for key, built in (("table4", build_table4(loaded)), ("table5", build_table5(loaded, suites))):
+        if built is not None:
+            out.append(Artifact(key, TABLE_TITLES[key], "table", write_table1(built, out_dir, stem=key), 0,
+                                notes=[built.footnote], table=(built.headers, built.rows)))
+    figures = sweep_figures(loaded, part.plan, records, out_dir)
+    figures += geometry_figures(loaded, part.plan, records, out_dir)
+    figures += homogeneous_figures(part.plan, records, out_dir)
+    out += [Artifact(f.key, f.title, "figure", f.files, f.n_results) for f in figures]
+    if any(job.kind == "homogeneous" and job.id in records for job in part.plan.jobs):
+        from repro.report.homogeneous_table import build_homogeneous_table, write_homogeneous_table
+
+        built = build_homogeneous_table(part.plan, part.store)
+        count = sum(1 for job in part.plan.jobs if job.experiment is not None and job.id in records)
+        out.append(Artifact("appendix_e", TABLE_TITLES["appendix_e"], "table",
+                            write_homogeneous_table(built, out_dir), count, table=(built.headers, built.rows)))
+    return out
 
 
 def _fidelity_notes(loaded, plan, records, artifacts) -> None:
@@ -148,7 +208,7 @@ SWEEP_FIGURES = {11: "Figure 11 (TA λ sweep)", 12: "Figure 12 (TA λ sweep, no 
                  18: "Figure 18 (Subspace Boosting β)"}
 
 
-def _missing_figures(loaded, rendered: list[str]) -> list[str]:
+def _missing_figures(loaded, rendered: list[str], appendix: Sequence[Any] = ()) -> list[str]:
     """Every paper figure (3-28) this config did not render, and why: its experiment is in the config but
     has no results yet, or the config does not cover it ("not supported by these results", with where the
     kit makes it), so the page lists all 28 figures one way or the other."""
@@ -178,7 +238,8 @@ def _missing_figures(loaded, rendered: list[str]) -> list[str]:
             no_grid if not grid else "the config runs none of Table 3's methods, report.table3")
     account(has("_taskwise_"), grid, "Figures 7-10 (task-wise accuracy)", no_grid)
     stems = [key.split("_", 1)[1] for key in rendered if "_" in key]  # "fig13_ties_grid_b" -> "ties_grid_b"
-    swept = {sweep.figure: sweep for sweep in cfg.sweeps}
+    swept = {sweep.figure: sweep for other in appendix for sweep in other.config.sweeps}
+    swept.update({sweep.figure: sweep for sweep in cfg.sweeps})
     for number, what in SWEEP_FIGURES.items():
         sweep = swept.get(number)
         done = sweep is not None and any(
@@ -188,12 +249,13 @@ def _missing_figures(loaded, rendered: list[str]) -> list[str]:
         if sweep.figure not in SWEEP_FIGURES:
             done = any(stem == sweep.name or stem.startswith(f"{sweep.name}_") for stem in stems)
             account(done, True, f"Figure {sweep.figure} ({sweep.name})", "")
-    geometry = cfg.geometry is not None
+    geometry = cfg.geometry is not None or any(other.config.geometry is not None for other in appendix)
+    homogeneous = cfg.homogeneous is not None or any(other.config.homogeneous is not None for other in appendix)
     account(has("_cosine_"), geometry, "Figures 19-22 (cosine heatmaps)",
             f"the config has no geometry section{where('geometry')}")
     account(has("_layer_signs_"), geometry, "Figures 23-26 (layer signs)",
             f"the config has no geometry section{where('geometry')}")
-    account(has("_homogeneous_"), cfg.homogeneous is not None, "Figures 27-28 (homogeneous merges)",
+    account(has("_homogeneous_"), homogeneous, "Figures 27-28 (homogeneous merges)",
             f"the config has no homogeneous section{where('homogeneous')}")
     return out
 
@@ -270,9 +332,13 @@ def provenance(records: dict[str, dict]) -> dict:
     }
 
 
-def _write_manifest(loaded, artifacts, skipped, incomplete, records, out_dir: Path) -> Path:
+def _write_manifest(loaded, artifacts, skipped, incomplete, records, out_dir: Path,
+                    appendix: Sequence[AppendixResults] = ()) -> Path:
+    parts = {"appendix_configs": [{"name": part.loaded.name, "hash": part.loaded.config_hash}
+                                  for part in appendix]} if appendix else {}
     return atomic_write_json(out_dir / "manifest.json", {
         "config": {"name": loaded.name, "hash": loaded.config_hash},
+        **parts,
         "artifacts": [{"key": a.key, "title": a.title, "kind": a.kind, "files": sorted(p.name for p in a.files),
                        "n_results": a.n_results, "notes": a.notes} for a in artifacts],
         "not_rendered": skipped,

@@ -67,6 +67,17 @@ def worker_gpus(spec: str | None, workers: int | None, loaded) -> list[str] | No
     return gpus
 
 
+def auto_workers(loaded) -> int:
+    """`--workers auto`: one per visible GPU for a GPU config (at least 1); on CPU, as many as the CPUs
+    this process may use hold workers of `evaluation.threads` threads each (torch's default of one
+    thread per CPU: one worker)."""
+    if wants_gpu(loaded) and visible_gpus():
+        return len(visible_gpus())
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = loaded.config.evaluation.threads
+    return max(1, cpus // threads) if threads else 1
+
+
 def worker_environment(gpus: list[str] | None, index: int) -> dict[str, str]:
     """The environment variables worker `index` starts with."""
     if not gpus:

@@ -50,6 +50,33 @@ def pending_jobs(plan: Plan, store: ResultsStore, *, retry_failed: bool, kinds: 
     ]
 
 
+def worker_shares(todo: list[Job], workers: int) -> list[list[Job]]:
+    """`todo` split into `workers` shares of whole groups of jobs that merge in one pass
+    (repro.runner.grid_merges.grid_key: same base, method and parameters; any other job is a group of its
+    own), dealt in order to the share with the fewest jobs so far; each share keeps `todo`'s order."""
+    from repro.runner.grid_merges import grid_key
+
+    groups: dict[object, list[Job]] = {}
+    for job in todo:
+        groups.setdefault(grid_key(job) or ("job", job.id), []).append(job)
+    shares: list[list[Job]] = [[] for _ in range(max(1, workers))]
+    for jobs in groups.values():
+        min(shares, key=len).extend(jobs)
+    position = {job.id: i for i, job in enumerate(todo)}
+    return [sorted(share, key=lambda job: position[job.id]) for share in shares]
+
+
+def worker_order(todo: list[Job], index: int, workers: int) -> list[Job]:
+    """The order in which worker `index` of `workers` tries the jobs: its share (`worker_shares`) first,
+    then the other shares, each from its end. So each worker computes its own groups' grid passes, and a
+    worker that ends early takes the others' last jobs (the claims keep two workers off one job) rather
+    than the ones their owners are on. A job's result does not depend on which worker runs it."""
+    if workers <= 1:
+        return list(todo)
+    shares = worker_shares(todo, workers)
+    return shares[index] + [job for i in range(1, workers) for job in reversed(shares[(index + i) % workers])]
+
+
 def progress_bar(total: int, enabled: bool, desc: str):
     from tqdm import tqdm
 
@@ -82,13 +109,16 @@ def run_worker(
     progress: bool = True,
     claim_ttl_s: float = 180.0,
     stop_requested: Callable[[], bool] | None = None,
+    share: tuple[int, int] = (0, 1),
 ) -> RunSummary:
     """One worker: run every pending job (optionally only `job_ids`) that no live worker holds. Once
-    `stop_requested()` is true, no further job is started (the job running then is finished)."""
+    `stop_requested()` is true, no further job is started (the job running then is finished).
+    `share=(i, n)`: worker i of n local workers starts with its share of the jobs (`worker_order`)."""
     store = ResultsStore(runs_dir)
     board = ClaimBoard(runs_dir / "claims", ttl_s=claim_ttl_s)
     owner = worker_identity()
     todo = [j for j in pending_jobs(plan, store, retry_failed=retry_failed, kinds=kinds) if not job_ids or j.id in job_ids]
+    todo = worker_order(todo, *share)
     summary = RunSummary()
     executor = None
     with progress_bar(len(todo), progress, f"{loaded.name}") as bar:
@@ -203,7 +233,7 @@ def run_parallel(
 
     procs = [context.Process(target=_worker_process, name=f"repro-worker-{i}",
                              args=(str(config_path), str(runs_dir), plan, retry_failed, kinds, errors,
-                                   worker_environment(gpus, i)))
+                                   worker_environment(gpus, i), (i, workers)))
              for i in range(workers)]
     for proc in procs:
         proc.start()
@@ -223,7 +253,7 @@ def run_parallel(
 
 
 def _worker_process(config_path: str, runs_dir: str, plan: Plan, retry_failed: bool, kinds, errors,
-                    environment: dict[str, str] | None = None) -> None:
+                    environment: dict[str, str] | None = None, share: tuple[int, int] = (0, 1)) -> None:
     """The body of one spawned worker: load the config, run the shared plan, report a typed error."""
     os.environ.update(environment or {})  # its GPU (CUDA_VISIBLE_DEVICES) before anything initializes CUDA
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -232,6 +262,6 @@ def _worker_process(config_path: str, runs_dir: str, plan: Plan, retry_failed: b
 
     try:
         run_worker(load_config(config_path), plan, Path(runs_dir), retry_failed=retry_failed, kinds=kinds,
-                   progress=False)
+                   progress=False, share=share)
     except ReproError as error:
         errors.put((type(error).__name__, str(error)))
