@@ -181,13 +181,19 @@ def test_prefix_sharing_scores_like_stock_hf_with_merged_boundary_tokens(merging
     forward = {}
     for share in (True, False):
         ours = SharedContextHFLM(pretrained=str(merging_model), dtype="float32", batch_size=batch_size,
-                                 device="cpu", token_cache={}, share_prefix=share)
+                                 device="cpu", token_cache={}, share_prefix=share, pack_trees=False)
         got = ours.loglikelihood(requests, disable_tqdm=True)
         for request, (a, greedy_a), (b, greedy_b) in zip(requests, got, expected, strict=True):
             assert abs(a - b) <= FLOAT32_TOLERANCE, (share, request.args, a, b)
             assert greedy_a == greedy_b, request.args
         forward[share] = ours.forward_tokens
     assert forward[True] < forward[False]
+    packed = SharedContextHFLM(pretrained=str(merging_model), dtype="float32", batch_size=batch_size, device="cpu",
+                               token_cache={})  # short requests as prefix trees, the rest as above
+    for request, (a, greedy_a), (b, greedy_b) in zip(requests, packed.loglikelihood(requests, disable_tqdm=True),
+                                                     expected, strict=True):
+        assert abs(a - b) <= FLOAT32_TOLERANCE, ("packed", request.args, a, b)
+        assert greedy_a == greedy_b, request.args
 
     # the shared prefix is cut on tokens: it stops before the "\n\n" that merges with the item's first letter
     encoded = [(None, *ours.token_cache[r.args]) for r in requests]

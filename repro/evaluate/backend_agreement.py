@@ -152,7 +152,9 @@ def compare_backend_agreement(model, tasks, *, tokenizer=None, include_path=None
         for run, backend, batch in (("stock_a", "hf", first), ("stock_b", "hf", second), ("shared", "shared", first)):
             lm = build_lm(model, tokenizer=tokenizer, dtype=dtype, batch_size=batch, device=device, backend=backend)
             if backend == "shared":
-                lm.token_cache = session.token_cache(tokenizer_fingerprint(lm))
+                fingerprint = tokenizer_fingerprint(lm)
+                lm.token_cache = session.token_cache(fingerprint)
+                lm.packing_cache = session.packing_cache(fingerprint)
             results[run] = run_lm_eval(lm, prepared, limit)
             runs[run] = _samples_by_task(results[run])
             del lm

@@ -298,7 +298,9 @@ def evaluate_model(
             backend=backend,
         )
         if backend == "shared":
-            lm.token_cache = session.token_cache(tokenizer_fingerprint(lm))
+            fingerprint = tokenizer_fingerprint(lm)
+            lm.token_cache = session.token_cache(fingerprint)
+            lm.packing_cache = session.packing_cache(fingerprint)
         if not show_progress:
             _silence_request_bars(lm)
         if status is not None:

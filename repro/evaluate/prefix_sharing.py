@@ -196,16 +196,46 @@ def stock_forward_tokens(requests: list[Request], max_length: int) -> int:
     return total
 
 
-def count_forward_tokens(requests: list[Request], max_length: int) -> dict[str, int]:
+def _kv_positions(cluster: Cluster) -> int:
+    return len(cluster.shared) + sum(len(g.prefix) - len(cluster.shared) + sum(len(row) for row in g.rows)
+                                     for g in cluster.groups)
+
+
+def tree_packed_indices(requests: list[Request], max_length: int, tree_width: int | None,
+                        share_across_items: bool = True) -> list[int]:
+    """The requests the kit's scorer packs as prefix trees (repro.evaluate.tree_packing): of those that fit
+    a row of `tree_width` positions, the ones nothing is shared with (the stock path's) and every cluster
+    that packed trees run in fewer positions than its key/value-cache plan (a shared few-shot preamble is
+    copied into every row of a packed tree, but runs once over the cache)."""
+    from repro.evaluate.tree_packing import packed_positions, tree_eligible
+
+    if not tree_width:
+        return []
+    eligible = [i for i, request in enumerate(requests) if tree_eligible(request, tree_width)]
+    short = [requests[i] for i in eligible]
+    clusters, stock = plan_requests(short, max_length, share_across_items=share_across_items)
+    chosen = [eligible[i] for i in stock]
+    for cluster in clusters:
+        members = [index for group in cluster.groups for index, _, _ in group.members]
+        if packed_positions([short[i] for i in members], tree_width) < _kv_positions(cluster):
+            chosen += [eligible[i] for i in members]
+    return sorted(chosen)
+
+
+def count_forward_tokens(requests: list[Request], max_length: int, tree_width: int | None = None) -> dict[str, int]:
     """Forward token positions (padding excluded) of the same requests under the three scorers:
-    `stock` (lm-eval `hf`), `item` (shared context per item), `prefix` (plus prefix sharing across items)."""
+    `stock` (lm-eval `hf`), `item` (shared context per item), `prefix` (the kit's scorer: prefix sharing
+    across items; with `tree_width`, for a model family that takes packed rows, the requests
+    `tree_packed_indices` picks packed as prefix trees, repro.evaluate.tree_packing)."""
+    from repro.evaluate.tree_packing import packed_positions
+
     counts = {"stock": stock_forward_tokens(requests, max_length)}
     for name, share in (("item", False), ("prefix", True)):
-        clusters, stock = plan_requests(requests, max_length, share_across_items=share)
-        total = stock_forward_tokens([requests[i] for i in stock], max_length)
-        for cluster in clusters:
-            total += len(cluster.shared)
-            for group in cluster.groups:
-                total += len(group.prefix) - len(cluster.shared) + sum(len(row) for row in group.rows)
+        packed = set(tree_packed_indices(requests, max_length, tree_width) if share else [])
+        rest = [r for i, r in enumerate(requests) if i not in packed]
+        total = packed_positions([requests[i] for i in sorted(packed)], tree_width) if packed else 0
+        clusters, stock = plan_requests(rest, max_length, share_across_items=share)
+        total += stock_forward_tokens([rest[i] for i in stock], max_length)
+        total += sum(_kv_positions(cluster) for cluster in clusters)
         counts[name] = total
     return counts

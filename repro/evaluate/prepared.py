@@ -91,6 +91,7 @@ class EvaluationSession:
     def __init__(self) -> None:
         self._tasks: dict[str, PreparedTasks] = {}
         self._tokens: dict[str, dict] = {}
+        self._packings: dict[str, dict] = {}  # tokenizer fingerprint -> scorer plans
         self._managers: dict[tuple, Any] = {}  # (include paths, include defaults) -> lm-eval TaskManager
         self.reused_tasks = 0  # how many evaluations reused built requests (for tests and logs)
 
@@ -118,3 +119,8 @@ class EvaluationSession:
     def token_cache(self, fingerprint: str) -> dict:
         """(context, continuation) -> (context token ids, continuation token ids) for one tokenizer."""
         return self._tokens.setdefault(fingerprint, {})
+
+    def packing_cache(self, fingerprint: str) -> dict:
+        """The shared-context scorer's plans for one tokenizer's request sets (which requests are packed
+        as prefix trees, and their packed rows): built for the first model, reused by the next."""
+        return self._packings.setdefault(fingerprint, {})

@@ -73,7 +73,9 @@ def compare_backends(
         for backend in ("hf", "shared"):
             lm = build_lm(model, tokenizer=tokenizer, dtype=dtype, batch_size=batch, device=device, backend=backend)
             if backend == "shared":
-                lm.token_cache = session.token_cache(tokenizer_fingerprint(lm))
+                fingerprint = tokenizer_fingerprint(lm)
+                lm.token_cache = session.token_cache(fingerprint)
+                lm.packing_cache = session.packing_cache(fingerprint)
             results[backend] = run_lm_eval(lm, prepared, limit)
             tokens[backend] = getattr(lm, "forward_tokens", None)
             del lm

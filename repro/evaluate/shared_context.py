@@ -17,7 +17,9 @@ Across items: the groups' prefixes are cut along a prefix tree on token ids
 few-shot preamble), that shared prefix runs once per call and model, and every group's own tokens
 after it run over a copy of its key/value cache. Requests that share nothing with another one,
 truncated (over-long) requests, requests longer than a sliding attention window and seq2seq models
-go through the stock path unchanged.
+go through the stock path unchanged. Short requests (input up to 256 tokens) of the decoder families in
+repro/evaluate/tree_packing.py are packed as prefix trees instead: every distinct token prefix of a
+call's short requests runs once, several items per row.
 
 Registered in lm-eval's model registry as `hf-shared` when `repro.evaluate` is imported;
 `repro lm-eval ...` is the stock CLI with it available (`--model hf-shared`).
@@ -33,12 +35,14 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
+from repro.evaluate import tree_packing
 from repro.evaluate.prefix_sharing import (  # noqa: F401 - group_requests: kept importable from here
     Group,
     Request,
     group_requests,
     plan_batches,
     plan_requests,
+    tree_packed_indices,
 )
 
 MODEL_NAME = "hf-shared"
@@ -52,13 +56,18 @@ class SharedContextHFLM(HFLM):
     caller shares it between models with the same tokenizer (see repro.evaluate.prepared).
     `share_prefix` (default True) also shares the longest common token prefix of several items (a
     few-shot preamble) across them (repro.evaluate.prefix_sharing); False scores each item on its own.
+    `pack_trees` (default True; with `share_prefix`) scores short requests packed as prefix trees
+    (repro.evaluate.tree_packing) where the model family supports it and that runs fewer positions.
     `forward_tokens` counts the token positions sent through the model.
     """
 
-    def __init__(self, *args, token_cache: dict | None = None, share_prefix: bool | str = True, **kwargs):
+    def __init__(self, *args, token_cache: dict | None = None, share_prefix: bool | str = True,
+                 pack_trees: bool | str = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.token_cache = token_cache
+        self.packing_cache: dict = {}  # request set -> scorer plan; the caller may share one between models
         self.share_prefix = str(share_prefix).lower() not in ("false", "0", "no")
+        self.pack_trees = str(pack_trees).lower() not in ("false", "0", "no")
         self.forward_tokens = 0
         parameters = inspect.signature(self.model.forward).parameters
         self._keeps_logits = "logits_to_keep" in parameters
@@ -91,6 +100,63 @@ class SharedContextHFLM(HFLM):
     def _loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False, override_bs=None):
         if self.backend != "causal" or override_bs is not None:
             return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+        width = min(tree_packing.TREE_WIDTH, self.max_length)
+        packed = self._tree_packed(requests, width) if (  # packed trees share across items: not without it
+            self.pack_trees and self.share_prefix and tree_packing.tree_ready(self.model, width)) else []
+        if not packed:
+            return self._context_loglikelihood_tokens(requests, disable_tqdm)
+        results: list[tuple[float, bool] | None] = [None] * len(requests)
+        for index, answer in self._tree_scores(requests, packed, width):
+            results[index] = answer
+            if requests[index][0] is not None:
+                self.cache_hook.add_partial("loglikelihood", requests[index][0], answer)
+        taken = set(packed)
+        rest = [i for i in range(len(requests)) if i not in taken]
+        if rest:
+            for index, answer in zip(rest, self._context_loglikelihood_tokens([requests[i] for i in rest], disable_tqdm),
+                                     strict=True):
+                results[index] = answer
+        return results
+
+    def _tree_packed(self, requests: list[Request], width: int) -> list[int]:
+        """The requests to pack as prefix trees (prefix_sharing.tree_packed_indices), decided once per
+        request set (every model of one tokenizer sees the same requests)."""
+        key = ("tree-packed-indices", width, self.max_length, self.share_prefix,
+               tuple((tuple(context), tuple(continuation)) for _, context, continuation in requests))
+        cache = self.packing_cache
+        if key not in cache:
+            cache[key] = tree_packed_indices(requests, self.max_length, width, self.share_prefix)
+        return cache[key]
+
+    def _tree_scores(self, requests: list[Request], indices: list[int], width: int):
+        """(request index, (log-likelihood, greedy)) of the requests `indices`, packed as prefix trees."""
+        longest = max(len(requests[i][1]) + len(requests[i][2]) - 1 for i in indices)
+        if self.batch_size != "auto":  # as many positions per forward as lm-eval's batch of the longest request
+            per_forward = max(1, int(self.batch_size) * longest // width)
+        else:
+            per_forward = max(1, int(self._detect_batch_size([(None, [0] * (width - 1), [0, 0])])))
+            self.batch_sizes[len(self.batch_sizes)] = per_forward
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        key = ("tree-packed", width, per_forward, pad, tuple((tuple(requests[i][1]), tuple(requests[i][2]))
+                                                             for i in indices))
+        cache = self.packing_cache
+        if key not in cache:  # the same requests for every model of this tokenizer: packed once
+            cache[key] = tree_packing.packed_batches(requests, indices, width, per_forward, pad)
+        for batch in cache[key]:
+            ids, positions, mask = (t.to(self.device) for t in (batch.ids, batch.positions, batch.mask))
+            self.forward_tokens += int(ids.numel())
+            with (
+                torch.inference_mode(),
+                torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
+                               enabled=self.mixed_precision_dtype is not None),
+            ):
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
+                logprobs = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
+            del logits
+            # `indices` positions -> request indices: batches hold positions into `requests`
+            yield from zip(batch.requests, tree_packing.batch_scores(batch, logprobs), strict=True)
+
+    def _context_loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False):
         window = _sliding_window(self.config)
         # a request longer than a sliding attention window is left to the stock path (the model's own
         # masking); so is one that lm-eval truncates (longer than max_length + 1)

@@ -5,8 +5,8 @@ for an evaluation, a tokenizer-only stand-in for lm-eval's HF model tokenizes th
 `_encode_pair` (trailing spaces, joint encoding, BOS handling, empty contexts), and
 repro.evaluate.prefix_sharing counts the token positions (padding excluded) that each scorer sends
 through the model: `stock` (lm-eval `hf`: every distinct context + continuation[:-1] once, its logits
-cache), `item` (the shared-context scorer, each item's context once) and `prefix` (plus prefix
-sharing across items). The model directory gives the tokenizer and the context length (config.json);
+cache), `item` (the shared-context scorer, each item's context once) and `prefix` (the kit's scorer:
+prefix sharing across items, and for Llama/Qwen/Mistral models short requests packed as prefix trees). The model directory gives the tokenizer and the context length (config.json);
 hub suites need their datasets in the local cache (HF_DATASETS_OFFLINE=1 works then).
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 from lm_eval.models.huggingface import HFLM
 
 from repro.evaluate.prefix_sharing import count_forward_tokens
+from repro.evaluate.tree_packing import TREE_MODEL_TYPES, TREE_WIDTH
 
 SCORERS = ("stock", "item", "prefix")
 
@@ -53,6 +54,7 @@ class _TokenizingLM(HFLM):
         self.enable_thinking = False  # lm-eval's default (chat templates only)
         self.think_end_token = None
         config = AutoConfig.from_pretrained(str(model_dir))
+        self.model_type = getattr(config, "model_type", None)
         self._max_length = max_length or resolve_max_length(config, self.tokenizer, default=self._DEFAULT_MAX_LENGTH)
         self.recorded: list[tuple[str, str, list[int], list[int]]] = []  # (task, doc id, context, continuation)
         self._pending: list = []
@@ -89,10 +91,12 @@ def count_suite_tokens(model_dir, tasks, *, include_path=None, limit=None, max_l
     by_task: dict[str, list[tuple[str, list[int], list[int]]]] = {}
     for task, doc, context, continuation in lm.recorded:
         by_task.setdefault(task, []).append((doc, context, continuation))
+    # the kit's scorer packs short requests as prefix trees for the model families that take packed rows
+    tree_width = min(TREE_WIDTH, lm.max_length) if lm.model_type in TREE_MODEL_TYPES else None
     rows = []
     for task in sorted(by_task):
         entries = by_task[task]
-        counts = count_forward_tokens([(None, c, k) for _, c, k in entries], lm.max_length)
+        counts = count_forward_tokens([(None, c, k) for _, c, k in entries], lm.max_length, tree_width)
         rows.append(TaskTokens(task=task, parent=prepared.parent_of.get(task, task),
                                items=len({doc for doc, _, _ in entries}), requests=len(entries), **counts))
     return rows
