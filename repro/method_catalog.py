@@ -9,9 +9,15 @@ SHARED) plus the range the study accepts, and `min_models` is mergekit's `InputC
 (`repro.merge.mergekit_specs.mergekit_spec`), so the two cannot disagree; for the three stock mergekit methods
 a test checks the declared facts against mergekit's own spec.
 
-Adding a method (see docs/methods.md):
-- in this repository: write `repro/merge/methods/<name>.py` (the tensor function, wrapped by
-  `repro.merge.mergekit_specs.facts_merge_method`) and add its `MethodFacts` to `BUILTIN_METHODS` below;
+A method's traits (`MethodTraits`: its kernel kind, whether its inputs are checked finite first, its SVD
+cache, how a device comparison is judged, its cost class, its place in the paper's tables) say how it
+runs; the engine, the grid, `make gpu-check`, the cost model and the report read them, never the name.
+
+Adding a method (see docs/adding-a-method.md):
+- in this repository: write `repro/merge/methods/<name>.py` (its mergekit method object, e.g.
+  `repro.merge.mergekit_specs.facts_merge_method` or, for Task Arithmetic's family,
+  `repro.merge.methods.task_arithmetic_family.TaskArithmeticFamily`) and add its `MethodFacts` to
+  `BUILTIN_METHODS` below;
 - from another package (or a test): one file holding `FACTS = MethodFacts(...)` and its merge method,
   plus one entry point line in group `repro.merge_methods`: `<name> = <module>:FACTS`. The kit lists
   entry-point names without importing them; their module is imported when the method's facts are needed.

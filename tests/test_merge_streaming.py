@@ -16,10 +16,10 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 from repro.errors import MergeError  # noqa: E402
 from repro.merge import METHODS, merge_checkpoints, merge_grid  # noqa: E402
-from repro.merge.engine import load_state_dict as state  # noqa: E402
 from repro.merge.arithmetic import topk_threshold  # noqa: E402
 from repro.merge.devices import require_device  # noqa: E402
 from repro.merge.elementwise_kernel import CPU_CHUNK, ElementwiseKernel  # noqa: E402
+from repro.merge.engine import load_state_dict as state  # noqa: E402
 from repro.merge.model_stock_kernel import model_stock_tensor  # noqa: E402
 
 WHOLE = 1 << 62  # the accelerator policy: one chunk per tensor

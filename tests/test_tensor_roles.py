@@ -8,8 +8,7 @@ import re
 import pytest
 import torch
 
-from repro.merge import tensor_checks
-from repro.merge import tensor_roles
+from repro.merge import tensor_checks, tensor_roles
 from repro.merge.tensor_roles import TensorRole, is_vocabulary_tensor, tensor_role
 
 

@@ -26,9 +26,9 @@ from typing import Any
 
 from repro.atomic_io import atomic_directory, atomic_write_json, atomic_write_text
 from repro.errors import MergeError
-from repro.method_catalog import get_method, resolve_method_params, split_parameters
 from repro.merge.svd_cache import SvdCache
 from repro.merge.tensor_checks import dominant_float_dtype, read_merge_inputs
+from repro.method_catalog import get_method, resolve_method_params, split_parameters
 
 LOG = logging.getLogger(__name__)
 

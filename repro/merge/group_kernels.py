@@ -44,7 +44,7 @@ class GroupKernel:
     def __init__(self, facts: MethodFacts, params: Mapping[str, Any], ids: Sequence[Hashable], device: torch.device):
         from mergekit import merge_methods  # mergekit is imported when a group method runs
 
-        from repro.merge.mergekit_plugin import register_methods
+        from repro.merge.mergekit_plugin import register_methods  # imports mergekit and the methods' modules
 
         register_methods()
         self.facts = facts

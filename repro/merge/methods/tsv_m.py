@@ -19,8 +19,8 @@ from mergekit.merge_methods.base import FunctionalGroupMergeMethod, TensorEntry,
 
 from repro.merge.mergekit_specs import mergekit_spec
 from repro.merge.methods.spectral import base_plus_update, robust_svd
-from repro.merge.tensor_roles import is_decomposed_matrix
 from repro.merge.svd_cache import ContentKey, SvdCache
+from repro.merge.tensor_roles import is_decomposed_matrix
 
 
 def _leading_triplets(entry: TensorEntry, base_entry: TensorEntry, base: torch.Tensor, name, rank: int,
