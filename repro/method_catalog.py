@@ -37,7 +37,7 @@ from repro.errors import MergeError
 ENTRY_POINT_GROUP = "repro.merge_methods"
 
 # How the engine computes a method's tensors (`MethodTraits.kernel`):
-ELEMENTWISE = "elementwise"  # mergekit's generalized task arithmetic, chunk by chunk (`repro.merge.elementwise_kernel`)
+ELEMENTWISE = "elementwise"  # generalized task arithmetic, chunk by chunk (`repro.merge.elementwise_kernel`)
 STOCK = "stock"  # Model Stock's interpolation (`repro.merge.model_stock_kernel`)
 GROUP = "group"  # the method's mergekit object on the whole tensor group (`repro.merge.group_kernels`)
 KERNELS = (ELEMENTWISE, STOCK, GROUP)
@@ -76,8 +76,8 @@ class MethodTraits:
     # and TIES' sign election (mergekit's sparsification_method=magnitude, consensus_method=sum)
     trim: bool = False
     sign_consensus: bool = False
-    check_finite_first: bool = False  # scan the inputs for NaN/Inf before merging (an SVD needs finite inputs)
-    svd_cache: bool = False  # the method object offers `with_svd_cache(cache)` (per-checkpoint decompositions)
+    check_finite_first: bool = False  # scan the inputs for NaN/Inf before merging (SVDs need finite inputs)
+    svd_cache: bool = False  # the method object offers `with_svd_cache(cache)` (per-checkpoint SVDs)
     records_boosts: bool = False  # the method object offers `with_observer(BoostCount)` (Subspace Boosting)
     device_agreement: str = EXACT  # how gpu-check compares its CUDA and CPU merges
     cost_class: str = "default"  # costs.yaml merge_s key used where a base has no entry for the method
@@ -92,7 +92,8 @@ class MethodTraits:
         if self.kernel != ELEMENTWISE and (self.trim or self.sign_consensus):
             found.append("trim and sign_consensus apply to the elementwise kernel only")
         if self.device_agreement not in DEVICE_AGREEMENTS:
-            found.append(f"device_agreement must be one of {', '.join(DEVICE_AGREEMENTS)}, got {self.device_agreement!r}")
+            found.append(f"device_agreement must be one of {', '.join(DEVICE_AGREEMENTS)}, "
+                         f"got {self.device_agreement!r}")
         if self.cost_class not in COST_CLASSES:
             found.append(f"cost_class must be one of {', '.join(COST_CLASSES)}, got {self.cost_class!r}")
         found += [f"tables: unknown table {table!r} (known: {', '.join(TABLES)})"
@@ -167,7 +168,8 @@ BUILTIN_METHODS: tuple[MethodFacts, ...] = (
         reference="Ilharco et al., Editing Models with Task Arithmetic, ICLR 2023 (arXiv:2212.04089)",
         description="W0 + lambda * sum_i w_i delta_i (divided by sum_i w_i when normalize).",
         parameters=(WEIGHT, NORMALIZE, LAMBDA),
-        traits=MethodTraits(kernel=ELEMENTWISE, tables=(("table1", 0), ("table2", 0)), paper_norm_group="low"),
+        traits=MethodTraits(kernel=ELEMENTWISE, tables=(("table1", 0), ("table2", 0)),
+                            paper_norm_group="low"),
     ),
     MethodFacts(
         name="ties",
@@ -209,8 +211,8 @@ BUILTIN_METHODS: tuple[MethodFacts, ...] = (
         description="SVD of the summed deltas with every singular value replaced by their mean; mean of "
         "deltas for non-matrix and embedding tensors.",
         implementation="repro.merge.methods.iso_c:iso_c_merge_method",
-        traits=MethodTraits(check_finite_first=True, device_agreement=SVD, cost_class="svd", tables=(("table3", 3),),
-                            paper_norm_group="high"),
+        traits=MethodTraits(check_finite_first=True, device_agreement=SVD, cost_class="svd",
+                            tables=(("table3", 3),), paper_norm_group="high"),
     ),
     MethodFacts(
         name="task_arithmetic_sb",

@@ -40,7 +40,8 @@ def combine_task_vectors(
     """mergekit's generalized task arithmetic on (sparsified) deltas [n, ...]: weight, (sign consensus),
     sum, divide by the (agreeing) weight, scale by lambda. `weights` is [n, 1, ...]; `deltas` is changed
     in place. `transform` (Subspace Boosting) acts on the summed update before the division."""
-    from mergekit.merge_methods.generalized_task_arithmetic import ConsensusMethod, get_mask  # heavy: when used
+    # mergekit is heavy: imported when a merge runs
+    from mergekit.merge_methods.generalized_task_arithmetic import ConsensusMethod, get_mask
 
     if not bool((weights == 1).all()):  # x * 1 == x exactly: skipping the pass changes no bit
         deltas.mul_(weights)

@@ -49,7 +49,7 @@ class ElementwiseKernel:
                  chunk: int, workers: int = 1, pool=None, compiled: bool | None = None):
         self.trim = traits.trim
         self.consensus = traits.sign_consensus
-        self.compiled = compiled  # trim / TA pass with the compiled kernels (None: decided per tensor by size)
+        self.compiled = compiled  # the compiled trim / TA pass (None: decided per tensor by size)
         self.params = params
         self.device = device
         self.chunk = chunk
@@ -125,7 +125,9 @@ class ElementwiseKernel:
         entries, inputs included). Else None (the torch path). Whole chunks only: torch's sum over the
         inputs adds them in order for whole vectors of columns, so a tensor's partial last chunk (its
         last columns summed otherwise) goes through the torch path."""
-        if self.trim or self.consensus or self.device.type != "cpu" or out.dtype not in (torch.bfloat16, torch.float32):
+        if self.trim or self.consensus:  # the compiled pass is the plain weighted sum
+            return None
+        if self.device.type != "cpu" or out.dtype not in (torch.bfloat16, torch.float32):
             return None
         if not 1 <= len(flats) <= 16:  # torch sums up to 17 rows in order, more in a cascade
             return None

@@ -1,10 +1,10 @@
 """The merge engine: one function that merges a base and its checkpoints with a registered method.
 
 A merge is one streamed pass over the base's tensor names (`repro.merge.streaming`): every input is a
-memory-mapped safetensors file, each tensor is merged by the function that defines its method
-(the kernel its traits name, `repro.method_catalog.MethodTraits`: mergekit's own per-tensor
-arithmetic for the task-arithmetic family and Model Stock, the mergekit method object for the others), checked for NaN/Inf, added to the task-vector norm
-and streamed to its output shard (or kept in a state dict) before the next tensor is read. Compute is
+memory-mapped safetensors file, each tensor is merged by the kernel its method's traits name
+(`repro.method_catalog.MethodTraits`: mergekit's own per-tensor arithmetic for the task-arithmetic
+family and Model Stock, the mergekit method object for the others), checked for NaN/Inf, added to the
+task-vector norm and streamed to its output shard (or kept in a state dict) before the next tensor is read. Compute is
 float32; the output is cast to the base's dtype. Stock `mergekit-yaml` stays the reference: every merge
 directory records the mergekit configuration that reproduces it (`repro mergekit-yaml`).
 

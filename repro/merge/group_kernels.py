@@ -41,7 +41,8 @@ class ModelStockKernel:
 class GroupKernel:
     """A mergekit method object (stock Model Stock, or one of ours) on the whole tensor group."""
 
-    def __init__(self, facts: MethodFacts, params: Mapping[str, Any], ids: Sequence[Hashable], device: torch.device):
+    def __init__(self, facts: MethodFacts, params: Mapping[str, Any], ids: Sequence[Hashable],
+                 device: torch.device):
         from mergekit import merge_methods  # mergekit is imported when a group method runs
 
         from repro.merge.mergekit_plugin import register_methods  # imports mergekit and the methods' modules

@@ -2,9 +2,9 @@
 
 A method's facts (name, parameters, study defaults, ranges, per-model scope, minimum inputs, citation)
 are stated once, in `repro.method_catalog` (the facts layer). This module turns them into what mergekit
-needs: `mergekit_spec(facts)` is the method's mergekit `MergeMethodSpec` (ParameterSpecs + InputContract), and `facts_merge_method(facts, function)` wraps a
-per-tensor-group function into a mergekit merge method with that spec. mergekit is imported only when
-those are called.
+needs: `mergekit_spec(facts)` is the method's mergekit `MergeMethodSpec` (ParameterSpecs +
+InputContract), and `facts_merge_method(facts, function)` wraps a per-tensor-group function into a
+mergekit merge method with that spec. mergekit is imported only when those are called.
 """
 
 from __future__ import annotations

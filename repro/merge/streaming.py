@@ -33,11 +33,11 @@ from repro.method_catalog import ELEMENTWISE, STOCK, MethodFacts, get_method
 NORM_CHUNK = 1 << 20
 # The chunked kernels (traits kernel=ELEMENTWISE: TA, TIES) and the norm run on one intra-op thread: their
 # pieces are small, waking an OpenMP pool per chunk costs more than it saves, and on a loaded machine a
-# spinning worker turns microseconds into milliseconds. Instead TA/TIES split each tensor into contiguous runs of chunks merged
-# by as many Python threads as torch's setting (`ElementwiseKernel(workers=...)`): no spinning, and the
-# results do not depend on the thread count. Whole-tensor kernels (Model Stock, the SVD methods) keep the
-# process's setting, as stock mergekit runs them: LAPACK's results depend on it. Methods whose traits say
-# `check_finite_first` (an SVD needs finite inputs) have their inputs scanned before they merge.
+# spinning worker turns microseconds into milliseconds. Instead TA/TIES split each tensor into contiguous
+# runs of chunks merged by as many Python threads as torch's setting (`ElementwiseKernel(workers=...)`): no
+# spinning, and the results do not depend on the thread count. Whole-tensor kernels (Model Stock, the SVD
+# methods) keep the process's setting, as stock mergekit runs them: LAPACK's results depend on it. Methods
+# whose traits say `check_finite_first` (an SVD needs finite inputs) have their inputs scanned first.
 
 
 @dataclass
@@ -88,8 +88,8 @@ def run_pass(
     on_tensor=None,
 ) -> None:
     """Compute every target, tensor by tensor. Raises MergeError naming checkpoint and tensor.
-    `svd_cache` (the caller's) is handed to methods whose traits say they use one. `on_tensor(done, total)` is
-    called after each tensor name (progress)."""
+    `svd_cache` (the caller's) is handed to methods whose traits say they use one. `on_tensor(done, total)`
+    is called after each tensor name (progress)."""
     if chunk is None:
         chunk = CPU_CHUNK if device.type == "cpu" else 1 << 62  # whole tensors on an accelerator
     readers = [MappedCheckpoint(base, base_index)] + [
