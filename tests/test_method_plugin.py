@@ -141,6 +141,20 @@ def test_the_plugin_methods_are_in_the_catalog_with_their_traits(plugin):
     assert cost.merge_seconds("svd_mean") == 70 and cost.merge_seconds("trimmed_sum") == 10
 
 
+def test_wrong_traits_are_refused_with_every_problem_named():
+    from repro.errors import MergeError
+    from repro.method_catalog import ELEMENTWISE, MethodFacts, MethodTraits
+
+    with pytest.raises(MergeError) as caught:
+        MethodFacts(name="bad", title="Bad", reference="", description="",
+                    traits=MethodTraits(kernel="fast", cost_class="cheap", tables=(("table9", 0),)))
+    message = str(caught.value)
+    assert "'bad'" in message and "kernel must be one of" in message and "'cheap'" in message
+    assert "'table9'" in message and "traits" in message
+    with pytest.raises(MergeError, match="elementwise kernel needs parameter 'weight'"):
+        MethodFacts(name="bad", title="Bad", reference="", description="", traits=MethodTraits(kernel=ELEMENTWISE))
+
+
 def test_the_fast_path_variant_runs_the_chunked_kernel_and_gives_its_mergekit_methods_bits(
         plugin, tiny_llama_world, monkeypatch):
     from mergekit.merge_methods.base import TensorGroup
