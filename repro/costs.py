@@ -13,7 +13,8 @@ from pathlib import Path
 import yaml
 
 from repro.atomic_io import atomic_write_text
-from repro.errors import ReproError
+from repro.errors import MergeError, ReproError
+from repro.method_catalog import get_method
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_COSTS_PATH = REPO_ROOT / "configs" / "costs.yaml"
@@ -33,7 +34,15 @@ class BaseCost:
 
 
     def merge_seconds(self, method: str) -> float:
-        return float(self.merge_s.get(method, self.merge_s.get("default", 0.0)))
+        """One merge with `method`: the base's entry for the method, else for the method's cost class
+        (trait `cost_class`, e.g. "svd"), else its "default" entry."""
+        if method in self.merge_s:
+            return float(self.merge_s[method])
+        try:
+            cost_class = get_method(method).traits.cost_class
+        except MergeError:  # not a known method: priced as the default
+            cost_class = "default"
+        return float(self.merge_s.get(cost_class, self.merge_s.get("default", 0.0)))
 
 
 @dataclass

@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from repro.method_catalog import default_table_methods
+
 
 class _Strict(BaseModel):  # as repro.config._Strict: unknown keys are errors, values are frozen
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -75,12 +77,9 @@ class ReportSettings(_Strict):
         return value
 
 
-# Table -> methods when a config's `report:` does not say (the paper's Tables 1-3).
-DEFAULT_REPORT_TABLES = {
-    "table1": ("task_arithmetic", "model_stock", "ties"),
-    "table2": ("task_arithmetic",),
-    "table3": ("task_arithmetic_sb", "ties_sb", "tsv_m", "iso_c"),
-}
+# Table -> methods when a config's `report:` does not say (the paper's Tables 1-3): each method states its
+# place in them (its `tables` trait in repro.method_catalog).
+DEFAULT_REPORT_TABLES = default_table_methods()
 
 
 def sweep_points(sweep: SweepSettings) -> list[dict[str, Any]]:

@@ -6,12 +6,18 @@ without loading a model library. The declarations follow mergekit's own declarat
 `Parameter` is a mergekit `ParameterSpec` (name, type, default, scope: per model = NON_BASE, else
 SHARED) plus the range the study accepts, and `min_models` is mergekit's `InputContract.min_non_base`
 (every method here requires a base). The merge layer builds each method's mergekit spec from these facts
-(`repro.merge.registry.mergekit_spec`), so the two cannot disagree; for the three stock mergekit methods
+(`repro.merge.mergekit_specs.mergekit_spec`), so the two cannot disagree; for the three stock mergekit methods
 a test checks the declared facts against mergekit's own spec.
 
-Adding a method (see docs/methods.md):
-- in this repository: write `repro/merge/methods/<name>.py` (the tensor function, wrapped by
-  `repro.merge.registry.facts_merge_method`) and add its `MethodFacts` to `BUILTIN_METHODS` below;
+A method's traits (`MethodTraits`: its kernel kind, whether its inputs are checked finite first, its SVD
+cache, how a device comparison is judged, its cost class, its place in the paper's tables) say how it
+runs; the engine, the grid, `make gpu-check`, the cost model and the report read them, never the name.
+
+Adding a method (see docs/adding-a-method.md):
+- in this repository: write `repro/merge/methods/<name>.py` (its mergekit method object, e.g.
+  `repro.merge.mergekit_specs.facts_merge_method` or, for Task Arithmetic's family,
+  `repro.merge.methods.task_arithmetic_family.TaskArithmeticFamily`) and add its `MethodFacts` to
+  `BUILTIN_METHODS` below;
 - from another package (or a test): one file holding `FACTS = MethodFacts(...)` and its merge method,
   plus one entry point line in group `repro.merge_methods`: `<name> = <module>:FACTS`. The kit lists
   entry-point names without importing them; their module is imported when the method's facts are needed.
@@ -30,6 +36,21 @@ from repro.errors import MergeError
 
 ENTRY_POINT_GROUP = "repro.merge_methods"
 
+# How the engine computes a method's tensors (`MethodTraits.kernel`):
+ELEMENTWISE = "elementwise"  # generalized task arithmetic, chunk by chunk (`repro.merge.elementwise_kernel`)
+STOCK = "stock"  # Model Stock's interpolation (`repro.merge.model_stock_kernel`)
+GROUP = "group"  # the method's mergekit object on the whole tensor group (`repro.merge.group_kernels`)
+KERNELS = (ELEMENTWISE, STOCK, GROUP)
+# How `make gpu-check` judges a CUDA merge against the CPU one (`MethodTraits.device_agreement`):
+EXACT = "exact"  # element-wise arithmetic: relative difference under 1e-5
+SVD = "svd"  # through an SVD (cuSOLVER vs LAPACK): under 1e-3
+SPECTRUM = "spectrum"  # as SVD; where raised null directions make tensors arbitrary, the spectra must agree
+DEVICE_AGREEMENTS = (EXACT, SVD, SPECTRUM)
+# Cost classes (`MethodTraits.cost_class`): the key of configs/costs.yaml `merge_s` that prices a method
+# for which a base has no entry of its own.
+COST_CLASSES = ("default", "svd")
+TABLES = ("table1", "table2", "table3")
+
 
 @dataclass(frozen=True)
 class Parameter:
@@ -46,6 +67,43 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class MethodTraits:
+    """How a method runs, read by the engine, the grid, `make gpu-check`, the cost model and the report
+    (mergekit's MergeMethodSpec carries such traits too). Stated once, with the method's facts."""
+
+    kernel: str = GROUP  # ELEMENTWISE, STOCK or GROUP
+    # ELEMENTWISE only: TIES' magnitude trim of each delta to its top `density` entries before combining,
+    # and TIES' sign election (mergekit's sparsification_method=magnitude, consensus_method=sum)
+    trim: bool = False
+    sign_consensus: bool = False
+    check_finite_first: bool = False  # scan the inputs for NaN/Inf before merging (SVDs need finite inputs)
+    svd_cache: bool = False  # the method object offers `with_svd_cache(cache)` (per-checkpoint SVDs)
+    records_boosts: bool = False  # the method object offers `with_observer(BoostCount)` (Subspace Boosting)
+    device_agreement: str = EXACT  # how gpu-check compares its CUDA and CPU merges
+    cost_class: str = "default"  # costs.yaml merge_s key used where a base has no entry for the method
+    tables: tuple[tuple[str, int], ...] = ()  # (table, position) in the paper's tables a config does not set
+    paper_norm_group: str = ""  # Figure 4: "low" (task-vector norm below 50) or "high" (far above)
+
+    def problems(self) -> list[str]:
+        """What is wrong with these traits (empty: nothing)."""
+        found = []
+        if self.kernel not in KERNELS:
+            found.append(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
+        if self.kernel != ELEMENTWISE and (self.trim or self.sign_consensus):
+            found.append("trim and sign_consensus apply to the elementwise kernel only")
+        if self.device_agreement not in DEVICE_AGREEMENTS:
+            found.append(f"device_agreement must be one of {', '.join(DEVICE_AGREEMENTS)}, "
+                         f"got {self.device_agreement!r}")
+        if self.cost_class not in COST_CLASSES:
+            found.append(f"cost_class must be one of {', '.join(COST_CLASSES)}, got {self.cost_class!r}")
+        found += [f"tables: unknown table {table!r} (known: {', '.join(TABLES)})"
+                  for table, _ in self.tables if table not in TABLES]
+        if self.paper_norm_group not in ("", "low", "high"):
+            found.append(f"paper_norm_group must be '', 'low' or 'high', got {self.paper_norm_group!r}")
+        return found
+
+
+@dataclass(frozen=True)
 class MethodFacts:
     """One merge method (mergekit's MergeMethodSpec + InputContract, plus the study's citation)."""
 
@@ -59,11 +117,19 @@ class MethodFacts:
     # called `mergekit_name` (Task Arithmetic, TIES, Model Stock run mergekit's own code).
     implementation: str = ""
     mergekit_name: str = ""
+    traits: MethodTraits = MethodTraits()
     defaults: Mapping[str, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "mergekit_name", self.mergekit_name or self.name)
         object.__setattr__(self, "defaults", MappingProxyType({p.name: p.default for p in self.parameters}))
+        problems = self.traits.problems()
+        needed = ("weight", "normalize", "lambda", *(("density",) if self.traits.trim else ()))
+        if self.traits.kernel == ELEMENTWISE:
+            problems += [f"the elementwise kernel needs parameter {name!r}" for name in needed
+                         if name not in self.parameter_names]
+        if problems:
+            raise MergeError(f"merge method {self.name!r}: " + "; ".join(problems), field="traits")
 
     @property
     def ours(self) -> bool:
@@ -102,6 +168,8 @@ BUILTIN_METHODS: tuple[MethodFacts, ...] = (
         reference="Ilharco et al., Editing Models with Task Arithmetic, ICLR 2023 (arXiv:2212.04089)",
         description="W0 + lambda * sum_i w_i delta_i (divided by sum_i w_i when normalize).",
         parameters=(WEIGHT, NORMALIZE, LAMBDA),
+        traits=MethodTraits(kernel=ELEMENTWISE, tables=(("table1", 0), ("table2", 0)),
+                            paper_norm_group="low"),
     ),
     MethodFacts(
         name="ties",
@@ -111,6 +179,8 @@ BUILTIN_METHODS: tuple[MethodFacts, ...] = (
         description="Trim each delta to its top-density magnitudes, elect signs by sum, average the "
         "agreeing entries, scale by lambda.",
         parameters=(WEIGHT, DENSITY, NORMALIZE, replace(LAMBDA, default=0.1), INT8_MASK),
+        traits=MethodTraits(kernel=ELEMENTWISE, trim=True, sign_consensus=True, tables=(("table1", 2),),
+                            paper_norm_group="low"),
     ),
     MethodFacts(
         name="model_stock",
@@ -120,6 +190,7 @@ BUILTIN_METHODS: tuple[MethodFacts, ...] = (
         description="Interpolate between W0 and the mean of the W_i with t = N cos / (1 + (N-1) cos).",
         parameters=(FILTER_WISE,),
         min_models=2,
+        traits=MethodTraits(kernel=STOCK, tables=(("table1", 1),), paper_norm_group="low"),
     ),
     MethodFacts(
         name="tsv_m",
@@ -129,6 +200,8 @@ BUILTIN_METHODS: tuple[MethodFacts, ...] = (
         description="Keep the top 1/T singular triplets of every delta, orthogonalize the concatenated "
         "bases (polar factor), reconstruct; mean of deltas for non-matrix and embedding tensors.",
         implementation="repro.merge.methods.tsv_m:tsv_m_merge_method",
+        traits=MethodTraits(check_finite_first=True, svd_cache=True, device_agreement=SVD, cost_class="svd",
+                            tables=(("table3", 2),), paper_norm_group="high"),
     ),
     MethodFacts(
         name="iso_c",
@@ -138,6 +211,8 @@ BUILTIN_METHODS: tuple[MethodFacts, ...] = (
         description="SVD of the summed deltas with every singular value replaced by their mean; mean of "
         "deltas for non-matrix and embedding tensors.",
         implementation="repro.merge.methods.iso_c:iso_c_merge_method",
+        traits=MethodTraits(check_finite_first=True, device_agreement=SVD, cost_class="svd",
+                            tables=(("table3", 3),), paper_norm_group="high"),
     ),
     MethodFacts(
         name="task_arithmetic_sb",
@@ -147,6 +222,8 @@ BUILTIN_METHODS: tuple[MethodFacts, ...] = (
         "singular values below the beta-energy cutoff raised to the cutoff value.",
         parameters=(WEIGHT, NORMALIZE, LAMBDA, BETA, KEEP_NULL),
         implementation="repro.merge.methods.subspace_boosting:task_arithmetic_sb_merge_method",
+        traits=MethodTraits(check_finite_first=True, records_boosts=True, device_agreement=SPECTRUM,
+                            cost_class="svd", tables=(("table3", 0),), paper_norm_group="low"),
     ),
     MethodFacts(
         name="ties_sb",
@@ -156,6 +233,8 @@ BUILTIN_METHODS: tuple[MethodFacts, ...] = (
         "division by the agreeing count and the lambda scale.",
         parameters=(WEIGHT, DENSITY, NORMALIZE, replace(LAMBDA, default=0.1), BETA, KEEP_NULL),
         implementation="repro.merge.methods.subspace_boosting:ties_sb_merge_method",
+        traits=MethodTraits(check_finite_first=True, records_boosts=True, device_agreement=SPECTRUM,
+                            cost_class="svd", tables=(("table3", 1),), paper_norm_group="low"),
     ),
 )
 _BUILTIN = {facts.name: facts for facts in BUILTIN_METHODS}
@@ -216,6 +295,22 @@ class _Methods(Mapping[str, MethodFacts]):
 
 
 METHODS: Mapping[str, MethodFacts] = _Methods()
+
+
+def default_table_methods() -> dict[str, tuple[str, ...]]:
+    """table -> the built-in methods it shows when a config's `report:` section does not say (the paper's
+    Tables 1-3), in the order of their `tables` positions. A plugin's method joins a table through the
+    config's `report:` section (its facts module is imported only where its method is used)."""
+    placed: dict[str, list[tuple[int, str]]] = {table: [] for table in TABLES}
+    for facts in BUILTIN_METHODS:
+        for table, position in facts.traits.tables:
+            placed[table].append((position, facts.name))
+    return {table: tuple(name for _, name in sorted(entries)) for table, entries in placed.items()}
+
+
+def builtin_methods_where(predicate) -> tuple[str, ...]:
+    """Names of the built-in methods whose traits satisfy `predicate(traits)`, in catalog order."""
+    return tuple(facts.name for facts in BUILTIN_METHODS if predicate(facts.traits))
 
 
 def _coerce(name: str, value: Any, rule: Parameter) -> Any:

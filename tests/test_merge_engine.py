@@ -187,3 +187,31 @@ def test_compiled_task_arithmetic_merge_equals_stock_mergekit_bitwise(tiny_llama
         assert ours[name].dtype == torch.bfloat16 and torch.equal(ours[name], stock[name]), name
         assert torch.equal(torch_path.state_dict[name], ours[name]), name
     assert result.task_vector_l2 == pytest.approx(torch_path.task_vector_l2, rel=1e-9)
+
+
+def test_a_bug_in_a_merge_stays_a_bug_and_file_or_memory_trouble_is_a_merge_error(tiny_llama_world, tmp_path,
+                                                                                  monkeypatch):
+    """Only what the user can act on (memory, files) becomes a MergeError (exit 2); any other exception
+    propagates as it is. Either way nothing is left behind."""
+    import errno
+
+    from repro.errors import MergeError
+    from repro.merge import streaming
+
+    def failing(error):
+        def run_pass(**kwargs):
+            raise error
+        return run_pass
+
+    args = (tiny_llama_world.base, tiny_llama_world.checkpoints[:2], "task_arithmetic")
+    monkeypatch.setattr(streaming, "run_pass", failing(ZeroDivisionError("a bug")))
+    with pytest.raises(ZeroDivisionError):
+        merge_checkpoints(*args, out_dir=tmp_path / "bug")
+    monkeypatch.setattr(streaming, "run_pass", failing(OSError(errno.ENOSPC, "No space left on device", "/x")))
+    with pytest.raises(MergeError, match="No space left on device") as caught:
+        merge_checkpoints(*args, out_dir=tmp_path / "full")
+    assert caught.value.path == "/x"
+    monkeypatch.setattr(streaming, "run_pass", failing(torch.OutOfMemoryError("CUDA out of memory")))
+    with pytest.raises(MergeError, match="ran out of memory"):
+        merge_checkpoints(*args, out_dir=None)
+    assert not any(tmp_path.iterdir())

@@ -16,8 +16,10 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 from repro.errors import MergeError  # noqa: E402
 from repro.merge import METHODS, merge_checkpoints, merge_grid  # noqa: E402
+from repro.merge.arithmetic import topk_threshold  # noqa: E402
+from repro.merge.devices import require_device  # noqa: E402
+from repro.merge.elementwise_kernel import CPU_CHUNK, ElementwiseKernel  # noqa: E402
 from repro.merge.engine import load_state_dict as state  # noqa: E402
-from repro.merge.kernels import CPU_CHUNK, ElementwiseKernel, require_device, topk_threshold  # noqa: E402
 from repro.merge.model_stock_kernel import model_stock_tensor  # noqa: E402
 
 WHOLE = 1 << 62  # the accelerator policy: one chunk per tensor
@@ -54,7 +56,7 @@ def test_task_arithmetic_kernel_equals_mergekit_bitwise(chunk, workers, n, shape
     ops or by the compiled pass (bf16 whole chunks; the rest falls back to torch): stock's bits."""
     base, ckpts = inputs(n, shape, dtype, seed=n)
     params = {"weight": weight, "normalize": normalize, "lambda": lam}
-    kernel = ElementwiseKernel("task_arithmetic", params, n, torch.device("cpu"), chunk, workers=workers,
+    kernel = ElementwiseKernel(METHODS["task_arithmetic"].traits, params, n, torch.device("cpu"), chunk, workers=workers,
                                compiled=compiled)
     ours = kernel.merge(base, ckpts)
     kernel.close()
@@ -88,7 +90,7 @@ def test_compiled_task_arithmetic_stores_torchs_bits(n, weight, normalize, lam, 
     params = {"weight": weight, "normalize": normalize, "lambda": lam}
     results = []
     for compiled in (False, True):
-        kernel = ElementwiseKernel("task_arithmetic", params, n, torch.device("cpu"), CPU_CHUNK, workers=2,
+        kernel = ElementwiseKernel(METHODS["task_arithmetic"].traits, params, n, torch.device("cpu"), CPU_CHUNK, workers=2,
                                    compiled=compiled)
         results.append(kernel.merge_with_norm(base, ckpts, out_dtype))
         kernel.close()
@@ -110,7 +112,7 @@ def test_the_compiled_task_arithmetic_is_in_use_and_needs_no_thread_count(monkey
     params = {"weight": 1.0, "normalize": True, "lambda": 1.0}
     results = []
     for workers in (1, 2, 3):
-        kernel = ElementwiseKernel("task_arithmetic", params, 12, torch.device("cpu"), CPU_CHUNK,
+        kernel = ElementwiseKernel(METHODS["task_arithmetic"].traits, params, 12, torch.device("cpu"), CPU_CHUNK,
                                    workers=workers, compiled=True)
         results.append(kernel.merge_with_norm(base, ckpts, torch.bfloat16))
         kernel.close()
@@ -124,7 +126,7 @@ def test_the_compiled_task_arithmetic_is_in_use_and_needs_no_thread_count(monkey
 def test_ties_kernel_equals_mergekit_bitwise_without_ties_at_the_cutoff(chunk, workers, n, shape, density, int8):
     base, ckpts = inputs(n, shape, torch.float32, seed=7)
     params = {"weight": 1.0, "density": density, "normalize": True, "lambda": 0.1, "int8_mask": int8}
-    kernel = ElementwiseKernel("ties", params, n, torch.device("cpu"), chunk, workers=workers)
+    kernel = ElementwiseKernel(METHODS["ties"].traits, params, n, torch.device("cpu"), chunk, workers=workers)
     ours = kernel.merge(base, ckpts)
     kernel.close()
     assert torch.equal(ours, stock("ties", base, ckpts, **params))
@@ -167,7 +169,7 @@ def test_ties_with_tied_magnitudes_equals_stock_bit_for_bit(shape, density, seed
     monkeypatch.setattr(stock_topk, "COMPILED_FROM", 0 if compiled else 1 << 62)
     base, ckpts = inputs(4, shape, torch.float32, seed=seed, quantize=True)
     params = {"weight": 1.0, "density": density, "normalize": True, "lambda": 0.1, "int8_mask": False}
-    kernel = ElementwiseKernel("ties", params, 4, torch.device("cpu"), chunk, workers=workers)
+    kernel = ElementwiseKernel(METHODS["ties"].traits, params, 4, torch.device("cpu"), chunk, workers=workers)
     ours = kernel.merge(base, ckpts)
     assert torch.equal(ours, stock("ties", base, ckpts, **params))
     bf16_base, bf16_ckpts = base.bfloat16(), [c.bfloat16() for c in ckpts]
@@ -286,14 +288,15 @@ def test_grid_rejects_bad_subsets_all_at_once(tiny_llama_world, tmp_path):
      (5, (1001,), torch.float16), (4, (16, 16), torch.float32)],
 )
 def test_model_stock_kernel_equals_mergekit_bit_for_bit(n, shape, dtype, filter_wise):
-    from repro.merge.kernels import GroupKernel, ModelStockKernel, model_ids
+    from repro.merge.group_kernels import GroupKernel, ModelStockKernel
+    from repro.merge.input_ids import model_ids
 
     base, ckpts = inputs(n, shape, dtype, seed=n)
     if shape == (16, 16):  # opposing task vectors: the singular interpolation (t = 0) path
         ckpts = [base + (-1) ** i * (ckpts[0] - base) for i in range(n)]
     before = [c.clone() for c in ckpts]
     params = {"filter_wise": filter_wise}
-    stock_kernel = GroupKernel("model_stock", params, model_ids([f"m{i}" for i in range(n + 1)]), torch.device("cpu"))
+    stock_kernel = GroupKernel(METHODS["model_stock"], params, model_ids([f"m{i}" for i in range(n + 1)]), torch.device("cpu"))
     expected = stock_kernel.merge(base, ckpts, "w")
     ours = ModelStockKernel(params, torch.device("cpu")).merge(base, ckpts, "w")
     assert ours.dtype == torch.float32 and ours.shape == base.shape
@@ -347,7 +350,7 @@ def test_norm_computed_in_the_merge_pass_is_the_norm_and_independent_of_threads(
     params = {"weight": 1.0, "density": 0.2, "normalize": True, "lambda": 0.7, "int8_mask": False}
     results = []
     for workers in (1, 3):
-        kernel = ElementwiseKernel(method, params, 5, torch.device("cpu"), 64 * 7, workers=workers)
+        kernel = ElementwiseKernel(METHODS[method].traits, params, 5, torch.device("cpu"), 64 * 7, workers=workers)
         results.append(kernel.merge_with_norm(base, ckpts, out_dtype))
         kernel.close()
     (merged, norm_sq), (merged3, norm_sq3) = results
@@ -356,7 +359,7 @@ def test_norm_computed_in_the_merge_pass_is_the_norm_and_independent_of_threads(
     assert norm_sq == pytest.approx(expected, rel=1e-6) and norm_sq > 0
     poisoned = [ckpts[0].clone(), *ckpts[1:]]
     poisoned[0].view(-1)[5] = float("inf")
-    kernel = ElementwiseKernel("task_arithmetic", params, 5, torch.device("cpu"), 64 * 7, workers=2)
+    kernel = ElementwiseKernel(METHODS["task_arithmetic"].traits, params, 5, torch.device("cpu"), 64 * 7, workers=2)
     _, bad = kernel.merge_with_norm(base, poisoned, out_dtype)
     kernel.close()
     assert bad != bad or bad == float("inf")  # the engine turns this into an error naming the checkpoint
@@ -365,7 +368,7 @@ def test_norm_computed_in_the_merge_pass_is_the_norm_and_independent_of_threads(
 def test_trim_rule_compiled_and_torch_paths_agree_bit_for_bit():
     """TrimRule.apply: the compiled pass (CPU, float32, contiguous) and torch's ops (any other tensor)
     zero the same entries, with the same signed zeros."""
-    from repro.merge.kernels import TrimRule, kept_ties
+    from repro.merge.arithmetic import TrimRule, kept_ties
 
     g = torch.Generator().manual_seed(3)
     base = torch.randn(50_000, generator=g).bfloat16().float()

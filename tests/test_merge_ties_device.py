@@ -6,7 +6,7 @@ import pytest
 import torch
 from mergekit.sparsify import SparsificationMethod, sparsify
 
-from repro.merge.kernels import kept_ties, trim_by_magnitude, unambiguous_ties
+from repro.merge.arithmetic import kept_ties, trim_by_magnitude, unambiguous_ties
 from repro.merge.stock_topk import stock_kept_ties
 
 

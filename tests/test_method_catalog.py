@@ -46,7 +46,7 @@ def test_stock_method_facts_agree_with_mergekit_and_ours_build_their_spec_from_t
     from mergekit.merge_methods.base import ParameterScope
 
     from repro.merge.mergekit_plugin import implementation
-    from repro.merge.registry import mergekit_spec
+    from repro.merge.mergekit_specs import mergekit_spec
 
     for facts in BUILTIN_METHODS:
         if facts.ours:
@@ -75,7 +75,7 @@ def test_the_engine_takes_the_minimum_number_of_models_from_the_facts(tiny_llama
 TOY_METHOD = '''
 """A toy merge method: W0 + alpha * mean_i (W_i - W0)."""
 from repro.method_catalog import MethodFacts, Parameter
-from repro.merge.registry import facts_merge_method
+from repro.merge.mergekit_specs import facts_merge_method
 
 FACTS = MethodFacts(
     name="toy_scaled_mean", title="Toy scaled mean", reference="a test", description="W0 + alpha * mean delta",

@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from repro.method_catalog import EXACT, SPECTRUM, SVD, get_method
+
 ROOT = Path(__file__).resolve().parents[1]
 # Llama-3.2-3B (meta-llama/Llama-3.2-3B config.json), fewer layers.
 LLAMA_3B_SHAPES = dict(
@@ -38,13 +40,14 @@ LLAMA_3B_SHAPES = dict(
     rope_theta=500000.0,
     max_position_embeddings=131072,
 )
-SVD_METHODS = {"tsv_m", "iso_c", "task_arithmetic_sb", "ties_sb"}
-# Subspace Boosting raises every singular value below the beta cut-off, zeros included: where a summed
-# update is rank-deficient (TIES+SB's sparse, sign-elected sum on the tiny family), the basis of the raised
-# null space is whatever the SVD returns, and float32 vs float64 SVD on one CPU already moves the result by
-# 0.39 (measured). There the devices can only agree on what is defined: the spectrum of merged - base.
-BOOSTED_METHODS = {"task_arithmetic_sb", "ties_sb"}
-TOLERANCE = {"elementwise": 1e-5, "svd": 1e-3}
+# How a method's CUDA merge is judged against its CPU merge is one of its traits (`device_agreement` in
+# repro.method_catalog): EXACT (element-wise arithmetic) within 1e-5, SVD and SPECTRUM within 1e-3.
+# SPECTRUM (Subspace Boosting) raises every singular value below the beta cut-off, zeros included: where a
+# summed update is rank-deficient (TIES+SB's sparse, sign-elected sum on the tiny family), the basis of the
+# raised null space is whatever the SVD returns, and float32 vs float64 SVD on one CPU already moves the
+# result by 0.39 (measured). There the devices can only agree on what is defined: the spectrum of
+# merged - base.
+TOLERANCE = {EXACT: 1e-5, SVD: 1e-3, SPECTRUM: 1e-3}
 
 
 def no_gpu_line() -> str | None:
@@ -165,10 +168,11 @@ def merge_family(label: str, base: Path, models: list[Path], devices: tuple[str,
             seconds.append(time.perf_counter() - start)
             results.append(result.state_dict)
         diff, where = compare(results[0], results[1])
-        tolerance = TOLERANCE["svd" if name in SVD_METHODS else "elementwise"]
+        agreement = get_method(name).traits.device_agreement
+        tolerance = TOLERANCE[agreement]
         passed = diff <= tolerance
         verdict = "ok" if passed else "FAIL " + where
-        if not passed and name in BOOSTED_METHODS:  # see BOOSTED_METHODS: compare what is defined
+        if not passed and agreement == SPECTRUM:  # see TOLERANCE: compare what is defined
             spectral, where = spectral_difference(results[0], results[1], base)
             passed = spectral <= tolerance
             verdict = (f"ok: spectra agree ({spectral:.1e}); raised null-space basis differs" if passed

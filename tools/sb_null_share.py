@@ -20,7 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-METHODS = ("task_arithmetic_sb", "ties_sb")
+from repro.method_catalog import builtin_methods_where
+
+METHODS = builtin_methods_where(lambda traits: traits.records_boosts)  # the Subspace Boosting methods
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from repro.errors import MergeError
+from repro.method_catalog import BUILTIN_METHODS
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
@@ -104,11 +105,12 @@ def register(subparsers) -> None:
     merge.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     merge.set_defaults(handler=_merge)
 
+    ours = [facts.name for facts in BUILTIN_METHODS if facts.ours]  # plugins' methods are registered too
     yaml_cmd = subparsers.add_parser(
         "mergekit-yaml",
         help="stock mergekit-yaml with repro's merge methods registered",
-        description="Run mergekit-yaml CONFIG OUT [options] with tsv_m, iso_c, task_arithmetic_sb and "
-        "ties_sb available; all arguments are passed to mergekit unchanged.",
+        description=f"Run mergekit-yaml CONFIG OUT [options] with {', '.join(ours[:-1])} and {ours[-1]} "
+        "available; all arguments are passed to mergekit unchanged.",
         add_help=False,
     )
     yaml_cmd.add_argument("-h", "--help", action="store_true", help="show mergekit-yaml's help")

@@ -6,7 +6,7 @@ merges the flat elements [first, last) of a bf16 base (uint16 view) and the bf16
 `to_bf16`, else float32), and stores per chunk of `chunk` elements ||stored - base||^2 in
 `norms[chunk index]`.
 
-Per element it computes what `repro.merge.kernels.combine_task_vectors` computes with torch (mergekit's
+Per element it computes what `repro.merge.arithmetic.combine_task_vectors` computes with torch (mergekit's
 arithmetic), in the same order, so the stored bits are the same (tested against it):
     acc = 0; for each input i in order: acc += (float32(x_i) - float32(b)) [* weight]
     v = acc [/ divisor] [* lam]; out = round_to_nearest_even_bf16(v + float32(b)) (or v + b in float32)

@@ -1,10 +1,10 @@
 """The merge engine: one function that merges a base and its checkpoints with a registered method.
 
 A merge is one streamed pass over the base's tensor names (`repro.merge.streaming`): every input is a
-memory-mapped safetensors file, each tensor is merged by the function that defines its method
-(`repro.merge.kernels`: mergekit's own per-tensor code for TA, TIES and Model Stock; our mergekit methods
-for TSV-M, Iso-C and the Subspace Boosting variants), checked for NaN/Inf, added to the task-vector norm
-and streamed to its output shard (or kept in a state dict) before the next tensor is read. Compute is
+memory-mapped safetensors file, each tensor is merged by the kernel its method's traits name
+(`repro.method_catalog.MethodTraits`: mergekit's own per-tensor arithmetic for the task-arithmetic
+family and Model Stock, the mergekit method object for the others), checked for NaN/Inf, added to the
+task-vector norm and streamed to its output shard (or kept in a state dict) before the next tensor is read. Compute is
 float32; the output is cast to the base's dtype. Stock `mergekit-yaml` stays the reference: every merge
 directory records the mergekit configuration that reproduces it (`repro mergekit-yaml`).
 
@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from repro.atomic_io import atomic_directory, atomic_write_json, atomic_write_text
-from repro.errors import MergeError, ReproError
-from repro.merge.registry import get_method, resolve_method_params, split_parameters
+from repro.errors import MergeError
 from repro.merge.svd_cache import SvdCache
 from repro.merge.tensor_checks import dominant_float_dtype, read_merge_inputs
+from repro.method_catalog import get_method, resolve_method_params, split_parameters
 
 LOG = logging.getLogger(__name__)
 
@@ -109,36 +109,6 @@ def _check_inputs(base: Path, models: Sequence[Path], method: str) -> None:
         raise MergeError(f"{method} needs at least {needed} checkpoints besides the base", field="models")
 
 
-def task_vector_l2(merged_dir: Path, base: Path) -> float:
-    """||theta_merged - theta_base||_2 over all tensors, in float32 (float64 accumulation), streamed.
-
-    Base tensors with more rows than the merged ones (never the case after truncation) are compared
-    on the merged rows.
-    """
-    import torch
-    from safetensors import safe_open
-
-    base_files = {}
-    for file in sorted(base.glob("*.safetensors")):
-        with safe_open(str(file), framework="pt") as handle:
-            base_files.update({name: file for name in handle.keys()})
-    total = 0.0
-    for file in sorted(merged_dir.glob("*.safetensors")):
-        with safe_open(str(file), framework="pt") as handle:
-            for name in handle.keys():
-                merged = handle.get_tensor(name)
-                if not merged.is_floating_point() or name not in base_files:
-                    continue
-                with safe_open(str(base_files[name]), framework="pt") as base_handle:
-                    reference = base_handle.get_tensor(name)
-                if reference.shape != merged.shape:
-                    reference = reference.narrow(0, 0, merged.shape[0])
-                diff = merged.to(torch.float32) - reference.to(torch.float32)
-                total += float(torch.sum(diff.to(torch.float64) ** 2))
-                del merged, reference, diff
-    return total**0.5
-
-
 def load_state_dict(model_dir: str | Path) -> dict:
     """Every tensor of a saved model directory (all *.safetensors shards), by name."""
     from safetensors.torch import load_file
@@ -183,7 +153,7 @@ class PreparedMerge:
 
 def prepare_merge(base, models, method, params, *, device, vocab_mismatch, out_dtype) -> PreparedMerge:
     """Validate a merge request from the safetensors headers alone (no tensor data is read)."""
-    from repro.merge.kernels import require_device
+    from repro.merge.devices import require_device  # imports torch: only when a merge is prepared
 
     spec = get_method(method)
     resolved = resolve_method_params(method, params)
@@ -275,22 +245,19 @@ def merge_checkpoints(
     vocab_mismatch: str = "truncate",
     out_dtype: str | None = None,
     svd_cache: SvdCache | None = None,
-    show_progress: bool = False,
-    verified_inputs: set | None = None,
     shard_size_bytes: int = DEFAULT_SHARD_BYTES,
     progress=None,
 ) -> MergeResult:
     """Merge `models` into `base` with registered method `method` and write `out_dir` atomically.
 
     `params` override the method's paper defaults (see `repro.merge.METHODS`). `out_dtype` defaults
-    to the base's dtype. `svd_cache` lets TSV-M reuse per-checkpoint decompositions across merges.
+    to the base's dtype. `svd_cache` lets a method that uses one (trait `svd_cache`) reuse per-checkpoint
+    decompositions across merges.
     With `out_dir=None` nothing touches the disk and the result carries `state_dict` (tensors as they
     would be saved, on the CPU). Raises MergeError on any bad input; no output is left behind then.
-    `progress(done, total)` is called after each tensor name of the streamed pass. `verified_inputs` and
-    `show_progress` are accepted for compatibility: the NaN/Inf check rides along with the merge at no
-    cost, and progress goes through `progress`.
+    `progress(done, total)` is called after each tensor name of the streamed pass. The NaN/Inf check
+    rides along with the merge at no cost.
     """
-    del verified_inputs, show_progress
     started = time.perf_counter()
     from repro.merge.readahead import start_readahead
 
@@ -373,7 +340,6 @@ def _run_targets(prepared: PreparedMerge, targets, svd_cache, progress=None) -> 
         with torch.no_grad():
             run_pass(
                 method=prepared.method,
-                mergekit_name=prepared.mergekit_name,
                 params=prepared.params,
                 base=prepared.base,
                 base_index=prepared.base_index,
@@ -385,10 +351,19 @@ def _run_targets(prepared: PreparedMerge, targets, svd_cache, progress=None) -> 
                 svd_cache=svd_cache,
                 on_tensor=progress,
             )
-    except ReproError:
-        raise
-    except Exception as error:  # a method's failure, named with the merge it belongs to
-        raise MergeError(f"merging with {prepared.method} failed: {type(error).__name__}: {error}") from error
+    # What the user can act on becomes a MergeError naming the merge; any other exception is a bug in the
+    # kit or a method and propagates as it is (never reported as a bad input).
+    except (MemoryError, torch.OutOfMemoryError) as error:
+        raise MergeError(
+            f"merging with {prepared.method} ran out of memory on {prepared.device} ({type(error).__name__}); "
+            "free memory, merge fewer checkpoints at once, or use another device", field="device",
+        ) from error
+    except OSError as error:  # the inputs or the output folder: unreadable, vanished, disk full
+        raise MergeError(
+            f"merging with {prepared.method} could not read or write a file: {error.strerror or error}",
+            path=str(error.filename or prepared.base),
+        ) from error
+
 
 def _record(method, params, base, models, outcome, truncations, out_dtype, device, policy, timings, elapsed):
     from repro.package_versions import package_versions

@@ -35,6 +35,7 @@ from repro.merge.engine import (
     write_records,
 )
 from repro.merge.svd_cache import SvdCache
+from repro.method_catalog import get_method
 
 
 def _check_subsets(subsets: Sequence[Sequence[int]], prepared) -> list[tuple[int, ...]]:
@@ -83,7 +84,7 @@ def merge_grid(
     checked = _check_subsets(subsets, prepared)
     if out_dirs is not None and len(out_dirs) != len(checked):
         raise MergeError(f"give one output directory per subset ({len(checked)}), got {len(out_dirs)}", field="out_dirs")
-    if svd_cache is None and prepared.method == "tsv_m":
+    if svd_cache is None and get_method(prepared.method).traits.svd_cache:
         svd_cache = _pass_local_cache(prepared)
     timings = {"checks_s": time.perf_counter() - started, "grid_merges": len(checked)}
     from repro.merge.streaming import MergeTarget

@@ -145,13 +145,13 @@ def compiled_kernels():
     return kernels
 
 
-def use_compiled(entries: int, method: str = "ties") -> bool:
+def use_compiled(entries: int, trim: bool = True) -> bool:
     """Whether a merge of `entries` entries (base entries x checkpoints) is worth the compiled kernels:
     loading numba and its cached code costs about 1.1-1.4 s once per process. TIES' trim saves about
     11 ns per entry (2 threads), from 2^28 entries; Task Arithmetic's pass about 0.5 ns (its torch ops
     are cheap already), from 2^31 (a 0.2B model and 12 checkpoints). A merge of small models never
-    wins the loading back."""
-    if method == "task_arithmetic":
+    wins the loading back. `trim`: a pass that trims (TIES' family), else the plain weighted sum."""
+    if not trim:
         return entries >= TASK_ARITHMETIC_COMPILED_FROM
     return entries >= COMPILED_FROM
 

@@ -21,29 +21,23 @@ from typing import Any
 import torch
 
 from repro.errors import MergeError
-from repro.merge.kernels import (
-    CPU_CHUNK,
-    ELEMENTWISE_METHODS,
-    ElementwiseKernel,
-    GroupKernel,
-    ModelStockKernel,
-    NonFiniteInput,
-    check_group_inputs,
-    model_ids,
-    worker_pool,
-)
+from repro.merge.arithmetic import NonFiniteInput
+from repro.merge.elementwise_kernel import CPU_CHUNK, ElementwiseKernel, worker_pool
+from repro.merge.group_kernels import GroupKernel, ModelStockKernel, check_group_inputs
+from repro.merge.input_ids import model_ids
 from repro.merge.stock_topk import use_compiled
 from repro.merge.tensor_checks import TensorInfo
 from repro.merge.tensor_io import MappedCheckpoint
+from repro.method_catalog import ELEMENTWISE, STOCK, MethodFacts, get_method
 
 NORM_CHUNK = 1 << 20
-# The chunked kernels (TA, TIES) and the norm run on one intra-op thread: their pieces are small, waking
-# an OpenMP pool per chunk costs more than it saves, and on a loaded machine a spinning worker turns
-# microseconds into milliseconds. Instead TA/TIES split each tensor into contiguous runs of chunks merged
-# by as many Python threads as torch's setting (`ElementwiseKernel(workers=...)`): no spinning, and the
-# results do not depend on the thread count. Whole-tensor kernels (Model Stock, the SVD methods) keep the
-# process's setting, as stock mergekit runs them: LAPACK's results depend on it.
-CHECK_BEFORE_MERGE = ("tsv_m", "iso_c", "task_arithmetic_sb", "ties_sb")  # SVDs need finite inputs
+# The chunked kernels (traits kernel=ELEMENTWISE: TA, TIES) and the norm run on one intra-op thread: their
+# pieces are small, waking an OpenMP pool per chunk costs more than it saves, and on a loaded machine a
+# spinning worker turns microseconds into milliseconds. Instead TA/TIES split each tensor into contiguous
+# runs of chunks merged by as many Python threads as torch's setting (`ElementwiseKernel(workers=...)`): no
+# spinning, and the results do not depend on the thread count. Whole-tensor kernels (Model Stock, the SVD
+# methods) keep the process's setting, as stock mergekit runs them: LAPACK's results depend on it. Methods
+# whose traits say `check_finite_first` (an SVD needs finite inputs) have their inputs scanned first.
 
 
 @dataclass
@@ -64,14 +58,15 @@ def tensor_order(index: dict[str, TensorInfo]) -> list[str]:
     return sorted(index, key=lambda name: (str(index[name].file), index[name].start, name))
 
 
-def make_kernel(method: str, mergekit_name: str, params: dict, paths: Sequence[Path], device, chunk: int,
+def make_kernel(facts: MethodFacts, params: dict, paths: Sequence[Path], device, chunk: int,
                 svd_cache=None, pool=None, workers: int = 1, compiled: bool | None = None):
-    if method in ELEMENTWISE_METHODS:
-        return ElementwiseKernel(method, params, len(paths) - 1, device, chunk, workers=workers, pool=pool,
+    """The kernel that merges one target's tensors, as the method's traits say (`traits.kernel`)."""
+    if facts.traits.kernel == ELEMENTWISE:
+        return ElementwiseKernel(facts.traits, params, len(paths) - 1, device, chunk, workers=workers, pool=pool,
                                  compiled=compiled)
-    if method == "model_stock":
+    if facts.traits.kernel == STOCK:
         return ModelStockKernel(params, device)
-    kernel = GroupKernel(mergekit_name, params, model_ids(paths), device)
+    kernel = GroupKernel(facts, params, model_ids(paths), device)
     if svd_cache is not None:
         kernel.use_svd_cache(svd_cache, paths)
     return kernel
@@ -80,7 +75,6 @@ def make_kernel(method: str, mergekit_name: str, params: dict, paths: Sequence[P
 def run_pass(
     *,
     method: str,
-    mergekit_name: str,
     params: dict,
     base: Path,
     base_index: dict[str, TensorInfo],
@@ -94,27 +88,29 @@ def run_pass(
     on_tensor=None,
 ) -> None:
     """Compute every target, tensor by tensor. Raises MergeError naming checkpoint and tensor.
-    `svd_cache` (the caller's) is handed to methods that use one (TSV-M). `on_tensor(done, total)` is
-    called after each tensor name (progress)."""
+    `svd_cache` (the caller's) is handed to methods whose traits say they use one. `on_tensor(done, total)`
+    is called after each tensor name (progress)."""
     if chunk is None:
         chunk = CPU_CHUNK if device.type == "cpu" else 1 << 62  # whole tensors on an accelerator
     readers = [MappedCheckpoint(base, base_index)] + [
         MappedCheckpoint(path, index) for path, index in zip(models, model_indexes, strict=True)
     ]
     paths = [base, *models]
+    facts = get_method(method)
+    elementwise = facts.traits.kernel == ELEMENTWISE
     threads = torch.get_num_threads()
     # TA/TIES: as many merging threads as torch's setting, one pool for every target (CPU only)
-    workers = threads if method in ELEMENTWISE_METHODS and device.type == "cpu" else 1
+    workers = threads if elementwise and device.type == "cpu" else 1
     pool = worker_pool(workers) if workers > 1 else None
     names = tensor_order(base_index)
     # TIES' trim and TA's pass: compiled where the whole pass has enough entries to repay loading numba
     entries = sum(math.prod(info.shape) for info in base_index.values()) * sum(len(t.inputs) for t in targets)
-    compiled = use_compiled(entries, method)
+    compiled = use_compiled(entries, trim=facts.traits.trim)
     try:
         for target in targets:
             target.extra["paths"] = paths
             target.kernel = make_kernel(
-                method, mergekit_name, params, [base] + [models[i] for i in target.inputs], device, chunk,
+                facts, params, [base] + [models[i] for i in target.inputs], device, chunk,
                 svd_cache, pool, workers, compiled,
             )
         for position, name in enumerate(names):
@@ -129,7 +125,7 @@ def run_pass(
                 if rows is not None and tensor.ndim and tensor.shape[0] != rows:
                     tensor = tensor.narrow(0, 0, rows)  # vocabulary truncation (checked beforehand)
                 inputs.append(tensor)
-            torch.set_num_threads(1 if method in ELEMENTWISE_METHODS else threads)
+            torch.set_num_threads(1 if elementwise else threads)
             for target in targets:
                 selected = [inputs[i] for i in target.inputs]
                 done = None
@@ -139,11 +135,11 @@ def run_pass(
                             reader.release_elements(name, end)
 
                 release = None
-                if method == "model_stock":
+                if facts.traits.kernel == STOCK:
                     def release(index, target=target, name=name):
                         readers[1 + target.inputs[index]].release(name)
 
-                merged, norm_sq = _merge_one(method, target, name, base_tensor, selected, out_dtype, done,
+                merged, norm_sq = _merge_one(facts, target, name, base_tensor, selected, out_dtype, done,
                                              release)
                 if norm_sq is None:
                     norm_sq = _norm_sq(merged, base_tensor)
@@ -165,7 +161,7 @@ def run_pass(
             reader.close()
 
 
-def _merge_one(method, target, name, base_tensor, inputs, out_dtype, done=None,
+def _merge_one(facts: MethodFacts, target, name, base_tensor, inputs, out_dtype, done=None,
                release=None) -> tuple[torch.Tensor, float | None]:
     """The merged tensor (out dtype, CPU) and ||merged - base||^2 where the kernel computed it in its pass
     (TA/TIES on the CPU), else None. `done(end)`: elements [0, end) merged (TA/TIES); `release(i)`:
@@ -174,13 +170,13 @@ def _merge_one(method, target, name, base_tensor, inputs, out_dtype, done=None,
         return base_tensor.clone(), 0.0  # integer buffers: the base's
     norm_sq = None
     try:
-        if method in ELEMENTWISE_METHODS:
+        if facts.traits.kernel == ELEMENTWISE:
             if target.kernel.device.type == "cpu":
                 merged, norm_sq = target.kernel.merge_with_norm(base_tensor, inputs, out_dtype, done)
             else:
                 merged = target.kernel.merge(base_tensor, inputs, out_dtype, done)
         else:
-            if method in CHECK_BEFORE_MERGE:
+            if facts.traits.check_finite_first:
                 check_group_inputs(base_tensor, inputs)
             if release is not None:
                 merged = target.kernel.merge(base_tensor, inputs, name, release)

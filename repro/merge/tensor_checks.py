@@ -3,7 +3,7 @@ vocabulary rows, NaN/Inf. The merge engine calls `read_merge_inputs` before it r
 
 Real in-the-wild checkpoints are messy: some extend the tokenizer (more embedding rows than the base,
 e.g. 128320 vs 128256), some are broken. Shapes come from the safetensors headers (no tensor data is
-read); the finite-value check streams one tensor at a time.
+read). NaN/Inf values are found by the merge itself (`repro.merge.streaming`), at no extra cost.
 """
 
 from __future__ import annotations
@@ -99,17 +99,6 @@ def is_vocab_tensor(name: str) -> bool:
     return is_vocabulary_tensor(name)
 
 
-def check_input_structure(
-    base: Path, models: list[Path], vocab_mismatch: str = "truncate"
-) -> tuple[dict[str, TensorInfo], list[VocabTruncation]]:
-    """Compare every checkpoint's tensors with the base's; return (base index, truncations to apply).
-
-    See `read_merge_inputs`, which also returns every checkpoint's index.
-    """
-    base_index, _, truncations = read_merge_inputs(base, models, vocab_mismatch)
-    return base_index, truncations
-
-
 def read_merge_inputs(
     base: Path, models: list[Path], vocab_mismatch: str = "truncate"
 ) -> tuple[dict[str, TensorInfo], list[dict[str, TensorInfo]], list[VocabTruncation]]:
@@ -184,42 +173,3 @@ def _check_dtypes(model_dir: Path, index: dict[str, TensorInfo]) -> None:
                 "(quantized or integer weights); use an unquantized float16/bfloat16/float32 checkpoint",
                 path=str(model_dir),
             )
-
-
-def _file_stamp(model_dir: Path) -> tuple:
-    files = sorted(model_dir.glob("*.safetensors"))
-    return (str(model_dir.resolve()),) + tuple(
-        (f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files
-    )
-
-
-def check_finite(model_dir: str | Path, names: list[str] | None = None, verified: set | None = None) -> None:
-    """Raise a MergeError naming the checkpoint and tensor if any value is NaN or infinite.
-
-    Streams one tensor at a time. `verified`, if given, is a set the caller keeps across merges:
-    checkpoints already verified (same path, file sizes and mtimes) are skipped.
-    """
-    import torch
-    from safetensors import safe_open
-
-    model_dir = Path(model_dir)
-    stamp = _file_stamp(model_dir)
-    if verified is not None and stamp in verified:
-        return
-    wanted = set(names) if names is not None else None
-    for file in sorted(model_dir.glob("*.safetensors")):
-        with safe_open(str(file), framework="pt") as handle:
-            for name in handle.keys():
-                if wanted is not None and name not in wanted:
-                    continue
-                tensor = handle.get_tensor(name)
-                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                    bad = int((~torch.isfinite(tensor)).sum())
-                    raise MergeError(
-                        f"tensor {name} contains {bad} NaN/Inf value(s); this checkpoint is broken, "
-                        "re-download it or remove it from the merge",
-                        path=str(model_dir),
-                    )
-                del tensor
-    if verified is not None and names is None:
-        verified.add(stamp)

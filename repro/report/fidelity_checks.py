@@ -16,9 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-SB_METHODS = ("task_arithmetic_sb", "ties_sb")
-LOW_NORM_METHODS = ("task_arithmetic", "task_arithmetic_sb", "ties", "ties_sb", "model_stock")
-HIGH_NORM_METHODS = ("iso_c", "tsv_m")
+from repro.method_catalog import builtin_methods_where
+
+# from the methods' traits (`repro.method_catalog`): which merges record a boost count, Figure 4's groups
+SB_METHODS = builtin_methods_where(lambda traits: traits.records_boosts)
+LOW_NORM_METHODS = builtin_methods_where(lambda traits: traits.paper_norm_group == "low")
+HIGH_NORM_METHODS = builtin_methods_where(lambda traits: traits.paper_norm_group == "high")
 NULL_TOLERANCE_TEXT = "sigma_max * max(rows, cols) * eps(float32)"
 
 

@@ -80,7 +80,6 @@ class JobExecutor:
         self.scratch_dir = runs_dir / ("merged" if cfg.merge.keep_merged else "scratch")
         self.versions = package_versions()
         self._svd_cache = None
-        self._verified_inputs: set = set()  # checkpoints already checked for NaN/Inf in this process
         self._tokenizers: dict = {}  # base -> tokenizer, for in-memory evaluation
         self._jobs_started = 0
         self.upcoming = list(upcoming)  # this worker's jobs, in order: in-memory merges of a group share a pass
@@ -108,7 +107,6 @@ class JobExecutor:
         self._register_revisions(job, base_dir, input_dirs)
         return merge_checkpoints(
             base_dir, input_dirs, job.method, job.params, out_dir=out_dir, **self._merge_options(),
-            verified_inputs=self._verified_inputs,
         )
 
     def _merge_options(self) -> dict:

@@ -12,15 +12,16 @@ from __future__ import annotations
 import torch
 from mergekit.merge_methods.base import TensorGroup
 
-from repro.merge.methods.spectral import base_plus_update, is_decomposed_matrix, isotropic
-from repro.merge.registry import facts_merge_method
+from repro.merge.mergekit_specs import facts_merge_method
+from repro.merge.methods.spectral import base_plus_update, isotropic
+from repro.merge.tensor_roles import is_decomposed_matrix
 
 
 def iso_c_update(group: TensorGroup) -> torch.Tensor:
     """The Iso-C merged update Delta (float32) of one tensor group."""
     base = group.base.tensor.to(torch.float32)
     deltas = torch.stack([e.tensor.to(torch.float32) - base for e in group.non_base])
-    if not is_decomposed_matrix(group.metadata.name, base):
+    if not is_decomposed_matrix(group.metadata.name, base.ndim):
         return deltas.mean(dim=0)
     return isotropic(deltas.sum(dim=0), group.metadata.name)
 

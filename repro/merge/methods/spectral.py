@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from repro.errors import MergeError
 from repro.merge import tensor_roles
-
-
-def is_decomposed_matrix(name: str | None, tensor: torch.Tensor) -> bool:
-    """TSV-M / Iso-C decompose every 2-D tensor except vocabulary tensors (`repro.merge.tensor_roles`)."""
-    return tensor_roles.is_decomposed_matrix(name, tensor.ndim)
 
 
 def is_boosted_matrix(name: str | None, tensor: torch.Tensor) -> bool:
@@ -150,3 +146,28 @@ def base_plus_update(group, update_of) -> torch.Tensor:
     if not group.non_base:
         return base
     return (base.to(torch.float32) + update_of(group)).to(base.dtype)
+
+
+@dataclass
+class BoostCount:
+    """Per merge: the projection matrices boosted, and those whose raised singular values included
+    numerically-zero ones (`spectral.null_tolerance`): their merged tensors depend on the SVD library."""
+
+    matrices: int = 0
+    boosted: int = 0
+    raised_null: list[str] = field(default_factory=list)
+
+    def __call__(self, name: str, outcome: BoostOutcome) -> None:
+        self.matrices += 1
+        self.boosted += int(outcome.boosted)
+        if outcome.raised_null:
+            self.raised_null.append(name)
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "projection_matrices": self.matrices,
+            "boosted": self.boosted,
+            "raised_null": len(self.raised_null),
+            "raised_null_tensors": list(self.raised_null),
+            "null_tolerance": NULL_TOLERANCE,
+        }

@@ -2,8 +2,8 @@
 `task_arithmetic_sb` and `ties_sb`.
 
 The computation is mergekit's own generalized task arithmetic (mergekit's magnitude sparsify, with
-stock's CPU choice among ties on every device: `kernels.trim_by_magnitude`, then
-`repro.merge.kernels.combine_task_vectors`: mergekit's weighting, sign election and divisor), with one
+stock's CPU choice among ties on every device: `arithmetic.trim_by_magnitude`, then
+`repro.merge.arithmetic.combine_task_vectors`: mergekit's weighting, sign election and divisor), with one
 extra step between the sum and the normalization: for the attention / MLP projection weight matrices (q, k, v, o, gate, up, down) the
 summed update is boosted, i.e. its singular values below the beta-energy cutoff are raised to the
 cutoff value (see `spectral.boost_spectrum`). So TA+SB boosts sum_i w_i delta_i, and TIES+SB boosts
@@ -30,9 +30,9 @@ from typing import Any
 import torch
 from mergekit.merge_methods.base import GroupMergeMethod, MergeMethodSpec, TensorGroup
 
-from repro.merge.kernels import combine_task_vectors, trim_by_magnitude
+from repro.merge.arithmetic import combine_task_vectors, trim_by_magnitude
+from repro.merge.mergekit_specs import mergekit_spec
 from repro.merge.methods.spectral import BoostOutcome, boost_spectrum_outcome, is_boosted_matrix
-from repro.merge.registry import mergekit_spec
 
 
 @dataclass(frozen=True)
@@ -97,30 +97,3 @@ class BoostedTaskArithmetic(GroupMergeMethod):
 
 task_arithmetic_sb_merge_method = BoostedTaskArithmetic(method_name="task_arithmetic_sb", ties=False)
 ties_sb_merge_method = BoostedTaskArithmetic(method_name="ties_sb", ties=True)
-
-
-@dataclass
-class BoostCount:
-    """Per merge: the projection matrices boosted, and those whose raised singular values included
-    numerically-zero ones (`spectral.null_tolerance`): their merged tensors depend on the SVD library."""
-
-    matrices: int = 0
-    boosted: int = 0
-    raised_null: list[str] = field(default_factory=list)
-
-    def __call__(self, name: str, outcome: BoostOutcome) -> None:
-        self.matrices += 1
-        self.boosted += int(outcome.boosted)
-        if outcome.raised_null:
-            self.raised_null.append(name)
-
-    def as_record(self) -> dict[str, Any]:
-        from repro.merge.methods.spectral import NULL_TOLERANCE
-
-        return {
-            "projection_matrices": self.matrices,
-            "boosted": self.boosted,
-            "raised_null": len(self.raised_null),
-            "raised_null_tensors": list(self.raised_null),
-            "null_tolerance": NULL_TOLERANCE,
-        }

@@ -17,9 +17,10 @@ from __future__ import annotations
 import torch
 from mergekit.merge_methods.base import FunctionalGroupMergeMethod, TensorEntry, TensorGroup
 
-from repro.merge.methods.spectral import base_plus_update, is_decomposed_matrix, robust_svd
-from repro.merge.registry import mergekit_spec
+from repro.merge.mergekit_specs import mergekit_spec
+from repro.merge.methods.spectral import base_plus_update, robust_svd
 from repro.merge.svd_cache import ContentKey, SvdCache
+from repro.merge.tensor_roles import is_decomposed_matrix
 
 
 def _leading_triplets(entry: TensorEntry, base_entry: TensorEntry, base: torch.Tensor, name, rank: int,
@@ -47,7 +48,7 @@ def tsv_merge_update(group: TensorGroup, svd_cache: SvdCache | None = None) -> t
     base_entry = group.base
     base = base_entry.tensor.to(torch.float32)
     entries = group.non_base
-    if not is_decomposed_matrix(name, base):
+    if not is_decomposed_matrix(name, base.ndim):
         return torch.stack([e.tensor.to(torch.float32) - base for e in entries]).mean(dim=0)
     rank = min(base.shape) // len(entries)
     if rank == 0:

@@ -1,11 +1,10 @@
 """The merge layer's view of the method catalog: mergekit specs and method objects built from the facts.
 
 A method's facts (name, parameters, study defaults, ranges, per-model scope, minimum inputs, citation)
-are stated once, in `repro.method_catalog` (the facts layer; re-exported here for existing imports).
-This module turns them into what mergekit needs: `mergekit_spec(facts)` is the method's mergekit
-`MergeMethodSpec` (ParameterSpecs + InputContract), and `facts_merge_method(facts, function)` wraps a
-per-tensor-group function into a mergekit merge method with that spec. mergekit is imported only when
-those are called.
+are stated once, in `repro.method_catalog` (the facts layer). This module turns them into what mergekit
+needs: `mergekit_spec(facts)` is the method's mergekit `MergeMethodSpec` (ParameterSpecs +
+InputContract), and `facts_merge_method(facts, function)` wraps a per-tensor-group function into a
+mergekit merge method with that spec. mergekit is imported only when those are called.
 """
 
 from __future__ import annotations
@@ -13,21 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from repro.method_catalog import (  # noqa: F401 (the facts, re-exported)
-    ENTRY_POINT_GROUP,
-    METHODS,
-    MethodFacts,
-    Parameter,
-    get_method,
-    method_names,
-    resolve_method_params,
-    split_parameters,
-)
+from repro.method_catalog import MethodFacts, get_method
 
 if TYPE_CHECKING:
     from mergekit.merge_methods.base import MergeMethodSpec
-
-MethodSpec = MethodFacts  # the name earlier versions used
 
 
 def mergekit_spec(facts: MethodFacts | str) -> MergeMethodSpec:
