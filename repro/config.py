@@ -30,6 +30,15 @@ from pydantic import (
     model_validator,
 )
 
+from repro.choices import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    DEFAULT_EVAL_DTYPE,
+    DEFAULT_MERGE_OUT_DTYPE,
+    DEVICES,
+    EVAL_DTYPES,
+    MERGE_OUT_DTYPES,
+)
 from repro.errors import ConfigError, LockError, ReproError
 from repro.experiment_sections import (  # noqa: F401 (sweep_points is part of this module's API)
     DEFAULT_REPORT_TABLES,
@@ -48,10 +57,11 @@ from repro.input_problems import (
     suggest,
     yaml_error_text,
 )
+from repro.paths import MODELS_DIR, SUITES_FILE
 from repro.worlds.recipe import TrainedWorldConfig
 from repro.worlds.smollm2_recipe import SmolLM2WorldConfig
 
-DEFAULT_SUITES_FILE = "configs/suites.yaml"
+DEFAULT_SUITES_FILE = SUITES_FILE
 
 
 class _Strict(BaseModel):
@@ -92,8 +102,8 @@ class MergeSettings(_Strict):
     sizes: list[int] = Field(default_factory=list)  # empty: no in-the-wild grid (e.g. homogeneous only)
     subsets_per_size: int = Field(default=15, ge=1)
     vocab_mismatch: Literal["truncate", "error"] = "truncate"
-    out_dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    out_dtype: Literal[MERGE_OUT_DTYPES] = DEFAULT_MERGE_OUT_DTYPE
+    device: Literal[DEVICES] = "auto"
     keep_merged: bool = False
     min_free_disk_gb: float = Field(default=0.0, ge=0)
     # in-memory runs: merged models of one (base, method, params) computed ahead in one pass, up to this
@@ -120,14 +130,14 @@ class ItemSample(_Strict):
 class EvaluationSettings(_Strict):
     suite: str
     suites_file: str = DEFAULT_SUITES_FILE
-    dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    dtype: Literal[EVAL_DTYPES] = DEFAULT_EVAL_DTYPE
     batch_size: str | int = "auto"
     apply_chat_template: Literal[False] = False
     limit: int | None = Field(default=None, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal[DEVICES] = "auto"
     in_memory: bool = False  # evaluate merged models from memory (no scratch write) when possible
     # lm-eval model: "shared" (HF with shared-context scoring, default), "hf" (stock HF path), "vllm" (GPU)
-    backend: Literal["shared", "hf", "vllm"] = "shared"
+    backend: Literal[BACKENDS] = DEFAULT_BACKEND
     threads: int | None = Field(default=None, ge=1)  # torch CPU threads of a worker (None: torch's default)
     item_sample: ItemSample | None = None  # evaluate a seeded per-task item sample (same for every model)
 
@@ -189,7 +199,7 @@ class ExperimentConfig(_Strict):
     lockfile: str | None = None
     bases: list[str] = Field(default_factory=list)
     pool: Literal["in_the_wild"] = "in_the_wild"
-    models_dir: str = "runs/models"
+    models_dir: str = MODELS_DIR
     checkpoints_as_of: CheckpointsAsOf | None = None
     methods: list[MethodConfig] = Field(default_factory=list)  # required unless the config only computes geometry
     methods_from: str | None = None  # informational after loading: the config the methods were read from

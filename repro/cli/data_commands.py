@@ -95,11 +95,12 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_check_sources(args: argparse.Namespace) -> int:
-    from repro.suites import DEFAULT_SUITES_PATH, REPO_ROOT
+    from repro.paths import LOCKFILE, REPO_ROOT, repo_path
+    from repro.suites import DEFAULT_SUITES_PATH
     from repro.worlds.source_check import check_sources, pinned_sources, render
 
     configs = args.configs if args.configs is not None else [REPO_ROOT / "configs" / "smollm2.yaml"]
-    sources = pinned_sources(args.suites or DEFAULT_SUITES_PATH, args.lockfile or REPO_ROOT / "checkpoints.lock",
+    sources = pinned_sources(args.suites or DEFAULT_SUITES_PATH, args.lockfile or repo_path(LOCKFILE),
                              configs, args.require_for)  # fmt: skip
     statuses = check_sources(sources, timeout=args.timeout)
     print(render(statuses))

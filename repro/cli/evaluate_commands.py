@@ -7,7 +7,9 @@ import json
 import time
 from pathlib import Path
 
+from repro.choices import BACKENDS, DEFAULT_BACKEND
 from repro.cli import hidden_alias
+from repro.paths import EVALUATE_DIR
 
 
 def register(subparsers) -> None:
@@ -53,13 +55,13 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--backend",
-        default="shared",
-        choices=("shared", "hf", "vllm"),
+        default=DEFAULT_BACKEND,
+        choices=BACKENDS,
         help="shared (default: lm-eval's HF backend, each shared context computed once; scores equal "
         "to hf within float noise), hf (lm-eval's stock HF path) or vllm (GPU, needs `pip install vllm`)",
     )
-    parser.add_argument("--out", dest="out_dir", type=Path, default=Path("runs/evaluate"), metavar="DIR",
-                        help="where scores are stored (default runs/evaluate)")
+    parser.add_argument("--out", dest="out_dir", type=Path, default=Path(EVALUATE_DIR), metavar="DIR",
+                        help=f"where scores are stored (default {EVALUATE_DIR})")
     hidden_alias(parser, "--out-dir", "out_dir", type=Path)
     parser.add_argument("--no-store", action="store_true", help="print only, do not store")
     parser.add_argument(

@@ -105,9 +105,10 @@ def cmd_report_ci(args) -> int:
 
 
 def cmd_table6(args) -> int:
-    from repro.report.table6 import DEFAULT_SUITES_PATH, REPO_ROOT, write_table6
+    from repro.paths import PAPER_ARTIFACTS_DIR, repo_path
+    from repro.report.table6 import DEFAULT_SUITES_PATH, write_table6
 
-    out = _checked_out(args.out) or REPO_ROOT / "paper_artifacts"
+    out = _checked_out(args.out) or repo_path(PAPER_ARTIFACTS_DIR)
     for path in write_table6(out, args.suites or DEFAULT_SUITES_PATH, args.suite):
         print(f"written: {path}")
     _mark(args.out)

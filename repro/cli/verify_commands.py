@@ -25,7 +25,8 @@ def register(subparsers) -> None:
 def cmd_verify(args) -> int:
     from repro.atomic_io import atomic_write_text
     from repro.errors import ReproError
-    from repro.reference import REPO_ROOT, load_reference
+    from repro.paths import PAPER_ARTIFACTS_DIR, repo_path
+    from repro.reference import load_reference
 
     if args.resamples < 100:
         raise ReproError("must be at least 100 (10000 recommended)", field="--resamples")
@@ -34,7 +35,7 @@ def cmd_verify(args) -> int:
         from repro.report.published_checks import check_published, render_markdown, summary_line
 
         findings = check_published(reference)
-        out = args.out or REPO_ROOT / "paper_artifacts" / "verify" / "published.md"
+        out = args.out or repo_path(PAPER_ARTIFACTS_DIR) / "verify" / "published.md"
         atomic_write_text(out, render_markdown(reference, findings))
         print(f"{summary_line(reference, findings)}; report: {out}")
         return 0

@@ -19,8 +19,8 @@ after it run over a copy of its key/value cache. Requests that share nothing wit
 truncated (over-long) requests, requests longer than a sliding attention window and seq2seq models
 go through the stock path unchanged.
 
-Registered in lm-eval's model registry as `hf-shared` when `repro.evaluate` is imported;
-`repro lm-eval ...` is the stock CLI with it available (`--model hf-shared`).
+`repro lm-eval ...` is the stock CLI with it registered as `--model hf-shared`
+(repro.evaluate.lm_eval_registration); importing this module registers nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import inspect
 
 import torch
 import torch.nn.functional as F
-from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
@@ -41,10 +40,7 @@ from repro.evaluate.prefix_sharing import (  # noqa: F401 - group_requests: kept
     plan_requests,
 )
 
-MODEL_NAME = "hf-shared"
 
-
-@register_model(MODEL_NAME)
 class SharedContextHFLM(HFLM):
     """lm-eval's HFLM with shared-context loglikelihood scoring (same arguments as `hf`).
 

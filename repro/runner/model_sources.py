@@ -34,7 +34,7 @@ class ModelSources:
         """Write the world's evaluation tasks where the config's suite reads them, then build (or reuse) it."""
         import sys
 
-        from repro.evaluate.suites import load_suites
+        from repro.suites import load_suites
         from repro.worlds.trained import build_trained_world, world_folder
         from repro.worlds.world_tasks import write_world_tasks
 

