@@ -79,13 +79,20 @@ def used_repos(loaded: LoadedConfig, bases: list[str] | None = None) -> list[str
 
 def plan_for(loaded: LoadedConfig, target: str, bases: list[str]):
     """The config's plan, restricted to what `target` needs and to `bases` (job ids are the full plan's)."""
-    from repro.cli.run_commands import plan_for_table
     from repro.plan import build_plan
 
     plan = build_plan(loaded)
     if target != "all":
         plan = plan_for_table(loaded, plan, target)
     return only_bases(plan, bases)
+
+
+def plan_for_table(loaded: LoadedConfig, plan, table: str):
+    """The part of the main grid a table needs: bases, singles and the merges of the table's methods."""
+    labels = set(loaded.report_labels(table))
+    jobs = tuple(job for job in plan.jobs if job.experiment is None and (
+        job.kind in ("base", "single") or (job.kind == "merge" and job.label in labels)))
+    return dataclasses.replace(plan, jobs=jobs)
 
 
 def only_bases(plan, bases: list[str]):

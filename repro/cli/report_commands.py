@@ -66,12 +66,13 @@ def cmd_report(args) -> int:
         return 0
     if args.report in ("table1", "table2", "table3"):
         from repro.report.results_view import collect
-        from repro.report.table1 import build_table1, build_table2, to_markdown, write_table1
+        from repro.report.table1 import build_table1, build_table2
+        from repro.report.table_text import to_markdown, write_table
 
         build = build_table2 if args.report == "table2" else build_table1
         table = build(collect(plan, store), loaded.report_labels(args.report))
         print(to_markdown(table))
-        paths = write_table1(table, out, stem=args.report)
+        paths = write_table(table, out, stem=args.report)
     elif args.report == "figures":
         from repro.report.artifacts import load_records
         from repro.report.render_all import render_figures

@@ -12,7 +12,7 @@ import operator
 from statistics import mean
 
 from repro.reference import AVERAGE, ReferenceCell, TextClaim
-from repro.report.published_checks import EPS, Finding, describe
+from repro.report.published_findings import EPS, Finding, describe
 
 OPS = {"==": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 

@@ -21,10 +21,12 @@ from repro.report.artifacts import Artifact, load_records
 from repro.report.figures import main_figures
 from repro.report.geometry_figures import geometry_figures
 from repro.report.homogeneous_figures import homogeneous_figures
+from repro.report.html_page import write_page
 from repro.report.protocol_tables import build_table4, build_table5
 from repro.report.results_view import collect
 from repro.report.sweep_figures import sweep_figures
-from repro.report.table1 import build_table1, build_table2, incomplete_cells, write_table1
+from repro.report.table1 import build_table1, build_table2, incomplete_cells
+from repro.report.table_text import write_table
 
 TABLE_TITLES = {
     "table1": "Table 1: constructive interference of Task-Arithmetic-based methods (vs. the base model)",
@@ -62,7 +64,7 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
         built = build(results, labels)
         from repro.report.paper_readings import NOTES
 
-        artifacts.append(Artifact(table, TABLE_TITLES[table], "table", write_table1(built, out_dir, stem=table),
+        artifacts.append(Artifact(table, TABLE_TITLES[table], "table", write_table(built, out_dir, stem=table),
                                   _grid_count(results, plan, labels, records),
                                   notes=[built.footnote, *NOTES[table]], table=(built.headers, built.rows)))
     suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
@@ -72,7 +74,7 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
             skipped.append(f"{TABLE_TITLES[key]}: {NOT_SUPPORTED} (the config has no homogeneous experiments"
                            f"{'; made by its appendix config ' + ' and '.join(makers) if makers else ''})")
             continue
-        artifacts.append(Artifact(key, TABLE_TITLES[key], "table", write_table1(built, out_dir, stem=key), 0,
+        artifacts.append(Artifact(key, TABLE_TITLES[key], "table", write_table(built, out_dir, stem=key), 0,
                                   notes=[built.footnote], table=(built.headers, built.rows)))
     artifacts.append(_table6(loaded, out_dir))
     from repro.report.ci_tables import ci_artifacts
@@ -100,9 +102,7 @@ def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list
     _fidelity_notes(loaded, plan, records, artifacts)
     incomplete = incomplete_cells(results, loaded.report_labels("table1")) if grid_results else []
     _write_manifest(loaded, artifacts, skipped, incomplete, records, out_dir)
-    from repro.report.html_page import write_page
-
-    write_page(loaded, artifacts, skipped, incomplete, records, out_dir)
+    write_page(loaded, artifacts, skipped, incomplete, records, provenance(records), out_dir)
     return artifacts, skipped
 
 
