@@ -177,7 +177,7 @@ def _entry_identity(lock, repo_id: str) -> dict:
 
 
 def build_plan(loaded: LoadedConfig) -> Plan:
-    from repro.config import sweep_points
+    from repro.experiment_sections import sweep_points
     from repro.method_catalog import METHODS, resolve_method_params
 
     cfg = loaded.config

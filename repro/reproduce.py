@@ -16,7 +16,6 @@ steps left, so an interrupted `repro reproduce` (even `kill -9`) picks up where 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import shutil
 from dataclasses import dataclass
@@ -62,9 +61,7 @@ def restricted(loaded: LoadedConfig, bases: list[str]) -> LoadedConfig:
     if cfg.homogeneous is not None:
         update["homogeneous"] = cfg.homogeneous.model_copy(
             update={"bases": [b for b in cfg.homogeneous.bases if b in bases]})
-    view = copy.copy(loaded)
-    view.config = cfg.model_copy(update=update)
-    return view
+    return dataclasses.replace(loaded, config=cfg.model_copy(update=update))
 
 
 def used_repos(loaded: LoadedConfig, bases: list[str] | None = None) -> list[str]:

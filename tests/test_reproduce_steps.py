@@ -167,11 +167,9 @@ def test_steps_decide_from_the_files_on_disk(served):
 
 
 def _without_date(loaded):
-    import copy
+    import dataclasses
 
-    view = copy.copy(loaded)
-    view.config = loaded.config.model_copy(update={"checkpoints_as_of": None})
-    return view
+    return dataclasses.replace(loaded, config=loaded.config.model_copy(update={"checkpoints_as_of": None}))
 
 
 def test_gpu_hours_come_from_costs_yaml_for_the_papers_bases():

@@ -12,8 +12,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from repro.config import GeometrySettings, LoadedConfig
+from repro.config import LoadedConfig
 from repro.errors import InsufficientDiskError, RunnerError
+from repro.experiment_sections import GeometrySettings
 from repro.plan import Job, job_models
 from repro.results import ResultsStore
 from repro.runner.grid_merges import GridMerges, grid_peers

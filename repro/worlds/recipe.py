@@ -115,6 +115,15 @@ class FineTunedWorld(_Strict):
     def checkpoints_per_base(self) -> int:
         return len(self.finetunes)
 
+    def base_names(self) -> list[str]:
+        return [self.name]
+
+    def finetune_names(self) -> list[str]:
+        return [f.name for f in self.finetunes]
+
+    def written_tasks(self) -> frozenset[str] | None:
+        return None
+
 
 class TrainedWorldConfig(FineTunedWorld):
     """A small Llama pretrained on synthetic skills plus fine-tunes of it, built deterministically on CPU."""
@@ -127,6 +136,9 @@ class TrainedWorldConfig(FineTunedWorld):
     pretrain: TrainingStage
     finetunes: list[FineTune] = Field(min_length=1, max_length=64)
     tasks: WorldTasks
+
+    def written_tasks(self) -> frozenset[str] | None:
+        return frozenset(f"{self.tasks.prefix}_{skill}" for skill in self.tasks.skills)
 
 
 def recipe_hash(world: TrainedWorldConfig) -> str:
