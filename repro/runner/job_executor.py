@@ -235,7 +235,7 @@ class JobExecutor:
 
     def _geometry_record(self, job: Job, started: float) -> dict:
         """Appendix D: Gram matrices of the pool's task vectors (no merge, no evaluation)."""
-        from repro.task_vector_geometry import task_vector_geometry
+        from repro.merge.task_vector_geometry import task_vector_geometry
 
         settings = self.loaded.config.geometry
         pattern = settings.layer_pattern if settings is not None else GeometrySettings().layer_pattern

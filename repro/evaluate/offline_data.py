@@ -35,6 +35,7 @@ import yaml
 
 from repro.atomic_io import atomic_directory, atomic_write_text
 from repro.errors import EvaluationError
+from repro.evaluate import local_dataset
 from repro.file_digest import sha256_file
 from repro.suites import ArchiveSpec, OfflineData, PreparedSource, Suite
 
@@ -258,8 +259,6 @@ def _group_yaml(group: str, tasks: list[str]) -> str:
 
 
 def _manifest(suite: Suite, spec: ArchiveSpec) -> dict:
-    from repro.evaluate import local_dataset
-
     return {
         "builder_version": BUILDER_VERSION,
         "loader_sha256": sha256_file(Path(local_dataset.__file__)),
@@ -289,8 +288,6 @@ def prepare_suite(suite: Suite, offline: OfflineData, *, force: bool = False) ->
         if member.group:
             names = [name for name in tasks if _matches(member.task, name)]
             groups.setdefault(member.group, []).extend(names)
-
-    from repro.evaluate import local_dataset
 
     with atomic_directory(folder) as tmp:
         shutil.copyfile(local_dataset.__file__, tmp / LOADER_FILE)
