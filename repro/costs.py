@@ -14,7 +14,7 @@ import yaml
 
 from repro.atomic_io import atomic_write_text
 from repro.errors import ReproError
-from repro.paths import COSTS_FILE, repo_path
+from repro.facts.paths import COSTS_FILE, repo_path
 
 DEFAULT_COSTS_PATH = repo_path(COSTS_FILE)
 

@@ -1,7 +1,7 @@
 """The job plan: every model the study evaluates, as jobs with stable ids derived from their content.
 
 Per base: one `base` job (evaluate the base model), one `single` job per checkpoint (n = 1), and one
-`merge` job per (method, subset) for every merge size, using the subsets of `repro.subset_sampler` (the
+`merge` job per (method, subset) for every merge size, using the subsets of `repro.facts.subset_sampler` (the
 same subsets for every method). A config with `homogeneous` experiments (the paper's Appendix E) adds,
 per base, a `base` evaluation on those experiments' suites and one `homogeneous` merge job per
 (method, experiment), whose inputs are whole expert groups of the lockfile (`checkpoints`, repo ids) or,
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from repro.atomic_io import atomic_write_json
-from repro.config import LoadedConfig
-from repro.subset_sampler import sample_subsets
+from repro.facts.config import LoadedConfig
+from repro.facts.subset_sampler import sample_subsets
 
 PLAN_VERSION = 1
 GEOMETRY_VERSION = 1  # bump when the stored geometry of a job changes

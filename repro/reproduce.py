@@ -21,8 +21,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro.config import LoadedConfig
 from repro.errors import ConfigError
+from repro.facts.config import LoadedConfig
 
 TARGETS = ("table1", "table2", "table3", "all")
 STEPS = ("pin", "preflight", "download", "run", "render", "verify")

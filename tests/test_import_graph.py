@@ -118,7 +118,7 @@ def test_the_graph_reader_sees_function_level_and_relative_imports(tmp_path):
     # the reader must see what a module imports inside a function, or the test below would prove nothing
     internal, external = imports_of("repro.report.render_all")
     assert "repro.report.table1" in internal and "repro.atomic_io" in internal
-    assert {"repro.config", "repro.suites"} <= internal  # imported inside functions
+    assert {"repro.facts.config", "repro.facts.suites"} <= internal  # imported inside functions
     assert "repro.worlds.tiny" in imports_of("repro.worlds.kinds")[0]  # inside a builder function
     assert "repro.worlds.kinds" not in imports_of("repro.worlds.tiny_recipe")[0]
 

@@ -18,8 +18,8 @@ from hub_server import LocalHub  # noqa: E402
 from journey_project import AS_OF, BASES, build_project  # noqa: E402
 
 from repro.cli import main  # noqa: E402
-from repro.config import load_config  # noqa: E402
 from repro.errors import ConfigError, RunnerError  # noqa: E402
+from repro.facts.config import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tests that build a served project and run the CLI in subprocesses: not in `make test` (nox -s journey, CI).

@@ -63,11 +63,11 @@ def run_prepare(args: argparse.Namespace) -> int:
     import sys
 
     from repro.evaluate.offline_data import prepare_available, suites_needing
-    from repro.suites import DEFAULT_SUITES_PATH, load_offline_data, load_suites
+    from repro.facts.suites import DEFAULT_SUITES_PATH, load_offline_data, load_suites
 
     path, needed = args.suites, None
     if args.for_config is not None:
-        from repro.config import load_config
+        from repro.facts.config import load_config
 
         loaded = load_config(args.for_config)
         path = path or loaded.resolve(loaded.config.evaluation.suites_file)
@@ -95,8 +95,8 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_check_sources(args: argparse.Namespace) -> int:
-    from repro.paths import LOCKFILE, REPO_ROOT, repo_path
-    from repro.suites import DEFAULT_SUITES_PATH
+    from repro.facts.paths import LOCKFILE, REPO_ROOT, repo_path
+    from repro.facts.suites import DEFAULT_SUITES_PATH
     from repro.worlds.source_check import check_sources, pinned_sources, render
 
     configs = args.configs if args.configs is not None else [REPO_ROOT / "configs" / "smollm2.yaml"]
@@ -109,7 +109,7 @@ def run_check_sources(args: argparse.Namespace) -> int:
 
 def run_fetch(args: argparse.Namespace) -> int:
     from repro.evaluate.task_loading import fetch_suite_datasets
-    from repro.suites import DEFAULT_SUITES_PATH, get_suite
+    from repro.facts.suites import DEFAULT_SUITES_PATH, get_suite
 
     suite = get_suite(args.suite, args.suites or DEFAULT_SUITES_PATH)
     counts = fetch_suite_datasets(suite)

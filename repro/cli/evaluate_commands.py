@@ -7,9 +7,9 @@ import json
 import time
 from pathlib import Path
 
-from repro.choices import BACKENDS, DEFAULT_BACKEND
 from repro.cli import hidden_alias
-from repro.paths import EVALUATE_DIR
+from repro.facts.choices import BACKENDS, DEFAULT_BACKEND
+from repro.facts.paths import EVALUATE_DIR
 
 
 def register(subparsers) -> None:
@@ -159,7 +159,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from repro.evaluate.model_identity import model_content_hash
     from repro.evaluate.score_table import format_score_table
     from repro.evaluate.standalone_store import store_evaluation
-    from repro.suites import DEFAULT_SUITES_PATH, TaskSpec, get_suite
+    from repro.facts.suites import DEFAULT_SUITES_PATH, TaskSpec, get_suite
 
     if args.suite:
         tasks = get_suite(args.suite, args.suites or DEFAULT_SUITES_PATH)

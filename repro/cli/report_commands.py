@@ -106,7 +106,7 @@ def cmd_report_ci(args) -> int:
 
 
 def cmd_table6(args) -> int:
-    from repro.paths import PAPER_ARTIFACTS_DIR, repo_path
+    from repro.facts.paths import PAPER_ARTIFACTS_DIR, repo_path
     from repro.report.table6 import DEFAULT_SUITES_PATH, write_table6
 
     out = _checked_out(args.out) or repo_path(PAPER_ARTIFACTS_DIR)

@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
 
 def cmd_reproduce(args) -> int:
-    from repro.config import load_config
+    from repro.facts.config import load_config
     from repro.reproduce import download_todo, pin_todo, plan_for, run_todo, select_bases
 
     config = str(args.config)

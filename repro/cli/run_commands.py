@@ -78,7 +78,7 @@ def register(subparsers) -> None:
 
 def load_for_cli(args):
     """(loaded config, runs dir) for a sub-command with --config/--runs-dir."""
-    from repro.config import load_config
+    from repro.facts.config import load_config
 
     loaded = load_config(args.config)
     runs_dir = args.runs_dir if args.runs_dir is not None else loaded.resolve(f"runs/{loaded.name}")

@@ -25,8 +25,8 @@ def register(subparsers) -> None:
 def cmd_verify(args) -> int:
     from repro.atomic_io import atomic_write_text
     from repro.errors import ReproError
-    from repro.paths import PAPER_ARTIFACTS_DIR, repo_path
-    from repro.reference import load_reference
+    from repro.facts.paths import PAPER_ARTIFACTS_DIR, repo_path
+    from repro.facts.reference import load_reference
 
     if args.resamples < 100:
         raise ReproError("must be at least 100 (10000 recommended)", field="--resamples")

@@ -12,7 +12,7 @@ scorer as `hf-shared` itself (repro.evaluate.lm_eval_registration).
 from repro.evaluate.harness import evaluate_model, lm_eval_version
 from repro.evaluate.outcome import EvalOutcome, ScoreRow, read_items, write_items
 from repro.evaluate.prepared import EvaluationSession
-from repro.suites import Suite, TaskSpec, get_suite, load_suites
+from repro.facts.suites import Suite, TaskSpec, get_suite, load_suites
 
 __all__ = [
     "EvaluationSession",

@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from repro.choices import BACKENDS, DEFAULT_BACKEND, DEFAULT_EVAL_DTYPE, HARNESS_DTYPES
 from repro.errors import EvaluationError
 from repro.evaluate.outcome import EvalOutcome
 from repro.evaluate.prepared import (
@@ -35,7 +34,8 @@ from repro.evaluate.task_loading import (
     resolve_specs,
     task_manager_for,
 )
-from repro.suites import Suite, TaskSpec
+from repro.facts.choices import BACKENDS, DEFAULT_BACKEND, DEFAULT_EVAL_DTYPE, HARNESS_DTYPES
+from repro.facts.suites import Suite, TaskSpec
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

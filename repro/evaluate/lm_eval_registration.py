@@ -8,7 +8,7 @@ Importing this module changes nothing; calling `register_lm_eval_model()` does (
 
 from __future__ import annotations
 
-from repro.choices import SHARED_MODEL_NAME
+from repro.facts.choices import SHARED_MODEL_NAME
 
 SHARED_MODEL_TARGET = "repro.evaluate.shared_context:SharedContextHFLM"
 

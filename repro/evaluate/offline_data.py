@@ -36,8 +36,8 @@ import yaml
 from repro.atomic_io import atomic_directory, atomic_write_text
 from repro.errors import EvaluationError
 from repro.evaluate import local_dataset
+from repro.facts.suites import ArchiveSpec, OfflineData, PreparedSource, Suite
 from repro.file_digest import sha256_file
-from repro.suites import ArchiveSpec, OfflineData, PreparedSource, Suite
 
 BUILDER_VERSION = 3
 MANIFEST = "MANIFEST.json"

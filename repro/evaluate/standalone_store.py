@@ -12,7 +12,7 @@ from repro.atomic_io import atomic_directory, atomic_write_json
 from repro.errors import OutputFolderError
 from repro.evaluate.model_identity import evaluation_folder_name
 from repro.evaluate.outcome import EvalOutcome, read_items
-from repro.paths import EVALUATE_DIR
+from repro.facts.paths import EVALUATE_DIR
 
 SCORES_FILE = "scores.json"
 ITEMS_FILE = "items.json.gz"

@@ -14,7 +14,7 @@ from typing import Any
 
 from repro.errors import EvaluationError
 from repro.evaluate.task_errors import task_load_error, unknown_task_error
-from repro.suites import Suite, TaskSpec
+from repro.facts.suites import Suite, TaskSpec
 
 
 class _DropCustomDatasetNotice(logging.Filter):

@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 from repro.errors import HubError
+from repro.facts.lockfile import REPO_ID_PATTERN, FileEntry
+from repro.facts.paths import MODELS_DIR
 from repro.file_digest import sha256_file
-from repro.lockfile import REPO_ID_PATTERN, FileEntry
-from repro.paths import MODELS_DIR
 
 METADATA_FILES = frozenset(
     {

@@ -66,7 +66,7 @@ def _world_table4(loaded, bases: list[str]) -> PaperTable:
 
 
 def build_table5(loaded, suites: dict) -> PaperTable | None:
-    """`suites`: the facts layer's suites (repro.suites.load_suites)."""
+    """`suites`: the facts layer's suites (repro.facts.suites.load_suites)."""
     if loaded.config.homogeneous is None:
         return None
     names = list(dict.fromkeys(s for e in loaded.config.homogeneous.experiments for s in e.suites))

@@ -27,7 +27,7 @@ import math
 from collections import defaultdict
 from statistics import mean, median
 
-from repro.reference import AVERAGE, Reference, ReferenceCell, display_path
+from repro.facts.reference import AVERAGE, Reference, ReferenceCell, display_path
 from repro.report.published_findings import EPS, Finding, describe
 from repro.report.published_text import check_claims
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from repro.reference import ReferenceCell
+from repro.facts.reference import ReferenceCell
 
 EPS = 1e-9  # slack of a comparison of printed numbers (float noise, never a rounding unit)
 

@@ -46,7 +46,7 @@ def _grid_count(results, plan, labels: list[str], records) -> int:
 
 def render_all(loaded, plan, store, out_dir: Path) -> tuple[list[Artifact], list[str]]:
     """Render everything supported; returns (artifacts, what was skipped and why)."""
-    from repro.suites import load_suites
+    from repro.facts.suites import load_suites
 
     out_dir = Path(out_dir)
     records = load_records(plan, store)
@@ -126,7 +126,7 @@ def render_figures(loaded, plan, records: dict, out_dir: Path, suites: dict | No
                    intervals: dict | None = None) -> list:
     """Every figure the results support: 3, 4, 6, 7-10, 11-18, 19-26, 27-28 (FigureFile list)."""
     if suites is None:
-        from repro.suites import load_suites
+        from repro.facts.suites import load_suites
 
         suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
     all_labels = list(dict.fromkeys(job.label for job in plan.jobs if job.kind == "merge" and job.experiment is None))
@@ -202,8 +202,8 @@ def _appendix_makers(loaded) -> dict[str, list[str]]:
     """Which of the config's `report.appendix_configs` make what: "fig11".. (sweeps), "geometry",
     "homogeneous" -> config file names. An appendix config that does not load is left out (its own
     `repro report all` names the problem)."""
-    from repro.config import load_config
     from repro.errors import ReproError
+    from repro.facts.config import load_config
 
     out: dict[str, list[str]] = {}
     try:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from repro.atomic_io import atomic_write_text
 from repro.errors import EvaluationError
-from repro.paths import PAPER_ARTIFACTS_DIR, REPO_ROOT, repo_path
-from repro.suites import DEFAULT_SUITES_PATH, load_suites
+from repro.facts.paths import PAPER_ARTIFACTS_DIR, REPO_ROOT, repo_path
+from repro.facts.suites import DEFAULT_SUITES_PATH, load_suites
 
 DEFAULT_OUT_DIR = repo_path(PAPER_ARTIFACTS_DIR)
 

@@ -12,9 +12,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from repro.config import LoadedConfig
 from repro.errors import InsufficientDiskError, RunnerError
 from repro.experiment_sections import GeometrySettings
+from repro.facts.config import LoadedConfig
 from repro.plan import Job, job_models
 from repro.results import ResultsStore
 from repro.runner.grid_merges import GridMerges, grid_peers
@@ -67,7 +67,7 @@ def _model_from_state(base_dir: Path, state_dict: dict):
 class JobExecutor:
     def __init__(self, loaded: LoadedConfig, runs_dir: Path, store: ResultsStore, upcoming: Sequence[Job] = ()):
         from repro.evaluate import EvaluationSession
-        from repro.suites import load_suites
+        from repro.facts.suites import load_suites
 
         self.loaded = loaded
         self.runs_dir = runs_dir

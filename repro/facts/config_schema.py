@@ -3,8 +3,8 @@
 A config states a whole experiment as data: where the models come from (a generated offline `world`, or
 bases and pools in checkpoints.lock), which merge methods with which parameters, the merge sizes and number
 of subsets per size, the subset seed, the evaluation suite and settings, and where outputs go. The schema
-checks what one file can show on its own; repro.config reads the file (and the files it includes),
-repro.config_checks checks it against the other files (lockfile, suites, method catalog).
+checks what one file can show on its own; repro.facts.config reads the file (and the files it includes),
+repro.facts.config_checks checks it against the other files (lockfile, suites, method catalog).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from repro.choices import (
+from repro.experiment_sections import GeometrySettings, ReportSettings, SweepSettings
+from repro.facts.choices import (
     BACKENDS,
     DEFAULT_BACKEND,
     DEFAULT_EVAL_DTYPE,
@@ -25,9 +26,8 @@ from repro.choices import (
     EVAL_DTYPES,
     MERGE_OUT_DTYPES,
 )
-from repro.experiment_sections import GeometrySettings, ReportSettings, SweepSettings
-from repro.input_problems import ProblemList
-from repro.paths import MODELS_DIR, SUITES_FILE
+from repro.facts.input_problems import ProblemList
+from repro.facts.paths import MODELS_DIR, SUITES_FILE
 from repro.worlds.recipe import TrainedWorldConfig
 from repro.worlds.smollm2_recipe import SmolLM2WorldConfig
 from repro.worlds.tiny_recipe import TinyWorldConfig

@@ -6,7 +6,7 @@ in-the-wild pool (`in_the_wild`, in the paper's Appendix A order: position i is 
 and its homogeneous expert groups (`homogeneous`, the paper's Table 4).
 
 `load_lockfile(path)` validates everything and raises one LockError naming the file and the field;
-`repro.lockfile_writer.dump_lockfile(lock, path)` writes it back deterministically and atomically.
+`repro.facts.lockfile_writer.dump_lockfile(lock, path)` writes it back deterministically and atomically.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from repro.errors import LockError
-from repro.input_problems import (
+from repro.facts.input_problems import (
     ProblemList,
     field_path,
     load_yaml,
@@ -41,8 +41,8 @@ from repro.input_problems import (
     suggest,
     yaml_error_text,
 )
-from repro.lockfile_header import DEFAULT_HEADER
-from repro.paths import LOCKFILE
+from repro.facts.lockfile_header import DEFAULT_HEADER
+from repro.facts.paths import LOCKFILE
 
 DEFAULT_LOCKFILE = Path(LOCKFILE)
 LOCKFILE_VERSION = 1

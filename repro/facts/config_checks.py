@@ -1,7 +1,7 @@
 """Checks of a config against the other files it refers to: its lockfile (bases, pools, expert groups),
 the suites file, the method catalog (names and parameters, sweep points) and its offline world's groups.
 
-Each check returns every problem it finds as (field, message); repro.config raises them as one ConfigError.
+Each check returns every problem it finds as (field, message); repro.facts.config raises them as one ConfigError.
 """
 
 from __future__ import annotations
@@ -9,16 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from repro.config_schema import ExperimentConfig
 from repro.errors import LockError, ReproError
 from repro.experiment_sections import DEFAULT_REPORT_TABLES, sweep_points
-from repro.input_problems import field_path, suggest
-from repro.lockfile import Lockfile, load_lockfile
+from repro.facts.config_schema import ExperimentConfig
+from repro.facts.input_problems import field_path, suggest
+from repro.facts.lockfile import Lockfile, load_lockfile
+from repro.facts.suites import load_suites
 from repro.method_catalog import METHODS, resolve_method_params
-from repro.suites import load_suites
 
 if TYPE_CHECKING:
-    from repro.config import LoadedConfig
+    from repro.facts.config import LoadedConfig
 
 Problems = list[tuple[str, str]]
 

@@ -1,6 +1,6 @@
 """The closed sets of values a config and the code both accept: one home for each list of choices.
 
-The config schema (repro.config_schema) builds its `Literal` types from these tuples and the code that
+The config schema (repro.facts.config_schema) builds its `Literal` types from these tuples and the code that
 acts on a value (the merge engine, the evaluation harness) checks against the same tuples, so a value the
 config accepts is always one the code knows. Order matters: it is the order error messages list them in.
 """
