@@ -1,5 +1,5 @@
 """The comment header of a new checkpoints.lock: what each field means and how to resolve, check and
-download (a lockfile read from disk keeps its own header; repro.lockfile_writer writes it back)."""
+download (a lockfile read from disk keeps its own header; repro.facts.lockfile_writer writes it back)."""
 
 DEFAULT_HEADER = """\
 # checkpoints.lock: the pinned input models of "A Systematic Study of In-the-Wild Model Merging for

