@@ -160,3 +160,19 @@ def test_importing_the_library_registers_nothing_in_lm_eval():
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_reused_requests_patch_lm_eval_tasks_only_while_an_evaluation_runs(tiny_llama_world):
+    """A session's second evaluation reuses the built requests through a stand-in for each task's
+    `build_all_requests`; outside the evaluation the tasks are lm-eval's own objects, unchanged."""
+    from repro.evaluate import EvaluationSession, TaskSpec, evaluate_model
+
+    session = EvaluationSession()
+    suite = [TaskSpec(name="smoke_arithmetic")]
+    for model in (tiny_llama_world.base, tiny_llama_world.checkpoints[0]):
+        evaluate_model(model, suite, include_path=ROOT / "tasks" / "smoke", dtype="float32", limit=4,
+                       session=session)
+    assert session.reused_tasks == 1
+    (prepared,) = session._tasks.values()
+    tasks = list(prepared.loaded["tasks"].values())
+    assert tasks and all("build_all_requests" not in vars(task) for task in tasks)

@@ -15,6 +15,7 @@ Tasks and their requests are built once per process and reused for every model a
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,16 +177,17 @@ def run_lm_eval(lm, prepared: PreparedTasks, limit, item_sample: dict | None = N
         from repro.evaluate.item_sample import samples_for
 
         samples = samples_for(prepared.loaded["tasks"], int(item_sample["per_task"]), int(item_sample.get("seed", 0)))
-    results = evaluate(
-        lm=lm,
-        task_dict=prepared.loaded,
-        limit=limit,
-        samples=samples,
-        bootstrap_iters=100000,
-        log_samples=True,
-        apply_chat_template=False,
-        fewshot_as_multiturn=False,
-    )
+    with prepared.reusing_requests() if prepared.built else contextlib.nullcontext():
+        results = evaluate(
+            lm=lm,
+            task_dict=prepared.loaded,
+            limit=limit,
+            samples=samples,
+            bootstrap_iters=100000,
+            log_samples=True,
+            apply_chat_template=False,
+            fewshot_as_multiturn=False,
+        )
     if not prepared.built:
         prepared.mark_built()
     return results
