@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from repro.facts.paths import LOCKFILE, REPO_ROOT, repo_path
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("data", help="evaluation data: build offline suites, cache hub datasets")
@@ -95,7 +97,6 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_check_sources(args: argparse.Namespace) -> int:
-    from repro.facts.paths import LOCKFILE, REPO_ROOT, repo_path
     from repro.facts.suites import DEFAULT_SUITES_PATH
     from repro.worlds.source_check import check_sources, pinned_sources, render
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from repro.facts.paths import PAPER_ARTIFACTS_DIR, repo_path
+
 REPORTS = (
     ("all", "every table and figure the stored results support, manifest.json and index.html"),
     ("table1", "Table 1: %% of models beating the base / mean accuracy delta (%% points)"),
@@ -51,7 +53,7 @@ def cmd_report(args) -> int:
     from repro.results import ResultsStore
 
     loaded, runs_dir = load_for_cli(args)
-    out = _checked_out(args.out) or Path(loaded.resolve(f"paper_artifacts/{loaded.name}"))
+    out = _checked_out(args.out) or Path(loaded.resolve(f"{PAPER_ARTIFACTS_DIR}/{loaded.name}"))
     plan, store = build_plan(loaded), ResultsStore(runs_dir)
     if args.report == "all":
         from repro.report.render_all import render_all
@@ -97,7 +99,7 @@ def cmd_report_ci(args) -> int:
     if args.resamples < 100:
         raise ReproError("--resamples must be at least 100 (10000 recommended)", field="--resamples")
     loaded, runs_dir = load_for_cli(args)
-    out = _checked_out(args.out) or Path(loaded.resolve(f"paper_artifacts/{loaded.name}"))
+    out = _checked_out(args.out) or Path(loaded.resolve(f"{PAPER_ARTIFACTS_DIR}/{loaded.name}"))
     paths = write_ci_tables(build_plan(loaded), ResultsStore(runs_dir), out, loaded,
                             resamples=args.resamples, seed=args.seed)
     _mark(out)
@@ -106,7 +108,6 @@ def cmd_report_ci(args) -> int:
 
 
 def cmd_table6(args) -> int:
-    from repro.facts.paths import PAPER_ARTIFACTS_DIR, repo_path
     from repro.report.table6 import DEFAULT_SUITES_PATH, write_table6
 
     out = _checked_out(args.out) or repo_path(PAPER_ARTIFACTS_DIR)

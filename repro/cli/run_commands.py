@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from repro.facts.paths import RUNS_DIR
+
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, help="experiment config, e.g. configs/smoke.yaml")
@@ -81,7 +83,7 @@ def load_for_cli(args):
     from repro.facts.config import load_config
 
     loaded = load_config(args.config)
-    runs_dir = args.runs_dir if args.runs_dir is not None else loaded.resolve(f"runs/{loaded.name}")
+    runs_dir = args.runs_dir if args.runs_dir is not None else loaded.resolve(f"{RUNS_DIR}/{loaded.name}")
     return loaded, Path(runs_dir)
 
 
