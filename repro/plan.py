@@ -227,7 +227,7 @@ def build_plan(loaded: LoadedConfig) -> Plan:
                         add(JobKind.MERGE, subset, name, label, params)
         everything = tuple(range(1, pool_size + 1))
         for sweep in cfg.sweeps:
-            for method in loaded.methods_for(sweep.methods or [m.label or m.name for m in cfg.methods]):
+            for method in cfg.methods_for(sweep.methods or [m.label or m.name for m in cfg.methods]):
                 label = method.label or METHODS[method.name].title
                 for values in sweep_points(sweep):
                     params = resolve_method_params(method.name, {**method.params, **values})

@@ -26,7 +26,7 @@ from repro.facts.config_checks import (
     world_group_problems,
     written_method_problems,
 )
-from repro.facts.config_schema import ExperimentConfig, MethodConfig
+from repro.facts.config_schema import ExperimentConfig
 from repro.facts.input_problems import (
     field_path,
     load_yaml,
@@ -70,15 +70,6 @@ class LoadedConfig:
             return self.config.world.base_names()
         return list(self.config.bases)
 
-    def methods_for(self, wanted: list[str] | tuple[str, ...]) -> list[MethodConfig]:
-        """The config's methods named (registry name or label) in `wanted`, in `wanted`'s order."""
-        out: list[MethodConfig] = []
-        for key in wanted:
-            for method in self.config.methods:
-                if key in (method.name, method.label) and method not in out:
-                    out.append(method)
-        return out
-
     @property
     def report_tables(self) -> dict[str, tuple[str, ...]]:
         """Table name ("table1", "table2", "table3") -> method names (registry names) it shows, in order.
@@ -89,13 +80,13 @@ class LoadedConfig:
         out = {}
         for table, default in DEFAULT_REPORT_TABLES.items():
             wanted = getattr(self.config.report, table)
-            out[table] = tuple(dict.fromkeys(m.name for m in self.methods_for(default if wanted is None else wanted)))
+            out[table] = tuple(dict.fromkeys(m.name for m in self.config.methods_for(default if wanted is None else wanted)))
         return out
 
     def report_labels(self, table: str) -> list[str]:
         """Display labels of the method configurations a table shows (variants of a method included)."""
         wanted = getattr(self.config.report, table)
-        methods = self.methods_for(DEFAULT_REPORT_TABLES[table] if wanted is None else wanted)
+        methods = self.config.methods_for(DEFAULT_REPORT_TABLES[table] if wanted is None else wanted)
         return [m.label or METHODS[m.name].title for m in methods]
 
     def appendix_config_paths(self) -> list[Path]:
@@ -167,12 +158,12 @@ def load_config(path: str | Path, *, check_methods: bool = True, check_suite: bo
         lock, problems = read_config_lock(config, resolve_path(project_root, config.lockfile))
     loaded = LoadedConfig(path, config, project_root, hashlib.sha256(raw_text.encode()).hexdigest(), lock)
     if config.lockfile is None and config.homogeneous is not None:
-        problems += world_group_problems(loaded)
+        problems += world_group_problems(config)
     if check_methods:
-        problems += method_problems(loaded)
-    problems += report_problems(loaded)
+        problems += method_problems(config)
+    problems += report_problems(config)
     if check_suite:
-        problems += suite_problems(loaded)
+        problems += suite_problems(config, loaded.resolve(config.evaluation.suites_file))
     if problems:
         raise ConfigError(path=str(path), problems=problems)
     return loaded

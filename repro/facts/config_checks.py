@@ -7,7 +7,6 @@ Each check returns every problem it finds as (field, message); repro.facts.confi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from repro.errors import LockError, ReproError
 from repro.experiment_sections import DEFAULT_REPORT_TABLES, sweep_points
@@ -16,9 +15,6 @@ from repro.facts.input_problems import field_path, suggest
 from repro.facts.lockfile import Lockfile, load_lockfile
 from repro.facts.suites import load_suites
 from repro.method_catalog import METHODS, resolve_method_params
-
-if TYPE_CHECKING:
-    from repro.facts.config import LoadedConfig
 
 Problems = list[tuple[str, str]]
 
@@ -64,14 +60,15 @@ def read_config_lock(config: ExperimentConfig, lock_path: Path) -> tuple[Lockfil
     return lock, problems
 
 
-def world_group_problems(loaded: LoadedConfig) -> Problems:
+def world_group_problems(config: ExperimentConfig) -> Problems:
     """A world config's homogeneous experiments: bases of the world, groups defined, members that exist."""
-    settings, world = loaded.config.homogeneous, loaded.config.world
+    settings, world = config.homogeneous, config.world
+    base_names = world.base_names()
     problems: list[tuple[str, str]] = []
     for i, base in enumerate(settings.bases):
-        if base not in loaded.base_names:
+        if base not in base_names:
             problems.append((f"homogeneous.bases[{i}]", f"base {base!r} is not a base of this world "
-                                                        f"(known: {', '.join(loaded.base_names)})"))
+                                                        f"(known: {', '.join(base_names)})"))
     groups = settings.groups or {}
     for j, experiment in enumerate(settings.experiments):
         for k, group in enumerate(experiment.groups):
@@ -95,16 +92,16 @@ def world_group_problems(loaded: LoadedConfig) -> Problems:
     return problems
 
 
-def method_problems(loaded: LoadedConfig) -> Problems:
+def method_problems(config: ExperimentConfig) -> Problems:
     """Merge sizes a world's pool can give, the config's methods and parameters, and every sweep point."""
     problems: list[tuple[str, str]] = []
-    if loaded.config.world is not None:
-        pool = loaded.config.world.checkpoints_per_base
-        for n in loaded.config.merge.sizes:
+    if config.world is not None:
+        pool = config.world.checkpoints_per_base
+        for n in config.merge.sizes:
             if n > pool:
                 problems.append(("merge.sizes", f"merge size {n} exceeds world.checkpoints_per_base ({pool}); "
                                                 f"use sizes up to {pool} or more checkpoints"))
-    return problems + written_method_problems([m.model_dump() for m in loaded.config.methods]) + _sweep_problems(loaded)
+    return problems + written_method_problems([m.model_dump() for m in config.methods]) + _sweep_problems(config)
 
 
 def written_method_problems(methods: object) -> Problems:
@@ -127,11 +124,11 @@ def written_method_problems(methods: object) -> Problems:
     return problems
 
 
-def _sweep_problems(loaded: LoadedConfig) -> Problems:
+def _sweep_problems(config: ExperimentConfig) -> Problems:
     """Every grid point of every sweep is a valid parameter set of each method it sweeps."""
     problems: list[tuple[str, str]] = []
-    for j, sweep in enumerate(loaded.config.sweeps):
-        for method in loaded.methods_for(sweep.methods or [m.label or m.name for m in loaded.config.methods]):
+    for j, sweep in enumerate(config.sweeps):
+        for method in config.methods_for(sweep.methods or [m.label or m.name for m in config.methods]):
             for point in sweep_points(sweep):
                 try:
                     resolve_method_params(method.name, {**method.params, **point})
@@ -142,10 +139,9 @@ def _sweep_problems(loaded: LoadedConfig) -> Problems:
     return problems
 
 
-def report_problems(loaded: LoadedConfig) -> Problems:
+def report_problems(cfg: ExperimentConfig) -> Problems:
     """Every method a table names is a registry method or a label of `methods` (a registry method this
     config does not run is simply absent from the table); every method a sweep names is in `methods`."""
-    cfg = loaded.config
     in_config = {key for m in cfg.methods for key in (m.name, m.label) if key}
     known = ", ".join(sorted(set(METHODS) | in_config))
     problems = []
@@ -162,22 +158,21 @@ def report_problems(loaded: LoadedConfig) -> Problems:
     return problems
 
 
-def suite_problems(loaded: LoadedConfig) -> Problems:
-    """Every suite the config names is in its suites file; a world that writes its own tasks gets a suite
-    of exactly those tasks."""
-    suites_path = loaded.resolve(loaded.config.evaluation.suites_file)
+def suite_problems(config: ExperimentConfig, suites_path: Path) -> Problems:
+    """Every suite the config names is in its suites file (`suites_path`); a world that writes its own
+    tasks gets a suite of exactly those tasks."""
     suites = load_suites(suites_path)
-    wanted = [("evaluation.suite", loaded.config.evaluation.suite)]
-    if loaded.config.homogeneous is not None:
-        for j, experiment in enumerate(loaded.config.homogeneous.experiments):
+    wanted = [("evaluation.suite", config.evaluation.suite)]
+    if config.homogeneous is not None:
+        for j, experiment in enumerate(config.homogeneous.experiments):
             wanted += [(field_path("homogeneous", "experiments", j, "suites", k), s) for k, s in enumerate(experiment.suites)]
     problems = [
         (field, f"unknown suite {name!r}; defined in {suites_path.name}: {', '.join(suites)}")
         for field, name in wanted
         if name not in suites
     ]
-    world = loaded.config.world
-    suite = suites.get(loaded.config.evaluation.suite)
+    world = config.world
+    suite = suites.get(config.evaluation.suite)
     written = world.written_tasks() if world is not None else None
     if written is not None and suite is not None:
         if suite.kind != "local" or set(suite.task_names) != written:

@@ -176,6 +176,15 @@ class ExperimentConfig(_Strict):
     # same content id are reused instead of rerun (e.g. the sweeps reuse the main run's base evaluations).
     reuse_results_from: list[str] = Field(default_factory=list)
 
+    def methods_for(self, wanted: list[str] | tuple[str, ...]) -> list[MethodConfig]:
+        """The config's methods named (registry name or label) in `wanted`, in `wanted`'s order."""
+        out: list[MethodConfig] = []
+        for key in wanted:
+            for method in self.methods:
+                if key in (method.name, method.label) and method not in out:
+                    out.append(method)
+        return out
+
     @property
     def uses_pool(self) -> bool:
         """Whether jobs read the in-the-wild pools of `bases` (grid, sweeps or geometry)."""
