@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class BuiltWorld(Protocol):
     checkpoints: Sequence[Path]
 
 
+@runtime_checkable
 class OfflineWorld(Protocol):
     """What every world config answers."""
 
