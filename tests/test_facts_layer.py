@@ -10,7 +10,6 @@ import typing
 from pathlib import Path
 
 import pytest
-
 from test_import_graph import GRAPH, MODULES, _reachable
 
 from repro.facts.config import LoadedConfig, load_config
