@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from repro.evaluate import EvaluationSession, TaskSpec, evaluate_model
+from repro.evaluate.prefix_sharing import group_requests, plan_batches
 from repro.evaluate.scorer_check import FLOAT32_TOLERANCE, compare_backends, format_comparison
-from repro.evaluate.shared_context import group_requests, plan_batches
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = (

@@ -32,13 +32,7 @@ import torch.nn.functional as F
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
-from repro.evaluate.prefix_sharing import (  # noqa: F401 - group_requests: kept importable from here
-    Group,
-    Request,
-    group_requests,
-    plan_batches,
-    plan_requests,
-)
+from repro.evaluate.prefix_sharing import Group, Request, plan_batches, plan_requests
 
 
 class SharedContextHFLM(HFLM):
