@@ -97,3 +97,10 @@ def test_no_caller_outside_worlds_branches_on_a_world_kind():
 
 def test_loaded_config_is_a_frozen_dataclass():
     assert dataclasses.is_dataclass(LoadedConfig) and LoadedConfig.__dataclass_params__.frozen
+
+
+def test_the_worlds_reach_no_evaluation_code():
+    """Building an offline world needs no evaluation harness (pinned archives come from repro.archives)."""
+    offenders = [f"{module} -> ... {via} -> {reached}" for module in MODULES if module.startswith("repro.worlds")
+                 for reached, via in _reachable(module).items() if reached.startswith("repro.evaluate")]
+    assert offenders == []

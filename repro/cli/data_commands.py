@@ -64,8 +64,8 @@ def register(subparsers) -> None:
 def run_prepare(args: argparse.Namespace) -> int:
     import sys
 
-    from repro.evaluate.offline_data import prepare_available, suites_needing
-    from repro.facts.suites import DEFAULT_SUITES_PATH, load_offline_data, load_suites
+    from repro.evaluate.offline_data import prepare_available
+    from repro.facts.suites import DEFAULT_SUITES_PATH, load_offline_data, load_suites, suites_needing
 
     path, needed = args.suites, None
     if args.for_config is not None:

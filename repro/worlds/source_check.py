@@ -29,10 +29,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repro.evaluate.offline_data import suites_needing
 from repro.facts.config import load_config
 from repro.facts.lockfile import load_lockfile
-from repro.facts.suites import load_offline_data, load_suites
+from repro.facts.suites import load_offline_data, load_suites, suites_needing
 from repro.worlds.smollm2_recipe import DebianCorpus, SmolLM2WorldConfig
 
 OK, CHANGED, NOT_LISTED, UNREACHABLE = "ok", "hash changed", "not listed", "unreachable"
