@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from repro.cli import hidden_alias
-from repro.facts.choices import BACKENDS, DEFAULT_BACKEND
+from repro.facts.choices import BACKENDS, DEFAULT_BACKEND, SHARED_MODEL_NAME
 from repro.facts.paths import EVALUATE_DIR
 
 
@@ -109,8 +109,8 @@ def register(subparsers) -> None:
 
     lm_eval_cmd = subparsers.add_parser(
         "lm-eval",
-        help="stock lm_eval CLI with repro's hf-shared model registered",
-        description="Run lm_eval ARGS with `--model hf-shared` (shared-context scoring) available; all "
+        help=f"stock lm_eval CLI with repro's {SHARED_MODEL_NAME} model registered",
+        description=f"Run lm_eval ARGS with `--model {SHARED_MODEL_NAME}` (shared-context scoring) available; all "
         "arguments are passed to lm-eval unchanged.",
         add_help=False,
         prefix_chars="\0",  # no options of its own: every argument (--model, -h...) goes to lm-eval
