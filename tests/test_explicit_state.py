@@ -176,3 +176,33 @@ def test_reused_requests_patch_lm_eval_tasks_only_while_an_evaluation_runs(tiny_
     (prepared,) = session._tasks.values()
     tasks = list(prepared.loaded["tasks"].values())
     assert tasks and all("build_all_requests" not in vars(task) for task in tasks)
+
+
+def test_no_function_patches_an_attribute_of_an_imported_module():
+    """Library objects are configured through their arguments, not by assigning to their modules' attributes.
+    The one exception: `repro lm-eval` hands its arguments to lm-eval's own parser through sys.argv, restored
+    in a `finally`."""
+    allowed = {("repro/cli/lm_eval_cli.py", "sys.argv")}
+    offenders = []
+    for path in (ROOT / "repro").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported |= {alias.asname or alias.name for alias in node.names}
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, ast.AugAssign) else []
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "setattr" and node.args:
+                targets = [ast.Attribute(value=node.args[0], attr="?")]
+            for target in targets:
+                base = target
+                while isinstance(base, ast.Attribute):
+                    base = base.value
+                where = (str(path.relative_to(ROOT)), ast.unparse(target))
+                if isinstance(target, ast.Attribute) and isinstance(base, ast.Name) and base.id in imported \
+                        and where not in allowed:
+                    offenders.append(f"{where[0]}:{node.lineno}: {where[1]}")
+    assert offenders == []
