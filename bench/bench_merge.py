@@ -327,7 +327,7 @@ def bench_methods(args, base, ckpts, work: Path) -> dict:
 
 
 def grid_subsets() -> list[list[int]]:
-    from repro.subset_sampler import sample_subsets
+    from repro.facts.subset_sampler import sample_subsets
 
     subsets = []
     for n, count in GRID:

@@ -14,10 +14,10 @@ import yaml
 
 from repro.atomic_io import atomic_write_text
 from repro.errors import MergeError, ReproError
+from repro.facts.paths import COSTS_FILE, repo_path
 from repro.method_catalog import get_method
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_COSTS_PATH = REPO_ROOT / "configs" / "costs.yaml"
+DEFAULT_COSTS_PATH = repo_path(COSTS_FILE)
 
 
 class CostsError(ReproError):

@@ -1,6 +1,6 @@
 """Config sections of the appendix experiments and the report (part of the experiment config, read only
-through repro.config.load_config): Appendix C sweeps, Appendix D geometry, and which methods each table
-shows. Split from repro/config.py to keep that module small; repro.config re-exports every name."""
+through repro.facts.config.load_config): Appendix C sweeps, Appendix D geometry, and which methods each table
+shows. Sections of the schema in repro/facts/config_schema.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from repro.method_catalog import default_table_methods
 
 
-class _Strict(BaseModel):  # as repro.config._Strict: unknown keys are errors, values are frozen
+class _Strict(BaseModel):  # as repro.facts.config_schema._Strict: unknown keys are errors, values are frozen
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

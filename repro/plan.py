@@ -1,7 +1,7 @@
 """The job plan: every model the study evaluates, as jobs with stable ids derived from their content.
 
 Per base: one `base` job (evaluate the base model), one `single` job per checkpoint (n = 1), and one
-`merge` job per (method, subset) for every merge size, using the subsets of `repro.subset_sampler` (the
+`merge` job per (method, subset) for every merge size, using the subsets of `repro.facts.subset_sampler` (the
 same subsets for every method). A config with `homogeneous` experiments (the paper's Appendix E) adds,
 per base, a `base` evaluation on those experiments' suites and one `homogeneous` merge job per
 (method, experiment), whose inputs are whole expert groups of the lockfile (`checkpoints`, repo ids) or,
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from repro.atomic_io import atomic_write_json
-from repro.config import LoadedConfig
-from repro.subset_sampler import sample_subsets
+from repro.facts.config import LoadedConfig
+from repro.facts.subset_sampler import sample_subsets
 
 PLAN_VERSION = 1
 GEOMETRY_VERSION = 1  # bump when the stored geometry of a job changes
@@ -177,7 +177,7 @@ def _entry_identity(lock, repo_id: str) -> dict:
 
 
 def build_plan(loaded: LoadedConfig) -> Plan:
-    from repro.config import sweep_points
+    from repro.experiment_sections import sweep_points
     from repro.method_catalog import METHODS, resolve_method_params
 
     cfg = loaded.config
@@ -227,7 +227,7 @@ def build_plan(loaded: LoadedConfig) -> Plan:
                         add(JobKind.MERGE, subset, name, label, params)
         everything = tuple(range(1, pool_size + 1))
         for sweep in cfg.sweeps:
-            for method in loaded.methods_for(sweep.methods or [m.label or m.name for m in cfg.methods]):
+            for method in cfg.methods_for(sweep.methods or [m.label or m.name for m in cfg.methods]):
                 label = method.label or METHODS[method.name].title
                 for values in sweep_points(sweep):
                     params = resolve_method_params(method.name, {**method.params, **values})

@@ -16,14 +16,13 @@ steps left, so an interrupted `repro reproduce` (even `kill -9`) picks up where 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro.config import LoadedConfig
 from repro.errors import ConfigError
+from repro.facts.config import LoadedConfig
 
 TARGETS = ("table1", "table2", "table3", "all")
 STEPS = ("pin", "preflight", "download", "run", "render", "verify")
@@ -62,9 +61,7 @@ def restricted(loaded: LoadedConfig, bases: list[str]) -> LoadedConfig:
     if cfg.homogeneous is not None:
         update["homogeneous"] = cfg.homogeneous.model_copy(
             update={"bases": [b for b in cfg.homogeneous.bases if b in bases]})
-    view = copy.copy(loaded)
-    view.config = cfg.model_copy(update=update)
-    return view
+    return dataclasses.replace(loaded, config=cfg.model_copy(update=update))
 
 
 def used_repos(loaded: LoadedConfig, bases: list[str] | None = None) -> list[str]:
@@ -79,13 +76,20 @@ def used_repos(loaded: LoadedConfig, bases: list[str] | None = None) -> list[str
 
 def plan_for(loaded: LoadedConfig, target: str, bases: list[str]):
     """The config's plan, restricted to what `target` needs and to `bases` (job ids are the full plan's)."""
-    from repro.cli.run_commands import plan_for_table
     from repro.plan import build_plan
 
     plan = build_plan(loaded)
     if target != "all":
         plan = plan_for_table(loaded, plan, target)
     return only_bases(plan, bases)
+
+
+def plan_for_table(loaded: LoadedConfig, plan, table: str):
+    """The part of the main grid a table needs: bases, singles and the merges of the table's methods."""
+    labels = set(loaded.report_labels(table))
+    jobs = tuple(job for job in plan.jobs if job.experiment is None and (
+        job.kind in ("base", "single") or (job.kind == "merge" and job.label in labels)))
+    return dataclasses.replace(plan, jobs=jobs)
 
 
 def only_bases(plan, bases: list[str]):

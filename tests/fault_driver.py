@@ -263,8 +263,8 @@ def _warm(loaded) -> None:
     import repro.runner.job_executor  # noqa: F401
 
     try:
-        from repro.evaluate.suites import load_suites
         from repro.evaluate.task_loading import resolve_specs, task_manager_for
+        from repro.facts.suites import load_suites
 
         suite = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))[loaded.config.evaluation.suite]
         specs, include_paths = resolve_specs(suite, None)
@@ -274,7 +274,7 @@ def _warm(loaded) -> None:
 
 
 def campaign_run(config: Path, work: Path, worlds: Path, kills: int, seed: int) -> dict:
-    from repro.config import load_config
+    from repro.facts.config import load_config
     from repro.plan import build_plan, write_plan
     from repro.results import ResultsStore
     from repro.runner.local_runner import run_worker
@@ -345,8 +345,8 @@ def check_download_folder(lock, dest: Path) -> list[str]:
 
 
 def campaign_download(lockfile: Path, mirror: Path, work: Path, kills: int, seed: int) -> dict:
+    from repro.facts.lockfile import load_lockfile
     from repro.hub import download, is_downloaded
-    from repro.lockfile import load_lockfile
 
     lock = load_lockfile(lockfile)
     total = sum(f.size for r in lock.referenced_ids() for f in lock.entry(r).files)

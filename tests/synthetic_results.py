@@ -7,9 +7,9 @@ from __future__ import annotations
 import hashlib
 import random
 
+from repro.facts.suites import load_suites
 from repro.plan import build_plan
 from repro.results import ResultsStore
-from repro.suites import load_suites
 
 
 def _rng(job_id: str, seed: int) -> random.Random:

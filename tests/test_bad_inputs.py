@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from repro.cli import build_parser, main
-from repro.config import load_config
 from repro.errors import ConfigError, LockError
-from repro.lockfile import parse_lockfile
+from repro.facts.config import load_config
+from repro.facts.lockfile import parse_lockfile
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())

@@ -17,8 +17,8 @@ from repro.budget import (
     update_from_run,
 )
 from repro.cli import main
-from repro.config import load_config
 from repro.costs import CostsError, load_costs, save_costs
+from repro.facts.config import load_config
 from tests.item_results import build_plan, write_store
 
 REPO = Path(__file__).resolve().parents[1]

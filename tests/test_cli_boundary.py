@@ -36,7 +36,7 @@ def test_no_library_module_reads_argv_or_exits_the_process():
 
 
 def test_parallel_workers_run_the_callers_plan_and_return_a_summary(tmp_path):
-    from repro.config import load_config
+    from repro.facts.config import load_config
     from repro.plan import JobKind, build_plan
     from repro.runner.local_runner import RunSummary, run_parallel
 

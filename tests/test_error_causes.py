@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from repro.errors import ConfigError, EvaluationError, MergeError
-from repro.suites import TaskSpec
+from repro.facts.suites import TaskSpec
 
 
 class _Manager:
@@ -35,7 +35,7 @@ def test_a_bug_while_loading_a_task_is_not_disguised_as_a_task_error():
 
 
 def test_file_errors_of_configs_and_checkpoints_keep_their_cause(tmp_path):
-    from repro.config import load_config
+    from repro.facts.config import load_config
     from repro.merge.checkpoint_safety import model_config
 
     (tmp_path / "c.yaml").write_bytes(b"\xff\xfe not utf-8")

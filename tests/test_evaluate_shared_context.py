@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from repro.evaluate import EvaluationSession, TaskSpec, evaluate_model
+from repro.evaluate.prefix_sharing import group_requests, plan_batches
 from repro.evaluate.scorer_check import FLOAT32_TOLERANCE, compare_backends, format_comparison
-from repro.evaluate.shared_context import group_requests, plan_batches
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = (
@@ -146,8 +146,10 @@ def test_identical_inputs_share_one_row_and_large_groups_get_their_own_batch():
 def test_hf_shared_is_in_lm_eval_registry():
     from lm_eval.api.registry import get_model
 
-    import repro.evaluate  # noqa: F401 - registers the model
+    from repro.evaluate.lm_eval_registration import register_lm_eval_model
     from repro.evaluate.shared_context import SharedContextHFLM
+
+    register_lm_eval_model()
 
     assert get_model("hf-shared") is SharedContextHFLM
     from lm_eval.models.huggingface import HFLM

@@ -8,7 +8,7 @@ import pytest
 
 from repro.errors import EvaluationError
 from repro.evaluate import load_suites
-from repro.evaluate.suites import get_suite
+from repro.facts.suites import get_suite
 
 REPO = Path(__file__).resolve().parents[1]
 SUITES = REPO / "configs" / "suites.yaml"

@@ -72,3 +72,137 @@ def test_task_managers_live_in_the_callers_session():
     manager = task_manager_for(names, [tasks], one)
     assert task_manager_for(names, [tasks], one) is manager
     assert task_manager_for(names, [tasks], two) is not manager
+
+
+# -- no state changed by importing, no module-level registries ----------------------------------------------
+
+_MUTATING_METHODS = frozenset({"append", "extend", "update", "add", "setdefault", "pop", "popitem", "clear",
+                               "remove", "discard", "insert", "register", "__setitem__"})
+
+
+def _module_containers(tree: ast.Module) -> set[str]:
+    """Module-level names bound to a mutable container (a dict/list/set display, comprehension or call)."""
+    names = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        value = getattr(node, "value", None)
+        mutable = isinstance(value, (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)) or (
+            isinstance(value, ast.Call) and ast.unparse(value.func) in ("dict", "list", "set", "defaultdict",
+                                                                     "collections.defaultdict", "OrderedDict"))
+        names |= {t.id for t in targets if isinstance(t, ast.Name) and mutable}
+    return names
+
+
+def test_no_module_level_registry_is_filled_or_changed_at_run_time():
+    offenders = []
+    for path in (ROOT / "repro").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        containers = _module_containers(tree)
+        where = f"{path.relative_to(ROOT)}"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Global):
+                offenders.append(f"{where}:{node.lineno}: global {', '.join(node.names)}")
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, (ast.AugAssign, ast.AnnAssign)) else []
+            for target in targets:
+                if isinstance(target, ast.Subscript) and ast.unparse(target.value) in containers:
+                    offenders.append(f"{where}:{node.lineno}: {ast.unparse(target)} = ...")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and ast.unparse(node.func.value) in containers and node.func.attr in _MUTATING_METHODS):
+                offenders.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+        for node in tree.body:  # module level: no patching of other modules' attributes
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            offenders += [f"{where}:{node.lineno}: {ast.unparse(t)} = ..." for t in targets
+                          if isinstance(t, ast.Attribute)]
+    assert offenders == []
+
+
+def test_the_checker_sees_a_registry_filled_from_a_function(tmp_path):
+    tree = ast.parse("REGISTRY = {}\n\ndef register(name, obj):\n    REGISTRY[name] = obj\n")
+    assert _module_containers(tree) == {"REGISTRY"}
+
+
+def test_no_module_registers_anything_with_a_decorator_or_a_call_at_import():
+    """Registration in another library's registry happens when a caller asks (repro lm-eval), not on import."""
+    offenders = []
+    for path in (ROOT / "repro").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                offenders += [f"{path.relative_to(ROOT)}:{node.lineno}: @{ast.unparse(d)}" for d in node.decorator_list
+                              if "register" in ast.unparse(d)]
+        for node in tree.body:
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and "register" in ast.unparse(
+                    node.value.func):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node.value)}")
+    assert offenders == []
+
+
+def test_importing_the_library_registers_nothing_in_lm_eval():
+    """Every repro module that the evaluation reaches, imported in a fresh process, leaves lm-eval's model
+    registry as it was; `repro lm-eval` adds `hf-shared` itself (and a second call changes nothing)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import lm_eval.models\n"
+        "from lm_eval.api.registry import model_registry\n"
+        "before = sorted(model_registry.keys())\n"
+        "import repro.evaluate, repro.evaluate.shared_context, repro.evaluate.harness, repro.worlds.smollm2\n"
+        "import repro.runner.job_executor, repro.cli.lm_eval_cli, repro.cli.evaluate_commands\n"
+        "assert sorted(model_registry.keys()) == before, set(model_registry.keys()) ^ set(before)\n"
+        "assert 'hf-shared' not in model_registry\n"
+        "from repro.evaluate.lm_eval_registration import register_lm_eval_model\n"
+        "register_lm_eval_model(); register_lm_eval_model()\n"
+        "assert sorted(model_registry.keys()) == sorted([*before, 'hf-shared'])\n"
+        "from repro.evaluate.shared_context import SharedContextHFLM\n"
+        "assert model_registry.get('hf-shared') is SharedContextHFLM\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_reused_requests_patch_lm_eval_tasks_only_while_an_evaluation_runs(tiny_llama_world):
+    """A session's second evaluation reuses the built requests through a stand-in for each task's
+    `build_all_requests`; outside the evaluation the tasks are lm-eval's own objects, unchanged."""
+    from repro.evaluate import EvaluationSession, TaskSpec, evaluate_model
+
+    session = EvaluationSession()
+    suite = [TaskSpec(name="smoke_arithmetic")]
+    for model in (tiny_llama_world.base, tiny_llama_world.checkpoints[0]):
+        evaluate_model(model, suite, include_path=ROOT / "tasks" / "smoke", dtype="float32", limit=4,
+                       session=session)
+    assert session.reused_tasks == 1
+    (prepared,) = session._tasks.values()
+    tasks = list(prepared.loaded["tasks"].values())
+    assert tasks and all("build_all_requests" not in vars(task) for task in tasks)
+
+
+def test_no_function_patches_an_attribute_of_an_imported_module():
+    """Library objects are configured through their arguments, not by assigning to their modules' attributes.
+    The one exception: `repro lm-eval` hands its arguments to lm-eval's own parser through sys.argv, restored
+    in a `finally`."""
+    allowed = {("repro/cli/lm_eval_cli.py", "sys.argv")}
+    offenders = []
+    for path in (ROOT / "repro").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported |= {alias.asname or alias.name for alias in node.names}
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, ast.AugAssign) else []
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "setattr" and node.args:
+                targets = [ast.Attribute(value=node.args[0], attr="?")]
+            for target in targets:
+                base = target
+                while isinstance(base, ast.Attribute):
+                    base = base.value
+                where = (str(path.relative_to(ROOT)), ast.unparse(target))
+                if isinstance(target, ast.Attribute) and isinstance(base, ast.Name) and base.id in imported \
+                        and where not in allowed:
+                    offenders.append(f"{where[0]}:{node.lineno}: {where[1]}")
+    assert offenders == []

@@ -150,9 +150,9 @@ def test_kill_9_at_random_points_of_merge_evaluation_and_writing(reference, work
 
 
 def _mirror_and_lock(reference: dict, work: Path) -> tuple[Path, Path]:
+    from repro.facts.lockfile import Lockfile
+    from repro.facts.lockfile_writer import dump_lockfile
     from repro.hub import select_files, sha256_file
-    from repro.lockfile import Lockfile
-    from repro.lockfile_writer import dump_lockfile
 
     mirror = work / "mirror"
     entries, bases = {}, {}
@@ -175,8 +175,8 @@ def _mirror_and_lock(reference: dict, work: Path) -> tuple[Path, Path]:
 
 
 def test_kill_9_at_random_points_of_download_from_a_mirror(reference, work, reliability_log):
+    from repro.facts.lockfile import load_lockfile
     from repro.hub import local_model_dir
-    from repro.lockfile import load_lockfile
 
     mirror, lockfile = _mirror_and_lock(reference, work)
     report_path = work / "kills-download.json"
@@ -292,7 +292,7 @@ def test_workers_one_killed_holding_a_claim_each_job_done_exactly_once(reference
 
 def _render_copies(copies: list[Path], reliability_log) -> None:
     """Each copy renders Table 1 from exactly the complete results it holds (a truncated file is skipped)."""
-    from repro.config import load_config
+    from repro.facts.config import load_config
     from repro.plan import build_plan
     from repro.report.results_view import collect
     from repro.report.table1 import build_table1, to_markdown

@@ -5,7 +5,7 @@ import csv
 
 import yaml
 
-from repro.reference import COLUMNS, load_reference
+from repro.facts.reference import COLUMNS, load_reference
 from repro.report.fidelity_checks import boosting_counts, norm_ordering, ordering_summary
 from repro.report.verify_run import compare_run, render_comparison
 from tests.item_results import build_plan, write_store
@@ -84,7 +84,7 @@ def test_rendered_tables_carry_the_readings_and_figure4_its_ordering(tmp_path):
     import sys
     from pathlib import Path
 
-    from repro.config import load_config
+    from repro.facts.config import load_config
     from repro.plan import build_plan as plan_of
     from repro.report.paper_readings import DELTA_READING, TABLE2_NOT_REPRODUCIBLE
     from repro.report.render_all import render_all

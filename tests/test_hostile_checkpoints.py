@@ -169,9 +169,9 @@ def test_hostile_checkpoint_is_refused_by_repro_merge(
 
 
 def _lockfile(tmp_path: Path, root: Path) -> Path:
+    from repro.facts.lockfile import Lockfile
+    from repro.facts.lockfile_writer import dump_lockfile
     from repro.hub import select_files, sha256_file
-    from repro.lockfile import Lockfile
-    from repro.lockfile_writer import dump_lockfile
 
     entries = {}
     for repo in ("tiny/base", "tiny/ft-1"):
@@ -281,8 +281,8 @@ def test_run_refuses_a_hostile_downloaded_checkpoint_before_any_job(tmp_path, ti
     for i in (1, 2):
         shutil.copytree(tiny_llama_world.checkpoints[i - 1], models / f"tiny/ft-{i}")
     edit_json("config.json", set_("auto_map", {"AutoModelForCausalLM": "x.Y"}))(models / "tiny/ft-2")
-    from repro.lockfile import Lockfile
-    from repro.lockfile_writer import dump_lockfile
+    from repro.facts.lockfile import Lockfile
+    from repro.facts.lockfile_writer import dump_lockfile
 
     ids = ["tiny/base", "tiny/ft-1", "tiny/ft-2"]
     dump_lockfile(Lockfile.model_validate({

@@ -12,6 +12,8 @@ from huggingface_hub import errors as hf_errors
 
 from repro.cli import main
 from repro.errors import HubError
+from repro.facts.lockfile import Lockfile, load_lockfile
+from repro.facts.lockfile_writer import dump_lockfile
 from repro.hub import (
     MANIFEST_NAME,
     download,
@@ -21,8 +23,6 @@ from repro.hub import (
     select_files,
     sha256_file,
 )
-from repro.lockfile import Lockfile, load_lockfile
-from repro.lockfile_writer import dump_lockfile
 
 POOL = ["tiny/ft-1", "tiny/ft-2", "tiny/pickled"]
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from repro.errors import ConfigError, LockError
-from repro.input_problems import field_path, shown_input
+from repro.facts.input_problems import field_path, shown_input
 
 
 def test_field_path_spells_keys_and_positions_one_way():
@@ -19,8 +19,8 @@ def test_field_path_spells_keys_and_positions_one_way():
 
 
 def test_config_and_lockfile_report_yaml_errors_alike_and_keep_the_cause(tmp_path):
-    from repro.config import load_config
-    from repro.lockfile import load_lockfile
+    from repro.facts.config import load_config
+    from repro.facts.lockfile import load_lockfile
 
     bad = "a: [1, 2\n"
     (tmp_path / "c.yaml").write_text(bad)
@@ -36,7 +36,7 @@ def test_config_and_lockfile_report_yaml_errors_alike_and_keep_the_cause(tmp_pat
 
 
 def test_lockfile_problems_use_the_shared_field_paths(tmp_path):
-    from repro.lockfile import parse_lockfile
+    from repro.facts.lockfile import parse_lockfile
 
     text = (
         "version: 1\ncheckpoints:\n  org/a: {revision: null}\n"

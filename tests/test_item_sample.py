@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.config import load_config
 from repro.errors import ConfigError
 from repro.evaluate import evaluate_model, load_suites
 from repro.evaluate.item_sample import sample_indices
+from repro.facts.config import load_config
 from repro.plan import build_plan
 
 REPO = Path(__file__).resolve().parents[1]

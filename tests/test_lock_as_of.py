@@ -13,10 +13,10 @@ from huggingface_hub import errors as hf_errors
 
 from repro.cli import main
 from repro.errors import HubError
+from repro.facts.lockfile import Lockfile, load_lockfile
+from repro.facts.lockfile_writer import dump_lockfile, render_lockfile
 from repro.hub import resolve_lockfile, sha256_file
 from repro.hub.history import parse_as_of
-from repro.lockfile import Lockfile, load_lockfile
-from repro.lockfile_writer import dump_lockfile, render_lockfile
 
 POOL = ["tiny/ft-1", "tiny/ft-2", "tiny/young"]
 V1, V2, V3 = (datetime(2025, 1, 10, 8, 0, tzinfo=UTC), datetime(2025, 5, 1, 12, 0, tzinfo=UTC),
@@ -228,7 +228,7 @@ def test_cli_reports_every_problem_and_keeps_the_rest(tmp_path, hub, monkeypatch
 def test_the_paper_config_states_its_date_and_source():
     from pathlib import Path
 
-    from repro.config import load_config
+    from repro.facts.config import load_config
 
     root = Path(__file__).resolve().parents[1]
     as_of = load_config(root / "configs/paper.yaml", check_methods=False, check_suite=False).config.checkpoints_as_of

@@ -8,8 +8,8 @@ import pytest
 
 from repro.cli import main
 from repro.errors import LockError
-from repro.lockfile import CheckpointEntry, FileEntry, load_lockfile, parse_lockfile
-from repro.lockfile_writer import dump_lockfile, render_lockfile
+from repro.facts.lockfile import CheckpointEntry, FileEntry, load_lockfile, parse_lockfile
+from repro.facts.lockfile_writer import dump_lockfile, render_lockfile
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "checkpoints.lock"

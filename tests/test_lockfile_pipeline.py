@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from repro.config import load_config
+from repro.facts.config import load_config
 from repro.plan import build_plan
 from repro.report.results_view import collect
 from repro.report.table1 import build_table1

@@ -29,14 +29,14 @@ def _imported_after(code: str, env: dict | None = None) -> list[str]:
 
 def test_importing_the_facts_layer_and_the_report_imports_no_model_library():
     report_modules = sorted(p.stem for p in (ROOT / "repro/report").glob("*.py") if p.stem != "__init__")
-    imports = "\n".join(["import repro.config", "import repro.report", "import repro.method_catalog",
-                         "import repro.suites", "import repro.lockfile"]
+    imports = "\n".join(["import repro.facts.config", "import repro.report", "import repro.method_catalog",
+                         "import repro.facts.suites", "import repro.facts.lockfile"]
                         + [f"import repro.report.{name}" for name in report_modules])
     assert _imported_after(imports) == []
 
 
 def test_validating_a_config_and_planning_it_imports_no_model_library():
-    code = ("from repro.config import load_config\nfrom repro.plan import build_plan\n"
+    code = ("from repro.facts.config import load_config\nfrom repro.plan import build_plan\n"
             "build_plan(load_config('configs/paper.yaml'))\nbuild_plan(load_config('configs/smoke.yaml'))")
     assert _imported_after(code) == []
 

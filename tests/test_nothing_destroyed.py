@@ -88,9 +88,9 @@ def _bomb(levels: int = 9, width: int = 9) -> str:
 
 @pytest.mark.parametrize("kind", ["config", "lockfile"])
 def test_an_alias_bomb_is_refused_in_under_a_second(tmp_path, capsys, kind):
-    from repro.config import load_config
     from repro.errors import ReproError
-    from repro.lockfile import load_lockfile
+    from repro.facts.config import load_config
+    from repro.facts.lockfile import load_lockfile
 
     path = tmp_path / ("bomb.yaml" if kind == "config" else "checkpoints.lock")
     path.write_text(_bomb())
@@ -107,7 +107,7 @@ def test_an_alias_bomb_is_refused_in_under_a_second(tmp_path, capsys, kind):
 
 
 def test_small_aliases_and_merge_keys_still_load():
-    from repro.input_problems import load_yaml
+    from repro.facts.input_problems import load_yaml
 
     data = load_yaml("d: &d {lr: 0.1, steps: 2}\na: *d\nb: {<<: *d, seed: 3}\nl: [*d, *d]\n")
     assert data["a"] == {"lr": 0.1, "steps": 2} and data["b"] == {"lr": 0.1, "steps": 2, "seed": 3}

@@ -15,8 +15,8 @@ import yaml
 
 from repro.errors import EvaluationError
 from repro.evaluate import evaluate_model, load_suites
-from repro.evaluate.suites import load_offline_data
-from repro.worlds.offline_suites import prepare_suites, suites_needing
+from repro.evaluate.offline_data import prepare_suites
+from repro.facts.suites import load_offline_data, suites_needing
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from repro.config import load_config
 from repro.errors import ConfigError
+from repro.facts.config import load_config
 from repro.report.figure_style import base_title, order_bases
 from repro.report.figures import accuracy_panels, norm_panels
 from tests.item_results import build_plan

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.config import load_config
+from repro.facts.config import load_config
 from repro.plan import build_plan
 
 ROOT = Path(__file__).resolve().parents[1]

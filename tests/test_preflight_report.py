@@ -13,10 +13,10 @@ from fake_hub import FakeHubApi, connect_error, http_error
 from huggingface_hub import errors as hf_errors
 
 from repro.cli import main
-from repro.config import load_config
+from repro.facts.config import load_config
+from repro.facts.lockfile import Lockfile
+from repro.facts.lockfile_writer import dump_lockfile
 from repro.hub.compatibility import SMALL_FILES, human_bytes
-from repro.lockfile import Lockfile
-from repro.lockfile_writer import dump_lockfile
 from repro.runner.preflight import checkpoint_report, gpu_problem
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.config import load_config
+from repro.facts.config import load_config
 from repro.plan import build_plan
 from repro.report.render_all import render_all
 from repro.results import ResultsStore

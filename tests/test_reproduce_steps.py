@@ -18,8 +18,8 @@ from hub_server import LocalHub  # noqa: E402
 from journey_project import AS_OF, BASES, build_project  # noqa: E402
 
 from repro.cli import main  # noqa: E402
-from repro.config import load_config  # noqa: E402
 from repro.errors import ConfigError, RunnerError  # noqa: E402
+from repro.facts.config import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tests that build a served project and run the CLI in subprocesses: not in `make test` (nox -s journey, CI).
@@ -167,11 +167,9 @@ def test_steps_decide_from_the_files_on_disk(served):
 
 
 def _without_date(loaded):
-    import copy
+    import dataclasses
 
-    view = copy.copy(loaded)
-    view.config = loaded.config.model_copy(update={"checkpoints_as_of": None})
-    return view
+    return dataclasses.replace(loaded, config=loaded.config.model_copy(update={"checkpoints_as_of": None}))
 
 
 def test_gpu_hours_come_from_costs_yaml_for_the_papers_bases():

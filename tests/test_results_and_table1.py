@@ -4,7 +4,8 @@ import sqlite3
 
 from repro.plan import Job, Plan
 from repro.report.results_view import collect
-from repro.report.table1 import build_table1, to_csv, to_latex, to_markdown, write_table1
+from repro.report.table1 import build_table1
+from repro.report.table_text import to_csv, to_latex, to_markdown, write_table
 from repro.results import ResultsStore
 
 
@@ -37,7 +38,7 @@ def test_table1_values_and_formats(tmp_path):
     assert "| m | TA | 50.0 | 25 / -1.00 | 50 / +0.25 | 100 / +3.00 |" in md
     assert to_csv(table).splitlines()[1] == "m,TA,50.0,25 / -1.00,50 / +0.25,100 / +3.00"
     assert r"\begin{tabular}" in to_latex(table) and "$n=2$ (2)" in to_latex(table)
-    paths = write_table1(table, tmp_path / "out")
+    paths = write_table(table, tmp_path / "out", stem="table1")
     assert [p.name for p in paths] == ["table1.md", "table1.csv", "table1.tex"]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from repro.cli.run_commands import status_table
-from repro.config import load_config
+from repro.facts.config import load_config
 from repro.plan import build_plan
 from repro.results import ResultsStore
 from repro.runner import local_runner

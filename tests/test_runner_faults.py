@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from repro.config import load_config
 from repro.errors import InsufficientDiskError, MergeError
+from repro.facts.config import load_config
 from repro.plan import build_plan
 from repro.results import ResultsStore
 from repro.runner import local_runner

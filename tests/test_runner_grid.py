@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from repro.config import load_config
+from repro.facts.config import load_config
 from repro.plan import Job, build_plan
 from repro.results import ResultsStore
 from repro.runner.grid_merges import grid_peers, merged_model_bytes, union_inputs

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from repro.config import load_config
+from repro.facts.config import load_config
 from repro.plan import build_plan
 from repro.results import ResultsStore
 from repro.runner.local_runner import run_worker

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from repro.subset_sampler import sample_subsets
+from repro.facts.subset_sampler import sample_subsets
 
 
 def test_distinct_sorted_in_range_and_deterministic():

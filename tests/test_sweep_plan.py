@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from repro.config import load_config
 from repro.errors import ConfigError
+from repro.facts.config import load_config
 from repro.plan import build_plan
 from repro.results import ResultsStore
 from repro.runner.reuse import reuse_finished_jobs

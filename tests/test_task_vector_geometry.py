@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 from repro.errors import RunnerError
+from repro.merge.task_vector_geometry import task_vector_geometry
 from repro.report.geometry_figures import cosine_matrix, layer_sign_counts
-from repro.task_vector_geometry import task_vector_geometry
 
 PATTERN = r"(?:^|\.)layers\.(\d+)\."
 SHAPES = {

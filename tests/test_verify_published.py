@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from repro.cli import main
-from repro.reference import COLUMNS, ReferenceError, load_reference
+from repro.facts.reference import COLUMNS, ReferenceError, load_reference
 from repro.report.published_checks import check_published
 
 SIZES = ((1, 12), (2, 15), (12, 1))

@@ -4,7 +4,7 @@ import csv
 
 import yaml
 
-from repro.reference import COLUMNS, load_reference
+from repro.facts.reference import COLUMNS, load_reference
 from repro.report.ci_tables import bootstrap_experiment, build_ci_cells
 from repro.report.verify_run import TOLERANCE_RULE, compare_run, render_comparison
 from tests.item_results import build_plan, write_store

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from repro.config import load_config
+from repro.facts.config import load_config
 from repro.plan import build_plan
 from repro.runner import gpus
 from repro.runner.grid_merges import grid_key

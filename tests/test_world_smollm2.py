@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from repro.evaluate.suites import ArchiveSpec
+from repro.facts.suites import ArchiveSpec
 from repro.worlds import smollm2
 
 HIDDEN, FFN, LAYERS = 32, 64, 2

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.config import load_config
+from repro.facts.config import load_config
 from repro.worlds import corpora
 from repro.worlds.smollm2_recipe import DebianCorpus, SmolLM2WorldConfig
 
@@ -29,7 +29,7 @@ CONFIG = ROOT / "configs" / "smollm2.yaml"
 
 
 def test_the_config_states_every_variant_and_pins_the_base_in_the_lockfile():
-    from repro.lockfile import load_lockfile
+    from repro.facts.lockfile import load_lockfile
 
     loaded = load_config(CONFIG)
     world = loaded.config.world
@@ -121,7 +121,8 @@ def smollm2_base():
     """The converted base (project runs/ cache), or a skip naming why the pinned wheel is unavailable.
     Tests stay offline: `make test` downloads the wheel into runs/downloads first (python -m
     repro.worlds.smollm2); here it is only looked for."""
-    from repro.worlds.smollm2 import WorldBuildError, default_runs_root, smollm2_base_dir, smollm2_wheel
+    from repro.facts.paths import default_runs_root
+    from repro.worlds.smollm2 import WorldBuildError, smollm2_base_dir, smollm2_wheel
 
     wheel = default_runs_root() / "downloads" / smollm2_wheel().filename
     converted = list((default_runs_root() / "worlds" / "smollm2").glob(f"base-{smollm2_wheel().sha256[:12]}"))
@@ -225,8 +226,8 @@ def test_the_smollm2_world_runs_offline_through_to_table1(smollm2_base, tmp_path
 
 def test_offline_bases_round_trip_through_the_lockfile_writer_and_bad_pins_are_named(tmp_path):
     from repro.errors import LockError
-    from repro.lockfile import load_lockfile, parse_lockfile
-    from repro.lockfile_writer import render_lockfile
+    from repro.facts.lockfile import load_lockfile, parse_lockfile
+    from repro.facts.lockfile_writer import render_lockfile
 
     text = (ROOT / "checkpoints.lock").read_text()
     lock = load_lockfile(ROOT / "checkpoints.lock")

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.config import load_config
 from repro.errors import ConfigError
+from repro.facts.config import load_config
 from repro.worlds import skills
 from repro.worlds.recipe import TrainedWorldConfig, recipe_hash
 from repro.worlds.world_tasks import held_out_keys, read_manifest, write_world_tasks

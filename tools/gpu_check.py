@@ -106,7 +106,7 @@ def synthetic_family(out: Path, layers: int, checkpoints: int, shapes: dict, see
 
 
 def paper_methods() -> list[tuple[str, dict]]:
-    from repro.config import load_config
+    from repro.facts.config import load_config
 
     loaded = load_config(ROOT / "configs/paper.yaml", check_suite=False)
     return [(m.name, dict(m.params)) for m in loaded.config.methods]
@@ -186,7 +186,7 @@ def merge_family(label: str, base: Path, models: list[Path], devices: tuple[str,
 def evaluate_tiny(model_dir: Path, runs: list[tuple[str, str, str]]) -> None:
     """lm-eval on the tiny base: backend "hf" is lm-eval's stock HF model, "shared" the kit's default scorer."""
     from repro.evaluate import evaluate_model
-    from repro.evaluate.suites import get_suite
+    from repro.facts.suites import get_suite
 
     suite = get_suite("smoke", ROOT / "configs/suites.yaml")
     print("\nlm-eval on the tiny base, smoke suite:")

@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and not (args.out and args.out.is_file()):
         parser.error("--resume needs --out naming an earlier output of this tool")
 
-    from repro.config import load_config
+    from repro.facts.config import load_config
+    from repro.facts.subset_sampler import sample_subsets
     from repro.merge.engine import merge_checkpoints
     from repro.runner.model_sources import ModelSources
-    from repro.subset_sampler import sample_subsets
 
     world = load_config(args.world_config, check_suite=False)
     paper = load_config(args.methods_config, check_suite=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from repro.facts.paths import LOCKFILE, REPO_ROOT, repo_path
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("data", help="evaluation data: build offline suites, cache hub datasets")
@@ -62,12 +64,12 @@ def register(subparsers) -> None:
 def run_prepare(args: argparse.Namespace) -> int:
     import sys
 
-    from repro.suites import DEFAULT_SUITES_PATH, load_offline_data, load_suites
-    from repro.worlds.offline_suites import prepare_available, suites_needing
+    from repro.evaluate.offline_data import prepare_available
+    from repro.facts.suites import DEFAULT_SUITES_PATH, load_offline_data, load_suites, suites_needing
 
     path, needed = args.suites, None
     if args.for_config is not None:
-        from repro.config import load_config
+        from repro.facts.config import load_config
 
         loaded = load_config(args.for_config)
         path = path or loaded.resolve(loaded.config.evaluation.suites_file)
@@ -95,11 +97,11 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_check_sources(args: argparse.Namespace) -> int:
-    from repro.suites import DEFAULT_SUITES_PATH, REPO_ROOT
+    from repro.facts.suites import DEFAULT_SUITES_PATH
     from repro.worlds.source_check import check_sources, pinned_sources, render
 
     configs = args.configs if args.configs is not None else [REPO_ROOT / "configs" / "smollm2.yaml"]
-    sources = pinned_sources(args.suites or DEFAULT_SUITES_PATH, args.lockfile or REPO_ROOT / "checkpoints.lock",
+    sources = pinned_sources(args.suites or DEFAULT_SUITES_PATH, args.lockfile or repo_path(LOCKFILE),
                              configs, args.require_for)  # fmt: skip
     statuses = check_sources(sources, timeout=args.timeout)
     print(render(statuses))
@@ -108,7 +110,7 @@ def run_check_sources(args: argparse.Namespace) -> int:
 
 def run_fetch(args: argparse.Namespace) -> int:
     from repro.evaluate.task_loading import fetch_suite_datasets
-    from repro.suites import DEFAULT_SUITES_PATH, get_suite
+    from repro.facts.suites import DEFAULT_SUITES_PATH, get_suite
 
     suite = get_suite(args.suite, args.suites or DEFAULT_SUITES_PATH)
     counts = fetch_suite_datasets(suite)

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 from repro.cli import hidden_alias
+from repro.facts.choices import BACKENDS, DEFAULT_BACKEND, SHARED_MODEL_NAME
+from repro.facts.paths import EVALUATE_DIR
 
 
 def register(subparsers) -> None:
@@ -53,13 +55,13 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--backend",
-        default="shared",
-        choices=("shared", "hf", "vllm"),
+        default=DEFAULT_BACKEND,
+        choices=BACKENDS,
         help="shared (default: lm-eval's HF backend, each shared context computed once; scores equal "
         "to hf within float noise), hf (lm-eval's stock HF path) or vllm (GPU, needs `pip install vllm`)",
     )
-    parser.add_argument("--out", dest="out_dir", type=Path, default=Path("runs/evaluate"), metavar="DIR",
-                        help="where scores are stored (default runs/evaluate)")
+    parser.add_argument("--out", dest="out_dir", type=Path, default=Path(EVALUATE_DIR), metavar="DIR",
+                        help=f"where scores are stored (default {EVALUATE_DIR})")
     hidden_alias(parser, "--out-dir", "out_dir", type=Path)
     parser.add_argument("--no-store", action="store_true", help="print only, do not store")
     parser.add_argument(
@@ -107,8 +109,8 @@ def register(subparsers) -> None:
 
     lm_eval_cmd = subparsers.add_parser(
         "lm-eval",
-        help="stock lm_eval CLI with repro's hf-shared model registered",
-        description="Run lm_eval ARGS with `--model hf-shared` (shared-context scoring) available; all "
+        help=f"stock lm_eval CLI with repro's {SHARED_MODEL_NAME} model registered",
+        description=f"Run lm_eval ARGS with `--model {SHARED_MODEL_NAME}` (shared-context scoring) available; all "
         "arguments are passed to lm-eval unchanged.",
         add_help=False,
         prefix_chars="\0",  # no options of its own: every argument (--model, -h...) goes to lm-eval
@@ -157,7 +159,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from repro.evaluate.model_identity import model_content_hash
     from repro.evaluate.score_table import format_score_table
     from repro.evaluate.standalone_store import store_evaluation
-    from repro.suites import DEFAULT_SUITES_PATH, TaskSpec, get_suite
+    from repro.facts.suites import DEFAULT_SUITES_PATH, TaskSpec, get_suite
 
     if args.suite:
         tasks = get_suite(args.suite, args.suites or DEFAULT_SUITES_PATH)

@@ -15,7 +15,7 @@ def run_lm_eval_cli(argv: Sequence[str]) -> int:
     """Run lm-eval's CLI with `argv` (as typed after `lm_eval`); returns its exit code."""
     from lm_eval.__main__ import cli_evaluate
 
-    from repro.evaluate import register_lm_eval_model
+    from repro.evaluate.lm_eval_registration import register_lm_eval_model
 
     register_lm_eval_model()
     saved = sys.argv

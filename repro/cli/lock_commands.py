@@ -1,4 +1,4 @@
-"""`repro lock check|resolve` and `repro download`: thin wrappers over repro.lockfile and repro.hub."""
+"""`repro lock check|resolve` and `repro download`: thin wrappers over repro.facts.lockfile and repro.hub."""
 
 from __future__ import annotations
 
@@ -86,13 +86,13 @@ def _lockfile_and_bases(args) -> tuple[Path, list[str] | None, Path | None]:
 
     With --config, `args.used` is set to the repos the config uses for those bases (its bases, their pools
     and its homogeneous groups), so lock and download touch only those; else it is None."""
-    from repro.lockfile import DEFAULT_LOCKFILE
+    from repro.facts.lockfile import DEFAULT_LOCKFILE
 
     bases = args.base
     args.used = None
     if args.config is None:
         return (args.lockfile or DEFAULT_LOCKFILE), bases, None
-    from repro.config import load_config
+    from repro.facts.config import load_config
 
     loaded = load_config(args.config, check_methods=False, check_suite=False)
     if loaded.config.lockfile is None:
@@ -124,7 +124,7 @@ def _selected_ids(lock, bases: list[str] | None, repos: list[str] | None = None,
 
 
 def check_command(args) -> int:
-    from repro.lockfile import load_lockfile
+    from repro.facts.lockfile import load_lockfile
 
     path, bases, _ = _lockfile_and_bases(args)
     lock = load_lockfile(path)
@@ -146,9 +146,9 @@ def check_command(args) -> int:
 def resolve_command(args) -> int:
     from huggingface_hub import HfApi
 
+    from repro.facts.lockfile import load_lockfile
+    from repro.facts.lockfile_writer import dump_lockfile
     from repro.hub import resolve_lockfile
-    from repro.lockfile import load_lockfile
-    from repro.lockfile_writer import dump_lockfile
 
     path, bases, _ = _lockfile_and_bases(args)
     as_of = _as_of(args)
@@ -216,7 +216,7 @@ def _as_of(args):
 
     if args.config is None:
         raise ConfigError("--as-of config reads the experiment date from a config: pass --config FILE too")
-    from repro.config import load_config
+    from repro.facts.config import load_config
 
     loaded = load_config(args.config, check_methods=False, check_suite=False)
     as_of = loaded.config.checkpoints_as_of
@@ -232,8 +232,8 @@ def _as_of(args):
 
 
 def download_command(args) -> int:
+    from repro.facts.lockfile import load_lockfile
     from repro.hub import default_models_dir, download
-    from repro.lockfile import load_lockfile
 
     path, bases, config_models_dir = _lockfile_and_bases(args)
     if args.repo and not args.base:  # --repo alone selects just those repos, not the config's bases

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from repro.facts.paths import PAPER_ARTIFACTS_DIR, repo_path
+
 REPORTS = (
     ("all", "every table and figure the stored results support, manifest.json and index.html"),
     ("table1", "Table 1: %% of models beating the base / mean accuracy delta (%% points)"),
@@ -56,7 +58,7 @@ def cmd_report(args) -> int:
     from repro.results import ResultsStore
 
     loaded, runs_dir = load_for_cli(args)
-    out = _checked_out(args.out) or Path(loaded.resolve(f"paper_artifacts/{loaded.name}"))
+    out = _checked_out(args.out) or Path(loaded.resolve(f"{PAPER_ARTIFACTS_DIR}/{loaded.name}"))
     plan, store = build_plan(loaded), ResultsStore(runs_dir)
     if args.report == "all":
         from repro.report.render_all import render_all
@@ -72,12 +74,13 @@ def cmd_report(args) -> int:
         return 0
     if args.report in ("table1", "table2", "table3"):
         from repro.report.results_view import collect
-        from repro.report.table1 import build_table1, build_table2, to_markdown, write_table1
+        from repro.report.table1 import build_table1, build_table2
+        from repro.report.table_text import to_markdown, write_table
 
         build = build_table2 if args.report == "table2" else build_table1
         table = build(collect(plan, store), loaded.report_labels(args.report))
         print(to_markdown(table))
-        paths = write_table1(table, out, stem=args.report)
+        paths = write_table(table, out, stem=args.report)
     elif args.report == "figures":
         from repro.report.artifacts import load_records
         from repro.report.render_all import render_figures
@@ -95,8 +98,8 @@ def cmd_report(args) -> int:
 def _appendix_results(loaded, runs_dir: Path) -> list:
     """The config's appendix configs that have results in runs/ beside its own (runs/<appendix name>/),
     each with its plan and store. One that does not load is named and left out."""
-    from repro.config import load_config
     from repro.errors import ReproError
+    from repro.facts.config import load_config
     from repro.plan import build_plan
     from repro.report.render_all import AppendixResults
     from repro.results import ResultsStore
@@ -124,7 +127,7 @@ def cmd_report_ci(args) -> int:
     if args.resamples < 100:
         raise ReproError("--resamples must be at least 100 (10000 recommended)", field="--resamples")
     loaded, runs_dir = load_for_cli(args)
-    out = _checked_out(args.out) or Path(loaded.resolve(f"paper_artifacts/{loaded.name}"))
+    out = _checked_out(args.out) or Path(loaded.resolve(f"{PAPER_ARTIFACTS_DIR}/{loaded.name}"))
     paths = write_ci_tables(build_plan(loaded), ResultsStore(runs_dir), out, loaded,
                             resamples=args.resamples, seed=args.seed)
     _mark(out)
@@ -133,9 +136,9 @@ def cmd_report_ci(args) -> int:
 
 
 def cmd_table6(args) -> int:
-    from repro.report.table6 import DEFAULT_SUITES_PATH, REPO_ROOT, write_table6
+    from repro.report.table6 import DEFAULT_SUITES_PATH, write_table6
 
-    out = _checked_out(args.out) or REPO_ROOT / "paper_artifacts"
+    out = _checked_out(args.out) or repo_path(PAPER_ARTIFACTS_DIR)
     for path in write_table6(out, args.suites or DEFAULT_SUITES_PATH, args.suite):
         print(f"written: {path}")
     _mark(args.out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from repro.facts.paths import RUNS_DIR
 from repro.reproduce import STEPS, TARGETS
 
 
@@ -37,7 +38,7 @@ def register(subparsers) -> None:
 
 
 def cmd_reproduce(args) -> int:
-    from repro.config import load_config
+    from repro.facts.config import load_config
     from repro.reproduce import download_todo, pin_todo, plan_for, run_todo, select_bases
 
     config = str(args.config)
@@ -86,7 +87,7 @@ def cmd_reproduce(args) -> int:
     run_argv += ["--retry-failed"] * args.retry_failed + ["--no-progress"] * args.no_progress
     def decide_run():
         loaded = load_config(args.config)
-        runs_dir = args.runs_dir or loaded.resolve(f"runs/{loaded.name}")
+        runs_dir = args.runs_dir or loaded.resolve(f"{RUNS_DIR}/{loaded.name}")
         return run_todo(loaded, plan_for(loaded, args.target, bases), runs_dir, args.costs,
                         retry_failed=args.retry_failed)
 

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from repro.facts.paths import RUNS_DIR
+
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, help="experiment config, e.g. configs/smoke.yaml")
@@ -91,10 +93,10 @@ def register(subparsers) -> None:
 
 def load_for_cli(args):
     """(loaded config, runs dir) for a sub-command with --config/--runs-dir."""
-    from repro.config import load_config
+    from repro.facts.config import load_config
 
     loaded = load_config(args.config)
-    runs_dir = args.runs_dir if args.runs_dir is not None else loaded.resolve(f"runs/{loaded.name}")
+    runs_dir = args.runs_dir if args.runs_dir is not None else loaded.resolve(f"{RUNS_DIR}/{loaded.name}")
     return loaded, Path(runs_dir)
 
 
@@ -184,6 +186,7 @@ def cmd_run(args) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")
     from repro.errors import RunnerError
     from repro.plan import build_plan, write_plan
+    from repro.reproduce import only_bases, plan_for_table, select_bases
     from repro.runner.local_runner import run_parallel, run_worker
 
     loaded, runs_dir = load_for_cli(args)
@@ -201,8 +204,6 @@ def cmd_run(args) -> int:
             print(f"reused {count} finished job(s) of runs/{name}/ (same content ids)", file=sys.stderr)
     if getattr(args, "for_table", None):
         plan = plan_for_table(loaded, plan, args.for_table)
-    from repro.reproduce import only_bases, select_bases
-
     bases = select_bases(loaded, args.base)
     plan = only_bases(plan, bases)
     # Build offline worlds / check downloads once, before any worker or array task starts.
@@ -239,16 +240,6 @@ def cmd_run(args) -> int:
               "rerun with --retry-failed after fixing the cause", file=sys.stderr)
         return 1
     return 0 if summary.ok else 1
-
-
-def plan_for_table(loaded, plan, table: str):
-    """The part of the main grid a table needs: bases, singles and the merges of the table's methods."""
-    import dataclasses
-
-    labels = set(loaded.report_labels(table))
-    jobs = tuple(job for job in plan.jobs if job.experiment is None and (
-        job.kind in ("base", "single") or (job.kind == "merge" and job.label in labels)))
-    return dataclasses.replace(plan, jobs=jobs)
 
 
 def status_table(plan, store, board) -> list[dict]:

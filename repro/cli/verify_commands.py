@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from repro.facts.paths import PAPER_ARTIFACTS_DIR, repo_path
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("verify", help="check the published tables, or a run against them")
@@ -25,7 +27,7 @@ def register(subparsers) -> None:
 def cmd_verify(args) -> int:
     from repro.atomic_io import atomic_write_text
     from repro.errors import ReproError
-    from repro.reference import REPO_ROOT, load_reference
+    from repro.facts.reference import load_reference
 
     if args.resamples < 100:
         raise ReproError("must be at least 100 (10000 recommended)", field="--resamples")
@@ -34,7 +36,7 @@ def cmd_verify(args) -> int:
         from repro.report.published_checks import check_published, render_markdown, summary_line
 
         findings = check_published(reference)
-        out = args.out or REPO_ROOT / "paper_artifacts" / "verify" / "published.md"
+        out = args.out or repo_path(PAPER_ARTIFACTS_DIR) / "verify" / "published.md"
         atomic_write_text(out, render_markdown(reference, findings))
         print(f"{summary_line(reference, findings)}; report: {out}")
         return 0
@@ -49,7 +51,7 @@ def cmd_verify(args) -> int:
     plan = build_plan(loaded)
     comparison = compare_run(plan, ResultsStore(runs_dir), reference, loaded=loaded,
                              resamples=args.resamples, seed=args.seed)
-    out = args.out or loaded.resolve(f"paper_artifacts/{loaded.name}/verify_run.md")
+    out = args.out or loaded.resolve(f"{PAPER_ARTIFACTS_DIR}/{loaded.name}/verify_run.md")
     atomic_write_text(out, render_comparison(comparison))
     print(f"{comparison.summary_line()}; report: {out}")
     from repro.report.fidelity_checks import ordering_summary

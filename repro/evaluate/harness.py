@@ -15,6 +15,7 @@ Tasks and their requests are built once per process and reused for every model a
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,21 +29,18 @@ from repro.evaluate.prepared import (
     task_selection_key,
     tokenizer_fingerprint,
 )
-from repro.evaluate.suites import Suite, TaskSpec
 from repro.evaluate.task_loading import (
     load_task_objects,
     quiet_custom_dataset_notice,
     resolve_specs,
     task_manager_for,
 )
+from repro.facts.choices import BACKENDS, DEFAULT_BACKEND, DEFAULT_EVAL_DTYPE, HARNESS_DTYPES
+from repro.facts.suites import Suite, TaskSpec
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-DEFAULT_DTYPE = "float16"  # the paper's dtype (App. F); a suite's eval_dtype overrides it
-DTYPES = ("float16", "bfloat16", "float32", "auto")
-BACKENDS = ("shared", "hf", "vllm")
-DEFAULT_BACKEND = "shared"  # shared-context scoring; "hf" is lm-eval's stock HF backend
 # lm-eval's "auto" batch size probes up to max_batch_size and halves on out-of-memory; on CPU there is
 # no OOM signal, so "auto" always ends at max_batch_size. We use that size directly (same result,
 # without the probe's extra forward passes) and record it.
@@ -56,8 +54,8 @@ def lm_eval_version() -> str:
 def _torch_dtype(dtype: str):
     import torch
 
-    if dtype not in DTYPES:
-        raise EvaluationError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}", field="dtype")
+    if dtype not in HARNESS_DTYPES:
+        raise EvaluationError(f"unknown dtype {dtype!r}; choose one of {', '.join(HARNESS_DTYPES)}", field="dtype")
     return None if dtype == "auto" else getattr(torch, dtype)
 
 
@@ -179,16 +177,17 @@ def run_lm_eval(lm, prepared: PreparedTasks, limit, item_sample: dict | None = N
         from repro.evaluate.item_sample import samples_for
 
         samples = samples_for(prepared.loaded["tasks"], int(item_sample["per_task"]), int(item_sample.get("seed", 0)))
-    results = evaluate(
-        lm=lm,
-        task_dict=prepared.loaded,
-        limit=limit,
-        samples=samples,
-        bootstrap_iters=100000,
-        log_samples=True,
-        apply_chat_template=False,
-        fewshot_as_multiturn=False,
-    )
+    with prepared.reusing_requests() if prepared.built else contextlib.nullcontext():
+        results = evaluate(
+            lm=lm,
+            task_dict=prepared.loaded,
+            limit=limit,
+            samples=samples,
+            bootstrap_iters=100000,
+            log_samples=True,
+            apply_chat_template=False,
+            fewshot_as_multiturn=False,
+        )
     if not prepared.built:
         prepared.mark_built()
     return results
@@ -280,7 +279,7 @@ def evaluate_model(
     correctness of each leaf task, and the unweighted mean of the requested tasks' primary metric.
     """
     if dtype is None:
-        dtype = (tasks.eval_dtype if isinstance(tasks, Suite) else None) or DEFAULT_DTYPE
+        dtype = (tasks.eval_dtype if isinstance(tasks, Suite) else None) or DEFAULT_EVAL_DTYPE
     specs, include_paths = resolve_specs(tasks, include_path)
     session = session if session is not None else EvaluationSession()
     effective_batch = _effective_batch_size(batch_size, device)

@@ -12,9 +12,11 @@ lm-eval's response cache (not keyed by model) is never used.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,9 +75,25 @@ class PreparedTasks:
 
     def mark_built(self) -> None:
         """After the first evaluation: later ones reuse the built request instances (responses cleared)."""
-        for task in self.loaded["tasks"].values():
-            task.build_all_requests = functools.partial(_reuse_requests, task)
         self.built = True
+
+    @contextlib.contextmanager
+    def reusing_requests(self) -> Iterator[None]:
+        """While the block runs, each task's `build_all_requests` only clears the last model's responses
+        (its requests exist); afterwards the tasks are lm-eval's own objects again, unchanged."""
+        tasks = list(self.loaded["tasks"].values())
+        missing = object()
+        saved = [task.__dict__.get("build_all_requests", missing) for task in tasks]
+        for task in tasks:
+            task.build_all_requests = functools.partial(_reuse_requests, task)
+        try:
+            yield
+        finally:
+            for task, old in zip(tasks, saved, strict=True):
+                if old is missing:
+                    del task.build_all_requests
+                else:
+                    task.build_all_requests = old
 
 
 def _reuse_requests(task, **_build_arguments) -> None:

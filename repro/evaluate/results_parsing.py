@@ -7,7 +7,7 @@ from typing import Any
 
 from repro.errors import EvaluationError
 from repro.evaluate.outcome import EvalOutcome, ScoreRow
-from repro.evaluate.suites import TaskSpec
+from repro.facts.suites import TaskSpec
 
 
 def _sha256(text: str) -> str:

@@ -21,8 +21,8 @@ go through the stock path unchanged. Short requests (input up to 256 tokens) of 
 repro/evaluate/tree_packing.py are packed as prefix trees instead: every distinct token prefix of a
 call's short requests runs once, several items per row.
 
-Registered in lm-eval's model registry as `hf-shared` when `repro.evaluate` is imported;
-`repro lm-eval ...` is the stock CLI with it available (`--model hf-shared`).
+`repro lm-eval ...` is the stock CLI with it registered as `--model hf-shared`
+(repro.evaluate.lm_eval_registration); importing this module registers nothing.
 """
 
 from __future__ import annotations
@@ -31,24 +31,13 @@ import inspect
 
 import torch
 import torch.nn.functional as F
-from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
 from repro.evaluate import tree_packing
-from repro.evaluate.prefix_sharing import (  # noqa: F401 - group_requests: kept importable from here
-    Group,
-    Request,
-    group_requests,
-    plan_batches,
-    plan_requests,
-    tree_packed_indices,
-)
-
-MODEL_NAME = "hf-shared"
+from repro.evaluate.prefix_sharing import Group, Request, plan_batches, plan_requests, tree_packed_indices
 
 
-@register_model(MODEL_NAME)
 class SharedContextHFLM(HFLM):
     """lm-eval's HFLM with shared-context loglikelihood scoring (same arguments as `hf`).
 

@@ -12,6 +12,7 @@ from repro.atomic_io import atomic_directory, atomic_write_json
 from repro.errors import OutputFolderError
 from repro.evaluate.model_identity import evaluation_folder_name
 from repro.evaluate.outcome import EvalOutcome, read_items
+from repro.facts.paths import EVALUATE_DIR
 
 SCORES_FILE = "scores.json"
 ITEMS_FILE = "items.json.gz"
@@ -20,7 +21,7 @@ ITEMS_FILE = "items.json.gz"
 def store_evaluation(
     outcome: EvalOutcome,
     model_dir: str | Path,
-    root: str | Path = "runs/evaluate",
+    root: str | Path = EVALUATE_DIR,
     content_hash: str | None = None,
 ) -> Path:
     """Write `outcome` under `root`/<model-name>-<short content hash>/ and return that folder."""

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import EvaluationError
-from repro.evaluate.suites import Suite, TaskSpec
 from repro.evaluate.task_errors import task_load_error, unknown_task_error
+from repro.facts.suites import Suite, TaskSpec
 
 
 class _DropCustomDatasetNotice(logging.Filter):

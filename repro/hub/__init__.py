@@ -13,10 +13,11 @@
 token=)` with `.sha`, `.gated`, `.siblings[i].rfilename/.size/.lfs.sha256`, and `hf_hub_download(repo_id=,
 filename=, revision=, local_dir=, token=)`), so tests pass an offline fake.
 
-Modules: files (what is downloaded, where, hashing), errors (one clear HubError), resolve, download,
+Modules: files (what is downloaded, where; hashing is repro.file_digest), errors (one clear HubError), resolve, download,
 pickle_convert (`--allow-pickle`).
 """
 
+from repro.file_digest import sha256_file
 from repro.hub.download import DownloadResult, download, is_downloaded
 from repro.hub.errors import hub_error
 from repro.hub.files import (
@@ -26,7 +27,6 @@ from repro.hub.files import (
     is_pickle_only,
     local_model_dir,
     select_files,
-    sha256_file,
 )
 from repro.hub.resolve import resolve_entry, resolve_lockfile
 

@@ -15,9 +15,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from repro.facts.lockfile import CheckpointEntry
 from repro.hub.errors import RepoProblem, hub_call
 from repro.hub.files import is_pickle_only, local_model_dir, select_files
-from repro.lockfile import CheckpointEntry
 
 SMALL_FILES = ("config.json", "tokenizer_config.json")
 # config.json keys that fix tensor shapes: a checkpoint must match its base in each

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from repro.atomic_io import atomic_write_json, replace_directory
 from repro.errors import HubError
+from repro.facts.lockfile import CheckpointEntry, FileEntry, Lockfile
+from repro.file_digest import sha256_file
 from repro.hub.errors import hub_call
 from repro.hub.files import (
     HASH_CHUNK_BYTES,
@@ -18,11 +20,9 @@ from repro.hub.files import (
     is_pickle_only,
     local_model_dir,
     select_files,
-    sha256_file,
 )
 from repro.hub.pickle_convert import convert_pickles
 from repro.hub.resolve import resolve_entry
-from repro.lockfile import CheckpointEntry, FileEntry, Lockfile
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 from repro.errors import HubError
-from repro.lockfile import REPO_ID_PATTERN, FileEntry
+from repro.facts.lockfile import REPO_ID_PATTERN, FileEntry
+from repro.facts.paths import MODELS_DIR
+from repro.file_digest import sha256_file
 
 METADATA_FILES = frozenset(
     {
@@ -31,7 +31,7 @@ PICKLE_INDEX = "pytorch_model.bin.index.json"
 MODEL_SAFETENSORS = re.compile(r"^model(-\d+-of-\d+)?\.safetensors$")
 PICKLE_WEIGHTS = re.compile(r"^pytorch_model(-\d+-of-\d+)?\.bin$")
 MANIFEST_NAME = "repro_download.json"
-HASH_CHUNK_BYTES = 8 * 1024 * 1024
+HASH_CHUNK_BYTES = 8 * 1024 * 1024  # read size of a download stream
 OFFLINE_HINT = (
     "run `repro lock resolve` on a machine with network (download there too, or copy the models "
     "with `repro download --mirror DIR`)"
@@ -40,7 +40,7 @@ OFFLINE_HINT = (
 
 def default_models_dir() -> Path:
     """Where `repro download` puts models: $REPRO_MODELS, else runs/models."""
-    return Path(os.environ.get("REPRO_MODELS") or "runs/models")
+    return Path(os.environ.get("REPRO_MODELS") or MODELS_DIR)
 
 
 def local_model_dir(dest_root: str | Path, repo_id: str) -> Path:
@@ -69,16 +69,6 @@ def select_files(paths: list[str]) -> list[str]:
 
 def is_pickle_only(paths: list[str]) -> bool:
     return any(PICKLE_WEIGHTS.match(p) for p in paths) and not any(p.endswith(".safetensors") for p in paths)
-
-
-def sha256_file(path: str | Path, on_chunk: Callable[[int], None] | None = None) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-            if on_chunk:
-                on_chunk(len(chunk))
-    return digest.hexdigest()
 
 
 def file_entry_for(path: Path, rel: str) -> FileEntry:

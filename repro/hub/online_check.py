@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from repro.lockfile import Lockfile
+from repro.facts.lockfile import Lockfile
 
 RESOLVES, GONE, DENIED, UNPINNED = "resolves", "gone", "denied", "unpinned"
 

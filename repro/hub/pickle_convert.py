@@ -7,9 +7,9 @@ from pathlib import Path
 
 from repro.atomic_io import atomic_write_json
 from repro.errors import HubError
+from repro.facts.lockfile import FileEntry
 from repro.hub.errors import first_line
 from repro.hub.files import PICKLE_INDEX, PICKLE_WEIGHTS, SAFETENSORS_INDEX, file_entry_for
-from repro.lockfile import FileEntry
 
 
 def convert_pickles(stage: Path, source_files: list[FileEntry], repo_id: str) -> list[FileEntry]:

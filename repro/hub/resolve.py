@@ -13,10 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from repro.errors import HubError
+from repro.facts.lockfile import SHA1_PATTERN, CheckpointEntry, FileEntry, Lockfile
+from repro.file_digest import sha256_file
 from repro.hub.errors import RepoProblem, hub_call
-from repro.hub.files import select_files, sha256_file
+from repro.hub.files import select_files
 from repro.hub.history import AsOf, pick_commit
-from repro.lockfile import SHA1_PATTERN, CheckpointEntry, FileEntry, Lockfile
 
 
 def resolve_entry(

@@ -25,6 +25,7 @@ import numpy as np
 from repro.method_catalog import default_table_methods
 from repro.report.item_data import load_item_matrix
 from repro.report.paired_bootstrap import DEFAULT_RESAMPLES, TIE_TOLERANCE, cell_bootstrap
+from repro.report.table_text import latex_escape
 
 # The paper's tables (each method's `tables` trait in repro.method_catalog); a config's `report:` section
 # overrides them.
@@ -34,7 +35,7 @@ TABLE_REFERENCE = {"table1": "base", "table2": "best_single", "table3": "base"}
 
 def table_methods(loaded) -> dict[str, list[str]]:
     """table name -> method registry names, from the config's report section when it has one."""
-    for attribute in ("report_tables", "table_methods"):
+    for attribute in ("report_tables",):
         mapping = getattr(loaded, attribute, None) if loaded is not None else None
         if callable(mapping):
             mapping = mapping()
@@ -225,13 +226,11 @@ def to_csv(cells: list[CellCI]) -> str:
 
 
 def to_latex(cells: list[CellCI], note: str) -> str:
-    from repro.report.table1 import _latex_escape
-
     headers, rows = wide_rows(cells)
     lines = [r"\begin{tabular}{ll" + "r" * (len(headers) - 2) + "}", r"\toprule",
-             " & ".join(_latex_escape(h) for h in headers) + r" \\", r"\midrule"]
-    lines += [" & ".join(_latex_escape(c.replace("·", "|")) for c in row) + r" \\" for row in rows]
-    lines += [r"\bottomrule", r"\end{tabular}", "% " + _latex_escape(note)]
+             " & ".join(latex_escape(h) for h in headers) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_escape(c.replace("·", "|")) for c in row) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{tabular}", "% " + latex_escape(note)]
     return "\n".join(lines) + "\n"
 
 

@@ -67,10 +67,9 @@ def _section(artifact: Artifact, config_name: str) -> str:
     return "\n".join(parts)
 
 
-def page_html(loaded, artifacts: list[Artifact], skipped: list[str], incomplete: list[str], records: dict) -> str:
-    from repro.report.render_all import provenance
-
-    prov = provenance(records)
+def page_html(loaded, artifacts: list[Artifact], skipped: list[str], incomplete: list[str], records: dict,
+              prov: dict) -> str:
+    """The page; `prov` is the provenance summary over `records` (repro.report.render_all.provenance)."""
     config_text = loaded.path.read_text(encoding="utf-8")
     nav = "".join(f'<a href="#{_e(a.key)}">{_e(a.key)}</a>' for a in artifacts)
     parts = [
@@ -108,5 +107,6 @@ def page_html(loaded, artifacts: list[Artifact], skipped: list[str], incomplete:
     return "\n".join(parts) + "\n"
 
 
-def write_page(loaded, artifacts, skipped, incomplete, records, out_dir: Path) -> Path:
-    return atomic_write_text(Path(out_dir) / "index.html", page_html(loaded, artifacts, skipped, incomplete, records))
+def write_page(loaded, artifacts, skipped, incomplete, records, prov: dict, out_dir: Path) -> Path:
+    return atomic_write_text(Path(out_dir) / "index.html",
+                             page_html(loaded, artifacts, skipped, incomplete, records, prov))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 
-PAPER_BASES = ("Llama 3.2 3B", "Llama 3.1 8B", "Qwen3 4B", "Qwen3 8B")
 PAPER_BASE_KEYS = {"llama-3.2-3b": "Llama 3.2 3B", "llama-3.1-8b": "Llama 3.1 8B", "qwen3-4b": "Qwen3 4B",
                    "qwen3-8b": "Qwen3 8B"}
 PAPER_SUITE = "paper16"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from itertools import zip_longest
 
-from repro.report.table1 import Table1
+from repro.report.table_text import PaperTable
 
 
 def homogeneous_bases(loaded) -> list[str]:
@@ -25,7 +25,7 @@ def homogeneous_bases(loaded) -> list[str]:
     return [b for b in loaded.config.homogeneous.bases if loaded.lock.bases[b].homogeneous]
 
 
-def build_table4(loaded) -> Table1 | None:
+def build_table4(loaded) -> PaperTable | None:
     bases = homogeneous_bases(loaded)
     if not bases:
         return None
@@ -41,10 +41,10 @@ def build_table4(loaded) -> Table1 | None:
                              entry.revision[:12] if entry.revision else "unresolved"])
     footnote = (f"Table 4: domain-specific checkpoints of the homogeneous merges, from {loaded.config.lockfile} "
                 "(revision: the pinned commit, first 12 hex digits).")
-    return Table1(["Base Model", "Domain", "Checkpoint Name", "Revision"], rows, footnote)
+    return PaperTable(["Base Model", "Domain", "Checkpoint Name", "Revision"], rows, footnote)
 
 
-def _world_table4(loaded, bases: list[str]) -> Table1:
+def _world_table4(loaded, bases: list[str]) -> PaperTable:
     """Table 4 of an offline world: its expert groups (`homogeneous.groups`), each checkpoint by index and
     fine-tune name, with what it was trained on (the world recipe's description)."""
     finetunes = list(getattr(loaded.config.world, "finetunes", []))
@@ -62,11 +62,11 @@ def _world_table4(loaded, bases: list[str]) -> Table1:
     footnote = (f"Table 4 (offline world): the expert groups of the homogeneous merges, from {loaded.path.name} "
                 f"(`homogeneous.groups`; world recipe: {source}). The paper's Table 4 lists Hugging Face "
                 "checkpoints of Qwen3 4B and 8B instead.")
-    return Table1(["Base Model", "Domain", "Checkpoint", "Trained on"], rows, footnote)
+    return PaperTable(["Base Model", "Domain", "Checkpoint", "Trained on"], rows, footnote)
 
 
-def build_table5(loaded, suites: dict) -> Table1 | None:
-    """`suites`: the facts layer's suites (repro.suites.load_suites)."""
+def build_table5(loaded, suites: dict) -> PaperTable | None:
+    """`suites`: the facts layer's suites (repro.facts.suites.load_suites)."""
     if loaded.config.homogeneous is None:
         return None
     names = list(dict.fromkeys(s for e in loaded.config.homogeneous.experiments for s in e.suites))
@@ -74,4 +74,4 @@ def build_table5(loaded, suites: dict) -> Table1 | None:
     rows = [[cell or "" for cell in row] for row in zip_longest(*columns)]
     footnote = (f"Table 5: evaluation tasks of the homogeneous merges, grouped by domain, from "
                 f"{loaded.config.evaluation.suites_file} (suites {', '.join(names)}).")
-    return Table1([f"{name.replace('_', ' ').capitalize()} Tasks" for name in names], rows, footnote, grouped=False)
+    return PaperTable([f"{name.replace('_', ' ').capitalize()} Tasks" for name in names], rows, footnote, grouped=False)

@@ -25,27 +25,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
 from statistics import mean, median
 
-from repro.reference import AVERAGE, Reference, ReferenceCell, display_path
+from repro.facts.reference import AVERAGE, Reference, ReferenceCell, display_path
+from repro.report.published_findings import EPS, Finding, describe
+from repro.report.published_text import check_claims
 
 UNIT = {"percentage": 1.0, "delta": 0.01, "reference_accuracy": 0.1}
-EPS = 1e-9
 RULES = ("average", "shift", "rounding", "logic", "text")
-
-
-@dataclass(frozen=True)
-class Finding:
-    rule: str
-    severity: str  # "inconsistency" | "note"
-    message: str
-    cells: tuple[str, ...] = field(default_factory=tuple)
-
-
-def describe(cell: ReferenceCell) -> str:
-    return (f"{cell.table} {cell.model} / {cell.method} / n={cell.n}: {cell.percentage} / {cell.delta} "
-            f"({cell.reference} {cell.reference_accuracy})")
 
 
 def _roundings(x: float, digits: int = 0) -> set[float]:
@@ -234,8 +221,6 @@ def _same_across_methods(cells: list[ReferenceCell]) -> list[Finding]:
 
 
 def check_published(reference: Reference) -> list[Finding]:
-    from repro.report.published_text import check_claims
-
     cells = reference.cells
     return [*check_averages(cells), *check_shift(cells), *check_rounding(cells), *check_logic(cells),
             *check_claims(reference.claims, cells)]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import operator
 from statistics import mean
 
-from repro.reference import AVERAGE, ReferenceCell, TextClaim
-from repro.report.published_checks import EPS, Finding, describe
+from repro.facts.reference import AVERAGE, ReferenceCell, TextClaim
+from repro.report.published_findings import EPS, Finding, describe
 
 OPS = {"==": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 

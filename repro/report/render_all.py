@@ -27,10 +27,12 @@ from repro.report.artifacts import Artifact, load_records
 from repro.report.figures import main_figures
 from repro.report.geometry_figures import geometry_figures
 from repro.report.homogeneous_figures import homogeneous_figures
+from repro.report.html_page import write_page
 from repro.report.protocol_tables import build_table4, build_table5
 from repro.report.results_view import collect
 from repro.report.sweep_figures import sweep_figures
-from repro.report.table1 import build_table1, build_table2, incomplete_cells, write_table1
+from repro.report.table1 import build_table1, build_table2, incomplete_cells
+from repro.report.table_text import write_table
 
 TABLE_TITLES = {
     "table1": "Table 1: constructive interference of Task-Arithmetic-based methods (vs. the base model)",
@@ -61,7 +63,7 @@ def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixRe
                ) -> tuple[list[Artifact], list[str]]:
     """Render everything supported (with `appendix`: also what its configs' results support); returns
     (artifacts, what was skipped and why)."""
-    from repro.suites import load_suites
+    from repro.facts.suites import load_suites
 
     out_dir = Path(out_dir)
     records = load_records(plan, store)
@@ -89,7 +91,7 @@ def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixRe
         built = build(results, labels)
         from repro.report.paper_readings import NOTES
 
-        artifacts.append(Artifact(table, TABLE_TITLES[table], "table", write_table1(built, out_dir, stem=table),
+        artifacts.append(Artifact(table, TABLE_TITLES[table], "table", write_table(built, out_dir, stem=table),
                                   _grid_count(results, plan, labels, records),
                                   notes=[built.footnote, *NOTES[table]], table=(built.headers, built.rows)))
     suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
@@ -101,7 +103,7 @@ def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixRe
             skipped.append(f"{TABLE_TITLES[key]}: {NOT_SUPPORTED} (the config has no homogeneous experiments"
                            f"{'; made by its appendix config ' + ' and '.join(makers) if makers else ''})")
             continue
-        artifacts.append(Artifact(key, TABLE_TITLES[key], "table", write_table1(built, out_dir, stem=key), 0,
+        artifacts.append(Artifact(key, TABLE_TITLES[key], "table", write_table(built, out_dir, stem=key), 0,
                                   notes=[built.footnote], table=(built.headers, built.rows)))
     artifacts.append(_table6(loaded, out_dir))
     from repro.report.ci_tables import ci_artifacts
@@ -132,16 +134,14 @@ def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixRe
     incomplete = incomplete_cells(results, loaded.report_labels("table1")) if grid_results else []
     every_record = {**appendix_records, **records}
     _write_manifest(loaded, artifacts, skipped, incomplete, every_record, out_dir, appendix)
-    from repro.report.html_page import write_page
-
-    write_page(loaded, artifacts, skipped, incomplete, every_record, out_dir)
+    write_page(loaded, artifacts, skipped, incomplete, every_record, provenance(every_record), out_dir)
     return artifacts, skipped
 
 
 def _appendix_artifacts(part: AppendixResults, records: dict, out_dir: Path) -> list[Artifact]:
     """What an appendix config adds: Tables 4-5 (homogeneous), Figures 11-28 and the Appendix E table.
     Its main-grid figures and Tables 1-3 and 6 are the main config's, never drawn from here."""
-    from repro.suites import load_suites
+    from repro.facts.suites import load_suites
 
     loaded = part.loaded
     out: list[Artifact] = []
@@ -150,7 +150,7 @@ def _appendix_artifacts(part: AppendixResults, records: dict, out_dir: Path) -> 
     suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
     for key, built in (("table4", build_table4(loaded)), ("table5", build_table5(loaded, suites))):
         if built is not None:
-            out.append(Artifact(key, TABLE_TITLES[key], "table", write_table1(built, out_dir, stem=key), 0,
+            out.append(Artifact(key, TABLE_TITLES[key], "table", write_table(built, out_dir, stem=key), 0,
                                 notes=[built.footnote], table=(built.headers, built.rows)))
     figures = sweep_figures(loaded, part.plan, records, out_dir)
     figures += geometry_figures(loaded, part.plan, records, out_dir)
@@ -186,7 +186,7 @@ def render_figures(loaded, plan, records: dict, out_dir: Path, suites: dict | No
                    intervals: dict | None = None) -> list:
     """Every figure the results support: 3, 4, 6, 7-10, 11-18, 19-26, 27-28 (FigureFile list)."""
     if suites is None:
-        from repro.suites import load_suites
+        from repro.facts.suites import load_suites
 
         suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
     all_labels = list(dict.fromkeys(job.label for job in plan.jobs if job.kind == "merge" and job.experiment is None))
@@ -264,8 +264,8 @@ def _appendix_makers(loaded) -> dict[str, list[str]]:
     """Which of the config's `report.appendix_configs` make what: "fig11".. (sweeps), "geometry",
     "homogeneous" -> config file names. An appendix config that does not load is left out (its own
     `repro report all` names the problem)."""
-    from repro.config import load_config
     from repro.errors import ReproError
+    from repro.facts.config import load_config
 
     out: dict[str, list[str]] = {}
     try:

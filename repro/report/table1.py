@@ -15,15 +15,12 @@ results than the plan expects is marked with `*` (the run is incomplete); a cell
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
-from pathlib import Path
 from statistics import mean
 
-from repro.atomic_io import atomic_write_text
 from repro.report.paired_bootstrap import TIE_TOLERANCE
 from repro.report.results_view import ExperimentResults
+from repro.report.table_text import PaperTable
 
 MISSING = "–"
 
@@ -48,14 +45,6 @@ def _cell(values: list[float], reference: float | None, planned: int) -> Cell:
     return Cell(100.0 * beats / len(values), 100.0 * mean(v - reference for v in values), len(values) >= planned)
 
 
-@dataclass(frozen=True)
-class Table1:
-    headers: list[str]
-    rows: list[list[str]]  # [model, method, base accuracy, n=1 cell, n=sizes... cells]
-    footnote: str
-    grouped: bool = True  # a non-empty first cell starts a group (a rule above it in LaTeX)
-
-
 REFERENCES = {"base": "Base", "best_single": "Best FT"}
 
 
@@ -67,12 +56,12 @@ def _reference(entry, reference: str, planned_singles: int) -> float | None:
     return max(entry.singles.values())
 
 
-def build_table1(results: ExperimentResults, labels: list[str] | None = None) -> Table1:
+def build_table1(results: ExperimentResults, labels: list[str] | None = None) -> PaperTable:
     """Table 1 (and Table 3, with its methods): every model against its base model."""
     return build_comparison_table(results, "base", labels)
 
 
-def build_table2(results: ExperimentResults, labels: list[str] | None = None) -> Table1:
+def build_table2(results: ExperimentResults, labels: list[str] | None = None) -> PaperTable:
     """Table 2: every model against the best single fine-tuned checkpoint of its base."""
     return build_comparison_table(results, "best_single", labels)
 
@@ -110,7 +99,7 @@ def incomplete_cells(results: ExperimentResults, labels: list[str] | None = None
     return out
 
 
-def build_comparison_table(results: ExperimentResults, reference: str, labels: list[str] | None = None) -> Table1:
+def build_comparison_table(results: ExperimentResults, reference: str, labels: list[str] | None = None) -> PaperTable:
     sizes = results.sizes
     labels = results.method_labels if labels is None else [lab for lab in labels if lab in results.method_labels]
     counts = evaluated_counts(results, labels)
@@ -151,50 +140,4 @@ def build_comparison_table(results: ExperimentResults, reference: str, labels: l
         "Header k counts the combinations evaluated. * = fewer results than planned; – = no result yet. "
         f"Config hash {results.config_hash[:12]}, {results.n_results} results."
     )
-    return Table1(headers, rows, footnote)
-
-
-def to_markdown(table: Table1) -> str:
-    lines = ["| " + " | ".join(table.headers) + " |", "|" + "|".join("---" for _ in table.headers) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
-    return "\n".join(lines) + f"\n\n{table.footnote}\n"
-
-
-def to_csv(table: Table1) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(table.headers)
-    writer.writerows(table.rows)
-    return buffer.getvalue()
-
-
-def _latex_escape(text: str) -> str:
-    for char, repl in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
-        text = text.replace(char, repl)
-    return text.replace("–", "--")
-
-
-def to_latex(table: Table1) -> str:
-    def header(h: str) -> str:
-        if h.startswith("n="):
-            n, k = h[2:].split(" ")
-            return f"$n={n}$ {k}"
-        return _latex_escape(h)
-
-    spec = "ll" + "r" * (len(table.headers) - 2)
-    lines = [r"\begin{tabular}{" + spec + "}", r"\toprule", " & ".join(header(h) for h in table.headers) + r" \\",
-             r"\midrule"]
-    for row in table.rows:
-        if table.grouped and row[0] and row is not table.rows[0]:
-            lines.append(r"\midrule")
-        lines.append(" & ".join(_latex_escape(c) for c in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", "% " + _latex_escape(table.footnote)]
-    return "\n".join(lines) + "\n"
-
-
-def write_table1(table: Table1, out_dir: Path, stem: str = "table1") -> list[Path]:
-    return [
-        atomic_write_text(out_dir / f"{stem}.md", to_markdown(table)),
-        atomic_write_text(out_dir / f"{stem}.csv", to_csv(table)),
-        atomic_write_text(out_dir / f"{stem}.tex", to_latex(table)),
-    ]
+    return PaperTable(headers, rows, footnote)

@@ -15,7 +15,10 @@ from pathlib import Path
 
 from repro.atomic_io import atomic_write_text
 from repro.errors import EvaluationError
-from repro.suites import DEFAULT_SUITES_PATH, REPO_ROOT, load_suites
+from repro.facts.paths import PAPER_ARTIFACTS_DIR, REPO_ROOT, repo_path
+from repro.facts.suites import DEFAULT_SUITES_PATH, load_suites
+
+DEFAULT_OUT_DIR = repo_path(PAPER_ARTIFACTS_DIR)
 
 CAPTION = (
     "Number of in-context examples (n-fewshot) used for each evaluation task, "
@@ -85,7 +88,7 @@ def to_latex(table: Table6) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table6(out_dir: str | Path = REPO_ROOT / "paper_artifacts", suites_path: str | Path = DEFAULT_SUITES_PATH,
+def write_table6(out_dir: str | Path = DEFAULT_OUT_DIR, suites_path: str | Path = DEFAULT_SUITES_PATH,
                  suite: str = "paper16") -> list[Path]:  # fmt: skip
     table = build_table6(suites_path, suite)
     out_dir = Path(out_dir)

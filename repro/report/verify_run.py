@@ -24,7 +24,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from repro.reference import AVERAGE, Reference, ReferenceCell, display_path
+from repro.facts.reference import AVERAGE, Reference, ReferenceCell, display_path
 from repro.report.ci_tables import TABLE_REFERENCE, CellCI, bootstrap_experiment, build_ci_cells
 
 WIDEN = math.sqrt(2)

@@ -12,8 +12,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from repro.config import GeometrySettings, LoadedConfig
 from repro.errors import InsufficientDiskError, RunnerError
+from repro.experiment_sections import GeometrySettings
+from repro.facts.config import LoadedConfig
 from repro.plan import Job, job_models
 from repro.results import ResultsStore
 from repro.runner.grid_merges import GridMerges, grid_peers
@@ -66,7 +67,7 @@ def _model_from_state(base_dir: Path, state_dict: dict):
 class JobExecutor:
     def __init__(self, loaded: LoadedConfig, runs_dir: Path, store: ResultsStore, upcoming: Sequence[Job] = ()):
         from repro.evaluate import EvaluationSession
-        from repro.suites import load_suites
+        from repro.facts.suites import load_suites
 
         self.loaded = loaded
         self.runs_dir = runs_dir
@@ -232,7 +233,7 @@ class JobExecutor:
 
     def _geometry_record(self, job: Job, started: float) -> dict:
         """Appendix D: Gram matrices of the pool's task vectors (no merge, no evaluation)."""
-        from repro.task_vector_geometry import task_vector_geometry
+        from repro.merge.task_vector_geometry import task_vector_geometry
 
         settings = self.loaded.config.geometry
         pattern = settings.layer_pattern if settings is not None else GeometrySettings().layer_pattern

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repro.config import LoadedConfig
 from repro.errors import InsufficientDiskError, RunnerError
+from repro.facts.config import LoadedConfig
 from repro.plan import Job, Plan, describe_job
 from repro.results import ResultsStore
 from repro.runner.claims import ClaimBoard, worker_identity
@@ -257,8 +257,8 @@ def _worker_process(config_path: str, runs_dir: str, plan: Plan, retry_failed: b
     """The body of one spawned worker: load the config, run the shared plan, report a typed error."""
     os.environ.update(environment or {})  # its GPU (CUDA_VISIBLE_DEVICES) before anything initializes CUDA
     os.environ.setdefault("TQDM_DISABLE", "1")
-    from repro.config import load_config
     from repro.errors import ReproError
+    from repro.facts.config import load_config
 
     try:
         run_worker(load_config(config_path), plan, Path(runs_dir), retry_failed=retry_failed, kinds=kinds,

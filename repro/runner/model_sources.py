@@ -2,56 +2,32 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from repro.config import LoadedConfig
 from repro.errors import RunnerError
+from repro.facts.config import LoadedConfig
+from repro.facts.suites import load_suites
+from repro.worlds.kinds import BuiltWorld, WorldPlace, build_world
 
 
 class ModelSources:
     def __init__(self, loaded: LoadedConfig, runs_root: Path):
         self.loaded = loaded
         self.runs_root = runs_root  # the folder holding runs/<config>/ (worlds are shared across configs)
-        self._worlds: dict[str, object] = {}
+        self._worlds: dict[str, BuiltWorld] = {}
 
-    def _world(self, base: str):
-        world_cfg = self.loaded.config.world
-        if base not in self._worlds and world_cfg.kind == "trained":
-            self._worlds[base] = self._trained_world(world_cfg)
-        if base not in self._worlds and world_cfg.kind == "smollm2":
-            self._worlds[base] = self._smollm2_world(world_cfg)
+    def _world(self, base: str) -> BuiltWorld:
         if base not in self._worlds:
-            from repro.worlds.tiny import build_tiny_world
-
-            family = base.removeprefix("tiny-")
-            folder = self.runs_root / "worlds" / f"tiny-{family}-seed{world_cfg.seed}-n{world_cfg.checkpoints_per_base}"
-            self._worlds[base] = build_tiny_world(
-                folder, family, n_checkpoints=world_cfg.checkpoints_per_base, seed=world_cfg.seed
-            )
+            place = WorldPlace(self.runs_root, self.loaded.resolve, self._suite_folder,
+                               log=lambda message: print(message, file=sys.stderr, flush=True))
+            self._worlds[base] = build_world(self.loaded.config.world, base, place)
         return self._worlds[base]
 
-    def _trained_world(self, world_cfg):
-        """Write the world's evaluation tasks where the config's suite reads them, then build (or reuse) it."""
-        import sys
-
-        from repro.evaluate.suites import load_suites
-        from repro.worlds.trained import build_trained_world, world_folder
-        from repro.worlds.world_tasks import write_world_tasks
-
+    def _suite_folder(self) -> Path:
+        """The folder the config's evaluation suite reads its local tasks from."""
         evaluation = self.loaded.config.evaluation
-        suite = load_suites(self.loaded.resolve(evaluation.suites_file))[evaluation.suite]
-        write_world_tasks(world_cfg.tasks, suite.include_path)
-        return build_trained_world(world_cfg, world_folder(self.runs_root, world_cfg),
-                                   log=lambda message: print(message, file=sys.stderr, flush=True))
-
-    def _smollm2_world(self, world_cfg):
-        """SmolLM2-135M-Instruct from the wheel pinned in the world's lockfile, and its fine-tunes."""
-        import sys
-
-        from repro.worlds.smollm2_world import build_smollm2_world
-
-        return build_smollm2_world(world_cfg, self.loaded.resolve(world_cfg.lockfile), self.runs_root,
-                                   log=lambda message: print(message, file=sys.stderr, flush=True))
+        return load_suites(self.loaded.resolve(evaluation.suites_file))[evaluation.suite].include_path
 
     def repo_dir(self, repo_id: str) -> Path:
         """A downloaded checkpoint by repo id (homogeneous experiments name checkpoints directly)."""

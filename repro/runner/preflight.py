@@ -9,7 +9,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repro.config import LoadedConfig
+from repro.facts.config import LoadedConfig
 
 
 def gpu_problem() -> str | None:

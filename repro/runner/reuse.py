@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from repro.config import LoadedConfig
+from repro.facts.config import LoadedConfig
 from repro.plan import Plan
 from repro.results import ResultsStore
 

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from repro.config import LoadedConfig
 from repro.errors import RunnerError
+from repro.facts.config import LoadedConfig
 from repro.plan import Plan
 from repro.results import ResultsStore
 
@@ -40,7 +40,7 @@ class SlurmBatch:
         import signal
         import threading
 
-        from repro.config import load_config
+        from repro.facts.config import load_config
         from repro.plan import build_plan
         from repro.runner.local_runner import run_worker
 

@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from repro.worlds.skills import DOMAINS, SKILLS
+
 WORLD_CODE_VERSION = 2  # bump when the trainer or the skills change what a recipe produces
 
 
@@ -60,8 +62,6 @@ class TrainingStage(_Strict):
 
     @model_validator(mode="after")
     def _known(self) -> TrainingStage:
-        from repro.worlds.skills import DOMAINS, SKILLS
-
         problems = [f"unknown skill {s!r} (known: {', '.join(SKILLS)})" for s in self.skills if s not in SKILLS]
         for skill, convention in self.conventions.items():
             if skill not in SKILLS:
@@ -91,8 +91,6 @@ class WorldTasks(_Strict):
     @field_validator("skills")
     @classmethod
     def _known(cls, skills: list[str]) -> list[str]:
-        from repro.worlds.skills import SKILLS
-
         unknown = [s for s in skills if s not in SKILLS]
         if unknown:
             raise ValueError(f"unknown skill(s) {', '.join(unknown)} (known: {', '.join(SKILLS)})")
@@ -115,6 +113,15 @@ class FineTunedWorld(_Strict):
     def checkpoints_per_base(self) -> int:
         return len(self.finetunes)
 
+    def base_names(self) -> list[str]:
+        return [self.name]
+
+    def finetune_names(self) -> list[str]:
+        return [f.name for f in self.finetunes]
+
+    def written_tasks(self) -> frozenset[str] | None:
+        return None
+
 
 class TrainedWorldConfig(FineTunedWorld):
     """A small Llama pretrained on synthetic skills plus fine-tunes of it, built deterministically on CPU."""
@@ -127,6 +134,9 @@ class TrainedWorldConfig(FineTunedWorld):
     pretrain: TrainingStage
     finetunes: list[FineTune] = Field(min_length=1, max_length=64)
     tasks: WorldTasks
+
+    def written_tasks(self) -> frozenset[str] | None:
+        return frozenset(f"{self.tasks.prefix}_{skill}" for skill in self.tasks.skills)
 
 
 def recipe_hash(world: TrainedWorldConfig) -> str:

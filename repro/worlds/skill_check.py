@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.worlds.recipe import TrainedWorldConfig, TrainingStage
-from repro.worlds.skills import eval_items
-from repro.worlds.trained import encode
+from repro.worlds.skills import encode, eval_items
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,13 @@ import random
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import MappingProxyType
 
 LETTERS = string.ascii_lowercase
 ALPHABET = LETTERS + string.digits + " =?:;,.+-\n"  # every character any skill writes
+# the trained worlds' character-level vocabulary: special tokens, then one token per character of ALPHABET
+SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
+VOCAB = MappingProxyType({token: i for i, token in enumerate((*SPECIAL_TOKENS, *ALPHABET))})
 
 CATEGORIES = {
     "beast": ("fox", "cat", "dog", "horse", "mouse", "tiger", "sheep", "goat"),
@@ -229,3 +233,9 @@ def eval_items(skill: str, count: int, seed: int, convention: str = "standard", 
             continue
         items.setdefault(item.key, item)
     return list(items.values())
+
+
+def encode(text: str) -> list[int]:
+    """Token ids of `text` in the trained worlds' vocabulary (unknown characters -> <unk>)."""
+    unk = VOCAB["<unk>"]
+    return [VOCAB.get(ch, unk) for ch in text]

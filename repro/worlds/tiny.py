@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.atomic_io import atomic_directory, atomic_write_json
-
-FAMILIES = ("llama", "qwen3")
+from repro.worlds.tiny_recipe import FAMILIES
 
 # Architecture of every tiny model: small enough that a merge + evaluation takes well under a second.
 TINY_DIMS = dict(

@@ -27,11 +27,10 @@ from pathlib import Path
 
 from repro.atomic_io import atomic_directory, atomic_write_json
 from repro.worlds.recipe import WORLD_CODE_VERSION, TrainedWorldConfig, TrainingStage, recipe_hash
-from repro.worlds.skills import ALPHABET, SKILLS
+from repro.worlds.skill_check import check_world
+from repro.worlds.skills import SKILLS, SPECIAL_TOKENS, VOCAB, encode
 from repro.worlds.world_tasks import held_out_keys
 
-SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
-VOCAB = {token: i for i, token in enumerate((*SPECIAL_TOKENS, *ALPHABET))}
 WORLD_FILE = "world.json"
 MODEL_META = "repro_world.json"
 BUCKET = 8  # batches drawn at once and grouped by length
@@ -60,11 +59,6 @@ def build_tokenizer():
         tokenizer_object=tokenizer, pad_token="<pad>", unk_token="<unk>", bos_token="<bos>", eos_token="<eos>",
         model_max_length=512,
     )
-
-
-def encode(text: str) -> list[int]:
-    unk = VOCAB["<unk>"]
-    return [VOCAB.get(ch, unk) for ch in text]
 
 
 def model_config(world: TrainedWorldConfig):
@@ -332,8 +326,6 @@ def _copy_identical_base(world: TrainedWorldConfig, built: TrainedWorld, base_st
 def _learned(world: TrainedWorldConfig, built: TrainedWorld, log) -> dict:
     """Per model, accuracy on the held-out problems of each skill it was trained on, posed its own way
     (repro.worlds.skill_check), recorded in world.json and logged: what the world really learned."""
-    from repro.worlds.skill_check import check_world
-
     models = {"base": built.base, **{f"ft-{i:02d}": p for i, p in enumerate(built.checkpoints, start=1)}}
     with deterministic_torch(world.threads):
         report = check_world(world, models)

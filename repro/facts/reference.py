@@ -19,9 +19,9 @@ from pathlib import Path
 import yaml
 
 from repro.errors import ReproError
+from repro.facts.paths import PAPER_ARTIFACTS_DIR, REPO_ROOT, repo_path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_REFERENCE_DIR = REPO_ROOT / "paper_artifacts" / "reference"
+DEFAULT_REFERENCE_DIR = repo_path(PAPER_ARTIFACTS_DIR) / "reference"
 TABLES_FILE, CLAIMS_FILE, NAMES_FILE = "tables.csv", "text_claims.yaml", "names.yaml"
 COLUMNS = ("table", "model", "method", "reference", "reference_accuracy", "n", "combinations", "percentage", "delta")
 AVERAGE = "Average"

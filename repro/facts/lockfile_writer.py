@@ -1,4 +1,4 @@
-"""Writing checkpoints.lock: the canonical, deterministic text of a Lockfile (repro.lockfile reads it).
+"""Writing checkpoints.lock: the canonical, deterministic text of a Lockfile (repro.facts.lockfile reads it).
 
 `render_lockfile(lock)` gives the text (the file's comment header, then version, checkpoints in
 first-reference order, bases in file order, files sorted by path); `dump_lockfile(lock, path)` writes it
@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from repro.atomic_io import atomic_write_text
-from repro.lockfile import DEFAULT_LOCKFILE, Lockfile, parse_lockfile
+from repro.facts.lockfile import DEFAULT_LOCKFILE, Lockfile, parse_lockfile
 
 _PLAIN_SCALAR = re.compile(r"^[A-Za-z_][A-Za-z0-9._/-]*$")
 _YAML_WORDS = {"null", "true", "false", "yes", "no", "on", "off", "y", "n", "~"}

