@@ -10,13 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
 # Known exceptions, each to be removed when its module is split; a listed one that no longer occurs fails.
-KNOWN_CYCLES = {
-    # the merge engine's method dispatch (methods -> kernels -> mergekit_plugin -> methods); issue 20 point 5
-    frozenset({"repro.merge", "repro.merge.engine", "repro.merge.grid", "repro.merge.kernels",
-               "repro.merge.methods.spectral", "repro.merge.methods.subspace_boosting", "repro.merge.stock_topk",
-               "repro.merge.streaming"}),
-}
-KNOWN_LONG = {"repro.merge.engine", "repro.merge.kernels"}
+KNOWN_CYCLES: set[frozenset[str]] = set()
+KNOWN_LONG: set[str] = set()
 HEAVY = ("torch", "transformers", "mergekit", "lm_eval", "vllm", "numba")
 REPORT_FORBIDDEN = ("repro.merge", "repro.evaluate")
 

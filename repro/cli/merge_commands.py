@@ -99,7 +99,7 @@ def register(subparsers) -> None:
                        help="replace --out when it holds an earlier output of `repro merge`")
     merge.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     merge.add_argument("--vocab-mismatch", default="truncate", choices=("truncate", "error"))
-    merge.add_argument("--out-dtype", default=None, help="float32, bfloat16 or float16 (default: the base's)")
+    merge.add_argument("--out-dtype", default=None, help="float32, float16 or bfloat16 (default: the base's)")
     merge.add_argument("--progress", action="store_true", default=None,
                        help="show the tensors merged so far (default: when stderr is a terminal)")
     merge.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
-from repro.evaluate import tree_packing
 from repro.evaluate.prefix_sharing import Group, Request, plan_batches, plan_requests, tree_packed_indices
+from repro.evaluate.tree_packing import TREE_WIDTH, batch_scores, packed_batches, tree_ready
 
 
 class SharedContextHFLM(HFLM):
@@ -89,9 +89,9 @@ class SharedContextHFLM(HFLM):
     def _loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False, override_bs=None):
         if self.backend != "causal" or override_bs is not None:
             return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
-        width = min(tree_packing.TREE_WIDTH, self.max_length)
+        width = min(TREE_WIDTH, self.max_length)
         packed = self._tree_packed(requests, width) if (  # packed trees share across items: not without it
-            self.pack_trees and self.share_prefix and tree_packing.tree_ready(self.model, width)) else []
+            self.pack_trees and self.share_prefix and tree_ready(self.model, width)) else []
         if not packed:
             return self._context_loglikelihood_tokens(requests, disable_tqdm)
         results: list[tuple[float, bool] | None] = [None] * len(requests)
@@ -130,7 +130,7 @@ class SharedContextHFLM(HFLM):
                                                              for i in indices))
         cache = self.packing_cache
         if key not in cache:  # the same requests for every model of this tokenizer: packed once
-            cache[key] = tree_packing.packed_batches(requests, indices, width, per_forward, pad)
+            cache[key] = packed_batches(requests, indices, width, per_forward, pad)
         for batch in cache[key]:
             ids, positions, mask = (t.to(self.device) for t in (batch.ids, batch.positions, batch.mask))
             self.forward_tokens += int(ids.numel())
@@ -143,7 +143,7 @@ class SharedContextHFLM(HFLM):
                 logprobs = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
             del logits
             # `indices` positions -> request indices: batches hold positions into `requests`
-            yield from zip(batch.requests, tree_packing.batch_scores(batch, logprobs), strict=True)
+            yield from zip(batch.requests, batch_scores(batch, logprobs), strict=True)
 
     def _context_loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False):
         window = _sliding_window(self.config)

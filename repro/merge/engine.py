@@ -26,6 +26,7 @@ from typing import Any
 
 from repro.atomic_io import atomic_directory, atomic_write_json, atomic_write_text
 from repro.errors import MergeError
+from repro.facts.choices import MERGE_OUT_DTYPES
 from repro.merge.svd_cache import SvdCache
 from repro.merge.tensor_checks import dominant_float_dtype, read_merge_inputs
 from repro.method_catalog import get_method, resolve_method_params, split_parameters
@@ -35,7 +36,6 @@ LOG = logging.getLogger(__name__)
 CONFIG_FILE = "repro_merge.yaml"
 RECORD_FILE = "repro_merge.json"
 DEFAULT_SHARD_BYTES = 1_000_000_000
-OUT_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -166,8 +166,8 @@ def prepare_merge(base, models, method, params, *, device, vocab_mismatch, out_d
         LOG.info("vocabulary truncation: %s %s %d -> %d rows", item.checkpoint, item.tensor, item.rows, item.base_rows)
     if out_dtype is None:
         out_dtype = dominant_float_dtype(base_index)
-    if out_dtype not in OUT_DTYPES:
-        raise MergeError(f"must be one of {', '.join(OUT_DTYPES)}, got {out_dtype!r}", field="out_dtype")
+    if out_dtype not in MERGE_OUT_DTYPES:
+        raise MergeError(f"must be one of {', '.join(MERGE_OUT_DTYPES)}, got {out_dtype!r}", field="out_dtype")
     return PreparedMerge(
         spec.name, spec.mergekit_name, resolved, torch_device, base, model_paths, base_index, model_indexes,
         truncations, out_dtype, vocab_mismatch,

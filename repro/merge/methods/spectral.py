@@ -8,12 +8,12 @@ from typing import Any
 import torch
 
 from repro.errors import MergeError
-from repro.merge import tensor_roles
+from repro.merge.tensor_roles import is_projection_matrix
 
 
 def is_boosted_matrix(name: str | None, tensor: torch.Tensor) -> bool:
     """Subspace Boosting touches only the attention / MLP projection weight matrices."""
-    return tensor_roles.is_projection_matrix(name, tensor.ndim)
+    return is_projection_matrix(name, tensor.ndim)
 
 
 def robust_svd(
