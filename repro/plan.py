@@ -39,6 +39,31 @@ class JobKind(StrEnum):
     GEOMETRY = "geometry"  # task-vector geometry of the pool; no merge, no evaluation
 
 
+MERGING_KINDS = frozenset({JobKind.MERGE, JobKind.HOMOGENEOUS})  # the kinds whose model is a merge
+
+
+class Part(StrEnum):
+    """Which part of the study a job belongs to (what a job's stored `experiment` field means)."""
+
+    GRID = "grid"  # the main grid (Table 1, Figures 3-4): its base and single jobs are every table's references
+    SWEEP = "sweep"  # a point of an Appendix C sweep (a merge job); `PartOf.name` is the sweep's name
+    GEOMETRY = "geometry"  # Appendix D: the task-vector geometry of a pool
+    HOMOGENEOUS = "homogeneous"  # Appendix E: `PartOf.name` is the experiment, None for the base evaluation
+
+
+# The stored `experiment` of the jobs that belong to no named experiment (plan.json, result records).
+_HOMOGENEOUS_BASE_EXPERIMENT = "homogeneous"
+_GEOMETRY_EXPERIMENT = "geometry"
+
+
+@dataclass(frozen=True)
+class PartOf:
+    """A job's part of the study, typed: `Job.part_of`."""
+
+    part: Part
+    name: str | None = None  # the sweep's or the homogeneous experiment's name
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -49,12 +74,51 @@ class Job:
     method: str | None = None
     label: str | None = None  # display name of the method configuration
     params: dict[str, Any] = field(default_factory=dict)
-    experiment: str | None = None  # homogeneous experiment name (Appendix E), else None
+    # The stored form of `part_of` (plan.json and result records keep this field, so ids and files stay
+    # unchanged): None for the main grid; the sweep's name (MERGE); "geometry" (GEOMETRY); the experiment's
+    # name (HOMOGENEOUS); "homogeneous" (BASE: the Appendix E base evaluation). Read it through `part_of`.
+    experiment: str | None = None
     checkpoints: tuple[str, ...] = ()  # homogeneous: input repo ids (not pool indices)
     suites: tuple[str, ...] = ()  # suites to evaluate on; empty = the config's evaluation.suite
 
     def __post_init__(self):
         object.__setattr__(self, "kind", JobKind(self.kind))  # a plain string from JSON or a test
+        self.part_of  # noqa: B018 -- a kind and experiment that do not fit together raise ValueError here
+
+    @property
+    def part_of(self) -> PartOf:
+        """The part of the study this job belongs to, from its kind and stored `experiment`."""
+        kind, experiment = self.kind, self.experiment
+        if kind is JobKind.GEOMETRY:
+            return PartOf(Part.GEOMETRY)
+        if kind is JobKind.HOMOGENEOUS and experiment:
+            return PartOf(Part.HOMOGENEOUS, experiment)
+        if experiment is None and kind in (JobKind.BASE, JobKind.SINGLE, JobKind.MERGE):
+            return PartOf(Part.GRID)
+        if kind is JobKind.MERGE:
+            return PartOf(Part.SWEEP, experiment)
+        if kind is JobKind.BASE and experiment == _HOMOGENEOUS_BASE_EXPERIMENT:
+            return PartOf(Part.HOMOGENEOUS)
+        raise ValueError(f"a {kind} job cannot belong to experiment {experiment!r}")
+
+    @property
+    def in_main_grid(self) -> bool:
+        """A job of the main grid (base, single or merge of Table 1 and Figures 3-4)."""
+        return self.part_of.part is Part.GRID
+
+    @property
+    def is_reference(self) -> bool:
+        """The base or a single checkpoint of the main grid: the references of every table and sweep."""
+        return self.in_main_grid and self.kind in (JobKind.BASE, JobKind.SINGLE)
+
+    @property
+    def is_grid_merge(self) -> bool:
+        return self.in_main_grid and self.kind is JobKind.MERGE
+
+    @property
+    def merges(self) -> bool:
+        """Whether the job's model is a merge (a grid, sweep or homogeneous merge job)."""
+        return self.kind in MERGING_KINDS
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -90,12 +154,48 @@ class Plan:
     jobs: tuple[Job, ...]
     sweep_points: tuple[SweepPoint, ...] = ()
 
+    # -- the queries of the plan's callers --------------------------------------------------------------
+    def main_grid(self) -> list[Job]:
+        """Every job of the main grid (base, single and merge jobs of Table 1 and Figures 3-4)."""
+        return [job for job in self.jobs if job.in_main_grid]
+
+    def references(self, base: str | None = None) -> list[Job]:
+        """The base and single-checkpoint jobs of the main grid (of one base, if given)."""
+        return [job for job in self.jobs if job.is_reference and base in (None, job.base)]
+
+    def base_reference(self, base: str) -> Job | None:
+        """The main grid's evaluation of `base` itself (None when the plan has none)."""
+        return next((job for job in self.references(base) if job.kind is JobKind.BASE), None)
+
+    def grid_merges(self, labels=None) -> list[Job]:
+        """The merge jobs of the main grid (only those whose method label is in `labels`, if given)."""
+        return [job for job in self.jobs if job.is_grid_merge and (labels is None or job.label in labels)]
+
+    def grid_labels(self) -> list[str]:
+        """The method labels of the main grid, in plan order."""
+        return list(dict.fromkeys(job.label for job in self.grid_merges()))
+
+    def table_jobs(self, labels) -> list[Job]:
+        """What a table of the main grid with these method labels reads: the references and their merges."""
+        return [job for job in self.jobs if job.is_reference or (job.is_grid_merge and job.label in labels)]
+
+    def of_part(self, part: Part, name: str | None = None) -> list[Job]:
+        """The jobs of one part of the study (of one sweep or homogeneous experiment, if `name` is given)."""
+        return [job for job in self.jobs if job.part_of.part is part and name in (None, job.part_of.name)]
+
+    def homogeneous_jobs(self) -> list[Job]:
+        """Appendix E: the base evaluations and merge jobs of the homogeneous experiments."""
+        return self.of_part(Part.HOMOGENEOUS)
+
+    def of_kind(self, *kinds: JobKind) -> list[Job]:
+        return [job for job in self.jobs if job.kind in kinds]
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Per base: number of jobs per kind/method label."""
         out: dict[str, Counter] = {}
         for job in self.jobs:
             match job.kind:
-                case JobKind.MERGE if job.experiment is not None:
+                case JobKind.MERGE if job.part_of.part is Part.SWEEP:
                     key = f"sweep:{job.experiment}:{job.label}"
                 case JobKind.MERGE:
                     key = f"merge:{job.label}"
@@ -142,7 +242,31 @@ def describe_job(job: Job) -> str:
     raise AssertionError(f"unhandled job kind {job.kind!r}")
 
 
-def _job_id(content: dict) -> str:
+def job_content(kind: JobKind, models: dict, *, evaluation: dict | None = None, method: str | None = None,
+                params: dict | None = None, merge: dict | None = None, part: Part = Part.GRID) -> dict:
+    """What decides a job's result, hence its id. The one builder of this dict: its shapes are pinned by the
+    ids of existing runs (tests/test_plan_ids.py), so a field is only ever added where it was absent.
+
+    - a geometry job: the pool's models and GEOMETRY_VERSION (no merge, no evaluation);
+    - the base evaluation of the homogeneous experiments: models and evaluation (with its suites) only;
+    - every other job: models, method, params, evaluation and the merge settings (None unless it merges).
+    """
+    if kind is JobKind.GEOMETRY:
+        return {"kind": kind, "models": models, "version": GEOMETRY_VERSION}
+    if kind is JobKind.BASE and part is Part.HOMOGENEOUS:
+        return {"kind": kind, "models": models, "evaluation": evaluation}
+    return {
+        "kind": kind,
+        "models": models,
+        "method": method,
+        "params": params or {},
+        "evaluation": evaluation,
+        "merge": merge if kind in MERGING_KINDS else None,
+    }
+
+
+def content_id(content: dict) -> str:
+    """A job's id: the first 16 hex digits of the sha256 of its content (`job_content`) as sorted JSON."""
     blob = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -197,17 +321,9 @@ def build_plan(loaded: LoadedConfig) -> Plan:
 
         def add(kind: JobKind, subset: tuple[int, ...], method=None, label=None, params=None, base=base,
                 experiment=None) -> str:
-            content = {
-                "kind": kind,
-                "models": model_identity(loaded, base, subset),
-                "method": method,
-                "params": params or {},
-                "evaluation": evaluation,
-                "merge": merge_settings if kind == JobKind.MERGE else None,
-            }
-            if kind == JobKind.GEOMETRY:  # no evaluation, no merge: the task vectors of the pool only
-                content = {"kind": kind, "models": content["models"], "version": GEOMETRY_VERSION}
-            job = Job(_job_id(content), kind, base, len(subset), subset, method, label, params or {}, experiment)
+            content = job_content(kind, model_identity(loaded, base, subset), evaluation=evaluation, method=method,
+                                  params=params, merge=merge_settings)
+            job = Job(content_id(content), kind, base, len(subset), subset, method, label, params or {}, experiment)
             jobs.setdefault(job.id, job)
             return job.id
 
@@ -234,7 +350,7 @@ def build_plan(loaded: LoadedConfig) -> Plan:
                     job_id = add(JobKind.MERGE, everything, method.name, label, params, experiment=sweep.name)
                     points.append(SweepPoint(sweep.name, base, label, values, job_id))
         if cfg.geometry is not None:
-            add(JobKind.GEOMETRY, everything, experiment="geometry")
+            add(JobKind.GEOMETRY, everything, experiment=_GEOMETRY_EXPERIMENT)
     planned = list(jobs.values())
     if cfg.homogeneous is not None:
         planned += [job for job in _homogeneous_jobs(loaded, methods, evaluation, merge_settings) if job.id not in jobs]
@@ -252,21 +368,18 @@ def _homogeneous_jobs(loaded: LoadedConfig, methods, evaluation: dict, merge_set
     all_suites = tuple(dict.fromkeys(s for e in settings.experiments for s in e.suites))
     for base in settings.bases:
         base_identity = _entry_identity(lock, lock.bases[base].model)
-        content = {"kind": JobKind.BASE, "models": {"base": base_identity}, "evaluation": {**evaluation, "suites": all_suites}}
-        jobs.append(Job(_job_id(content), JobKind.BASE, base, 0, suites=all_suites, experiment="homogeneous"))
+        content = job_content(JobKind.BASE, {"base": base_identity}, evaluation={**evaluation, "suites": all_suites},
+                              part=Part.HOMOGENEOUS)
+        jobs.append(Job(content_id(content), JobKind.BASE, base, 0, suites=all_suites,
+                        experiment=_HOMOGENEOUS_BASE_EXPERIMENT))
         for experiment in settings.experiments:
             repo_ids = tuple(dict.fromkeys(e.repo_id for g in experiment.groups for e in lock.group(base, g)))
             suites = tuple(experiment.suites)
             for name, label, params in methods:
-                content = {
-                    "kind": JobKind.HOMOGENEOUS,
-                    "models": {"base": base_identity, "checkpoints": [_entry_identity(lock, r) for r in repo_ids]},
-                    "method": name,
-                    "params": params,
-                    "evaluation": {**evaluation, "suites": suites},
-                    "merge": merge_settings,
-                }
-                jobs.append(Job(_job_id(content), JobKind.HOMOGENEOUS, base, len(repo_ids), (), name, label, params,
+                models = {"base": base_identity, "checkpoints": [_entry_identity(lock, r) for r in repo_ids]}
+                content = job_content(JobKind.HOMOGENEOUS, models, evaluation={**evaluation, "suites": suites},
+                                      method=name, params=params, merge=merge_settings, part=Part.HOMOGENEOUS)
+                jobs.append(Job(content_id(content), JobKind.HOMOGENEOUS, base, len(repo_ids), (), name, label, params,
                                 experiment.name, repo_ids, suites))
     return jobs
 
@@ -278,22 +391,18 @@ def _world_homogeneous_jobs(loaded: LoadedConfig, methods, evaluation: dict, mer
     jobs = []
     all_suites = tuple(dict.fromkeys(s for e in settings.experiments for s in e.suites))
     for base in settings.bases:
-        content = {"kind": JobKind.BASE, "models": model_identity(loaded, base, ()),
-                   "evaluation": {**evaluation, "suites": all_suites}}
-        jobs.append(Job(_job_id(content), JobKind.BASE, base, 0, suites=all_suites, experiment="homogeneous"))
+        content = job_content(JobKind.BASE, model_identity(loaded, base, ()),
+                              evaluation={**evaluation, "suites": all_suites}, part=Part.HOMOGENEOUS)
+        jobs.append(Job(content_id(content), JobKind.BASE, base, 0, suites=all_suites,
+                        experiment=_HOMOGENEOUS_BASE_EXPERIMENT))
         for experiment in settings.experiments:
             subset = tuple(dict.fromkeys(i for g in experiment.groups for i in loaded.homogeneous_indices(base, g)))
             suites = tuple(experiment.suites)
             for name, label, params in methods:
-                content = {
-                    "kind": JobKind.HOMOGENEOUS,
-                    "models": model_identity(loaded, base, subset),
-                    "method": name,
-                    "params": params,
-                    "evaluation": {**evaluation, "suites": suites},
-                    "merge": merge_settings,
-                }
-                jobs.append(Job(_job_id(content), JobKind.HOMOGENEOUS, base, len(subset), subset, name, label, params,
+                content = job_content(JobKind.HOMOGENEOUS, model_identity(loaded, base, subset),
+                                      evaluation={**evaluation, "suites": suites}, method=name, params=params,
+                                      merge=merge_settings, part=Part.HOMOGENEOUS)
+                jobs.append(Job(content_id(content), JobKind.HOMOGENEOUS, base, len(subset), subset, name, label, params,
                                 experiment.name, (), suites))
     return jobs
 
