@@ -145,6 +145,20 @@ class SweepPoint:
         return asdict(self)
 
 
+@dataclass
+class BaseCounts:
+    """The jobs of one base, counted by what they are (`repro plan` prints these)."""
+
+    base_evaluations: int = 0  # of the main grid (and sweeps)
+    singles: int = 0
+    merges: dict[str, int] = field(default_factory=dict)  # method label -> grid merges
+    sweeps: dict[tuple[str, str], int] = field(default_factory=dict)  # (sweep, label) -> sweep points
+    geometry: int = 0
+    pool: int = 0  # checkpoints of the geometry job (its pool)
+    homogeneous_bases: int = 0  # Appendix E base evaluations
+    homogeneous: dict[tuple[str, str], int] = field(default_factory=dict)  # (experiment, label) -> merges
+
+
 @dataclass(frozen=True)
 class Plan:
     config_name: str
@@ -189,6 +203,33 @@ class Plan:
 
     def of_kind(self, *kinds: JobKind) -> list[Job]:
         return [job for job in self.jobs if job.kind in kinds]
+
+    def base_counts(self) -> dict[str, BaseCounts]:
+        """Per base, in plan order: its jobs counted by kind and part of the study."""
+        out: dict[str, BaseCounts] = {}
+        for job in self.jobs:
+            counts = out.setdefault(job.base, BaseCounts())
+            part = job.part_of
+            match job.kind:
+                case JobKind.BASE if part.part is Part.HOMOGENEOUS:
+                    counts.homogeneous_bases += 1
+                case JobKind.BASE:
+                    counts.base_evaluations += 1
+                case JobKind.SINGLE:
+                    counts.singles += 1
+                case JobKind.MERGE if part.part is Part.SWEEP:
+                    counts.sweeps[(part.name, job.label)] = counts.sweeps.get((part.name, job.label), 0) + 1
+                case JobKind.MERGE:
+                    counts.merges[job.label] = counts.merges.get(job.label, 0) + 1
+                case JobKind.GEOMETRY:
+                    counts.geometry += 1
+                    counts.pool = max(counts.pool, len(job.subset))
+                case JobKind.HOMOGENEOUS:
+                    key = (part.name, job.label)
+                    counts.homogeneous[key] = counts.homogeneous.get(key, 0) + 1
+                case _:
+                    raise AssertionError(f"unhandled job kind {job.kind!r}")
+        return out
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Per base: number of jobs per kind/method label."""

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from repro.config import LoadedConfig
 from repro.errors import ConfigError
+from repro.plan import JobKind
 
 TARGETS = ("table1", "table2", "table3", "all")
 STEPS = ("pin", "preflight", "download", "run", "render", "verify")
@@ -148,7 +149,7 @@ def run_todo(loaded: LoadedConfig, plan, runs_dir: Path, costs_path: Path | None
     if not pending:
         return Todo(None)
     bases = sorted({job.base for job in plan.jobs})
-    methods = sorted({job.method for job in plan.jobs if job.kind == "merge" and job.method})
+    methods = sorted({job.method for job in plan.of_kind(JobKind.MERGE) if job.method})
     cost = (gpu_hours_line(loaded, bases, len(pending), len(plan.jobs), costs_path, methods=methods),)
     return Todo(f"run {len(pending)} of {len(plan.jobs)} job(s) without a result into {runs_dir}", cost)
 
