@@ -16,6 +16,7 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ class Job:
         object.__setattr__(self, "kind", JobKind(self.kind))  # a plain string from JSON or a test
         self.part_of  # noqa: B018 -- a kind and experiment that do not fit together raise ValueError here
 
-    @property
+    @cached_property  # computed once, in __post_init__ (a frozen dataclass: the fields never change)
     def part_of(self) -> PartOf:
         """The part of the study this job belongs to, from its kind and stored `experiment`."""
         kind, experiment = self.kind, self.experiment

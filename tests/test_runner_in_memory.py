@@ -118,5 +118,5 @@ def test_the_job_record_states_seeds_batch_size_devices_and_tokenizer(tmp_path):
         assert tokenizer["name_or_path"].startswith("local:") and str(tmp_path) not in json.dumps(evaluation)
     merged = next(r for r in records.values() if r.merge is not None)
     assert merged.merge["device"] == "cpu"
-    base = next(r for r in records.values() if r["merge"] is None)
-    assert merged["evaluation"]["tokenizer"]["fingerprint"] == base["evaluation"]["tokenizer"]["fingerprint"]
+    base = next(r for r in records.values() if r.merge is None)
+    assert merged.evaluation["tokenizer"]["fingerprint"] == base.evaluation["tokenizer"]["fingerprint"]
