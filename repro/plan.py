@@ -11,58 +11,25 @@ and parameters, subset, evaluation settings), so adding a method adds jobs and k
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from repro.atomic_io import atomic_write_json
 from repro.config import LoadedConfig
+from repro.job_ids import content_id, entry_identity, job_content, model_identity
+from repro.job_kinds import MERGING_KINDS, JobKind, Part, PartOf
 from repro.subset_sampler import sample_subsets
 
 PLAN_VERSION = 1
-GEOMETRY_VERSION = 1  # bump when the stored geometry of a job changes
-
-
-class JobKind(StrEnum):
-    """What a job does. A StrEnum: it compares equal to, hashes and serializes as its value, so stored
-    plans and content ids (`{"kind": "merge", ...}`) are unchanged. Code that branches on a job's kind
-    handles every member (see `describe_job`, `Plan.counts`); a new kind fails their tests until it does."""
-
-    BASE = "base"  # evaluate the base model
-    SINGLE = "single"  # evaluate one checkpoint (n = 1)
-    MERGE = "merge"  # merge a subset of the pool (grid or sweep point), evaluate the merge
-    HOMOGENEOUS = "homogeneous"  # merge whole expert groups of the lockfile (Appendix E), evaluate
-    GEOMETRY = "geometry"  # task-vector geometry of the pool; no merge, no evaluation
-
-
-MERGING_KINDS = frozenset({JobKind.MERGE, JobKind.HOMOGENEOUS})  # the kinds whose model is a merge
-
-
-class Part(StrEnum):
-    """Which part of the study a job belongs to (what a job's stored `experiment` field means)."""
-
-    GRID = "grid"  # the main grid (Table 1, Figures 3-4): its base and single jobs are every table's references
-    SWEEP = "sweep"  # a point of an Appendix C sweep (a merge job); `PartOf.name` is the sweep's name
-    GEOMETRY = "geometry"  # Appendix D: the task-vector geometry of a pool
-    HOMOGENEOUS = "homogeneous"  # Appendix E: `PartOf.name` is the experiment, None for the base evaluation
 
 
 # The stored `experiment` of the jobs that belong to no named experiment (plan.json, result records).
 _HOMOGENEOUS_BASE_EXPERIMENT = "homogeneous"
 _GEOMETRY_EXPERIMENT = "geometry"
-
-
-@dataclass(frozen=True)
-class PartOf:
-    """A job's part of the study, typed: `Job.part_of`."""
-
-    part: Part
-    name: str | None = None  # the sweep's or the homogeneous experiment's name
 
 
 @dataclass(frozen=True)
@@ -284,64 +251,6 @@ def describe_job(job: Job) -> str:
     raise AssertionError(f"unhandled job kind {job.kind!r}")
 
 
-def job_content(kind: JobKind, models: dict, *, evaluation: dict | None = None, method: str | None = None,
-                params: dict | None = None, merge: dict | None = None, part: Part = Part.GRID) -> dict:
-    """What decides a job's result, hence its id. The one builder of this dict: its shapes are pinned by the
-    ids of existing runs (tests/test_plan_ids.py), so a field is only ever added where it was absent.
-
-    - a geometry job: the pool's models and GEOMETRY_VERSION (no merge, no evaluation);
-    - the base evaluation of the homogeneous experiments: models and evaluation (with its suites) only;
-    - every other job: models, method, params, evaluation and the merge settings (None unless it merges).
-    """
-    if kind is JobKind.GEOMETRY:
-        return {"kind": kind, "models": models, "version": GEOMETRY_VERSION}
-    if kind is JobKind.BASE and part is Part.HOMOGENEOUS:
-        return {"kind": kind, "models": models, "evaluation": evaluation}
-    return {
-        "kind": kind,
-        "models": models,
-        "method": method,
-        "params": params or {},
-        "evaluation": evaluation,
-        "merge": merge if kind in MERGING_KINDS else None,
-    }
-
-
-def content_id(content: dict) -> str:
-    """A job's id: the first 16 hex digits of the sha256 of its content (`job_content`) as sorted JSON."""
-    blob = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def job_models(loaded: LoadedConfig, job: Job) -> dict:
-    """The input-model identity recorded with a job's result."""
-    if job.checkpoints:
-        lock = loaded.lock
-        return {
-            "base": _entry_identity(lock, lock.bases[job.base].model),
-            "checkpoints": [_entry_identity(lock, r) for r in job.checkpoints],
-        }
-    return model_identity(loaded, job.base, job.subset)
-
-
-def model_identity(loaded: LoadedConfig, base: str, subset: tuple[int, ...]) -> dict:
-    """What pins the input models of a job: world spec, or lockfile repo ids and revisions."""
-    cfg = loaded.config
-    if cfg.world is not None:
-        return {"world": cfg.world.model_dump(), "base": base, "checkpoints": list(subset)}
-    lock = loaded.lock
-    base_entry = lock.entry(lock.bases[base].model)
-    pool = lock.pool(base)
-    return {
-        "base": {"repo_id": base_entry.repo_id, "revision": base_entry.revision},
-        "checkpoints": [{"index": i, "repo_id": pool[i - 1].repo_id, "revision": pool[i - 1].revision} for i in subset],
-    }
-
-
-def _entry_identity(lock, repo_id: str) -> dict:
-    return {"repo_id": repo_id, "revision": lock.entry(repo_id).revision}
-
-
 def build_plan(loaded: LoadedConfig) -> Plan:
     from repro.config import sweep_points
     from repro.method_catalog import METHODS, resolve_method_params
@@ -409,7 +318,7 @@ def _homogeneous_jobs(loaded: LoadedConfig, methods, evaluation: dict, merge_set
     jobs = []
     all_suites = tuple(dict.fromkeys(s for e in settings.experiments for s in e.suites))
     for base in settings.bases:
-        base_identity = _entry_identity(lock, lock.bases[base].model)
+        base_identity = entry_identity(lock, lock.bases[base].model)
         content = job_content(JobKind.BASE, {"base": base_identity}, evaluation={**evaluation, "suites": all_suites},
                               part=Part.HOMOGENEOUS)
         jobs.append(Job(content_id(content), JobKind.BASE, base, 0, suites=all_suites,
@@ -418,7 +327,7 @@ def _homogeneous_jobs(loaded: LoadedConfig, methods, evaluation: dict, merge_set
             repo_ids = tuple(dict.fromkeys(e.repo_id for g in experiment.groups for e in lock.group(base, g)))
             suites = tuple(experiment.suites)
             for name, label, params in methods:
-                models = {"base": base_identity, "checkpoints": [_entry_identity(lock, r) for r in repo_ids]}
+                models = {"base": base_identity, "checkpoints": [entry_identity(lock, r) for r in repo_ids]}
                 content = job_content(JobKind.HOMOGENEOUS, models, evaluation={**evaluation, "suites": suites},
                                       method=name, params=params, merge=merge_settings, part=Part.HOMOGENEOUS)
                 jobs.append(Job(content_id(content), JobKind.HOMOGENEOUS, base, len(repo_ids), (), name, label, params,

@@ -1,6 +1,6 @@
 """Job ids are content hashes that existing runs resume by: they are pinned here, one job of every kind and
 part of the study, from configs whose inputs are a world (offline) or the lockfile. A change to what
-decides an id (`repro.plan.job_content`) fails this test; then either the change is wrong or every stored
+decides an id (`repro.job_ids.job_content`) fails this test; then either the change is wrong or every stored
 run of that config starts over (say so in the changelog and bump what versions the content)."""
 
 from __future__ import annotations

@@ -1,19 +1,21 @@
-"""Job kinds and result-record keys have one home each: `repro.plan` (JobKind) and `repro.results.record`
-(ResultRecord). Everywhere else in repro/ and tools/ they are read through those types, never spelled as
-strings, so renaming or adding one is a change in one module that the type checker and these tests follow.
+"""Job kinds and result-record keys have one home each: `repro.job_kinds` (JobKind) and
+`repro.results.record` (ResultRecord). Everywhere else in repro/ and tools/ they are read through those
+types, never spelled as strings, so renaming or adding one is a change in one module that the type checker
+and these tests follow.
 
 The words are generic ("base", "merge", "config", "job" ...), so a literal is only an offence where it is
 used *as* a kind or a record key, decided from the syntax around it (ast), not from the word alone:
 
-Job kinds (the values of JobKind), outside repro/plan.py:
+Job kinds (the values of JobKind), outside repro/job_kinds.py:
   - a literal compared with (==, !=, in, not in) an expression that names `kind`, `kinds` or `experiment`
     (a name or attribute of that name, e.g. `job.kind == "merge"`, `job.kind in ("base", "single")`);
   - a literal in a `match` case whose subject names `kind`;
   - a literal passed as `kind=` / `kinds=`, or stored under the key "kind" of a dict display.
   `suite.kind == "local"` or `reference == "base"` pass: the one is no job-kind value, the other names no kind.
 
-The main grid, outside repro/plan.py: no `.experiment is None` / `is not None` and no comparison of
-`.experiment` with anything (Plan.main_grid, Job.in_main_grid and Job.part_of say what it means).
+The main grid, outside repro/plan.py (where Job.part_of reads the stored field): no `.experiment is None`
+/ `is not None` and no comparison of `.experiment` with anything (Plan.main_grid, Job.in_main_grid and
+Job.part_of say what it means).
 
 Result-record keys (the fields ResultRecord writes), outside repro/results/record.py:
   - a literal used as a subscript or as the key of .get/.pop/.setdefault on an expression that reads a
@@ -22,7 +24,7 @@ Result-record keys (the fields ResultRecord writes), outside repro/results/recor
   - a dict display with the key "job" and two or more other record keys (a record built as a dict instead
     of a ResultRecord).
   A config section such as `raw["merge"]` passes (its expression reads no record), and so does the content
-  of a job id (`repro.plan.job_content`: models, evaluation, merge, but no "job").
+  of a job id (`repro.job_ids.job_content`: models, evaluation, merge, but no "job").
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def _scan(check, exclude: str) -> list[str]:
 
 
 def test_job_kinds_are_spelled_only_in_the_plan():
-    assert _scan(kind_offences, "repro/plan.py") == []
+    assert _scan(kind_offences, "repro/job_kinds.py") == []
 
 
 def test_the_main_grid_filter_is_written_only_in_the_plan():

@@ -32,7 +32,7 @@ _GEOMETRY = ("schema", "job", "config", "models", "geometry", "packages", "finis
 class ResultRecord:
     job: Job
     config: dict[str, Any] = field(default_factory=dict)  # name, hash (content hash) and path of the config
-    models: dict[str, Any] = field(default_factory=dict)  # the identity of the input models (plan.job_models)
+    models: dict[str, Any] = field(default_factory=dict)  # the identity of the input models (repro.job_ids.job_models)
     packages: dict[str, Any] = field(default_factory=dict)  # versions of the packages that ran the job
     finished_at: str | None = None  # UTC, ISO 8601
     elapsed_s: float | None = None  # wall seconds of the job (merge included)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from repro.config import GeometrySettings, LoadedConfig
 from repro.errors import InsufficientDiskError, MergeError, RunnerError
-from repro.plan import Job, JobKind, job_models
+from repro.job_ids import job_models
+from repro.plan import Job, JobKind
 from repro.results import ResultRecord, ResultsStore
 from repro.runner.grid_merges import GridMerges, grid_peers
 from repro.runner.model_sources import ModelSources
