@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from statistics import median
 
 from repro.costs import Costs, CostsError
+from repro.plan import JobKind
 
 Z_POWER = 1.959964 + 0.841621  # two-sided 5 %, power 80 %
 SUBSET_CHOICES = (3, 5, 8, 10, 15)
@@ -163,23 +164,23 @@ def update_from_run(costs: Costs, plan, store) -> list[str]:
     from repro.report.item_data import load_item_matrix
 
     finished = store.finished_ids()
-    jobs = [j for j in plan.jobs if j.id in finished and j.experiment is None]
+    jobs = [j for j in plan.main_grid() if j.id in finished]
     records = {j.id: store.read_result(j.id) for j in jobs}
     changes = []
     for base in sorted({j.base for j in jobs}):
         per_item, merges = [], {}
         for job in (j for j in jobs if j.base == base):
             record = records[job.id]
-            merge_s = float((record.get("merge") or {}).get("elapsed_s") or 0.0)
-            items = sum(int(row.get("n_items") or 0) for row in record.get("scores", []) if row.get("primary"))
-            if record.get("elapsed_s") and items:
-                per_item.append((float(record["elapsed_s"]) - merge_s) / items)
-            if job.kind == "merge" and merge_s:
+            merge_s = record.merge_elapsed_s
+            items = record.primary_items()
+            if record.elapsed_s and items:
+                per_item.append((float(record.elapsed_s) - merge_s) / items)
+            if job.kind is JobKind.MERGE and merge_s:
                 merges.setdefault(job.method, []).append(merge_s)
         if not per_item:
             continue
         old = costs.bases.get(base)
-        devices = sorted({str((records[j.id].get("evaluation") or {}).get("device")) for j in jobs if j.base == base})
+        devices = sorted({str(records[j.id].eval_device) for j in jobs if j.base == base})
         costs.bases[base] = BaseCost(
             median(per_item), 0.0 if old is None else old.model_load_s,
             {**({} if old is None else old.merge_s), **{m: median(v) for m, v in merges.items()}},
@@ -188,8 +189,8 @@ def update_from_run(costs: Costs, plan, store) -> list[str]:
         )
         changes.append(f"{base}: {median(per_item):.4g} s/item; merges "
                        + (", ".join(f"{m} {median(v):.1f} s" for m, v in merges.items()) or "none"))
-    merged = [j for j in jobs if j.kind == "merge"]
-    base_ids = {j.base: j.id for j in jobs if j.kind == "base"}
+    merged = [j for j in jobs if j.kind is JobKind.MERGE]
+    base_ids = {j.base: j.id for j in jobs if j.kind is JobKind.BASE}
     merged = [j for j in merged if j.base in base_ids]
     if merged:
         matrix = load_item_matrix(store, list(base_ids.values()) + [j.id for j in merged])
@@ -198,7 +199,7 @@ def update_from_run(costs: Costs, plan, store) -> list[str]:
             for j in merged]))
         cells: dict = {}
         for j in merged:
-            delta = 100 * (records[j.id]["average"] - records[base_ids[j.base]]["average"])
+            delta = 100 * (records[j.id].average - records[base_ids[j.base]].average)
             cells.setdefault((j.base, j.label, j.n), []).append(delta)
         sds = [float(np.std(v, ddof=1)) for v in cells.values() if len(v) > 1]
         if sds:

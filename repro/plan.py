@@ -11,32 +11,25 @@ and parameters, subset, evaluation settings), so adding a method adds jobs and k
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from repro.atomic_io import atomic_write_json
 from repro.facts.config import LoadedConfig
 from repro.facts.subset_sampler import sample_subsets
+from repro.job_ids import content_id, entry_identity, job_content, model_identity
+from repro.job_kinds import MERGING_KINDS, JobKind, Part, PartOf
 
 PLAN_VERSION = 1
-GEOMETRY_VERSION = 1  # bump when the stored geometry of a job changes
 
 
-class JobKind(StrEnum):
-    """What a job does. A StrEnum: it compares equal to, hashes and serializes as its value, so stored
-    plans and content ids (`{"kind": "merge", ...}`) are unchanged. Code that branches on a job's kind
-    handles every member (see `describe_job`, `Plan.counts`); a new kind fails their tests until it does."""
-
-    BASE = "base"  # evaluate the base model
-    SINGLE = "single"  # evaluate one checkpoint (n = 1)
-    MERGE = "merge"  # merge a subset of the pool (grid or sweep point), evaluate the merge
-    HOMOGENEOUS = "homogeneous"  # merge whole expert groups of the lockfile (Appendix E), evaluate
-    GEOMETRY = "geometry"  # task-vector geometry of the pool; no merge, no evaluation
+# The stored `experiment` of the jobs that belong to no named experiment (plan.json, result records).
+_HOMOGENEOUS_BASE_EXPERIMENT = "homogeneous"
+_GEOMETRY_EXPERIMENT = "geometry"
 
 
 @dataclass(frozen=True)
@@ -49,12 +42,51 @@ class Job:
     method: str | None = None
     label: str | None = None  # display name of the method configuration
     params: dict[str, Any] = field(default_factory=dict)
-    experiment: str | None = None  # homogeneous experiment name (Appendix E), else None
+    # The stored form of `part_of` (plan.json and result records keep this field, so ids and files stay
+    # unchanged): None for the main grid; the sweep's name (MERGE); "geometry" (GEOMETRY); the experiment's
+    # name (HOMOGENEOUS); "homogeneous" (BASE: the Appendix E base evaluation). Read it through `part_of`.
+    experiment: str | None = None
     checkpoints: tuple[str, ...] = ()  # homogeneous: input repo ids (not pool indices)
     suites: tuple[str, ...] = ()  # suites to evaluate on; empty = the config's evaluation.suite
 
     def __post_init__(self):
         object.__setattr__(self, "kind", JobKind(self.kind))  # a plain string from JSON or a test
+        self.part_of  # noqa: B018 -- a kind and experiment that do not fit together raise ValueError here
+
+    @cached_property  # computed once, in __post_init__ (a frozen dataclass: the fields never change)
+    def part_of(self) -> PartOf:
+        """The part of the study this job belongs to, from its kind and stored `experiment`."""
+        kind, experiment = self.kind, self.experiment
+        if kind is JobKind.GEOMETRY:
+            return PartOf(Part.GEOMETRY)
+        if kind is JobKind.HOMOGENEOUS and experiment:
+            return PartOf(Part.HOMOGENEOUS, experiment)
+        if experiment is None and kind in (JobKind.BASE, JobKind.SINGLE, JobKind.MERGE):
+            return PartOf(Part.GRID)
+        if kind is JobKind.MERGE:
+            return PartOf(Part.SWEEP, experiment)
+        if kind is JobKind.BASE and experiment == _HOMOGENEOUS_BASE_EXPERIMENT:
+            return PartOf(Part.HOMOGENEOUS)
+        raise ValueError(f"a {kind} job cannot belong to experiment {experiment!r}")
+
+    @property
+    def in_main_grid(self) -> bool:
+        """A job of the main grid (base, single or merge of Table 1 and Figures 3-4)."""
+        return self.part_of.part is Part.GRID
+
+    @property
+    def is_reference(self) -> bool:
+        """The base or a single checkpoint of the main grid: the references of every table and sweep."""
+        return self.in_main_grid and self.kind in (JobKind.BASE, JobKind.SINGLE)
+
+    @property
+    def is_grid_merge(self) -> bool:
+        return self.in_main_grid and self.kind is JobKind.MERGE
+
+    @property
+    def merges(self) -> bool:
+        """Whether the job's model is a merge (a grid, sweep or homogeneous merge job)."""
+        return self.kind in MERGING_KINDS
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -81,6 +113,20 @@ class SweepPoint:
         return asdict(self)
 
 
+@dataclass
+class BaseCounts:
+    """The jobs of one base, counted by what they are (`repro plan` prints these)."""
+
+    base_evaluations: int = 0  # of the main grid (and sweeps)
+    singles: int = 0
+    merges: dict[str, int] = field(default_factory=dict)  # method label -> grid merges
+    sweeps: dict[tuple[str, str], int] = field(default_factory=dict)  # (sweep, label) -> sweep points
+    geometry: int = 0
+    pool: int = 0  # checkpoints of the geometry job (its pool)
+    homogeneous_bases: int = 0  # Appendix E base evaluations
+    homogeneous: dict[tuple[str, str], int] = field(default_factory=dict)  # (experiment, label) -> merges
+
+
 @dataclass(frozen=True)
 class Plan:
     config_name: str
@@ -90,12 +136,75 @@ class Plan:
     jobs: tuple[Job, ...]
     sweep_points: tuple[SweepPoint, ...] = ()
 
+    # -- the queries of the plan's callers --------------------------------------------------------------
+    def main_grid(self) -> list[Job]:
+        """Every job of the main grid (base, single and merge jobs of Table 1 and Figures 3-4)."""
+        return [job for job in self.jobs if job.in_main_grid]
+
+    def references(self, base: str | None = None) -> list[Job]:
+        """The base and single-checkpoint jobs of the main grid (of one base, if given)."""
+        return [job for job in self.jobs if job.is_reference and base in (None, job.base)]
+
+    def base_reference(self, base: str) -> Job | None:
+        """The main grid's evaluation of `base` itself (None when the plan has none)."""
+        return next((job for job in self.references(base) if job.kind is JobKind.BASE), None)
+
+    def grid_merges(self, labels=None) -> list[Job]:
+        """The merge jobs of the main grid (only those whose method label is in `labels`, if given)."""
+        return [job for job in self.jobs if job.is_grid_merge and (labels is None or job.label in labels)]
+
+    def grid_labels(self) -> list[str]:
+        """The method labels of the main grid, in plan order."""
+        return list(dict.fromkeys(job.label for job in self.grid_merges()))
+
+    def table_jobs(self, labels) -> list[Job]:
+        """What a table of the main grid with these method labels reads: the references and their merges."""
+        return [job for job in self.jobs if job.is_reference or (job.is_grid_merge and job.label in labels)]
+
+    def of_part(self, part: Part, name: str | None = None) -> list[Job]:
+        """The jobs of one part of the study (of one sweep or homogeneous experiment, if `name` is given)."""
+        return [job for job in self.jobs if job.part_of.part is part and name in (None, job.part_of.name)]
+
+    def homogeneous_jobs(self) -> list[Job]:
+        """Appendix E: the base evaluations and merge jobs of the homogeneous experiments."""
+        return self.of_part(Part.HOMOGENEOUS)
+
+    def of_kind(self, *kinds: JobKind) -> list[Job]:
+        return [job for job in self.jobs if job.kind in kinds]
+
+    def base_counts(self) -> dict[str, BaseCounts]:
+        """Per base, in plan order: its jobs counted by kind and part of the study."""
+        out: dict[str, BaseCounts] = {}
+        for job in self.jobs:
+            counts = out.setdefault(job.base, BaseCounts())
+            part = job.part_of
+            match job.kind:
+                case JobKind.BASE if part.part is Part.HOMOGENEOUS:
+                    counts.homogeneous_bases += 1
+                case JobKind.BASE:
+                    counts.base_evaluations += 1
+                case JobKind.SINGLE:
+                    counts.singles += 1
+                case JobKind.MERGE if part.part is Part.SWEEP:
+                    counts.sweeps[(part.name, job.label)] = counts.sweeps.get((part.name, job.label), 0) + 1
+                case JobKind.MERGE:
+                    counts.merges[job.label] = counts.merges.get(job.label, 0) + 1
+                case JobKind.GEOMETRY:
+                    counts.geometry += 1
+                    counts.pool = max(counts.pool, len(job.subset))
+                case JobKind.HOMOGENEOUS:
+                    key = (part.name, job.label)
+                    counts.homogeneous[key] = counts.homogeneous.get(key, 0) + 1
+                case _:
+                    raise AssertionError(f"unhandled job kind {job.kind!r}")
+        return out
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Per base: number of jobs per kind/method label."""
         out: dict[str, Counter] = {}
         for job in self.jobs:
             match job.kind:
-                case JobKind.MERGE if job.experiment is not None:
+                case JobKind.MERGE if job.part_of.part is Part.SWEEP:
                     key = f"sweep:{job.experiment}:{job.label}"
                 case JobKind.MERGE:
                     key = f"merge:{job.label}"
@@ -142,40 +251,6 @@ def describe_job(job: Job) -> str:
     raise AssertionError(f"unhandled job kind {job.kind!r}")
 
 
-def _job_id(content: dict) -> str:
-    blob = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def job_models(loaded: LoadedConfig, job: Job) -> dict:
-    """The input-model identity recorded with a job's result."""
-    if job.checkpoints:
-        lock = loaded.lock
-        return {
-            "base": _entry_identity(lock, lock.bases[job.base].model),
-            "checkpoints": [_entry_identity(lock, r) for r in job.checkpoints],
-        }
-    return model_identity(loaded, job.base, job.subset)
-
-
-def model_identity(loaded: LoadedConfig, base: str, subset: tuple[int, ...]) -> dict:
-    """What pins the input models of a job: world spec, or lockfile repo ids and revisions."""
-    cfg = loaded.config
-    if cfg.world is not None:
-        return {"world": cfg.world.model_dump(), "base": base, "checkpoints": list(subset)}
-    lock = loaded.lock
-    base_entry = lock.entry(lock.bases[base].model)
-    pool = lock.pool(base)
-    return {
-        "base": {"repo_id": base_entry.repo_id, "revision": base_entry.revision},
-        "checkpoints": [{"index": i, "repo_id": pool[i - 1].repo_id, "revision": pool[i - 1].revision} for i in subset],
-    }
-
-
-def _entry_identity(lock, repo_id: str) -> dict:
-    return {"repo_id": repo_id, "revision": lock.entry(repo_id).revision}
-
-
 def build_plan(loaded: LoadedConfig) -> Plan:
     from repro.experiment_sections import sweep_points
     from repro.method_catalog import METHODS, resolve_method_params
@@ -197,17 +272,9 @@ def build_plan(loaded: LoadedConfig) -> Plan:
 
         def add(kind: JobKind, subset: tuple[int, ...], method=None, label=None, params=None, base=base,
                 experiment=None) -> str:
-            content = {
-                "kind": kind,
-                "models": model_identity(loaded, base, subset),
-                "method": method,
-                "params": params or {},
-                "evaluation": evaluation,
-                "merge": merge_settings if kind == JobKind.MERGE else None,
-            }
-            if kind == JobKind.GEOMETRY:  # no evaluation, no merge: the task vectors of the pool only
-                content = {"kind": kind, "models": content["models"], "version": GEOMETRY_VERSION}
-            job = Job(_job_id(content), kind, base, len(subset), subset, method, label, params or {}, experiment)
+            content = job_content(kind, model_identity(loaded, base, subset), evaluation=evaluation, method=method,
+                                  params=params, merge=merge_settings)
+            job = Job(content_id(content), kind, base, len(subset), subset, method, label, params or {}, experiment)
             jobs.setdefault(job.id, job)
             return job.id
 
@@ -234,7 +301,7 @@ def build_plan(loaded: LoadedConfig) -> Plan:
                     job_id = add(JobKind.MERGE, everything, method.name, label, params, experiment=sweep.name)
                     points.append(SweepPoint(sweep.name, base, label, values, job_id))
         if cfg.geometry is not None:
-            add(JobKind.GEOMETRY, everything, experiment="geometry")
+            add(JobKind.GEOMETRY, everything, experiment=_GEOMETRY_EXPERIMENT)
     planned = list(jobs.values())
     if cfg.homogeneous is not None:
         planned += [job for job in _homogeneous_jobs(loaded, methods, evaluation, merge_settings) if job.id not in jobs]
@@ -251,22 +318,19 @@ def _homogeneous_jobs(loaded: LoadedConfig, methods, evaluation: dict, merge_set
     jobs = []
     all_suites = tuple(dict.fromkeys(s for e in settings.experiments for s in e.suites))
     for base in settings.bases:
-        base_identity = _entry_identity(lock, lock.bases[base].model)
-        content = {"kind": JobKind.BASE, "models": {"base": base_identity}, "evaluation": {**evaluation, "suites": all_suites}}
-        jobs.append(Job(_job_id(content), JobKind.BASE, base, 0, suites=all_suites, experiment="homogeneous"))
+        base_identity = entry_identity(lock, lock.bases[base].model)
+        content = job_content(JobKind.BASE, {"base": base_identity}, evaluation={**evaluation, "suites": all_suites},
+                              part=Part.HOMOGENEOUS)
+        jobs.append(Job(content_id(content), JobKind.BASE, base, 0, suites=all_suites,
+                        experiment=_HOMOGENEOUS_BASE_EXPERIMENT))
         for experiment in settings.experiments:
             repo_ids = tuple(dict.fromkeys(e.repo_id for g in experiment.groups for e in lock.group(base, g)))
             suites = tuple(experiment.suites)
             for name, label, params in methods:
-                content = {
-                    "kind": JobKind.HOMOGENEOUS,
-                    "models": {"base": base_identity, "checkpoints": [_entry_identity(lock, r) for r in repo_ids]},
-                    "method": name,
-                    "params": params,
-                    "evaluation": {**evaluation, "suites": suites},
-                    "merge": merge_settings,
-                }
-                jobs.append(Job(_job_id(content), JobKind.HOMOGENEOUS, base, len(repo_ids), (), name, label, params,
+                models = {"base": base_identity, "checkpoints": [entry_identity(lock, r) for r in repo_ids]}
+                content = job_content(JobKind.HOMOGENEOUS, models, evaluation={**evaluation, "suites": suites},
+                                      method=name, params=params, merge=merge_settings, part=Part.HOMOGENEOUS)
+                jobs.append(Job(content_id(content), JobKind.HOMOGENEOUS, base, len(repo_ids), (), name, label, params,
                                 experiment.name, repo_ids, suites))
     return jobs
 
@@ -278,22 +342,18 @@ def _world_homogeneous_jobs(loaded: LoadedConfig, methods, evaluation: dict, mer
     jobs = []
     all_suites = tuple(dict.fromkeys(s for e in settings.experiments for s in e.suites))
     for base in settings.bases:
-        content = {"kind": JobKind.BASE, "models": model_identity(loaded, base, ()),
-                   "evaluation": {**evaluation, "suites": all_suites}}
-        jobs.append(Job(_job_id(content), JobKind.BASE, base, 0, suites=all_suites, experiment="homogeneous"))
+        content = job_content(JobKind.BASE, model_identity(loaded, base, ()),
+                              evaluation={**evaluation, "suites": all_suites}, part=Part.HOMOGENEOUS)
+        jobs.append(Job(content_id(content), JobKind.BASE, base, 0, suites=all_suites,
+                        experiment=_HOMOGENEOUS_BASE_EXPERIMENT))
         for experiment in settings.experiments:
             subset = tuple(dict.fromkeys(i for g in experiment.groups for i in loaded.homogeneous_indices(base, g)))
             suites = tuple(experiment.suites)
             for name, label, params in methods:
-                content = {
-                    "kind": JobKind.HOMOGENEOUS,
-                    "models": model_identity(loaded, base, subset),
-                    "method": name,
-                    "params": params,
-                    "evaluation": {**evaluation, "suites": suites},
-                    "merge": merge_settings,
-                }
-                jobs.append(Job(_job_id(content), JobKind.HOMOGENEOUS, base, len(subset), subset, name, label, params,
+                content = job_content(JobKind.HOMOGENEOUS, model_identity(loaded, base, subset),
+                                      evaluation={**evaluation, "suites": suites}, method=name, params=params,
+                                      merge=merge_settings, part=Part.HOMOGENEOUS)
+                jobs.append(Job(content_id(content), JobKind.HOMOGENEOUS, base, len(subset), subset, name, label, params,
                                 experiment.name, (), suites))
     return jobs
 

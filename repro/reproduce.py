@@ -23,6 +23,7 @@ from pathlib import Path
 
 from repro.errors import ConfigError
 from repro.facts.config import LoadedConfig
+from repro.plan import JobKind
 
 TARGETS = ("table1", "table2", "table3", "all")
 STEPS = ("pin", "preflight", "download", "run", "render", "verify")
@@ -87,9 +88,7 @@ def plan_for(loaded: LoadedConfig, target: str, bases: list[str]):
 def plan_for_table(loaded: LoadedConfig, plan, table: str):
     """The part of the main grid a table needs: bases, singles and the merges of the table's methods."""
     labels = set(loaded.report_labels(table))
-    jobs = tuple(job for job in plan.jobs if job.experiment is None and (
-        job.kind in ("base", "single") or (job.kind == "merge" and job.label in labels)))
-    return dataclasses.replace(plan, jobs=jobs)
+    return dataclasses.replace(plan, jobs=tuple(plan.table_jobs(labels)))
 
 
 def only_bases(plan, bases: list[str]):
@@ -152,7 +151,7 @@ def run_todo(loaded: LoadedConfig, plan, runs_dir: Path, costs_path: Path | None
     if not pending:
         return Todo(None)
     bases = sorted({job.base for job in plan.jobs})
-    methods = sorted({job.method for job in plan.jobs if job.kind == "merge" and job.method})
+    methods = sorted({job.method for job in plan.of_kind(JobKind.MERGE) if job.method})
     cost = (gpu_hours_line(loaded, bases, len(pending), len(plan.jobs), costs_path, methods=methods),)
     return Todo(f"run {len(pending)} of {len(plan.jobs)} job(s) without a result into {runs_dir}", cost)
 

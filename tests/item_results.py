@@ -10,7 +10,7 @@ import numpy as np
 
 from repro.evaluate.outcome import write_items
 from repro.plan import Job, Plan
-from repro.results import ResultsStore
+from repro.results import ResultRecord, ResultsStore
 
 TASKS = {"alpha": 40, "beta": 25, "gamma": 30}
 
@@ -44,7 +44,7 @@ def write_store(tmp_path, plan, accuracy, *, seed=0, skip=()):
             scores.append({"task": task, "metric": "acc", "value": float(flags.mean()), "primary": True})
         path = write_items(store.items_path(job.id), items)
         average = float(np.mean([s["value"] for s in scores]))
-        store.write_result({"job": job.to_json(), "config": {"name": "synthetic", "hash": "f" * 64},
+        store.write_result(ResultRecord.from_json({"job": job.to_json(), "config": {"name": "synthetic", "hash": "f" * 64},
                             "merge": None, "scores": scores, "average": average,
-                            "items_file": str(path.relative_to(store.root)), "finished_at": "2026-01-01T00:00:00"})
+                            "items_file": str(path.relative_to(store.root)), "finished_at": "2026-01-01T00:00:00"}))
     return store

@@ -9,7 +9,7 @@ import random
 
 from repro.facts.suites import load_suites
 from repro.plan import build_plan
-from repro.results import ResultsStore
+from repro.results import ResultRecord, ResultsStore
 
 
 def _rng(job_id: str, seed: int) -> random.Random:
@@ -51,6 +51,6 @@ def write_synthetic_results(loaded, runs_dir, *, seed: int = 0, keep: float = 1.
                                         for name in suite_names}
             record["merge"] = {"task_vector_l2": 10.0 * job.n * (1 + rng.random())} if job.kind != "single" and \
                 job.kind != "base" else None
-        store.write_result(record)
+        store.write_result(ResultRecord.from_json(record))
         written += 1
     return written

@@ -19,6 +19,7 @@ from repro.budget import (
 from repro.cli import main
 from repro.costs import CostsError, load_costs, save_costs
 from repro.facts.config import load_config
+from repro.results import ResultRecord
 from tests.item_results import build_plan, write_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,12 +81,12 @@ def test_update_costs_from_a_runs_recorded_timings(tmp_path, costs):
     plan = build_plan(bases=("b3",))
     store = write_store(tmp_path / "runs", plan, lambda job: 0.5 + 0.1 * (job.kind == "merge"))
     for job_id in store.finished_ids():  # record timings as the runner does
-        record = store.read_result(job_id)
+        record = store.read_result(job_id).to_json()
         record["elapsed_s"] = 95 * 0.02 + (30.0 if record["job"]["kind"] == "merge" else 0.0)
         record["merge"] = {"elapsed_s": 30.0} if record["job"]["kind"] == "merge" else None
         for row in record["scores"]:
             row["n_items"] = {"alpha": 40, "beta": 25, "gamma": 30}[row["task"]]
-        store.write_result(record)
+        store.write_result(ResultRecord.from_json(record))
     changes = update_from_run(costs, plan, store)
     assert costs.bases["b3"].eval_s_per_item == pytest.approx(0.02)
     assert costs.bases["b3"].merge_s["task_arithmetic"] == pytest.approx(30.0)

@@ -206,3 +206,63 @@ def test_no_function_patches_an_attribute_of_an_imported_module():
                         and where not in allowed:
                     offenders.append(f"{where[0]}:{node.lineno}: {where[1]}")
     assert offenders == []
+# -- torch's thread count: changed only for a scope, put back after it ------------------------------------
+# Where the library may call torch.set_num_threads: the scope itself, and two scopes that restore in a
+# `finally` (the merge pass switches per tensor and puts the caller's count back; the world trainer's
+# deterministic block). Everything else asks for `repro.torch_threads.torch_threads(n)`.
+THREAD_SETTERS = {"repro/torch_threads.py", "repro/merge/streaming.py", "repro/worlds/trained.py"}
+
+
+def test_only_scopes_that_restore_set_torchs_thread_count():
+    offenders = []
+    for path in (ROOT / "repro").rglob("*.py"):
+        where = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "set_num_threads" and where not in THREAD_SETTERS:
+                offenders.append(f"{where}:{node.lineno}")
+    assert offenders == []
+
+
+def test_torch_threads_puts_the_count_back_also_after_an_error():
+    from repro.torch_threads import torch_threads
+
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    with torch_threads(other) as inside:
+        assert torch.get_num_threads() == other == inside
+    assert torch.get_num_threads() == before
+    try:
+        with torch_threads(other):
+            raise KeyError("a failing job")
+    except KeyError:
+        pass
+    assert torch.get_num_threads() == before
+    with torch_threads(None) as inside:  # no setting: nothing changes
+        assert inside == before == torch.get_num_threads()
+
+
+def test_a_job_runs_with_the_configured_threads_and_leaves_the_process_as_it_was():
+    """JobExecutor.run sets `evaluation.threads` for the job only (not for the process from its creation on)."""
+    from repro.plan import Job, JobKind
+    from repro.runner.job_executor import JobExecutor
+
+    before = torch.get_num_threads()
+    configured = 1 if before != 1 else 2
+    seen = []
+    executor = object.__new__(JobExecutor)  # only what `run` reads: the thread setting and the job's work
+    executor.threads = configured
+
+    def work(job):
+        seen.append(torch.get_num_threads())
+        if job.id == "bad":
+            raise RuntimeError("a failing job")
+        return job.id
+
+    executor._run = work
+    assert executor.run(Job("ok", JobKind.BASE, "m", 0)) == "ok"
+    assert torch.get_num_threads() == before
+    try:
+        executor.run(Job("bad", JobKind.BASE, "m", 0))
+    except RuntimeError:
+        pass
+    assert seen == [configured, configured] and torch.get_num_threads() == before

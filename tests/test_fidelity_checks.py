@@ -2,12 +2,14 @@
 per table, Figure 4's norm ordering, both in `verify --run`'s report."""
 
 import csv
+import dataclasses
 
 import yaml
 
 from repro.facts.reference import COLUMNS, load_reference
 from repro.report.fidelity_checks import boosting_counts, norm_ordering, ordering_summary
 from repro.report.verify_run import compare_run, render_comparison
+from repro.results import ResultRecord
 from tests.item_results import build_plan, write_store
 
 METHODS = (("task_arithmetic", "TA"), ("ties_sb", "TIES + SB"), ("task_arithmetic_sb", "TA + SB"),
@@ -24,7 +26,7 @@ def _records(plan, norm=NORM, null=lambda job: job.method == "ties_sb" and job.s
             if job.method.endswith("_sb"):
                 raised = 3 if null(job) else 0
                 merge["subspace_boosting"] = {"projection_matrices": 14, "boosted": 14, "raised_null": raised}
-        records[job.id] = {"merge": merge, "average": 0.5}
+        records[job.id] = ResultRecord(job, merge=merge, average=0.5)
     return records
 
 
@@ -32,7 +34,7 @@ def test_boosting_counts_per_table():
     plan = build_plan(bases=("m1",), methods=METHODS)
     records = _records(plan)
     older = next(j.id for j in plan.jobs if j.method == "task_arithmetic_sb")
-    del records[older]["merge"]["subspace_boosting"]  # a record written before the count existed
+    del records[older].merge["subspace_boosting"]  # a record written before the count existed
     tables = {"table1": ["TA"], "table3": ["TA + SB", "TIES + SB", "Iso-C", "TSV-M"]}
     [count] = boosting_counts(plan, records, tables)
     sb_jobs = [j for j in plan.jobs if j.method in ("ties_sb", "task_arithmetic_sb")]
@@ -63,8 +65,7 @@ def test_verify_run_report_states_both(tmp_path):
     store = write_store(tmp_path / "runs", plan, lambda job: 0.5)
     for job_id, record in _records(plan).items():
         stored = store.read_result(job_id)
-        stored["merge"] = record["merge"]
-        store.write_result(stored)
+        store.write_result(dataclasses.replace(stored, merge=record.merge))
     with (tmp_path / "tables.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()

@@ -69,8 +69,8 @@ def test_lockfile_grid_and_homogeneous_jobs_run_end_to_end(tmp_path, tiny_llama_
     assert summary.failed == [] and len(summary.done) == len(plan.jobs)
     store = ResultsStore(runs)
     record = store.read_result(homogeneous[-1].id)
-    assert record["models"]["checkpoints"][0] == {"repo_id": "tiny-org/ft-1", "revision": "a" * 40}
-    assert set(record["suite_averages"]) == {"smoke"} and record["merge"]["task_vector_l2"] > 0
+    assert record.models["checkpoints"][0] == {"repo_id": "tiny-org/ft-1", "revision": "a" * 40}
+    assert set(record.suite_averages) == {"smoke"} and record.task_vector_l2 > 0
     from repro.report.homogeneous_table import build_homogeneous_table
 
     appendix = build_homogeneous_table(plan, store)

@@ -159,9 +159,9 @@ def test_a_toy_method_added_as_one_file_and_one_line_runs_everywhere(toy_plugin,
 
     store = ResultsStore(project / "runs/toy")
     records = [store.read_result(job_id) for job_id in store.finished_ids()]
-    assert len(records) == 1 and records[0]["job"]["method"] == "toy_scaled_mean", records
-    assert records[0]["job"]["label"] == "Toy scaled mean" and records[0]["job"]["params"] == {"alpha": 1.0}
-    assert records[0]["merge"]["task_vector_l2"] > 0
+    assert len(records) == 1 and records[0].job.method == "toy_scaled_mean", records
+    assert records[0].job.label == "Toy scaled mean" and records[0].job.params == {"alpha": 1.0}
+    assert records[0].task_vector_l2 > 0
 
 
 def test_unknown_methods_are_named_with_close_matches_and_builtins_come_first():

@@ -89,8 +89,8 @@ def test_ci_tables_render_and_point_values_match_table1(tmp_path):
     cells = build_ci_cells(plan, eb, "table1", ["task_arithmetic"])
     m1_n4 = next(c for c in cells if c.base == "m1" and c.n == 4)
     ids = [j.id for j in plan.jobs if j.base == "m1" and j.n == 4]
-    base = store.read_result("m1-base")["average"]
-    deltas = [store.read_result(i)["average"] - base for i in ids]
+    base = store.read_result("m1-base").average
+    deltas = [store.read_result(i).average - base for i in ids]
     assert m1_n4.delta == pytest.approx(100 * np.mean(deltas))
     assert m1_n4.percent == pytest.approx(100 * np.mean([d > 0 for d in deltas]))
     assert m1_n4.delta_low <= m1_n4.delta <= m1_n4.delta_high

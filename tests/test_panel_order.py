@@ -9,6 +9,7 @@ from repro.errors import ConfigError
 from repro.facts.config import load_config
 from repro.report.figure_style import base_title, order_bases
 from repro.report.figures import accuracy_panels, norm_panels
+from repro.results import ResultRecord
 from tests.item_results import build_plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,7 +18,7 @@ CAPTION = "From left to right, models are LLAMA 3.2 3B, QWEN3 4B, LLAMA 3.1 8B, 
 
 
 def _records(plan):
-    return {job.id: {"average": 0.5, "merge": {"task_vector_l2": 1.0} if job.kind == "merge" else None}
+    return {job.id: ResultRecord(job, average=0.5, merge={"task_vector_l2": 1.0} if job.kind == "merge" else None)
             for job in plan.jobs}
 
 

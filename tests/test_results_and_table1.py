@@ -6,7 +6,7 @@ from repro.plan import Job, Plan
 from repro.report.results_view import collect
 from repro.report.table1 import build_table1
 from repro.report.table_text import to_csv, to_latex, to_markdown, write_table
-from repro.results import ResultsStore
+from repro.results import ResultRecord, ResultsStore
 
 
 def _plan():
@@ -28,7 +28,7 @@ def test_table1_values_and_formats(tmp_path):
     store = ResultsStore(tmp_path)
     averages = {"b": 0.50, "s1": 0.49, "s2": 0.52, "s3": 0.48, "s4": 0.47, "ta0": 0.51, "ta1": 0.495, "ta4": 0.53}
     for job in plan.jobs:
-        store.write_result(_record(job, averages[job.id]))
+        store.write_result(ResultRecord.from_json(_record(job, averages[job.id])))
     table = build_table1(collect(plan, store))
     assert table.headers == ["Model", "Method", "Base", "n=1 (4)", "n=2 (2)", "n=4 (1)"]
     # n=1: 1 of 4 singles beats 50.0; mean delta = (-1 + 2 - 2 - 3) / 4 = -1.00 points
@@ -46,7 +46,7 @@ def test_incomplete_cells_are_marked(tmp_path):
     plan = _plan()
     store = ResultsStore(tmp_path)
     for job in plan.jobs[:6]:  # base, 4 singles, one of the two n=2 merges
-        store.write_result(_record(job, 0.5 + 0.01 * len(job.id)))
+        store.write_result(ResultRecord.from_json(_record(job, 0.5 + 0.01 * len(job.id))))
     table = build_table1(collect(plan, store))
     assert table.rows[0][4].endswith("*") and table.rows[0][5] == "–"
 
@@ -54,12 +54,12 @@ def test_incomplete_cells_are_marked(tmp_path):
 def test_store_ignores_temp_files_and_builds_index(tmp_path):
     plan = _plan()
     store = ResultsStore(tmp_path)
-    store.write_result(_record(plan.jobs[0], 0.5))
+    store.write_result(ResultRecord.from_json(_record(plan.jobs[0], 0.5)))
     (store.results_dir / ".s1.json.123.tmp").write_text("{half")
     assert store.finished_ids() == {"b"}
     store.write_failure(plan.jobs[1].to_json(), "boom")
     assert store.failed_ids() == {"s1"}
-    store.write_result(_record(plan.jobs[1], 0.4))
+    store.write_result(ResultRecord.from_json(_record(plan.jobs[1], 0.4)))
     assert store.failed_ids() == set()
     con = sqlite3.connect(store.rebuild_index())
     assert con.execute("select job_id, average from results order by job_id").fetchall() == [("b", 0.5), ("s1", 0.4)]
@@ -73,7 +73,7 @@ def test_table2_compares_with_the_best_single_checkpoint(tmp_path):
     store = ResultsStore(tmp_path)
     averages = {"b": 0.50, "s1": 0.49, "s2": 0.52, "s3": 0.48, "s4": 0.47, "ta0": 0.53, "ta1": 0.495, "ta4": 0.51}
     for job in plan.jobs:
-        store.write_result(_record(job, averages[job.id]))
+        store.write_result(ResultRecord.from_json(_record(job, averages[job.id])))
     table = build_table2(collect(plan, store))
     assert table.headers[2] == "Best FT"
     # best single = 52.0; n=1: none beats it, mean delta (-3 + 0 - 4 - 5)/4 = -3.00; n=2: (1 - 2.5)/2 = -0.75
@@ -91,7 +91,7 @@ def test_figures_render_from_results_only(tmp_path):
         record["scores"][0]["primary"] = True
         if job.kind == "merge":
             record["merge"] = {"task_vector_l2": 1.0 + len(job.subset)}
-        store.write_result(record)
+        store.write_result(ResultRecord.from_json(record))
     figures = main_figures(plan, load_records(plan, store), tmp_path / "figs", table1_labels=["TA"], table3_labels=[],
                            all_labels=["TA"], tasks=["x"])
     paths = [path for figure in figures for path in figure.files]

@@ -9,7 +9,7 @@ import pytest
 from repro.cli.run_commands import status_table
 from repro.facts.config import load_config
 from repro.plan import build_plan
-from repro.results import ResultsStore
+from repro.results import ResultRecord, ResultsStore
 from repro.runner import local_runner
 from repro.runner.claims import ClaimBoard
 
@@ -29,8 +29,7 @@ class FakeExecutor:
         FakeExecutor.ran.append(job.id)
         if job.id in FakeExecutor.fail:
             raise RuntimeError("simulated out-of-memory")
-        return {"job": job.to_json(), "config": {"name": "smoke", "hash": "x"}, "merge": None,
-                "scores": [], "average": 0.5}
+        return ResultRecord(job, config={"name": "smoke", "hash": "x"}, average=0.5)
 
 
 @pytest.fixture

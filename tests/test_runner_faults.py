@@ -15,8 +15,8 @@ import pytest
 
 from repro.errors import InsufficientDiskError, MergeError
 from repro.facts.config import load_config
-from repro.plan import build_plan
-from repro.results import ResultsStore
+from repro.plan import Job, JobKind, build_plan
+from repro.results import ResultRecord, ResultsStore
 from repro.runner import local_runner
 from repro.runner.claims import ClaimBoard
 
@@ -33,8 +33,7 @@ class Executor:
 
     def run(self, job):
         Executor.on_run(job)
-        return {"job": job.to_json(), "config": {"name": "smoke", "hash": "x"}, "merge": None, "scores": [],
-                "average": 0.5}
+        return ResultRecord(job, config={"name": "smoke", "hash": "x"}, average=0.5)
 
 
 @pytest.fixture
@@ -131,8 +130,8 @@ def test_a_stop_request_finishes_the_job_in_progress_and_starts_no_other(smoke, 
 
 def test_a_truncated_result_file_is_not_a_result(tmp_path):
     store = ResultsStore(tmp_path)
-    store.write_result({"job": {"id": "a"}, "average": 0.5, "scores": [{"task": "t", "value": 1}]})
-    store.write_result({"job": {"id": "b"}, "average": 0.5, "scores": []})
+    store.write_result(ResultRecord(Job("a", JobKind.BASE, "m", 0), average=0.5, scores=[{"task": "t", "value": 1}]))
+    store.write_result(ResultRecord(Job("b", JobKind.BASE, "m", 0), average=0.5))
     raw = store.result_path("b").read_bytes()
     for cut in range(1, len(raw)):  # whatever prefix a cut-short copy holds
         store.result_path("b").write_bytes(raw[:cut])

@@ -42,8 +42,8 @@ def _outcomes(store: ResultsStore, job_ids) -> dict:
     out = {}
     for job_id in job_ids:
         record = store.read_result(job_id)
-        out[job_id] = ([(s["task"], s["metric"], s["value"], s["stderr"]) for s in record["scores"]],
-                       record["average"], record["merge"]["task_vector_l2"], record["merge"]["vocab_truncations"],
+        out[job_id] = ([(s["task"], s["metric"], s["value"], s["stderr"]) for s in record.scores],
+                       record.average, record.task_vector_l2, record.merge["vocab_truncations"],
                        store.items_path(job_id).read_bytes())
     return out
 
@@ -60,7 +60,7 @@ def test_grid_merged_jobs_equal_jobs_merged_alone_and_resume(tmp_path):
     summary = run_worker(alone_cfg, alone_plan, alone_runs, job_ids=set(picked), progress=False)
     assert summary.failed == [] and len(summary.done) == 18
     alone_store = ResultsStore(alone_runs)
-    assert {alone_store.read_result(i)["merge"]["grid_merges"] for i in picked} == {1}
+    assert {alone_store.read_result(i).merge["grid_merges"] for i in picked} == {1}
 
     # Room for 4 merged models at a time: groups of 6 jobs are cut into grids of at most 4.
     sources = ModelSources(alone_cfg, alone_runs.parent)
@@ -74,9 +74,9 @@ def test_grid_merged_jobs_equal_jobs_merged_alone_and_resume(tmp_path):
     summary = run_worker(grid_cfg, grid_plan, grid_runs, job_ids=set(picked), progress=False)
     assert summary.failed == [] and sorted(summary.done) == sorted(set(picked) - set(first))
     grid_store = ResultsStore(grid_runs)
-    sizes = [grid_store.read_result(i)["merge"]["grid_merges"] for i in picked]
+    sizes = [grid_store.read_result(i).merge["grid_merges"] for i in picked]
     assert max(sizes) == 4 and {2, 4} <= set(sizes), sizes  # resumed TA group: 4 left, one grid of 4
-    assert all(grid_store.read_result(i)["merge"]["in_memory"] for i in picked)
+    assert all(grid_store.read_result(i).merge["in_memory"] for i in picked)
 
     assert _outcomes(grid_store, picked) == _outcomes(alone_store, picked)
 
@@ -110,7 +110,7 @@ def test_a_broken_checkpoint_fails_only_its_jobs_in_grid_mode(tmp_path, caplog):
     for job_id in with_broken:
         error = store.read_failure(job_id)["error"]
         assert "NaN" in error and str(broken_dir) in error, error
-    assert all(torch.isfinite(torch.tensor(store.read_result(j)["average"])) for j in set(summary.done))
+    assert all(torch.isfinite(torch.tensor(store.read_result(j).average)) for j in set(summary.done))
 
 
 def _job(job_id: str, method="ties", params=None, kind="merge", subset=(1, 2)) -> Job:

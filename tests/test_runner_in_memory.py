@@ -41,11 +41,11 @@ def test_in_memory_and_saved_merges_give_identical_results(tmp_path):
         assert summary.failed == [] and set(summary.done) == picked
         store = ResultsStore(runs)
         records = {job_id: store.read_result(job_id) for job_id in picked}
-        assert all(r["merge"]["in_memory"] is in_memory for r in records.values())
+        assert all(r.merge["in_memory"] is in_memory for r in records.values())
         assert not (runs / "scratch").exists() or not any((runs / "scratch").iterdir())
         scores[in_memory] = {
-            job_id: ([(s["task"], s["metric"], s["value"], s["stderr"]) for s in r["scores"]], r["average"],
-                     r["merge"]["task_vector_l2"], store.items_path(job_id).read_bytes())
+            job_id: ([(s["task"], s["metric"], s["value"], s["stderr"]) for s in r.scores], r.average,
+                     r.task_vector_l2, store.items_path(job_id).read_bytes())
             for job_id, r in records.items()
         }
     assert scores[True] == scores[False]
@@ -90,7 +90,7 @@ def test_an_in_memory_merge_job_writes_no_merged_weights_anywhere(tmp_path, monk
     assert summary.failed == [] and set(summary.done) == picked and writes == []
     after = {p for p in tmp_path.rglob("*") if p.suffix in weight_suffixes}
     assert after == before, sorted(str(p) for p in after - before)
-    assert all(ResultsStore(runs).read_result(i)["merge"]["in_memory"] for i in picked)
+    assert all(ResultsStore(runs).read_result(i).merge["in_memory"] for i in picked)
 
 
 def test_the_job_record_states_seeds_batch_size_devices_and_tokenizer(tmp_path):
@@ -106,7 +106,7 @@ def test_the_job_record_states_seeds_batch_size_devices_and_tokenizer(tmp_path):
     assert summary.failed == [] and set(summary.done) == picked
     records = {job_id: ResultsStore(runs).read_result(job_id) for job_id in picked}
     for record in records.values():
-        evaluation = record["evaluation"]
+        evaluation = record.evaluation
         assert evaluation["seeds"] == lm_eval_seeds() == {"random_seed": 0, "numpy_seed": 1234,
                                                           "torch_seed": 1234, "fewshot_seed": 1234}
         assert loaded.config.evaluation.batch_size == "auto" and isinstance(evaluation["batch_size_used"], int)
@@ -116,7 +116,7 @@ def test_the_job_record_states_seeds_batch_size_devices_and_tokenizer(tmp_path):
         assert tokenizer["eos_token"][1] is not None
         # where the run lives is not a fact of the result: two copies of one run record the same thing
         assert tokenizer["name_or_path"].startswith("local:") and str(tmp_path) not in json.dumps(evaluation)
-    merged = next(r for r in records.values() if r["merge"] is not None)
-    assert merged["merge"]["device"] == "cpu"
-    base = next(r for r in records.values() if r["merge"] is None)
-    assert merged["evaluation"]["tokenizer"]["fingerprint"] == base["evaluation"]["tokenizer"]["fingerprint"]
+    merged = next(r for r in records.values() if r.merge is not None)
+    assert merged.merge["device"] == "cpu"
+    base = next(r for r in records.values() if r.merge is None)
+    assert merged.evaluation["tokenizer"]["fingerprint"] == base.evaluation["tokenizer"]["fingerprint"]

@@ -10,7 +10,7 @@ import pytest
 from repro.errors import ConfigError
 from repro.facts.config import load_config
 from repro.plan import build_plan
-from repro.results import ResultsStore
+from repro.results import ResultRecord, ResultsStore
 from repro.runner.reuse import reuse_finished_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,8 +54,7 @@ def test_reuse_copies_finished_jobs_of_the_main_run(tmp_path):
     main_store = ResultsStore(tmp_path / "smoke")
     main_plan = build_plan(main)
     for job in main_plan.jobs[:5]:
-        main_store.write_result({"job": job.to_json(), "config": {"name": "smoke", "hash": "x"}, "average": 0.5,
-                                 "scores": []})
+        main_store.write_result(ResultRecord(job, config={"name": "smoke", "hash": "x"}, average=0.5))
         main_store.items_path(job.id).parent.mkdir(parents=True, exist_ok=True)
         main_store.items_path(job.id).write_bytes(b"items")
     plan = build_plan(sweep)
@@ -65,7 +64,7 @@ def test_reuse_copies_finished_jobs_of_the_main_run(tmp_path):
     store = ResultsStore(tmp_path / "smoke_appendix")
     assert store.finished_ids() == shared
     record = store.read_result(sorted(shared)[0])
-    assert record["reused_from"] == {"config": "smoke", "runs_dir": "smoke"}
+    assert record.reused_from == {"config": "smoke", "runs_dir": "smoke"}
     assert store.items_path(sorted(shared)[0]).read_bytes() == b"items"
     assert reuse_finished_jobs(sweep, plan, tmp_path / "smoke_appendix") == {"smoke": 0}  # idempotent
 

@@ -143,6 +143,7 @@ def test_repro_geometry_runs_the_geometry_jobs_of_a_config(tmp_path):
     import sys
     from pathlib import Path
 
+    from repro.plan import JobKind
     from repro.results import ResultsStore
 
     root = Path(__file__).resolve().parents[1]
@@ -151,15 +152,16 @@ def test_repro_geometry_runs_the_geometry_jobs_of_a_config(tmp_path):
                            "--runs-dir", str(runs), "--no-progress"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "tiny-llama:" in proc.stdout and "tiny-qwen3:" in proc.stdout
-    records = [r for r in ResultsStore(runs).iter_results() if r["job"]["kind"] == "geometry"]
+    records = [r for r in ResultsStore(runs).iter_results() if r.job.kind is JobKind.GEOMETRY]
     assert len(records) == 2
     for record in records:
-        geometry = record["geometry"]
+        geometry = record.geometry
         assert geometry["checkpoints"] == ["1", "2", "3", "4", "5", "6"]
         assert sorted(geometry["layers"]) == ["0", "1"]  # the tiny models have 2 blocks
         diagonal = [geometry["total"][i][i] for i in range(6)]
         assert all(d > 0 for d in diagonal)
-        assert "average" not in record and record["packages"]
+        stored = json.loads(ResultsStore(runs).result_path(record.job.id).read_text())
+        assert "average" not in stored and "merge" not in stored and record.packages
     proc = subprocess.run([sys.executable, "-m", "repro", "geometry", "--config", str(root / "configs/smoke.yaml"),
                            "--runs-dir", str(tmp_path / "runs" / "smoke")], capture_output=True, text=True)
     assert proc.returncode == 2 and "no `geometry:` section" in proc.stderr and "Traceback" not in proc.stderr

@@ -169,7 +169,7 @@ def cmd_geometry(args) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")
     from repro.cli.run_commands import load_for_cli
     from repro.errors import ConfigError
-    from repro.plan import build_plan, write_plan
+    from repro.plan import JobKind, build_plan, write_plan
     from repro.results import ResultsStore
     from repro.runner.local_runner import run_worker
     from repro.runner.model_sources import ModelSources
@@ -181,15 +181,15 @@ def cmd_geometry(args) -> int:
     plan = build_plan(loaded)
     write_plan(plan, runs_dir)
     ModelSources(loaded, runs_dir.parent).prepare(loaded.base_names)
-    summary = run_worker(loaded, plan, runs_dir, kinds={"geometry"}, progress=not args.no_progress)
+    summary = run_worker(loaded, plan, runs_dir, kinds={JobKind.GEOMETRY}, progress=not args.no_progress)
     store = ResultsStore(runs_dir)
     store.rebuild_index()
     from repro.report.geometry_figures import cosine_matrix
 
-    for job in plan.jobs:
-        if job.kind != "geometry" or not store.has_result(job.id):
+    for job in plan.of_kind(JobKind.GEOMETRY):
+        if not store.has_result(job.id):
             continue
-        geometry = store.read_result(job.id)["geometry"]
+        geometry = store.read_result(job.id).geometry
         cos = cosine_matrix(geometry["total"])
         off = [c for i, row in enumerate(cos) for j, c in enumerate(row) if i < j and c is not None]
         print(f"{job.base}: {len(geometry['tensors'])} tensors, {len(geometry['layers'])} blocks; pairwise cosine "

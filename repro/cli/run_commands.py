@@ -101,7 +101,7 @@ def load_for_cli(args):
 
 
 def cmd_plan(args) -> int:
-    from repro.plan import build_plan, write_plan
+    from repro.plan import Part, build_plan, write_plan
 
     loaded, runs_dir = load_for_cli(args)
     if getattr(args, "appendix_configs", False):
@@ -113,25 +113,24 @@ def cmd_plan(args) -> int:
     if args.json:
         print(json.dumps(plan.to_json(), indent=2, sort_keys=True))
         return 0
-    for base, counts in plan.counts().items():
-        merges = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("merge:")}
-        sweeps = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("sweep:")}
-        if merges or counts.get("single"):
+    for base, counts in plan.base_counts().items():
+        merges, sweeps = counts.merges, counts.sweeps
+        if merges or counts.singles:
             merge_text = ", ".join(f"{label} {v}" for label, v in merges.items())
-            line = f"{base}: {counts.get('base', 0)} base + {counts.get('single', 0)} single-checkpoint evaluations"
+            line = f"{base}: {counts.base_evaluations} base + {counts.singles} single-checkpoint evaluations"
             if merges:
                 line += f"; merges: {merge_text} ({sum(merges.values())} total)"
             if sweeps:
-                line += "; sweep merges: " + ", ".join(f"{k.replace(':', ' ')} {v}" for k, v in sweeps.items())
+                line += "; sweep merges: " + ", ".join(f"{sweep} {label} {v}" for (sweep, label), v in sweeps.items())
             print(line)
-        if counts.get("geometry"):
-            print(f"{base}: {counts['geometry']} geometry job (task vectors of all {plan_pool(plan, base)} checkpoints)")
-        homogeneous = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("homogeneous:")}
+        if counts.geometry:
+            print(f"{base}: {counts.geometry} geometry job (task vectors of all {counts.pool} checkpoints)")
+        homogeneous = counts.homogeneous
         if homogeneous:
-            print(f"{base} (appendix E): {counts.get('base:homogeneous', 0)} base evaluation + "
+            print(f"{base} (appendix E): {counts.homogeneous_bases} base evaluation + "
                   f"{sum(homogeneous.values())} homogeneous merges ({len(homogeneous)} experiment x method)")
     experiments = experiment_job_counts(plan)
-    if len(experiments) > 1 or plan.sweep_points or any(job.kind == "geometry" for job in plan.jobs):
+    if len(experiments) > 1 or plan.sweep_points or plan.of_part(Part.GEOMETRY):
         print("jobs per experiment (a job two experiments share, e.g. a base evaluation, counts in each and runs once):")
         for name, count in experiments.items():
             print(f"  {name}: {count}")
@@ -148,31 +147,30 @@ def cmd_plan(args) -> int:
     return print_budget(args, loaded, plan, runs_dir)
 
 
-def plan_pool(plan, base: str) -> int:
-    return max((len(job.subset) for job in plan.jobs if job.base == base and job.kind == "geometry"), default=0)
-
-
 def experiment_job_counts(plan) -> dict[str, int]:
     """Experiment -> number of distinct jobs it needs: the in-the-wild grid, each sweep (its points plus
     the base and single-checkpoint evaluations of its bases), the geometry and each homogeneous experiment."""
+    from repro.plan import Part
+
     jobs = {job.id: job for job in plan.jobs}
     out: dict[str, set[str]] = {}
     references = {job.base: set() for job in plan.jobs}
-    for job in plan.jobs:
-        if job.experiment is None and job.kind in ("base", "single"):
-            references[job.base].add(job.id)
-    grid = {job.id for job in plan.jobs if job.experiment is None and job.kind == "merge"}
+    for job in plan.references():
+        references[job.base].add(job.id)
+    grid = {job.id for job in plan.grid_merges()}
     if grid:
         out["in-the-wild grid (Tables 1-3, Figs 3-10)"] = grid | set().union(*references.values())
     for point in plan.sweep_points:
         out.setdefault(f"sweep {point.sweep}", set()).update({point.job_id} | references[point.base])
-    geometry = {job.id for job in plan.jobs if job.kind == "geometry"}
+    geometry = {job.id for job in plan.of_part(Part.GEOMETRY)}
     if geometry:
         out["geometry (Figs 19-26)"] = geometry
-    for job in plan.jobs:
-        if job.kind == "homogeneous":
-            out.setdefault(f"homogeneous {job.experiment}", set()).add(job.id)
-    homogeneous_bases = {job.id for job in plan.jobs if job.kind == "base" and job.experiment == "homogeneous"}
+    homogeneous_bases = set()
+    for job in plan.homogeneous_jobs():
+        if job.part_of.name is None:  # the base evaluation of the homogeneous experiments
+            homogeneous_bases.add(job.id)
+        else:
+            out.setdefault(f"homogeneous {job.part_of.name}", set()).add(job.id)
     for name in out:
         if name.startswith("homogeneous "):
             out[name] |= {i for i in homogeneous_bases if jobs[i].base in {jobs[j].base for j in out[name]}}
@@ -197,6 +195,7 @@ def cmd_run(args) -> int:
     kinds = set(args.only.split(",")) if args.only else None
     if kinds and not kinds <= set(JobKind):
         raise RunnerError(f"--only takes {', '.join(JobKind)}, not {args.only!r}")
+    kinds = {JobKind(kind) for kind in kinds} if kinds else None
     from repro.runner.reuse import reuse_finished_jobs
 
     for name, count in reuse_finished_jobs(loaded, plan, runs_dir).items():
@@ -243,10 +242,12 @@ def cmd_run(args) -> int:
 
 
 def status_table(plan, store, board) -> list[dict]:
+    from repro.plan import JobKind
+
     finished, failed, running = store.finished_ids(), store.failed_ids(), set(board.live_claims())
     rows: dict[tuple[str, str], dict] = {}
     for job in plan.jobs:
-        key = (job.base, job.label if job.kind == "merge" else job.kind)
+        key = (job.base, job.label if job.kind is JobKind.MERGE else str(job.kind))
         if job.experiment:
             key = (job.base, f"{job.experiment}: {job.label}" if job.label else f"{job.kind} ({job.experiment})")
         row = rows.setdefault(key, {"base": key[0], "what": key[1], "done": 0, "running": 0, "failed": 0,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from repro.results import ResultRecord
+
 
 @dataclass
 class Artifact:
@@ -17,7 +19,7 @@ class Artifact:
     table: tuple[list[str], list[list[str]]] | None = None  # (headers, rows) of a table, for the page
 
 
-def load_records(plan, store) -> dict[str, dict]:
+def load_records(plan, store) -> dict[str, ResultRecord]:
     """Every finished result of the plan's jobs, by job id (read once)."""
     finished = store.finished_ids()
     return {job.id: store.read_result(job.id) for job in plan.jobs if job.id in finished}

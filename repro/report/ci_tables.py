@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from repro.method_catalog import default_table_methods
+from repro.plan import JobKind
 from repro.report.item_data import load_item_matrix
 from repro.report.paired_bootstrap import DEFAULT_RESAMPLES, TIE_TOLERANCE, cell_bootstrap
 from repro.report.table_text import latex_escape
@@ -84,19 +85,18 @@ def bootstrap_experiment(plan, store, *, resamples: int = DEFAULT_RESAMPLES, see
     from repro.report.paired_bootstrap import accuracy_replicates
 
     finished = store.finished_ids()
-    jobs = {job.id: job for job in plan.jobs
-            if job.experiment is None and job.kind in ("base", "single", "merge") and job.id in finished}
+    jobs = {job.id: job for job in plan.main_grid() if job.id in finished}
     order = sorted(jobs, key=lambda i: (jobs[i].base, jobs[i].kind, jobs[i].label or "", jobs[i].n, jobs[i].subset))
     matrix = load_item_matrix(store, order)
     observed, replicates = accuracy_replicates(matrix.flags, resamples=resamples, seed=seed)
-    recorded = {job_id: store.read_result(job_id)["average"] for job_id in order}
+    recorded = {job_id: store.read_result(job_id).average for job_id in order}
     return ExperimentBootstrap(jobs, {j: i for i, j in enumerate(order)}, observed, replicates, recorded,
                                resamples, seed, plan.config_hash)
 
 
 def _reference_column(eb: ExperimentBootstrap, base: str, reference: str) -> int | None:
-    ids = [i for i, job in eb.jobs.items() if job.base == base and job.kind == ("base" if reference == "base"
-                                                                                   else "single")]
+    kind = JobKind.BASE if reference == "base" else JobKind.SINGLE
+    ids = [i for i, job in eb.jobs.items() if job.base == base and job.kind is kind]
     if not ids:
         return None
     if reference == "base":
@@ -117,23 +117,24 @@ def build_ci_cells(plan, eb: ExperimentBootstrap, table: str, methods: list[str]
     """
     reference = TABLE_REFERENCE[table]
     planned: dict = {}
-    for job in plan.jobs:
-        if job.experiment is None and job.kind in ("single", "merge"):
-            key = (job.base, job.label if job.kind == "merge" else None, job.n)
+    for job in plan.main_grid():
+        if job.kind is not JobKind.BASE:
+            key = (job.base, job.label if job.kind is JobKind.MERGE else None, job.n)
             planned[key] = planned.get(key, 0) + 1
-    grid = [j for j in plan.jobs if j.kind == "merge" and j.experiment is None]
+    grid = plan.grid_merges()
     if labels is None:
         labels = list(dict.fromkeys(j.label for j in grid if j.method in (methods or [])))
     labels = [label for label in labels if any(j.label == label for j in grid)]
     sizes = sorted({j.n for j in grid if j.label in labels})
-    bases = list(dict.fromkeys(j.base for j in plan.jobs if j.experiment is None))
+    bases = list(dict.fromkeys(j.base for j in plan.main_grid()))
     cells, replicate_means, replicate_shares = [], {}, {}
     for base in bases:
         ref = _reference_column(eb, base, reference)
         for label in labels:
             for n in [1, *sizes]:
                 ids = [i for i, job in eb.jobs.items() if job.base == base and job.n == n
-                       and (job.kind == "single" if n == 1 else (job.kind == "merge" and job.label == label))]
+                       and (job.kind is JobKind.SINGLE if n == 1 else (job.kind is JobKind.MERGE
+                                                                         and job.label == label))]
                 if ref is None or not ids:
                     continue
                 cb = cell_bootstrap(eb.observed, eb.replicates, [eb.columns[i] for i in sorted(ids)], ref,
@@ -167,12 +168,13 @@ def accuracy_intervals(plan, eb: ExperimentBootstrap, level: float = 0.95) -> di
     n = 1 (the single checkpoints) under every label. For the error bars of Figures 3 and 6."""
     out = {}
     alpha = (1 - level) / 2
-    labels = list(dict.fromkeys(j.label for j in eb.jobs.values() if j.kind == "merge"))
+    labels = list(dict.fromkeys(j.label for j in eb.jobs.values() if j.kind is JobKind.MERGE))
     for base in dict.fromkeys(j.base for j in eb.jobs.values()):
         for label in labels:
             for n in sorted({j.n for j in eb.jobs.values() if j.base == base and (j.label == label or j.n == 1)}):
                 ids = sorted(i for i, j in eb.jobs.items() if j.base == base and j.n == n
-                             and (j.kind == "single" if n == 1 else j.kind == "merge" and j.label == label))
+                             and (j.kind is JobKind.SINGLE if n == 1 else j.kind is JobKind.MERGE
+                                  and j.label == label))
                 if not ids:
                     continue
                 cb = cell_bootstrap(eb.observed, eb.replicates, [eb.columns[i] for i in ids], None,
@@ -267,7 +269,7 @@ def ci_artifacts(loaded, plan, store, out_dir, *, resamples: int = DEFAULT_RESAM
     from repro.report.artifacts import Artifact
     from repro.report.item_data import ItemDataError
 
-    grid = [j for j in plan.jobs if j.experiment is None and j.kind == "merge"]
+    grid = plan.grid_merges()
     finished = store.finished_ids()
     if not any(j.id in finished for j in grid):
         return [], None, [f"{title}: not supported by these results (no in-the-wild grid results)"

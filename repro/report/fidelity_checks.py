@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from repro.method_catalog import builtin_methods_where
+from repro.plan import JobKind
+from repro.results import ResultRecord
 
 # from the methods' traits (`repro.method_catalog`): which merges record a boost count, Figure 4's groups
 SB_METHODS = builtin_methods_where(lambda traits: traits.records_boosts)
@@ -45,14 +47,12 @@ class BoostingCount:
         return text
 
 
-def boosting_counts(plan, records: Mapping[str, dict], tables: Mapping[str, Sequence[str]]) -> list[BoostingCount]:
+def boosting_counts(plan, records: Mapping[str, ResultRecord], tables: Mapping[str, Sequence[str]]) -> list[BoostingCount]:
     """Per table (name -> the method labels it shows), the count over its finished SB merges; tables
     without SB merges are left out. Appendix sweeps (jobs outside the tables) are counted as "other"."""
     in_tables = {label for labels in tables.values() for label in labels}
-    groups = {table: [j for j in plan.jobs if j.kind == "merge" and j.experiment is None and j.label in labels]
-              for table, labels in tables.items()}
-    groups["other merges"] = [j for j in plan.jobs if j.kind == "merge" and (j.experiment is not None
-                                                                          or j.label not in in_tables)]
+    groups = {table: plan.grid_merges(labels) for table, labels in tables.items()}
+    groups["other merges"] = [j for j in plan.of_kind(JobKind.MERGE) if not j.in_main_grid or j.label not in in_tables]
     out = []
     for table, jobs in groups.items():
         merges = affected = unrecorded = matrices = affected_matrices = 0
@@ -61,7 +61,7 @@ def boosting_counts(plan, records: Mapping[str, dict], tables: Mapping[str, Sequ
             if job.method not in SB_METHODS or record is None:
                 continue
             merges += 1
-            count = (record.get("merge") or {}).get("subspace_boosting")
+            count = record.subspace_boosting
             if not count:
                 unrecorded += 1
                 continue
@@ -87,14 +87,13 @@ class NormOrder:
         return self.low[1] < self.high[1]
 
 
-def norm_ordering(plan, records: Mapping[str, dict], labels: Sequence[str] | None = None) -> list[NormOrder]:
+def norm_ordering(plan, records: Mapping[str, ResultRecord], labels: Sequence[str] | None = None) -> list[NormOrder]:
     """One NormOrder per (base, n) where both groups have results (mean over subsets per configuration);
     `labels`: the method configurations Figure 4 shows (None: every configuration of the main grid)."""
     norms: dict[tuple[str, int, str, str], list[float]] = {}
-    for job in plan.jobs:
-        if job.kind != "merge" or job.experiment is not None or (labels is not None and job.label not in labels):
-            continue
-        value = ((records.get(job.id) or {}).get("merge") or {}).get("task_vector_l2")
+    for job in plan.grid_merges(labels):
+        record = records.get(job.id)
+        value = record.task_vector_l2 if record is not None else None
         if value is not None:
             norms.setdefault((job.base, job.n, job.method, job.label or job.method), []).append(float(value))
     out = []

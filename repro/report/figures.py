@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean, pstdev
 
+from repro.plan import JobKind
 from repro.report.figure_style import (
     base_title,
     figure,
@@ -69,7 +70,7 @@ class Panel:
 
 
 def _grid_jobs(plan) -> list:
-    return [job for job in plan.jobs if job.experiment is None]
+    return plan.main_grid()
 
 
 def _by_base(plan, records, value, labels: list[str], order=()) -> dict[str, dict]:
@@ -83,11 +84,11 @@ def _by_base(plan, records, value, labels: list[str], order=()) -> dict[str, dic
         v = value(record) if record is not None else None
         if v is None:
             continue
-        if job.kind == "base":
+        if job.kind is JobKind.BASE:
             entry["base"] = v
-        elif job.kind == "single":
+        elif job.kind is JobKind.SINGLE:
             entry["single"].append(v)
-        elif job.kind == "merge" and job.label in labels:
+        elif job.kind is JobKind.MERGE and job.label in labels:
             entry["merges"].setdefault(job.label, {}).setdefault(job.n, []).append(v)
     return out
 
@@ -98,7 +99,7 @@ def accuracy_panels(plan, records, labels: list[str], value=None, intervals: dic
 
     `intervals`: optional (base, label, n) -> (low, high) in accuracy %, drawn as error bars
     (repro.report.ci_tables.accuracy_intervals: subsets and items resampled)."""
-    value = value or (lambda r: r.get("average"))
+    value = value or (lambda r: r.average)
     panels = []
     for base, entry in _by_base(plan, records, value, labels, order).items():
         lines = []
@@ -121,7 +122,7 @@ def accuracy_panels(plan, records, labels: list[str], value=None, intervals: dic
 def norm_panels(plan, records, labels: list[str], order=()) -> list[Panel]:
     """Figure 4: ‖θ_merged − θ_base‖₂ per method against n (merges only; n = 1 has no merge)."""
     def norm(record):
-        return (record.get("merge") or {}).get("task_vector_l2")
+        return record.task_vector_l2
 
     panels = []
     for base, entry in _by_base(plan, records, norm, labels, order).items():
@@ -134,7 +135,7 @@ def norm_panels(plan, records, labels: list[str], order=()) -> list[Panel]:
 
 def task_scores(record) -> dict[str, float]:
     """Task -> its primary metric value (what the suite average averages)."""
-    return {row["task"]: row["value"] for row in record.get("scores", []) if row.get("primary")}
+    return record.primary_scores()
 
 
 def taskwise_panels(plan, records, base: str, labels: list[str], tasks: list[str]) -> list[Panel]:
@@ -221,7 +222,7 @@ class FigureFile:
 
 def _count(plan, records, labels, base: str | None = None) -> int:
     return sum(1 for job in _grid_jobs(plan) if job.id in records and (base is None or job.base == base)
-               and (job.kind in ("base", "single") or job.label in labels))
+               and (job.is_reference or job.label in labels))
 
 
 def main_figures(plan, records, out_dir: Path, *, table1_labels: list[str], table3_labels: list[str],
@@ -250,8 +251,8 @@ def main_figures(plan, records, out_dir: Path, *, table1_labels: list[str], tabl
         out.append(FigureFile("fig04_task_vector_norm", title,
                               draw_panels(panels, out_dir / "fig04_task_vector_norm", title=title, xlabel=N_AXIS,
                                           ylabel=NORM_AXIS, colors=colors),
-                              sum(1 for j in _grid_jobs(plan) if j.kind == "merge" and j.id in records)))
-    config_order = list(dict.fromkeys(job.base for job in _grid_jobs(plan) if job.kind == "merge"))
+                              sum(1 for j in plan.grid_merges() if j.id in records)))
+    config_order = list(dict.fromkeys(job.base for job in plan.grid_merges()))
     numbers = figure_numbers("taskwise", config_order)  # numbers by the paper's base, else config order
     bases = order_bases(config_order, order)
     for base in bases:

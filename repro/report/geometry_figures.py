@@ -15,6 +15,7 @@ import io
 from pathlib import Path
 
 from repro.atomic_io import atomic_write_text
+from repro.plan import JobKind
 from repro.report.figure_style import (
     base_title,
     figure,
@@ -93,13 +94,13 @@ def geometry_figures(loaded, plan, records, out_dir: Path) -> list[FigureFile]:
 
     settings = loaded.config.geometry
     tolerance = settings.zero_tolerance if settings is not None else 1e-6
-    jobs = [job for job in plan.jobs if job.kind == "geometry" and job.id in records]
+    jobs = [job for job in plan.of_kind(JobKind.GEOMETRY) if job.id in records]
     bases = [job.base for job in jobs]
     cosine_numbers = figure_numbers("cosine", bases)
     sign_numbers = figure_numbers("layer_signs", bases)
     out: list[FigureFile] = []
     for job in jobs:
-        geometry = records[job.id]["geometry"]
+        geometry = records[job.id].geometry
         labels = [str(i) for i in job.subset]
         cos = cosine_matrix(geometry["total"])
         off = [abs(c) for i, row in enumerate(cos) for j, c in enumerate(row) if i != j and c is not None]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from repro.plan import JobKind
 from repro.report.figure_style import (
     base_title,
     figure,
@@ -30,18 +31,17 @@ def experiment_name(experiment: str, n: int) -> str:
 
 
 def homogeneous_figures(plan, records, out_dir: Path) -> list[FigureFile]:
-    jobs = [job for job in plan.jobs if job.experiment is not None and job.kind in ("base", "homogeneous")
-            and job.id in records and (job.kind == "homogeneous" or job.experiment == "homogeneous")]
-    bases = list(dict.fromkeys(job.base for job in jobs if job.kind == "homogeneous"))
+    jobs = [job for job in plan.homogeneous_jobs() if job.id in records]
+    bases = list(dict.fromkeys(job.base for job in jobs if job.kind is JobKind.HOMOGENEOUS))
     numbers = figure_numbers("homogeneous", bases)
     out = []
     for base in bases:
-        merges = [job for job in jobs if job.base == base and job.kind == "homogeneous"]
-        base_job = next((job for job in jobs if job.base == base and job.kind == "base"), None)
-        base_scores = records[base_job.id].get("suite_averages", {}) if base_job else {}
+        merges = [job for job in jobs if job.base == base and job.kind is JobKind.HOMOGENEOUS]
+        base_job = next((job for job in jobs if job.base == base and job.kind is JobKind.BASE), None)
+        base_scores = records[base_job.id].suite_averages if base_job else {}
         suites = list(dict.fromkeys(s for job in merges for s in job.suites))
         labels = list(dict.fromkeys(job.label for job in merges))
-        experiments = list(dict.fromkeys(job.experiment for job in merges))
+        experiments = list(dict.fromkeys(job.part_of.name for job in merges))
         colors = method_colors(experiments)
         number = numbers[base]
         key = figure_key(number, f"homogeneous_{base}")
@@ -49,17 +49,17 @@ def homogeneous_figures(plan, records, out_dir: Path) -> list[FigureFile]:
                  f"{numbering_note('homogeneous', base, number)}")
         with figure(len(suites), panel_size=(max(3.6, 0.9 * len(labels) + 1.5), 3.4)) as (fig, axes):
             for ax, suite in zip(axes, suites, strict=True):
-                present = [e for e in experiments if any(j.experiment == e and suite in j.suites for j in merges)]
+                present = [e for e in experiments if any(j.part_of.name == e and suite in j.suites for j in merges)]
                 width = 0.8 / max(len(present), 1)
                 for k, experiment in enumerate(present):
                     xs, ys = [], []
                     for i, label in enumerate(labels):
-                        job = next((j for j in merges if j.label == label and j.experiment == experiment), None)
-                        value = records[job.id].get("suite_averages", {}).get(suite) if job else None
+                        job = next((j for j in merges if j.label == label and j.part_of.name == experiment), None)
+                        value = records[job.id].suite_averages.get(suite) if job else None
                         if value is not None:
                             xs.append(i - 0.4 + width * (k + 0.5))
                             ys.append(100.0 * value)
-                    n = next(j.n for j in merges if j.experiment == experiment)
+                    n = next(j.n for j in merges if j.part_of.name == experiment)
                     ax.bar(xs, ys, width=width, color=colors[experiment], label=experiment_name(experiment, n))
                 if suite in base_scores:
                     ax.axhline(100.0 * base_scores[suite], color="black", linestyle="--", linewidth=1,
@@ -73,7 +73,7 @@ def homogeneous_figures(plan, records, out_dir: Path) -> list[FigureFile]:
             for ax in axes:
                 for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
                     handles.setdefault(name, handle)
-            order = [experiment_name(e, next(j.n for j in merges if j.experiment == e)) for e in experiments]
+            order = [experiment_name(e, next(j.n for j in merges if j.part_of.name == e)) for e in experiments]
             handles = {name: handles[name] for name in [*order, "base model"] if name in handles}
             fig.legend(list(handles.values()), list(handles), loc="outside lower center", frameon=False,
                        ncol=len(handles))

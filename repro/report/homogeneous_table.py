@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.atomic_io import atomic_write_text
-from repro.plan import Plan
+from repro.plan import JobKind, Plan
 from repro.results import ResultsStore
 
 MISSING = "–"
@@ -26,32 +26,32 @@ class HomogeneousTable:
 
 
 def build_homogeneous_table(plan: Plan, store: ResultsStore) -> HomogeneousTable:
-    jobs = [j for j in plan.jobs if j.experiment is not None]
+    jobs = plan.homogeneous_jobs()
     finished = store.finished_ids()
     columns: list[tuple[str, str]] = []  # (experiment, suite)
     for job in jobs:
-        if job.kind == "homogeneous":
+        if job.kind is JobKind.HOMOGENEOUS:
             for suite in job.suites:
-                if (job.experiment, suite) not in columns:
-                    columns.append((job.experiment, suite))
+                if (job.part_of.name, suite) not in columns:
+                    columns.append((job.part_of.name, suite))
     suites = list(dict.fromkeys(suite for _, suite in columns))
     headers = ["Model", "Method"] + [f"base: {s}" for s in suites] + [f"{e}: {s}" for e, s in columns]
 
     def averages(job) -> dict[str, float]:
-        return store.read_result(job.id).get("suite_averages", {}) if job.id in finished else {}
+        return store.read_result(job.id).suite_averages if job.id in finished else {}
 
     def fmt(value: float | None) -> str:
         return MISSING if value is None else f"{100 * value:.1f}"
 
     rows = []
     for base in dict.fromkeys(j.base for j in jobs):
-        base_job = next((j for j in jobs if j.base == base and j.kind == "base"), None)
+        base_job = next((j for j in jobs if j.base == base and j.kind is JobKind.BASE), None)
         base_scores = averages(base_job) if base_job else {}
-        labels = list(dict.fromkeys(j.label for j in jobs if j.base == base and j.kind == "homogeneous"))
+        labels = list(dict.fromkeys(j.label for j in jobs if j.base == base and j.kind is JobKind.HOMOGENEOUS))
         for i, label in enumerate(labels):
             cells = [fmt(base_scores.get(s)) for s in suites]
             for experiment, suite in columns:
-                job = next((j for j in jobs if j.base == base and j.label == label and j.experiment == experiment), None)
+                job = next((j for j in jobs if j.base == base and j.label == label and j.part_of.name == experiment), None)
                 cells.append(fmt(averages(job).get(suite)) if job else MISSING)
             rows.append([base if i == 0 else "", label, *cells])
     return HomogeneousTable(headers, rows)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from repro.errors import ReproError
+from repro.results import ResultRecord
 
 ITEMS_FORMAT = "repro-items/1"
 
@@ -49,9 +50,9 @@ def read_item_flags(path: str | Path) -> dict[str, tuple[list[str], np.ndarray]]
     return out
 
 
-def task_of_leaf(record: dict) -> dict[str, str]:
+def task_of_leaf(record: ResultRecord) -> dict[str, str]:
     """leaf -> suite task, from a result record's score rows (a row's `parent` is its group)."""
-    return {row["task"]: row["parent"] for row in record.get("scores", []) if row.get("parent")}
+    return record.task_parents()
 
 
 @dataclass
@@ -74,7 +75,7 @@ def load_item_matrix(store, job_ids: list[str]) -> ItemMatrix:
     for job_id in job_ids:
         record = store.read_result(job_id)
         groups = task_of_leaf(record)
-        path = store.root / record["items_file"] if record.get("items_file") else store.items_path(job_id)
+        path = store.root / record.items_file if record.items_file else store.items_path(job_id)
         items = read_item_flags(path)
         tasks: dict[str, list[tuple[str, list[str]]]] = {}
         for leaf in sorted(items):

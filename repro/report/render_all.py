@@ -33,6 +33,7 @@ from repro.report.results_view import collect
 from repro.report.sweep_figures import sweep_figures
 from repro.report.table1 import build_table1, build_table2, incomplete_cells
 from repro.report.table_text import write_table
+from repro.results import ResultRecord
 
 TABLE_TITLES = {
     "table1": "Table 1: constructive interference of Task-Arithmetic-based methods (vs. the base model)",
@@ -55,8 +56,7 @@ class AppendixResults:
 
 
 def _grid_count(results, plan, labels: list[str], records) -> int:
-    return sum(1 for job in plan.jobs if job.experiment is None and job.id in records
-               and (job.kind in ("base", "single") or (job.kind == "merge" and job.label in labels)))
+    return sum(1 for job in plan.table_jobs(labels) if job.id in records)
 
 
 def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixResults] = ()
@@ -116,11 +116,11 @@ def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixRe
     artifacts += appendix_artifacts
     skipped += _missing_figures(loaded, [a.key for a in artifacts if a.kind == "figure"],
                                 [part.loaded for part in appendix])
-    if "appendix_e" not in made_by and any(job.kind == "homogeneous" and job.id in records for job in plan.jobs):
+    if "appendix_e" not in made_by and any(job.id in records for job in plan.homogeneous_jobs()):
         from repro.report.homogeneous_table import build_homogeneous_table, write_homogeneous_table
 
         built = build_homogeneous_table(plan, store)
-        count = sum(1 for job in plan.jobs if job.experiment is not None and job.id in records)
+        count = sum(1 for job in plan.homogeneous_jobs() if job.id in records)
         artifacts.append(Artifact("appendix_e", TABLE_TITLES["appendix_e"], "table",
                                   write_homogeneous_table(built, out_dir), count, table=(built.headers, built.rows)))
     artifacts.sort(key=_order)
@@ -156,11 +156,11 @@ def _appendix_artifacts(part: AppendixResults, records: dict, out_dir: Path) -> 
     figures += geometry_figures(loaded, part.plan, records, out_dir)
     figures += homogeneous_figures(part.plan, records, out_dir)
     out += [Artifact(f.key, f.title, "figure", f.files, f.n_results) for f in figures]
-    if any(job.kind == "homogeneous" and job.id in records for job in part.plan.jobs):
+    if any(job.id in records for job in part.plan.homogeneous_jobs()):
         from repro.report.homogeneous_table import build_homogeneous_table, write_homogeneous_table
 
         built = build_homogeneous_table(part.plan, part.store)
-        count = sum(1 for job in part.plan.jobs if job.experiment is not None and job.id in records)
+        count = sum(1 for job in part.plan.homogeneous_jobs() if job.id in records)
         out.append(Artifact("appendix_e", TABLE_TITLES["appendix_e"], "table",
                             write_homogeneous_table(built, out_dir), count, table=(built.headers, built.rows)))
     return out
@@ -189,7 +189,7 @@ def render_figures(loaded, plan, records: dict, out_dir: Path, suites: dict | No
         from repro.facts.suites import load_suites
 
         suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
-    all_labels = list(dict.fromkeys(job.label for job in plan.jobs if job.kind == "merge" and job.experiment is None))
+    all_labels = plan.grid_labels()
     suite = suites[loaded.config.evaluation.suite]
     figures = main_figures(plan, records, out_dir, table1_labels=loaded.report_labels("table1"),
                            table3_labels=loaded.report_labels("table3"), all_labels=all_labels,
@@ -304,17 +304,17 @@ def _table6(loaded, out_dir: Path) -> Artifact:
                     table=(list(built.headers), [[name, str(shots)] for name, shots in built.rows]))
 
 
-def provenance(records: dict[str, dict]) -> dict:
+def provenance(records: dict[str, ResultRecord]) -> dict:
     """Package versions and input checkpoints (revisions or world spec) over all results, de-duplicated."""
     packages: dict[str, set] = {}
     checkpoints: dict[str, set] = {}
     worlds: set[str] = set()
     config_hashes: set[str] = set()
     for record in records.values():
-        for name, version in (record.get("packages") or {}).items():
+        for name, version in (record.packages or {}).items():
             packages.setdefault(name, set()).add(str(version))
-        config_hashes.add((record.get("config") or {}).get("hash", "")[:12])
-        models = record.get("models") or {}
+        config_hashes.add(record.config_hash[:12])
+        models = record.models or {}
         if "world" in models:
             import json
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from repro.plan import Plan
+from repro.plan import JobKind, Plan
 from repro.results import ResultsStore
 
 
@@ -32,7 +32,7 @@ class ExperimentResults:
 
 def collect(plan: Plan, store: ResultsStore) -> ExperimentResults:
     """Group finished results of `plan`'s jobs; results of jobs not in the plan are ignored."""
-    grid = [job for job in plan.jobs if job.experiment is None]  # Appendix E jobs are reported separately
+    grid = plan.main_grid()  # the appendices' jobs are reported separately
     jobs = {job.id: job for job in grid}
     bases = {job.base: BaseResults(job.base) for job in grid}
     labels: list[str] = []
@@ -40,9 +40,9 @@ def collect(plan: Plan, store: ResultsStore) -> ExperimentResults:
     planned_singles: dict[str, int] = defaultdict(int)
     planned_merges: dict[tuple[str, str, int], int] = defaultdict(int)
     for job in grid:
-        if job.kind == "single":
+        if job.kind is JobKind.SINGLE:
             planned_singles[job.base] += 1
-        elif job.kind == "merge":
+        elif job.kind is JobKind.MERGE:
             planned_merges[(job.base, job.label, job.n)] += 1
             sizes.add(job.n)
             if job.label not in labels:
@@ -50,12 +50,12 @@ def collect(plan: Plan, store: ResultsStore) -> ExperimentResults:
     n_results = 0
     for job_id in sorted(store.finished_ids() & jobs.keys()):
         job = jobs[job_id]
-        average = store.read_result(job_id)["average"]
+        average = store.read_result(job_id).average
         n_results += 1
         entry = bases[job.base]
-        if job.kind == "base":
+        if job.kind is JobKind.BASE:
             entry.base_average = average
-        elif job.kind == "single":
+        elif job.kind is JobKind.SINGLE:
             entry.singles[job.subset[0]] = average
         else:
             entry.merges[job.label][job.n].append(average)

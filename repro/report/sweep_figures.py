@@ -28,9 +28,9 @@ def _value_text(values: dict, skip: set[str]) -> str:
 
 
 def _base_reference(plan, records, base: str) -> float | None:
-    job = next((j for j in plan.jobs if j.base == base and j.kind == "base" and j.experiment is None), None)
+    job = plan.base_reference(base)
     record = records.get(job.id) if job else None
-    return None if record is None or record.get("average") is None else 100.0 * record["average"]
+    return None if record is None or record.average is None else 100.0 * record.average
 
 
 def _points(plan, sweep_name: str, base: str):
@@ -41,16 +41,16 @@ def _lines(points, records, x_axis: str, series: str | None) -> list[Line]:
     lines: dict[str, list] = {}
     for point in points:
         record = records.get(point.job_id)
-        if record is None or record.get("average") is None:
+        if record is None or record.average is None:
             continue
         if x_axis == "task_vector_l2":
-            x = (record.get("merge") or {}).get("task_vector_l2")
+            x = record.task_vector_l2
             if x is None:
                 continue
         else:
             x = float(point.values[x_axis])
         name = point.label if series is None else f"{point.label}, {series} = {point.values[series]:g}"
-        lines.setdefault(name, []).append((x, record["average"], point.values))
+        lines.setdefault(name, []).append((x, record.average, point.values))
     out = []
     for name, rows in lines.items():
         rows.sort(key=lambda r: r[0] if x_axis != "task_vector_l2" else tuple(r[2].values()))

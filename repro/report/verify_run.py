@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from repro.facts.reference import AVERAGE, Reference, ReferenceCell, display_path
+from repro.plan import JobKind
 from repro.report.ci_tables import TABLE_REFERENCE, CellCI, bootstrap_experiment, build_ci_cells
 
 WIDEN = math.sqrt(2)
@@ -98,7 +99,7 @@ def _run_cells(plan, eb, reference: Reference, table: str, loaded) -> dict:
     names = reference.names
     wanted = {names.methods.get(c.method, c.method) for c in reference.cells if c.table == table}
     cells = build_ci_cells(plan, eb, table, sorted(wanted)) if eb is not None else []
-    method_of_label = {j.label: j.method for j in plan.jobs if j.kind == "merge"}
+    method_of_label = {j.label: j.method for j in plan.of_kind(JobKind.MERGE)}
     out = {}
     for cell in cells:
         model = AVERAGE if cell.base == AVERAGE else names.model_for_base(cell.base)
@@ -109,9 +110,9 @@ def _run_cells(plan, eb, reference: Reference, table: str, loaded) -> dict:
 
 def compare_run(plan, store, reference: Reference, *, loaded=None, resamples: int = 10_000,
                 seed: int = 0) -> RunComparison:
-    finished = store.finished_ids() & {j.id for j in plan.jobs if j.experiment is None}
+    finished = store.finished_ids() & {j.id for j in plan.main_grid()}
     eb = bootstrap_experiment(plan, store, resamples=resamples, seed=seed) if finished else None
-    bases = {j.base for j in plan.jobs if j.experiment is None}
+    bases = {j.base for j in plan.main_grid()}
     paper_models = {c.model for c in reference.cells if c.model != AVERAGE}
     covers_all = {reference.names.models.get(m, m) for m in paper_models} <= bases
     comparisons = []

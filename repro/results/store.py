@@ -22,8 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from repro.atomic_io import atomic_write_bytes, atomic_write_json
-
-RESULT_SCHEMA = 1
+from repro.results.record import ResultRecord
 
 
 def _is_complete(path: Path) -> bool:
@@ -33,7 +32,9 @@ def _is_complete(path: Path) -> bool:
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
             handle.seek(max(size - 3, 0))
-            return handle.read() in (b"\n}\n", b"{}\n")
+            tail = handle.read()
+            # an empty object is complete only as the whole file: a cut after a nested `{}` is not
+            return tail == b"\n}\n" or (size == 3 and tail == b"{}\n")
     except OSError:
         return False
 
@@ -68,15 +69,14 @@ class ResultsStore:
             if not p.name.startswith(".") and _is_complete(p)
         }
 
-    def write_result(self, record: dict) -> Path:
-        job_id = record["job"]["id"]
-        record = {"schema": RESULT_SCHEMA, **record}
-        path = atomic_write_json(self.result_path(job_id), record)
+    def write_result(self, record: ResultRecord) -> Path:
+        job_id = record.job.id
+        path = atomic_write_json(self.result_path(job_id), record.to_json())
         self.clear_failure(job_id)
         return path
 
-    def read_result(self, job_id: str) -> dict:
-        return json.loads(self.result_path(job_id).read_text(encoding="utf-8"))
+    def read_result(self, job_id: str) -> ResultRecord:
+        return ResultRecord.from_json(json.loads(self.result_path(job_id).read_text(encoding="utf-8")))
 
     def adopt(self, other: ResultsStore, job_id: str) -> Path:
         """Copy the finished job `job_id` of another experiment's store into this one (items first, then the
@@ -86,10 +86,9 @@ class ResultsStore:
         source_items = other.items_path(job_id)
         if source_items.is_file():
             atomic_write_bytes(self.items_path(job_id), source_items.read_bytes())
-        record["reused_from"] = {"config": (record.get("config") or {}).get("name"), "runs_dir": other.root.name}
-        return atomic_write_json(self.result_path(job_id), record)
+        return atomic_write_json(self.result_path(job_id), record.adopted(record.config_name, other.root.name).to_json())
 
-    def iter_results(self) -> Iterator[dict]:
+    def iter_results(self) -> Iterator[ResultRecord]:
         """Every finished result, in job-id order (temporary files are never read)."""
         for job_id in sorted(self.finished_ids()):
             yield self.read_result(job_id)
@@ -150,22 +149,21 @@ class ResultsStore:
                     """
                 )
                 for record in self.iter_results():
-                    job = record["job"]
-                    merge = record.get("merge") or {}
+                    job = record.job
                     con.execute(
                         "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                         (
-                            job["id"], job["kind"], job["base"], job.get("method"), job.get("label"), job["n"],
-                            json.dumps(job["subset"]), record.get("average"), merge.get("task_vector_l2"),
-                            record["config"]["hash"], record.get("finished_at"),
+                            job.id, str(job.kind), job.base, job.method, job.label, job.n,
+                            json.dumps(list(job.subset)), record.average, record.task_vector_l2,
+                            record.config["hash"], record.finished_at,
                         ),
                     )
                     con.executemany(
                         "INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?)",
                         [
-                            (job["id"], row["task"], row["metric"], row["value"], row.get("stderr"),
+                            (job.id, row["task"], row["metric"], row["value"], row.get("stderr"),
                              row.get("n_shot"))
-                            for row in record.get("scores", [])
+                            for row in record.scores
                         ],
                     )
             con.close()

@@ -20,12 +20,10 @@ from pathlib import Path
 
 from repro.plan import Job
 
-GRID_KINDS = ("merge", "homogeneous")
-
 
 def grid_key(job: Job) -> tuple | None:
     """Jobs with equal keys can be merged in one pass (same base, method and parameters)."""
-    if job.kind not in GRID_KINDS or not job.method:
+    if not job.merges or not job.method:
         return None
     return (job.base, job.method, json.dumps(job.params, sort_keys=True, default=str))
 

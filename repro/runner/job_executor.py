@@ -12,14 +12,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from repro.errors import InsufficientDiskError, RunnerError
+from repro.errors import InsufficientDiskError, MergeError, RunnerError
 from repro.experiment_sections import GeometrySettings
 from repro.facts.config import LoadedConfig
-from repro.plan import Job, job_models
-from repro.results import ResultsStore
+from repro.job_ids import job_models
+from repro.plan import Job, JobKind
+from repro.results import ResultRecord, ResultsStore
 from repro.runner.grid_merges import GridMerges, grid_peers
 from repro.runner.model_sources import ModelSources
 from repro.runner.provenance import package_versions, utc_now
+from repro.torch_threads import torch_threads
 
 LOG = logging.getLogger(__name__)
 
@@ -85,10 +87,9 @@ class JobExecutor:
         self._jobs_started = 0
         self.upcoming = list(upcoming)  # this worker's jobs, in order: in-memory merges of a group share a pass
         self._grid = GridMerges(int(cfg.merge.grid_memory_gb * 2**30))
-        if cfg.evaluation.threads is not None:  # tiny CPU models: one thread avoids spin-waiting on busy cores
-            import torch
-
-            torch.set_num_threads(cfg.evaluation.threads)
+        # torch threads while a job runs (None: torch's default); tiny CPU models: one thread avoids
+        # spin-waiting on busy cores. Set for each job by `run` and put back after it, never left behind.
+        self.threads = cfg.evaluation.threads
         self.eval_session = EvaluationSession()  # tasks and tokenized requests built once per worker
         self.status = None  # the worker's progress display: status(text) says what the job is doing now
         self._status_shown = 0.0
@@ -150,7 +151,10 @@ class JobExecutor:
                 self._register_revisions(peer, base_dir, dirs)
             try:
                 return self._grid.compute(peers, base_dir, inputs, self._merge_options())
-            except Exception as error:  # e.g. one broken checkpoint: merge alone, so each job gets its own error
+            except MergeError as error:
+                # A merge the inputs make impossible (e.g. one checkpoint with NaN, mismatched tensors) fails
+                # the whole pass: merge this job alone, so each job gets its own error (or its result).
+                # Anything else is a bug of the kit and is raised as such.
                 LOG.warning("grid merge of %d jobs failed (%s); merging job %s alone", len(peers), error, job.id)
         return self._merge(job, None)
 
@@ -231,7 +235,10 @@ class JobExecutor:
                 out[name] = sum(values) / len(values)
         return out
 
-    def _geometry_record(self, job: Job, started: float) -> dict:
+    def _config_facts(self) -> dict:
+        return {"name": self.loaded.name, "hash": self.loaded.config_hash, "path": str(self.loaded.path)}
+
+    def _geometry_record(self, job: Job, started: float) -> ResultRecord:
         """Appendix D: Gram matrices of the pool's task vectors (no merge, no evaluation)."""
         from repro.merge.task_vector_geometry import task_vector_geometry
 
@@ -241,15 +248,15 @@ class JobExecutor:
             self.sources.base_dir(job.base), self._input_dirs(job), layer_pattern=pattern,
             labels=[str(i) for i in job.subset],
         )
-        return {
-            "job": job.to_json(),
-            "config": {"name": self.loaded.name, "hash": self.loaded.config_hash, "path": str(self.loaded.path)},
-            "models": job_models(self.loaded, job),
-            "geometry": geometry.to_json(),
-            "packages": self.versions,
-            "finished_at": utc_now(),
-            "elapsed_s": round(time.monotonic() - started, 3),
-        }
+        return ResultRecord(
+            job=job,
+            config=self._config_facts(),
+            models=job_models(self.loaded, job),
+            geometry=geometry.to_json(),
+            packages=self.versions,
+            finished_at=utc_now(),
+            elapsed_s=round(time.monotonic() - started, 3),
+        )
 
     def _freeze_long_lived_objects(self) -> None:
         """Before the second job: move what the first job left alive (imported modules, lm-eval tasks,
@@ -264,10 +271,15 @@ class JobExecutor:
             gc.collect()
             gc.freeze()
 
-    def run(self, job: Job) -> dict:
+    def run(self, job: Job) -> ResultRecord:
+        """The job's result record, computed with the configured torch threads (put back afterwards)."""
+        with torch_threads(self.threads):
+            return self._run(job)
+
+    def _run(self, job: Job) -> ResultRecord:
         self._freeze_long_lived_objects()
         started = time.monotonic()
-        if job.kind == "geometry":
+        if job.kind is JobKind.GEOMETRY:
             return self._geometry_record(job, started)
         identity = {
             "job_id": job.id,
@@ -280,12 +292,12 @@ class JobExecutor:
         }
         merge_info = None
         cfg = self.loaded.config
-        if job.kind in ("merge", "homogeneous") and cfg.evaluation.in_memory and not cfg.merge.keep_merged:
+        if job.merges and cfg.evaluation.in_memory and not cfg.merge.keep_merged:
             result = self._merge_in_memory(job)
             merge_info = _merge_info(result, in_memory=True, device=self.merge_device)
             model = _model_from_state(self.sources.base_dir(job.base), result.state_dict)
             outcome = self._evaluate(job, model, identity, tokenizer=self._tokenizer(job.base))
-        elif job.kind in ("merge", "homogeneous"):
+        elif job.merges:
             out_dir = self.scratch_dir / job.id
             result = self._merge(job, out_dir)
             merge_info = _merge_info(result, in_memory=False, device=self.merge_device)
@@ -295,19 +307,19 @@ class JobExecutor:
                 if not cfg.merge.keep_merged:
                     shutil.rmtree(out_dir, ignore_errors=True)
         else:
-            model_dir = self.sources.base_dir(job.base) if job.kind == "base" else self.sources.checkpoint_dir(
+            model_dir = self.sources.base_dir(job.base) if job.kind is JobKind.BASE else self.sources.checkpoint_dir(
                 job.base, job.subset[0]
             )
             outcome = self._evaluate(job, model_dir, identity)
 
         items_path = outcome.write_items(self.store.items_path(job.id))  # atomic
         evaluation = outcome.to_json()
-        return {
-            "job": job.to_json(),
-            "config": {"name": self.loaded.name, "hash": self.loaded.config_hash, "path": str(self.loaded.path)},
-            "models": identity["models"],
-            "merge": merge_info,
-            "evaluation": {
+        return ResultRecord(
+            job=job,
+            config=self._config_facts(),
+            models=identity["models"],
+            merge=merge_info,
+            evaluation={
                 "suite": self._tasks(job).name,
                 "dtype": self.loaded.config.evaluation.dtype,
                 "batch_size": self.loaded.config.evaluation.batch_size,
@@ -326,11 +338,11 @@ class JobExecutor:
                 "lm_eval_version": evaluation.get("lm_eval_version"),
                 "task_hashes": evaluation.get("task_hashes", {}),
             },
-            "scores": evaluation["rows"],
-            "average": outcome.average,
-            "suite_averages": self._suite_averages(job, outcome),
-            "items_file": str(items_path.relative_to(self.runs_dir)),
-            "packages": self.versions,
-            "finished_at": utc_now(),
-            "elapsed_s": round(time.monotonic() - started, 3),
-        }
+            scores=evaluation["rows"],
+            average=outcome.average,
+            suite_averages=self._suite_averages(job, outcome),
+            items_file=str(items_path.relative_to(self.runs_dir)),
+            packages=self.versions,
+            finished_at=utc_now(),
+            elapsed_s=round(time.monotonic() - started, 3),
+        )

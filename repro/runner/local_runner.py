@@ -14,12 +14,12 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from repro.errors import InsufficientDiskError, RunnerError
 from repro.facts.config import LoadedConfig
-from repro.plan import Job, Plan, describe_job
+from repro.plan import Job, JobKind, Plan, describe_job
 from repro.results import ResultsStore
 from repro.runner.claims import ClaimBoard, worker_identity
 
@@ -40,7 +40,7 @@ class RunSummary:
         return not self.failed and not self.unfinished
 
 
-def pending_jobs(plan: Plan, store: ResultsStore, *, retry_failed: bool, kinds: set[str] | None = None) -> list[Job]:
+def pending_jobs(plan: Plan, store: ResultsStore, *, retry_failed: bool, kinds: set[JobKind] | None = None) -> list[Job]:
     finished = store.finished_ids()
     failed = set() if retry_failed else store.failed_ids()
     return [
@@ -104,7 +104,7 @@ def run_worker(
     runs_dir: Path,
     *,
     retry_failed: bool = False,
-    kinds: set[str] | None = None,
+    kinds: set[JobKind] | None = None,
     job_ids: set[str] | None = None,
     progress: bool = True,
     claim_ttl_s: float = 180.0,
@@ -162,7 +162,7 @@ def _run_claimed(job: Job, loaded, runs_dir: Path, store: ResultsStore, owner: s
         label = describe_job(job)
         executor.status = lambda text: bar.set_postfix_str(f"{label} · {text}")
         record = executor.run(job)
-        store.write_result({**record, "worker": owner})
+        store.write_result(replace(record, worker=owner))
     except InsufficientDiskError:
         store.journal(job.id, owner, "stopped")
         raise  # a machine problem, not the job's: stop the run, keep the job pending
@@ -208,7 +208,7 @@ def run_parallel(
     workers: int,
     *,
     retry_failed: bool,
-    kinds: set[str] | None,
+    kinds: set[JobKind] | None,
     progress: bool = True,
     gpus: list[str] | None = None,
 ) -> RunSummary:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from repro.errors import RunnerError
 from repro.facts.config import LoadedConfig
-from repro.plan import Plan
+from repro.plan import JobKind, Plan
 from repro.results import ResultsStore
 
 
@@ -103,7 +103,7 @@ def run_on_slurm(
     config_path: Path,
     *,
     retry_failed: bool,
-    kinds: set[str] | None,
+    kinds: set[JobKind] | None,
     overrides: list[str],
     progress: bool = True,
     poll_s: float = 2.0,
