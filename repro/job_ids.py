@@ -7,7 +7,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING
 
-from repro.config import LoadedConfig
+from repro.facts.config import LoadedConfig
 from repro.job_kinds import MERGING_KINDS, JobKind, Part
 
 if TYPE_CHECKING:  # annotations only: the plan imports this module

@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-from repro.config import load_config
 
+from repro.facts.config import load_config
 from repro.plan import Job, JobKind, Part, PartOf, build_plan
 
 ROOT = Path(__file__).resolve().parents[1]
