@@ -68,3 +68,49 @@ def test_workers_flag_takes_a_count_or_auto(capsys):
     for bad in ("0", "two", "-1"):
         assert main(["run", "--config", str(ROOT / "configs/smoke.yaml"), "--workers", bad]) == 2
         assert "a number of workers (1 or more) or `auto`" in capsys.readouterr().err
+
+
+def test_results_do_not_depend_on_the_number_of_workers(tmp_path):
+    """The same plan run by one worker and by two (each computing its own groups' grid passes in memory)
+    gives the same scores and merged-model norms for every job."""
+    import shutil
+
+    import yaml
+
+    from repro.plan import build_plan
+    from repro.results import ResultsStore
+    from repro.runner.local_runner import run_parallel, run_worker
+    from repro.runner.model_sources import ModelSources
+
+    project = tmp_path / "project"
+    (project / "configs").mkdir(parents=True)
+    shutil.copy(ROOT / "configs/suites.yaml", project / "configs/suites.yaml")
+    shutil.copytree(ROOT / "tasks", project / "tasks")
+    data = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())
+    data["world"]["checkpoints_per_base"] = 4
+    data["methods"] = [{"name": "task_arithmetic", "params": {"weight": 1.0, "normalize": True, "lambda": 1.0}},
+                       {"name": "ties", "params": {"weight": 1.0, "density": 0.5, "normalize": True, "lambda": 1.0}}]
+    data["merge"].update(sizes=[2, 3], subsets_per_size=2)
+    data["evaluation"].update(limit=4, in_memory=True)
+    data["report"] = {"appendix_configs": []}
+    path = project / "configs/smoke.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    loaded = load_config(path)
+    plan = build_plan(loaded)
+    ModelSources(loaded, project / "runs").prepare(loaded.base_names)
+    assert run_worker(loaded, plan, project / "runs/one", progress=False).ok
+    assert run_parallel(path, project / "runs/two", plan, 2, retry_failed=False, kinds=None, progress=False).ok
+
+    def outcome(runs_dir):
+        store = ResultsStore(runs_dir)
+        out = {}
+        for job in plan.jobs:
+            record = store.read_result(job.id).to_json()
+            merge = record.get("merge") or {}
+            scores = [{k: v for k, v in row.items() if k != "date"} for row in record["scores"]]
+            out[job.id] = (scores, record["average"], merge.get("task_vector_l2"))
+        return out
+
+    one, two = outcome(project / "runs/one"), outcome(project / "runs/two")
+    assert len(one) == len(plan.jobs) > 10
+    assert one == two
