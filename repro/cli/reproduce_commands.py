@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from repro.cli import main
+from repro import cli
 from repro.facts.config import load_config
 from repro.facts.paths import RUNS_DIR
 from repro.reproduce import STEPS, TARGETS, download_todo, pin_todo, plan_for, run_todo, select_bases
@@ -58,7 +58,7 @@ def cmd_reproduce(args) -> int:
         print(f"== {name}: {todo.reason if todo is not None else ' '.join(['repro', *argv])}", flush=True)
         for line in todo.cost if todo is not None else ():
             print(f"   {line}", flush=True)
-        code = main(argv)
+        code = cli.main(argv)  # looked up when called, not bound at import
         if code:
             print(f"== {name} stopped (exit {code}); fix what it says and run the same command again: the "
                   "steps already done are not repeated", file=sys.stderr, flush=True)
