@@ -190,6 +190,9 @@ PENDING = {
     "repro/runner/grid_merges.py", "repro/runner/job_executor.py", "repro/runner/local_runner.py",
     "repro/runner/slurm_executor.py",
 }
+# Copied byte for byte into every task folder, whose content fingerprint keys the prepared tasks: its text is
+# data, so its deferred `datasets` import is checked but carries no comment (the docstring says what it is).
+VERBATIM = {"repro/evaluate/local_dataset.py"}
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
 
@@ -297,7 +300,8 @@ def _import_runs(tree: ast.AST) -> dict[int, int]:
     return first
 
 
-def function_level_problems(module: str, source: str, is_package: bool = False) -> list[str]:
+def function_level_problems(module: str, source: str, is_package: bool = False,
+                            need_comments: bool = True) -> list[str]:
     """Each function-level import of `source` (the code of `module`) that is not allowed, or has no comment.
     Allowed: an import that defers a heavy library (DEFERRABLE, or a repro module whose module-level imports
     reach one) the module does not load at module level anyway; in the CLI, a handler's import of library code
@@ -328,7 +332,7 @@ def function_level_problems(module: str, source: str, is_package: bool = False) 
             problems.append(f"{where} defers nothing heavy: move it to the module's imports")
             continue
         above = lines[runs.get(node.lineno, node.lineno) - 2].strip() if node.lineno > 1 else ""
-        if "#" not in lines[node.lineno - 1] and not above.startswith("#"):
+        if need_comments and "#" not in lines[node.lineno - 1] and not above.startswith("#"):
             problems.append(f"{where} needs a comment saying what it defers")
     return problems
 
@@ -362,7 +366,9 @@ def test_the_function_level_check_finds_light_and_uncommented_imports():
 def test_function_level_imports_only_defer_heavy_libraries_and_say_so():
     problems = []
     for module, path in MODULES.items():
-        if str(path.relative_to(ROOT)) not in PENDING:
-            problems += function_level_problems(module, path.read_text(encoding="utf-8"), path.name == "__init__.py")
+        relative = str(path.relative_to(ROOT))
+        if relative not in PENDING:
+            problems += function_level_problems(module, path.read_text(encoding="utf-8"), path.name == "__init__.py",
+                                                need_comments=relative not in VERBATIM)
     assert problems == []
     assert [p for p in PENDING if not (ROOT / p).exists()] == []  # a pending file that is gone: drop it

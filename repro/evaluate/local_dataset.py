@@ -17,7 +17,6 @@ HERE = Path(__file__).resolve().parent
 
 def load_jsonl(data_file: str, split: str = "test", **_metadata):
     """A DatasetDict with one split holding the rows of `data_file` (relative to this folder)."""
-    # datasets: deferred so that importing this module does not load it
     import datasets
 
     path = (HERE / data_file).resolve()
