@@ -16,6 +16,9 @@ import os
 import sys
 import traceback
 
+from repro import __version__
+from repro.errors import ReproError
+
 # Sub-command modules, in the order they appear in `repro --help`.
 COMMAND_MODULES = (
     "repro.cli.lock_commands",
@@ -47,8 +50,6 @@ def hidden_alias(parser: argparse.ArgumentParser, flag: str, dest: str, **kwargs
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from repro import __version__
-
     parser = CommandParser(
         prog="repro",
         description="Reproduce 'A Systematic Study of In-the-Wild Model Merging for LLMs'.",
@@ -86,8 +87,6 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from repro.errors import ReproError
-
     argv, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
     try:
         args = build_parser().parse_args(argv)

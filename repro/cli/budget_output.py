@@ -6,14 +6,16 @@ from dataclasses import replace
 
 import yaml
 
+from repro.atomic_io import atomic_write_text
+from repro.budget import choose_for_budget, describe, gpu_hours, settings_from_config, update_from_run
+from repro.costs import DEFAULT_COSTS_PATH, CostsError, load_costs, save_costs
+from repro.errors import ReproError
+
 
 def print_budget(args, loaded, plan, runs_dir) -> int:
-    from repro.budget import choose_for_budget, describe, settings_from_config, update_from_run
-    from repro.costs import DEFAULT_COSTS_PATH, CostsError, load_costs, save_costs
-    from repro.errors import ReproError
-
     costs_path = args.costs or DEFAULT_COSTS_PATH
     if args.update_costs:
+        # loaded when the command runs, so that `repro --help` stays light
         from repro.results import ResultsStore
 
         costs = load_costs(costs_path)
@@ -39,8 +41,6 @@ def print_budget(args, loaded, plan, runs_dir) -> int:
         raise
     if chosen is None:
         smallest = replace(settings, bases=settings.bases[:1], methods=settings.methods[:1], subsets=3, per_task=50)
-        from repro.budget import gpu_hours
-
         raise ReproError(f"{args.budget_gpu_hours:g} GPU-hours buy nothing useful: the smallest reduced run "
                          f"(1 base, 1 method, 3 subsets, 50 items per task) needs "
                          f"{sum(gpu_hours(costs, smallest).values()):.1f}", field="--budget-gpu-hours")
@@ -55,8 +55,6 @@ def print_budget(args, loaded, plan, runs_dir) -> int:
 
 
 def write_budget_config(loaded, chosen, path) -> None:
-    from repro.atomic_io import atomic_write_text
-
     raw = yaml.safe_load(loaded.path.read_text(encoding="utf-8"))
     raw["name"] = f"{loaded.name}-budget"
     raw["description"] = (f"{loaded.name} reduced by `repro plan --budget-gpu-hours`: {len(chosen.bases)} base(s), "

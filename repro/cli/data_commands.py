@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from repro.facts.config import load_config
 from repro.facts.paths import LOCKFILE, REPO_ROOT, repo_path
+from repro.facts.suites import DEFAULT_SUITES_PATH, get_suite, load_offline_data, load_suites, suites_needing
 
 
 def register(subparsers) -> None:
@@ -62,15 +65,11 @@ def register(subparsers) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    import sys
-
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.evaluate.offline_data import prepare_available
-    from repro.facts.suites import DEFAULT_SUITES_PATH, load_offline_data, load_suites, suites_needing
 
     path, needed = args.suites, None
     if args.for_config is not None:
-        from repro.facts.config import load_config
-
         loaded = load_config(args.for_config)
         path = path or loaded.resolve(loaded.config.evaluation.suites_file)
         suites = load_suites(path)
@@ -97,7 +96,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_check_sources(args: argparse.Namespace) -> int:
-    from repro.facts.suites import DEFAULT_SUITES_PATH
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.worlds.source_check import check_sources, pinned_sources, render
 
     configs = args.configs if args.configs is not None else [REPO_ROOT / "configs" / "smollm2.yaml"]
@@ -109,8 +108,8 @@ def run_check_sources(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.evaluate.task_loading import fetch_suite_datasets
-    from repro.facts.suites import DEFAULT_SUITES_PATH, get_suite
 
     suite = get_suite(args.suite, args.suites or DEFAULT_SUITES_PATH)
     counts = fetch_suite_datasets(suite)

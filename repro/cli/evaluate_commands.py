@@ -7,9 +7,14 @@ import json
 import time
 from pathlib import Path
 
+from repro.atomic_io import atomic_write_json
 from repro.cli import hidden_alias
+from repro.cli.lm_eval_cli import run_lm_eval_cli
+from repro.cli.token_budget_output import run_count_tokens
+from repro.errors import EvaluationError
 from repro.facts.choices import BACKENDS, DEFAULT_BACKEND, SHARED_MODEL_NAME
 from repro.facts.paths import EVALUATE_DIR
+from repro.facts.suites import DEFAULT_SUITES_PATH, TaskSpec, get_suite
 
 
 def register(subparsers) -> None:
@@ -120,8 +125,6 @@ def register(subparsers) -> None:
 
 
 def _lm_eval(args: argparse.Namespace) -> int:
-    from repro.cli.lm_eval_cli import run_lm_eval_cli
-
     return run_lm_eval_cli(list(args.lm_eval_args))
 
 
@@ -144,6 +147,7 @@ def _limit(value: float | None) -> int | float | None:
 
 
 def _default_device() -> str:
+    # torch: deferred so that importing this module does not load it
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -154,12 +158,11 @@ def _batch_size(value: str) -> int | str:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from repro.errors import EvaluationError
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.evaluate import EvaluationSession, evaluate_model
     from repro.evaluate.model_identity import model_content_hash
     from repro.evaluate.score_table import format_score_table
     from repro.evaluate.standalone_store import store_evaluation
-    from repro.facts.suites import DEFAULT_SUITES_PATH, TaskSpec, get_suite
 
     if args.suite:
         tasks = get_suite(args.suite, args.suites or DEFAULT_SUITES_PATH)
@@ -177,9 +180,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not_models:
         raise EvaluationError(f"not a model directory (no config.json): {', '.join(not_models)}", field="--model")
     if args.count_tokens or args.update_costs is not None:
-        from repro.cli.token_budget_output import run_count_tokens
-
         return run_count_tokens(args, tasks)
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.merge.tensor_checks import inspect_checkpoint
 
     for model in args.model:  # refuse remote code, broken headers, pickle-only weights before loading any
@@ -211,7 +213,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             loglikelihoods_out=loglikelihoods,
         )
         if loglikelihoods is not None:
-            from repro.atomic_io import atomic_write_json
+            # loaded when the command runs, so that `repro --help` stays light
             from repro.evaluate.model_identity import evaluation_folder_name
 
             args.log_loglikelihoods.mkdir(parents=True, exist_ok=True)
@@ -235,8 +237,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _compare_backends(args: argparse.Namespace, tasks, dtype: str | None) -> int:
     """`repro evaluate --compare-backends`: exit 0 when the agreement rule holds, 1 when it does not."""
-    from repro.atomic_io import atomic_write_json
-    from repro.errors import EvaluationError
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.evaluate.backend_agreement import compare_backend_agreement, format_agreement
 
     problems = []

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 def run_lm_eval_cli(argv: Sequence[str]) -> int:
     """Run lm-eval's CLI with `argv` (as typed after `lm_eval`); returns its exit code."""
+    # lm_eval and the library: loaded when the command runs, so that `repro --help` stays light
     from lm_eval.__main__ import cli_evaluate
 
     from repro.evaluate.lm_eval_registration import register_lm_eval_model

@@ -8,7 +8,11 @@ import sys
 from pathlib import Path
 
 from repro.cli import hidden_alias
-from repro.errors import HubError, LockError
+from repro.errors import ConfigError, HubError, LockError
+from repro.facts.config import load_config
+from repro.facts.lockfile import DEFAULT_LOCKFILE, load_lockfile
+from repro.facts.lockfile_writer import dump_lockfile
+from repro.reproduce import select_bases, used_repos
 
 
 def register(subparsers) -> None:
@@ -86,22 +90,16 @@ def _lockfile_and_bases(args) -> tuple[Path, list[str] | None, Path | None]:
 
     With --config, `args.used` is set to the repos the config uses for those bases (its bases, their pools
     and its homogeneous groups), so lock and download touch only those; else it is None."""
-    from repro.facts.lockfile import DEFAULT_LOCKFILE
-
     bases = args.base
     args.used = None
     if args.config is None:
         return (args.lockfile or DEFAULT_LOCKFILE), bases, None
-    from repro.facts.config import load_config
-
     loaded = load_config(args.config, check_methods=False, check_suite=False)
     if loaded.config.lockfile is None:
         raise LockError(
             "this config uses generated offline models (`world`), so it has no checkpoints to lock or download",
             path=str(args.config),
         )
-    from repro.reproduce import select_bases, used_repos
-
     bases = select_bases(loaded, bases)
     args.used = used_repos(loaded, bases)
     models_dir = loaded.resolve(loaded.config.models_dir)
@@ -124,8 +122,6 @@ def _selected_ids(lock, bases: list[str] | None, repos: list[str] | None = None,
 
 
 def check_command(args) -> int:
-    from repro.facts.lockfile import load_lockfile
-
     path, bases, _ = _lockfile_and_bases(args)
     lock = load_lockfile(path)
     for name in bases or []:
@@ -133,6 +129,7 @@ def check_command(args) -> int:
     print(f"{path}: {lock.summary().describe()}")
     if not args.online:
         return 0
+    # huggingface_hub and the library: loaded when the command runs, so that `repro --help` stays light
     from huggingface_hub import HfApi
 
     from repro.hub.online_check import GONE, check_pinned_revisions, render
@@ -144,10 +141,9 @@ def check_command(args) -> int:
 
 
 def resolve_command(args) -> int:
+    # huggingface_hub and the library: loaded when the command runs, so that `repro --help` stays light
     from huggingface_hub import HfApi
 
-    from repro.facts.lockfile import load_lockfile
-    from repro.facts.lockfile_writer import dump_lockfile
     from repro.hub import resolve_lockfile
 
     path, bases, _ = _lockfile_and_bases(args)
@@ -206,18 +202,15 @@ def lock_report(lock, repo_ids: list[str], problems: dict[str, str], as_of) -> l
 
 def _as_of(args):
     """The `--as-of` cutoff: a date/time, or `config` = the config's checkpoints_as_of; None = newest."""
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.hub.history import parse_as_of
 
     if args.as_of is None:
         return None
     if args.as_of != "config":
         return parse_as_of(args.as_of)
-    from repro.errors import ConfigError
-
     if args.config is None:
         raise ConfigError("--as-of config reads the experiment date from a config: pass --config FILE too")
-    from repro.facts.config import load_config
-
     loaded = load_config(args.config, check_methods=False, check_suite=False)
     as_of = loaded.config.checkpoints_as_of
     if as_of is None:
@@ -232,7 +225,7 @@ def _as_of(args):
 
 
 def download_command(args) -> int:
-    from repro.facts.lockfile import load_lockfile
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.hub import default_models_dir, download
 
     path, bases, config_models_dir = _lockfile_and_bases(args)

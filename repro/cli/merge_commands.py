@@ -8,8 +8,10 @@ import json
 import sys
 from pathlib import Path
 
+from repro.cli.mergekit_yaml import run_mergekit_yaml
 from repro.errors import MergeError
-from repro.method_catalog import BUILTIN_METHODS
+from repro.method_catalog import BUILTIN_METHODS, METHODS
+from repro.output_folder import check_output_folder
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
@@ -23,9 +25,9 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
 
 
 def _merge(args: argparse.Namespace) -> int:
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.merge import merge_checkpoints
     from repro.merge.engine import RECORD_FILE
-    from repro.output_folder import check_output_folder
 
     check_output_folder(args.out, "repro merge", provenance_files=(RECORD_FILE,), replaces=True,
                         overwrite=args.overwrite)
@@ -63,6 +65,7 @@ def _tensor_bar(enabled: bool):
     if not enabled:
         yield None
         return
+    # loaded when the command runs, so that `repro --help` stays light
     from tqdm import tqdm
 
     with tqdm(unit="tensor", desc="merging", file=sys.stderr, dynamic_ncols=True) as bar:
@@ -74,14 +77,10 @@ def _tensor_bar(enabled: bool):
 
 
 def _mergekit_yaml(args: argparse.Namespace) -> int:
-    from repro.cli.mergekit_yaml import run_mergekit_yaml
-
     return run_mergekit_yaml((["--help"] if args.help else []) + list(args.mergekit_args))
 
 
 def register(subparsers) -> None:
-    from repro.method_catalog import METHODS
-
     merge = subparsers.add_parser(
         "merge",
         help="merge checkpoints into a base model with one method",

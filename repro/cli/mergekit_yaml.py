@@ -15,6 +15,7 @@ from repro.errors import MergeError
 
 def run_mergekit_yaml(argv: Sequence[str]) -> int:
     """Run mergekit-yaml with `argv` (e.g. ["config.yaml", "out/", "--cuda"]); returns an exit code."""
+    # mergekit and the library: loaded when the command runs, so that `repro --help` stays light
     import click
     from mergekit.scripts.run_yaml import main as mergekit_yaml
 

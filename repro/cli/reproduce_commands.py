@@ -10,8 +10,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from repro import cli
+from repro.facts.config import load_config
 from repro.facts.paths import RUNS_DIR
-from repro.reproduce import STEPS, TARGETS
+from repro.reproduce import STEPS, TARGETS, download_todo, pin_todo, plan_for, run_todo, select_bases
 
 
 def register(subparsers) -> None:
@@ -38,9 +40,6 @@ def register(subparsers) -> None:
 
 
 def cmd_reproduce(args) -> int:
-    from repro.facts.config import load_config
-    from repro.reproduce import download_todo, pin_todo, plan_for, run_todo, select_bases
-
     config = str(args.config)
     bases = select_bases(load_config(args.config), args.base)
     base_args = [a for name in (args.base or []) for a in ("--base", name)]
@@ -59,9 +58,7 @@ def cmd_reproduce(args) -> int:
         print(f"== {name}: {todo.reason if todo is not None else ' '.join(['repro', *argv])}", flush=True)
         for line in todo.cost if todo is not None else ():
             print(f"   {line}", flush=True)
-        from repro.cli import main
-
-        code = main(argv)
+        code = cli.main(argv)  # looked up when called, not bound at import
         if code:
             print(f"== {name} stopped (exit {code}); fix what it says and run the same command again: the "
                   "steps already done are not repeated", file=sys.stderr, flush=True)

@@ -6,10 +6,11 @@ import argparse
 import json
 from datetime import UTC, datetime
 
+from repro.costs import DEFAULT_COSTS_PATH, SuiteTask, load_costs, save_costs
+from repro.errors import EvaluationError
+
 
 def run_count_tokens(args: argparse.Namespace, tasks) -> int:
-    from repro.errors import EvaluationError
-
     problems = []
     if not args.count_tokens:
         problems.append("--update-costs needs --count-tokens")
@@ -17,6 +18,7 @@ def run_count_tokens(args: argparse.Namespace, tasks) -> int:
         problems.append("--update-costs needs --suite (costs are kept per suite)")
     if problems:
         raise EvaluationError("; ".join(problems), field="--update-costs")
+    # lm_eval: deferred so that importing this module does not load it
     from repro.evaluate.token_budget import count_suite_tokens, format_token_budget
 
     model = args.model[0]
@@ -36,7 +38,7 @@ def run_count_tokens(args: argparse.Namespace, tasks) -> int:
 
 
 def _update_costs(args: argparse.Namespace, rows) -> str:
-    from repro.costs import DEFAULT_COSTS_PATH, SuiteTask, load_costs, save_costs
+    # lm_eval: deferred so that importing this module does not load it
     from repro.evaluate.token_budget import SCORERS, totals_by_parent
 
     path = DEFAULT_COSTS_PATH if args.update_costs is True else args.update_costs

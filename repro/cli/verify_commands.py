@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from repro.atomic_io import atomic_write_text
+from repro.cli.run_commands import load_for_cli
+from repro.errors import ReproError
 from repro.facts.paths import PAPER_ARTIFACTS_DIR, repo_path
+from repro.facts.reference import load_reference
 
 
 def register(subparsers) -> None:
@@ -25,14 +29,11 @@ def register(subparsers) -> None:
 
 
 def cmd_verify(args) -> int:
-    from repro.atomic_io import atomic_write_text
-    from repro.errors import ReproError
-    from repro.facts.reference import load_reference
-
     if args.resamples < 100:
         raise ReproError("must be at least 100 (10000 recommended)", field="--resamples")
     reference = load_reference(args.reference)
     if args.published:
+        # loaded when the command runs, so that `repro --help` stays light
         from repro.report.published_checks import check_published, render_markdown, summary_line
 
         findings = check_published(reference)
@@ -41,7 +42,7 @@ def cmd_verify(args) -> int:
         print(f"{summary_line(reference, findings)}; report: {out}")
         return 0
 
-    from repro.cli.run_commands import load_for_cli
+    # numpy and the library: loaded when the command runs, so that `repro --help` stays light
     from repro.plan import build_plan
     from repro.report.verify_run import compare_run, render_comparison
     from repro.results import ResultsStore
@@ -54,6 +55,7 @@ def cmd_verify(args) -> int:
     out = args.out or loaded.resolve(f"{PAPER_ARTIFACTS_DIR}/{loaded.name}/verify_run.md")
     atomic_write_text(out, render_comparison(comparison))
     print(f"{comparison.summary_line()}; report: {out}")
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.report.fidelity_checks import ordering_summary
 
     for count in comparison.boosting:

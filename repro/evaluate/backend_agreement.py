@@ -23,6 +23,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from repro.evaluate.harness import build_lm, prepare_tasks, run_lm_eval
+from repro.evaluate.prepared import EvaluationSession, tokenizer_fingerprint
+from repro.evaluate.scorer_check import _samples_by_task
+from repro.evaluate.task_loading import quiet_custom_dataset_notice, resolve_specs
+
 MARGIN_FRACTION = 0.01
 RULE = (
     "shared may disagree with stock (batch A) on at most as many items as stock at batch A disagrees with "
@@ -138,11 +143,6 @@ def compare_backend_agreement(model, tasks, *, tokenizer=None, include_path=None
                               device: str = "cpu") -> AgreementReport:
     """Score `tasks` (TaskSpecs or names) of `model` with stock `hf` at both batch sizes and with `shared` at
     the first; compare per task (module doc)."""
-    from repro.evaluate.harness import build_lm, prepare_tasks, run_lm_eval
-    from repro.evaluate.prepared import EvaluationSession, tokenizer_fingerprint
-    from repro.evaluate.scorer_check import _samples_by_task
-    from repro.evaluate.task_loading import quiet_custom_dataset_notice, resolve_specs
-
     specs, include_paths = resolve_specs(tasks, include_path)
     session = EvaluationSession()
     first, second = (int(b) for b in batch_sizes)

@@ -16,12 +16,17 @@ Tasks and their requests are built once per process and reused for every model a
 from __future__ import annotations
 
 import contextlib
+import functools
+import gc
 import importlib.metadata
+import inspect
+import random
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from repro.errors import EvaluationError
+from repro.evaluate.expected_warnings import in_memory_model_warnings_silenced
 from repro.evaluate.outcome import EvalOutcome
 from repro.evaluate.prepared import (
     EvaluationSession,
@@ -29,6 +34,8 @@ from repro.evaluate.prepared import (
     task_selection_key,
     tokenizer_fingerprint,
 )
+from repro.evaluate.results_parsing import outcome_from_results
+from repro.evaluate.run_facts import lm_eval_seeds, run_facts
 from repro.evaluate.task_loading import (
     load_task_objects,
     quiet_custom_dataset_notice,
@@ -52,6 +59,7 @@ def lm_eval_version() -> str:
 
 
 def _torch_dtype(dtype: str):
+    # torch: deferred so that importing this module does not load it
     import torch
 
     if dtype not in HARNESS_DTYPES:
@@ -78,6 +86,7 @@ def build_lm(model, *, tokenizer, dtype: str, batch_size, device: str, backend: 
                 "the vLLM backend needs a saved model directory, not an in-memory model", field="backend"
             )
         try:
+            # optional: used only when installed
             from lm_eval.models.vllm_causallms import VLLM
         except ImportError as error:
             raise EvaluationError(
@@ -88,8 +97,10 @@ def build_lm(model, *, tokenizer, dtype: str, batch_size, device: str, backend: 
         )
 
     if backend == "shared":
+        # torch, lm_eval: deferred so that importing this module does not load them
         from repro.evaluate.shared_context import SharedContextHFLM as HFLM
     else:
+        # lm_eval: deferred so that importing this module does not load it
         from lm_eval.models.huggingface import HFLM
 
     if isinstance(model, (str, Path)):
@@ -106,6 +117,7 @@ def build_lm(model, *, tokenizer, dtype: str, batch_size, device: str, backend: 
         else:
             raise EvaluationError("an in-memory model needs its tokenizer (tokenizer=...)", field="tokenizer")
     if isinstance(tokenizer, (str, Path)):
+        # transformers: deferred so that importing this module does not load it
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
@@ -114,20 +126,15 @@ def build_lm(model, *, tokenizer, dtype: str, batch_size, device: str, backend: 
         model.to(dtype=torch_dtype)
     model.to(device)
     model.eval()
-    from repro.evaluate.expected_warnings import in_memory_model_warnings_silenced
-
     with in_memory_model_warnings_silenced():
         return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
 
 
 def _set_default_seeds() -> dict[str, int]:
     """Set lm-eval's default seeds; returns them (what the job record stores)."""
-    import random
-
+    # lm_eval, numpy: deferred so that importing this module does not load them
     import numpy as np
     from lm_eval.utils import set_torch_seed
-
-    from repro.evaluate.run_facts import lm_eval_seeds
 
     seeds = lm_eval_seeds()
     random.seed(seeds["random_seed"])
@@ -168,12 +175,14 @@ def run_lm_eval(lm, prepared: PreparedTasks, limit, item_sample: dict | None = N
     them (same documents, prompts and few-shot samples; responses cleared).
     Parity with the stock `lm_eval` CLI is tested (tests/test_evaluate_lm_eval_parity.py).
     """
+    # lm_eval: deferred so that importing this module does not load it
     from lm_eval.evaluator import evaluate
 
     if prepared.built:
         _set_default_seeds()
     samples = None
     if item_sample is not None:  # the same seeded items of each task for every model
+        # numpy: deferred so that importing this module does not load it
         from repro.evaluate.item_sample import samples_for
 
         samples = samples_for(prepared.loaded["tasks"], int(item_sample["per_task"]), int(item_sample.get("seed", 0)))
@@ -209,9 +218,6 @@ def sample_loglikelihoods(samples: dict) -> dict[str, dict[str, list[float]]]:
 
 def _silence_request_bars(lm) -> None:
     """lm-eval's request methods take `disable_tqdm`; bind it to True on this LM instance."""
-    import functools
-    import inspect
-
     for name in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
         method = getattr(lm, name, None)
         if method is not None and "disable_tqdm" in inspect.signature(method).parameters:
@@ -221,8 +227,6 @@ def _silence_request_bars(lm) -> None:
 def _announce_requests(lm, n_tasks: int, status) -> None:
     """Before each of lm-eval's scoring passes, tell `status` its size ("7 tasks: 2,450 loglikelihood
     requests"): lm-eval scores all tasks' requests of one kind in one call."""
-    import functools
-
     def announced(method, kind, requests, *args, **kwargs):
         status(f"{n_tasks} tasks: {len(requests):,} {kind} requests")
         return method(requests, *args, **kwargs)
@@ -235,9 +239,8 @@ def _announce_requests(lm, n_tasks: int, status) -> None:
 
 def _release_memory() -> None:
     """Free the evaluated model's memory before the next one (the runner evaluates many in one process)."""
-    import gc
-
     gc.collect()
+    # torch: deferred so that importing this module does not load it
     import torch
 
     if torch.cuda.is_available():
@@ -307,8 +310,6 @@ def evaluate_model(
         try:
             results = run_lm_eval(lm, prepared, limit, item_sample)
             forward_tokens = getattr(lm, "forward_tokens", None)
-            from repro.evaluate.run_facts import lm_eval_seeds, run_facts
-
             facts = run_facts(lm, lm_eval_seeds())
         finally:
             del lm
@@ -326,8 +327,6 @@ def evaluate_model(
                 "name_or_path": str(getattr(model, "name_or_path", "")),
             }
         )
-    from repro.evaluate.results_parsing import outcome_from_results
-
     outcome = outcome_from_results(
         results,
         specs,

@@ -15,6 +15,7 @@ SHARED_MODEL_TARGET = "repro.evaluate.shared_context:SharedContextHFLM"
 
 def register_lm_eval_model() -> None:
     """Register `hf-shared` in lm-eval's model registry (a lazy entry; a second call does nothing)."""
+    # lm_eval: deferred so that importing this module does not load it
     import lm_eval.models  # noqa: F401 - lm-eval's own lazy entries first (its registry skips them otherwise)
     from lm_eval.api.registry import model_registry
 

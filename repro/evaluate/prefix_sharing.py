@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from repro.evaluate.tree_packing import packed_positions, tree_eligible
+
 # a shared prefix shorter than this is not worth an extra forward call (and a cache copy per batch)
 MIN_SHARED_TOKENS = 16
 
@@ -207,8 +209,6 @@ def tree_packed_indices(requests: list[Request], max_length: int, tree_width: in
     a row of `tree_width` positions, the ones nothing is shared with (the stock path's) and every cluster
     that packed trees run in fewer positions than its key/value-cache plan (a shared few-shot preamble is
     copied into every row of a packed tree, but runs once over the cache)."""
-    from repro.evaluate.tree_packing import packed_positions, tree_eligible
-
     if not tree_width:
         return []
     eligible = [i for i, request in enumerate(requests) if tree_eligible(request, tree_width)]
@@ -227,8 +227,6 @@ def count_forward_tokens(requests: list[Request], max_length: int, tree_width: i
     `stock` (lm-eval `hf`), `item` (shared context per item), `prefix` (the kit's scorer: prefix sharing
     across items; with `tree_width`, for a model family that takes packed rows, the requests
     `tree_packed_indices` picks packed as prefix trees, repro.evaluate.tree_packing)."""
-    from repro.evaluate.tree_packing import packed_positions
-
     counts = {"stock": stock_forward_tokens(requests, max_length)}
     for name, share in (("item", False), ("prefix", True)):
         packed = set(tree_packed_indices(requests, max_length, tree_width) if share else [])

@@ -128,6 +128,7 @@ class EvaluationSession:
         tasks costs 10-15 s)."""
         key = (tuple(include_paths), include_defaults)
         if key not in self._managers:
+            # lm_eval: deferred so that importing this module does not load it
             from lm_eval.tasks import TaskManager
 
             self._managers[key] = TaskManager(include_path=list(include_paths) or None,

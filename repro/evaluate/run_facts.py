@@ -8,11 +8,15 @@ record cannot name other seeds than those set.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from repro.evaluate.prepared import tokenizer_fingerprint
 
 
 def lm_eval_seeds() -> dict[str, int]:
     """random / numpy / torch / few-shot sampler seeds, as lm-eval's record names them."""
+    # lm_eval: deferred so that importing this module does not load it
     from lm_eval.defaults import DEFAULT_OTHER_SEED, DEFAULT_RANDOM_SEED
 
     return {"random_seed": DEFAULT_RANDOM_SEED, "numpy_seed": DEFAULT_OTHER_SEED,
@@ -33,8 +37,6 @@ def tokenizer_source(name_or_path: str) -> str:
     """Where the tokenizer came from, independent of where the run lives: a hub id as is, a local folder
     as `local:<folder name>` (its content is pinned by the fingerprint; an absolute path would make two
     copies of the same run record different results)."""
-    from pathlib import Path
-
     path = Path(name_or_path)
     if name_or_path and (path.is_absolute() or path.exists()):
         return f"local:{path.resolve().name}"
@@ -43,8 +45,6 @@ def tokenizer_source(name_or_path: str) -> str:
 
 def tokenizer_identity(lm) -> dict[str, Any]:
     """Name, class, vocabulary size, special tokens (lm-eval's record) and a content fingerprint."""
-    from repro.evaluate.prepared import tokenizer_fingerprint
-
     tokenizer = lm.tokenizer
 
     def token(kind: str) -> list:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from tabulate import tabulate
+
 from repro.evaluate.outcome import EvalOutcome
 
 
 def format_score_table(outcome: EvalOutcome) -> str:
-    from tabulate import tabulate
-
     rows = []
     for row in outcome.rows:
         task = row.task if row.parent is None else f"└ {row.task}"

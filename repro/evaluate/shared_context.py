@@ -27,6 +27,7 @@ call's short requests runs once, several items per row.
 
 from __future__ import annotations
 
+import copy
 import inspect
 
 import torch
@@ -300,8 +301,6 @@ def _sliding_window(config) -> int | None:
 
 def _select_rows(cache, owner: torch.Tensor, last: bool):
     """The prefix cache repeated onto continuation rows (a copy unless it is the last use)."""
-    import copy
-
     rows = cache if last else copy.copy(cache)
     if not last:
         rows.layers = [copy.copy(layer) for layer in cache.layers]

@@ -6,6 +6,7 @@ previous complete evaluation or the new one. The experiment runner has its own r
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from repro.atomic_io import atomic_directory, atomic_write_json
@@ -37,8 +38,6 @@ def store_evaluation(
 
 def load_evaluation(folder: str | Path) -> EvalOutcome:
     """Read back a stored standalone evaluation (scores and items)."""
-    import json
-
     folder = Path(folder)
     data = json.loads((folder / SCORES_FILE).read_text(encoding="utf-8"))
     return EvalOutcome.from_json(data, items=read_items(folder / ITEMS_FILE))

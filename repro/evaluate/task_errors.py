@@ -54,6 +54,7 @@ def has_token() -> bool:
     if any(os.environ.get(var) for var in TOKEN_VARIABLES):
         return True
     try:
+        # huggingface_hub: deferred so that importing this module does not load it
         from huggingface_hub import get_token
 
         return bool(get_token())

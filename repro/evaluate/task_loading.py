@@ -12,7 +12,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from repro.errors import EvaluationError
+from repro.evaluate.prepared import EvaluationSession
 from repro.evaluate.task_errors import task_load_error, unknown_task_error
 from repro.facts.suites import Suite, TaskSpec
 
@@ -61,8 +64,6 @@ def task_manager_for(names: list[str], include_paths: list[str], session=None):
     """The cheapest TaskManager that knows every name: local folders only if they suffice. Managers are
     kept by the caller's `EvaluationSession` (a new one if none is given), never in module state."""
     if session is None:
-        from repro.evaluate.prepared import EvaluationSession
-
         session = EvaluationSession()
     if include_paths:
         local = session.task_manager(tuple(include_paths), False)
@@ -77,6 +78,7 @@ def task_manager_for(names: list[str], include_paths: list[str], session=None):
 
 def load_task_objects(manager, specs: list[TaskSpec]) -> tuple[list[Any], dict[str, str]]:
     """Load each named task/group (datasets included). Returns the objects and leaf -> requested name."""
+    # lm_eval: deferred so that importing this module does not load it
     from lm_eval.api.group import Group
 
     objects, parent_of = [], {}
@@ -105,15 +107,13 @@ def task_load_errors() -> tuple[type[BaseException], ...]:
     """The error types lm-eval, datasets and the hub raise for a task that cannot be loaded (a missing or
     unreachable dataset, a gated one, a bad task YAML): OSError covers the hub's HTTP, offline and
     not-found errors; datasets' own errors; ValueError / KeyError for bad task configs."""
-    import yaml
+    # datasets: deferred so that importing this module does not load it
     from datasets.exceptions import DatasetsError
 
     return (OSError, ValueError, KeyError, yaml.YAMLError, DatasetsError)
 
 
 def _dataset_path_of(yaml_path) -> str | None:
-    import yaml
-
     try:
         text = Path(yaml_path).read_text(encoding="utf-8")
         for line in text.splitlines():

@@ -15,9 +15,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lm_eval.api.model import LM
 from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils import resolve_max_length
 
+from repro.evaluate import EvaluationSession
+from repro.evaluate.harness import prepare_tasks, run_lm_eval
 from repro.evaluate.prefix_sharing import count_forward_tokens
+from repro.evaluate.task_loading import quiet_custom_dataset_notice, resolve_specs
 from repro.evaluate.tree_packing import TREE_MODEL_TYPES, TREE_WIDTH
 
 SCORERS = ("stock", "item", "prefix")
@@ -41,8 +46,7 @@ class _TokenizingLM(HFLM):
     """lm-eval's HFLM tokenization without a model: records each loglikelihood request's token ids."""
 
     def __init__(self, model_dir: str | Path, max_length: int | None = None):  # no HFLM.__init__: no weights
-        from lm_eval.api.model import LM
-        from lm_eval.models.utils import resolve_max_length
+        # transformers: deferred so that importing this module does not load it
         from transformers import AutoConfig, AutoTokenizer
 
         LM.__init__(self)
@@ -79,10 +83,6 @@ def count_suite_tokens(model_dir, tasks, *, include_path=None, limit=None, max_l
                        session=None) -> list[TaskTokens]:
     """Per leaf task: items, loglikelihood requests and forward tokens of the three scorers.
     With an EvaluationSession, the tasks and requests built here are reused by its later evaluations."""
-    from repro.evaluate import EvaluationSession
-    from repro.evaluate.harness import prepare_tasks, run_lm_eval
-    from repro.evaluate.task_loading import quiet_custom_dataset_notice, resolve_specs
-
     specs, include_paths = resolve_specs(tasks, include_path)
     lm = _TokenizingLM(model_dir, max_length)
     with quiet_custom_dataset_notice():

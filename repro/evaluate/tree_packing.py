@@ -99,6 +99,7 @@ def packed_positions(requests: list[Request], width: int = TREE_WIDTH) -> int:
 def row_tensors(rows: list[PackedRow], pad: int):
     """(input ids, position ids, 4D boolean attention mask: True = attend) of rows padded to the longest;
     a padding position attends to itself only."""
+    # torch: deferred so that importing this module does not load it
     import torch
 
     width = max(len(row.tokens) for row in rows)
@@ -137,6 +138,7 @@ def packed_batches(requests: list[Request], indices: list[int], width: int, rows
                    pad: int) -> list[PackedBatch]:
     """The forwards that score the requests `indices` (built once per request set: every model of one
     tokenizer reuses them)."""
+    # torch: deferred so that importing this module does not load it
     import torch
 
     rows = pack_requests(requests, indices, width)
@@ -158,6 +160,7 @@ def packed_batches(requests: list[Request], indices: list[int], width: int, rows
 
 def batch_scores(batch: PackedBatch, logprobs) -> list[tuple[float, bool]]:
     """(log-likelihood, greedy) of each request of `batch` from the forward's log-probabilities."""
+    # torch: deferred so that importing this module does not load it
     import torch
 
     device = logprobs.device

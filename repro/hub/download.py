@@ -8,6 +8,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from repro.atomic_io import atomic_write_json, replace_directory
 from repro.errors import HubError
 from repro.facts.lockfile import CheckpointEntry, FileEntry, Lockfile
@@ -167,6 +169,7 @@ def download(
     if pickled and not allow_pickle:
         raise HubError(_pickle_refusal(pickled[0]))
     if mirror is None and api is None:
+        # huggingface_hub: deferred so that importing this module does not load it
         from huggingface_hub import HfApi
 
         api = HfApi()
@@ -186,8 +189,6 @@ def _pickle_refusal(repo_id: str) -> str:
 def _download_entry(
     entry, dest_root: Path, mirror, allow_pickle, token, api, progress, verify
 ) -> DownloadResult:
-    from tqdm.auto import tqdm
-
     final = local_model_dir(dest_root, entry.repo_id)
     if is_downloaded(entry, dest_root, rehash=verify):
         return DownloadResult(entry.repo_id, final, _read_manifest(final).get("revision"), "present")

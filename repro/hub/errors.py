@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from repro.errors import HubError
 from repro.hub.files import OFFLINE_HINT
 
@@ -13,6 +15,7 @@ class RepoProblem(HubError):
 
 def hub_error(exc: BaseException, repo_id: str, action: str = "query") -> HubError:
     """One clear HubError for an exception raised by huggingface_hub (or a network library)."""
+    # huggingface_hub: deferred so that importing this module does not load it
     from huggingface_hub import errors as hf_errors
 
     status = getattr(getattr(exc, "response", None), "status_code", None)
@@ -53,8 +56,7 @@ def hub_error(exc: BaseException, repo_id: str, action: str = "query") -> HubErr
 
 def hub_endpoint() -> str:
     """The hub the client talks to: HF_ENDPOINT (a mirror or a local server) if set, else huggingface.co."""
-    import os
-
+    # huggingface_hub: deferred so that importing this module does not load it
     from huggingface_hub import constants
 
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT or "https://huggingface.co").rstrip("/")
@@ -64,6 +66,7 @@ def _is_network_error(exc: BaseException) -> bool:
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
     try:
+        # optional: used only when installed
         import httpx2
     except ImportError:  # pragma: no cover - huggingface_hub always brings its HTTP client
         return False

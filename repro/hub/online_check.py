@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from repro.facts.lockfile import Lockfile
+from repro.hub.errors import RepoProblem, hub_error
 
 RESOLVES, GONE, DENIED, UNPINNED = "resolves", "gone", "denied", "unpinned"
 
@@ -27,9 +28,8 @@ class RevisionStatus:
 def check_revision(api, repo_id: str, revision: str, token: str | None = None) -> RevisionStatus:
     """One metadata request for `repo_id` at `revision`; a problem of that repository is a status, a
     problem of the hub or network raises HubError."""
+    # huggingface_hub: deferred so that importing this module does not load it
     from huggingface_hub import errors as hf_errors
-
-    from repro.hub.errors import RepoProblem, hub_error
 
     try:
         info = api.model_info(repo_id, revision=revision, token=token)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 from repro.atomic_io import atomic_write_json
@@ -14,8 +15,7 @@ from repro.hub.files import PICKLE_INDEX, PICKLE_WEIGHTS, SAFETENSORS_INDEX, fil
 
 def convert_pickles(stage: Path, source_files: list[FileEntry], repo_id: str) -> list[FileEntry]:
     """Convert verified pytorch_model*.bin in `stage` to safetensors; returns the dir's file list."""
-    import pickle
-
+    # torch: deferred so that importing this module does not load it
     import torch
     from safetensors.torch import save_file
 

@@ -138,6 +138,7 @@ class ElementwiseKernel:
         if not (self.compiled if self.compiled is not None else use_compiled(entries, trim=False)):
             return None
         try:
+            # optional: used only when installed
             from repro.merge.compiled_task_arithmetic import task_arithmetic_bf16
         except ImportError:  # numba is a dependency; without it the torch path gives the same bits
             return None

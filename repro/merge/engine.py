@@ -17,19 +17,25 @@ Output directory (written atomically; nothing is left behind on error):
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from repro.atomic_io import atomic_directory, atomic_write_json, atomic_write_text
 from repro.errors import MergeError
 from repro.facts.choices import MERGE_OUT_DTYPES
+from repro.merge.readahead import start_readahead
 from repro.merge.svd_cache import SvdCache
 from repro.merge.tensor_checks import dominant_float_dtype, read_merge_inputs
 from repro.method_catalog import get_method, resolve_method_params, split_parameters
+from repro.package_versions import package_versions
 
 LOG = logging.getLogger(__name__)
 
@@ -82,8 +88,6 @@ def build_mergekit_config(
 
 
 def _config_yaml(config: Mapping[str, Any], method: str, truncate: bool) -> str:
-    import yaml
-
     flag = " --unsafe-truncate-embeddings" if truncate else ""
     header = (
         f"# repro merge: method {method}; mergekit configuration as run.\n"
@@ -111,6 +115,7 @@ def _check_inputs(base: Path, models: Sequence[Path], method: str) -> None:
 
 def load_state_dict(model_dir: str | Path) -> dict:
     """Every tensor of a saved model directory (all *.safetensors shards), by name."""
+    # torch: deferred so that importing this module does not load it
     from safetensors.torch import load_file
 
     state = {}
@@ -176,6 +181,7 @@ def prepare_merge(base, models, method, params, *, device, vocab_mismatch, out_d
 
 def output_layout(prepared: PreparedMerge) -> list[tuple]:
     """(name, dtype, shape) of every output tensor, in the order the pass produces them."""
+    # torch, numpy: deferred so that importing this module does not load them
     import torch
 
     from repro.merge.streaming import tensor_order
@@ -192,9 +198,6 @@ def output_layout(prepared: PreparedMerge) -> list[tuple]:
 
 def write_model_files(target: Path, prepared: PreparedMerge) -> None:
     """config.json (the base's, with the output dtype) and the base's tokenizer files."""
-    import json
-    import shutil
-
     config_path = prepared.base / "config.json"
     if config_path.exists():
         config = json.loads(config_path.read_text())
@@ -259,8 +262,6 @@ def merge_checkpoints(
     rides along with the merge at no cost.
     """
     started = time.perf_counter()
-    from repro.merge.readahead import start_readahead
-
     start_readahead([base, *models])  # the disk works while torch is imported and the headers are checked
     prepared = prepare_merge(
         base, models, method, params, device=device, vocab_mismatch=vocab_mismatch, out_dtype=out_dtype
@@ -270,6 +271,7 @@ def merge_checkpoints(
     result_dir = None if out_dir is None else Path(out_dir)
 
     def run(sink) -> tuple[float, dict | None]:
+        # torch, numpy: deferred so that importing this module does not load them
         from repro.merge.streaming import MergeTarget
 
         target = MergeTarget(inputs=tuple(range(len(prepared.models))), sink=sink)
@@ -284,6 +286,7 @@ def merge_checkpoints(
     if result_dir is None:
         norm, cache_stats = run(state.__setitem__)
     else:
+        # torch: deferred so that importing this module does not load it
         from repro.merge.tensor_io import ShardWriter
 
         with atomic_directory(result_dir) as tmp:
@@ -332,6 +335,7 @@ def boost_record(target) -> dict | None:
 
 
 def _run_targets(prepared: PreparedMerge, targets, svd_cache, progress=None) -> None:
+    # torch, numpy: deferred so that importing this module does not load them
     import torch
 
     from repro.merge.streaming import run_pass
@@ -366,8 +370,6 @@ def _run_targets(prepared: PreparedMerge, targets, svd_cache, progress=None) -> 
 
 
 def _record(method, params, base, models, outcome, truncations, out_dtype, device, policy, timings, elapsed):
-    from repro.package_versions import package_versions
-
     return {
         "method": method,
         "params": params,

@@ -87,6 +87,7 @@ def merge_grid(
     if svd_cache is None and get_method(prepared.method).traits.svd_cache:
         svd_cache = _pass_local_cache(prepared)
     timings = {"checks_s": time.perf_counter() - started, "grid_merges": len(checked)}
+    # torch, numpy: deferred so that importing this module does not load them
     from repro.merge.streaming import MergeTarget
 
     states: list[dict] = [{} for _ in checked] if out_dirs is None else []
@@ -94,6 +95,7 @@ def merge_grid(
         if out_dirs is None:
             targets = [MergeTarget(inputs=subset, sink=state.__setitem__) for subset, state in zip(checked, states, strict=True)]
         else:
+            # torch: deferred so that importing this module does not load it
             from repro.merge.tensor_io import ShardWriter
 
             layout = output_layout(prepared)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 def mergekit_spec(facts: MethodFacts | str) -> MergeMethodSpec:
     """The mergekit spec of a method, from its facts (every method requires a base)."""
+    # mergekit: deferred so that importing this module does not load it
     from mergekit.merge_methods.base import (
         BasePolicy,
         InputContract,
@@ -45,6 +46,7 @@ def mergekit_spec(facts: MethodFacts | str) -> MergeMethodSpec:
 def facts_merge_method(facts: MethodFacts | str, function: Callable):
     """A mergekit merge method running `function(group, **parameters) -> tensor` per tensor group, with the
     spec of `facts` (a `MethodFacts` or a catalog name)."""
+    # mergekit: deferred so that importing this module does not load it
     from mergekit.merge_methods.base import FunctionalGroupMergeMethod
 
     return FunctionalGroupMergeMethod(mergekit_spec(facts), function)

@@ -139,6 +139,7 @@ def compiled_kernels():
     installed. Importing it imports numba once per process (Python's module cache); each kernel compiles,
     or loads its cached machine code, on its first call."""
     try:
+        # optional: used only when installed
         import repro.merge.compiled_kernels as kernels
     except ImportError:  # numba is a dependency; without it the vectorized replay gives the same answer
         return None

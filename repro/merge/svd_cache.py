@@ -131,6 +131,7 @@ class SvdCache:
         if self.directory is not None:
             path = self.directory / key[:2] / f"{key}.safetensors"
             if path.exists():
+                # torch: deferred so that importing this module does not load it
                 from safetensors.torch import load_file
 
                 loaded = load_file(str(path))
@@ -144,6 +145,7 @@ class SvdCache:
     def _store(self, key: str, factors: Factors) -> None:
         self._remember(key, factors)
         if self.directory is not None:
+            # torch: deferred so that importing this module does not load it
             from safetensors.torch import save
 
             u, s, vh = (t.detach().cpu() for t in factors)

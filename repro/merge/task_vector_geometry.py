@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from safetensors import safe_open
+
 from repro.errors import RunnerError
 
 DEFAULT_CHUNK_ELEMENTS = 1 << 22  # values per checkpoint per read (16 MiB in float32)
@@ -56,8 +58,6 @@ def _tensor_files(model_dir: Path) -> dict[str, Path]:
     files = sorted(model_dir.glob("*.safetensors"))
     if not files:
         raise RunnerError(f"no *.safetensors weights in {model_dir}")
-    from safetensors import safe_open
-
     out = {}
     for file in files:
         with safe_open(file, framework="pt") as handle:
@@ -73,8 +73,6 @@ class _Handles:
         self._open: dict[Path, object] = {}
 
     def slice(self, file: Path, name: str):
-        from safetensors import safe_open
-
         if file not in self._open:
             self._open[file] = self._stack.enter_context(safe_open(file, framework="pt"))
         return self._open[file].get_slice(name)
@@ -85,6 +83,7 @@ def task_vector_geometry(base_dir: str | Path, checkpoint_dirs: list[str | Path]
                          chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> Geometry:
     """Gram matrices of the task vectors of `checkpoint_dirs` relative to `base_dir` (see module doc);
     `labels` name the checkpoints in the result (default: their folder names)."""
+    # torch: deferred so that importing this module does not load it
     import torch
 
     base_dir = Path(base_dir)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,9 +112,11 @@ def numbering_note(family: str, base: str, number: str) -> str:
 def figure(n_panels: int = 1, *, panel_size: tuple[float, float] = (3.6, 3.0), columns: int | None = None,
            ) -> Iterator[tuple[object, list]]:
     """A Figure with `n_panels` axes (flattened, row-major), under the kit's style."""
+    # matplotlib: deferred so that importing this module does not load it
     import matplotlib
 
     matplotlib.use("Agg")
+    # matplotlib: deferred so that importing this module does not load it
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -130,13 +133,12 @@ def figure(n_panels: int = 1, *, panel_size: tuple[float, float] = (3.6, 3.0), c
 
 def suptitle(fig, title: str) -> None:
     """The figure title, wrapped to the figure's width (nothing is cut off at the edges)."""
-    import textwrap
-
     fig.suptitle(textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 12))))
 
 
 def save(fig, stem: Path) -> list[Path]:
     """Write `stem`.png and `stem`.pdf deterministically (temp file + rename); returns both paths."""
+    # matplotlib: deferred so that importing this module does not load it
     import matplotlib
 
     with matplotlib.rc_context(STYLE):

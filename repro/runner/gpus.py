@@ -17,6 +17,7 @@ GPU_ID = re.compile(r"^(\d+|(GPU|MIG)-[0-9A-Za-z/-]+)$")
 
 def device_count() -> int:
     """CUDA devices torch sees in this process (0 without CUDA)."""
+    # torch: deferred so that importing this module does not load it
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -8,6 +8,8 @@ from pathlib import Path
 from repro.errors import RunnerError
 from repro.facts.config import LoadedConfig
 from repro.facts.suites import load_suites
+from repro.hub import local_model_dir
+from repro.merge.tensor_checks import inspect_checkpoint
 from repro.worlds.kinds import BuiltWorld, WorldPlace, build_world
 
 
@@ -34,8 +36,6 @@ class ModelSources:
         return self._downloaded(repo_id)
 
     def _downloaded(self, repo_id: str) -> Path:
-        from repro.hub import local_model_dir
-
         models_dir = self.loaded.resolve(self.loaded.config.models_dir)
         path = local_model_dir(models_dir, repo_id)
         if not (path / "config.json").is_file():
@@ -81,7 +81,5 @@ class ModelSources:
                         for entry in self.loaded.lock.group(base, group):
                             dirs.append(self.repo_dir(entry.repo_id))
         if cfg.world is None:
-            from repro.merge.tensor_checks import inspect_checkpoint
-
             for path in dict.fromkeys(dirs):
                 inspect_checkpoint(path)

@@ -9,14 +9,18 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from repro.errors import HubError
 from repro.facts.config import LoadedConfig
+from repro.hub import local_model_dir
+from repro.hub.compatibility import FactsRequest, compare, human_bytes, read_facts
+from repro.hub.errors import RepoProblem
+from repro.runner.driver import driver_problem
 
 
 def gpu_problem() -> str | None:
     """None when torch sees a CUDA GPU, else one line saying why not and what to do."""
+    # torch: deferred so that importing this module does not load it
     import torch
-
-    from repro.runner.driver import driver_problem
 
     too_old = driver_problem(torch.version.cuda)  # first: an old driver also hides the GPU from torch
     if too_old:
@@ -46,8 +50,6 @@ def preflight_problems(loaded: LoadedConfig, downloads_pending: bool = False, gp
     if cfg.lockfile is None:
         return problems
     lock = loaded.lock
-    from repro.hub import local_model_dir
-
     models_dir = loaded.resolve(cfg.models_dir)
     missing, unresolved, gated = [], [], []
     for base in cfg.bases:
@@ -102,15 +104,12 @@ def config_repos(loaded: LoadedConfig) -> dict[str, list[str]]:
 
 def checkpoint_report(loaded: LoadedConfig, api=None, token: str | None = None) -> CheckpointReport:
     """Compare every pinned checkpoint of the config with its base from their small files only."""
-    from repro.errors import HubError
-    from repro.hub.compatibility import FactsRequest, compare, human_bytes, read_facts
-    from repro.hub.errors import RepoProblem
-
     report = CheckpointReport()
     cfg = loaded.config
     if cfg.lockfile is None:
         return report
     if api is None:
+        # huggingface_hub: deferred so that importing this module does not load it
         from huggingface_hub import HfApi
 
         api = HfApi()
@@ -158,8 +157,6 @@ def checkpoint_report(loaded: LoadedConfig, api=None, token: str | None = None) 
 
 
 def _disk_lines(report: CheckpointReport, facts: list, models_dir: Path, scratch_gb: float) -> None:
-    from repro.hub.compatibility import human_bytes
-
     todo = [f for f in facts if not f.present]
     unknown = [f.repo_id for f in todo if f.download_bytes is None]
     download = sum(f.download_bytes or 0 for f in todo)

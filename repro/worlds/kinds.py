@@ -17,6 +17,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
+from repro.worlds.smollm2_world import build_smollm2_world
+from repro.worlds.tiny import build_tiny_world
+from repro.worlds.tiny_recipe import tiny_family
+from repro.worlds.trained import build_trained_world, world_folder
+from repro.worlds.world_tasks import write_world_tasks
+
 
 @dataclass(frozen=True)
 class WorldPlace:
@@ -63,26 +69,18 @@ def build_world(world: OfflineWorld, base: str, place: WorldPlace) -> BuiltWorld
 
 
 def _build_tiny(world, base: str, place: WorldPlace) -> BuiltWorld:
-    from repro.worlds.tiny import build_tiny_world  # torch
-    from repro.worlds.tiny_recipe import tiny_family
-
     folder = place.runs_root / "worlds" / f"{base}-seed{world.seed}-n{world.checkpoints_per_base}"
     return build_tiny_world(folder, tiny_family(base), n_checkpoints=world.checkpoints_per_base, seed=world.seed)
 
 
 def _build_trained(world, base: str, place: WorldPlace) -> BuiltWorld:
     """Write the world's evaluation tasks where the config's suite reads them, then build (or reuse) it."""
-    from repro.worlds.trained import build_trained_world, world_folder  # torch
-    from repro.worlds.world_tasks import write_world_tasks
-
     write_world_tasks(world.tasks, place.suite_folder())
     return build_trained_world(world, world_folder(place.runs_root, world), log=place.log)
 
 
 def _build_smollm2(world, base: str, place: WorldPlace) -> BuiltWorld:
     """SmolLM2-135M-Instruct from the wheel pinned in the world's lockfile, and its fine-tunes."""
-    from repro.worlds.smollm2_world import build_smollm2_world  # torch
-
     return build_smollm2_world(world, place.resolve(world.lockfile), place.runs_root, log=place.log)
 
 

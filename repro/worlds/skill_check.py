@@ -31,6 +31,7 @@ class SkillScore:
 
 def choice_logprobs(model, prompts: list[str], choices: list[list[str]]) -> list[list[float]]:
     """Per prompt, the summed log-probability of each `" " + choice` continuation (one forward pass)."""
+    # torch: deferred so that importing this module does not load it
     import torch
 
     rows, spans = [], []
@@ -74,6 +75,7 @@ def check_world(world: TrainedWorldConfig, model_dirs: dict[str, Path]) -> dict[
     """Per model ("base", "ft-01", ...): its scores on the skills it was trained on, its own way, on the
     world's held-out problems (the evaluation tasks' items, posed with the model's convention/domain)."""
     count = world.tasks.items_per_task
+    # torch, transformers: deferred so that importing this module does not load them
     import torch
     from transformers import AutoModelForCausalLM
 

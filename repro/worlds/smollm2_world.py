@@ -21,10 +21,13 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import math
+import multiprocessing
 import os
 import random
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +122,7 @@ def trainable_parameters(model, last_layers: int) -> list:
 
 
 def mean_loss(model, windows: list[list[int]], batch_size: int = 4) -> float:
+    # torch: deferred so that importing this module does not load it
     import torch
 
     total = 0.0
@@ -131,6 +135,7 @@ def mean_loss(model, windows: list[list[int]], batch_size: int = 4) -> float:
 
 def _train_variant(world_json: dict, base_dir: str, folder: str, index: int, corpus_path: str, key: dict) -> dict:
     """Fine-tune variant `index` (1-based) from the base and save it; also the worker-process entry point."""
+    # torch, transformers: deferred so that importing this module does not load them
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -226,10 +231,6 @@ def build_smollm2_world(world: SmolLM2WorldConfig, lockfile: Path, runs_root: Pa
                 str(files[corpus_id(world.finetunes[i - 1].corpus)][0]), keys[i]) for i in pending}
     workers = min(len(pending), workers or max(1, (os.cpu_count() or 1) // world.threads))
     if workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-        from concurrent.futures.process import BrokenProcessPool
-
         try:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = {i: pool.submit(_train_variant, *args) for i, args in jobs.items()}

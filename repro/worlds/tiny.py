@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
 from repro.atomic_io import atomic_directory, atomic_write_json
 from repro.worlds.tiny_recipe import FAMILIES
 
@@ -43,7 +45,7 @@ class TinyWorld:
 
 def build_tokenizer():
     """A byte-level BPE tokenizer with no merges: every UTF-8 byte is one token. Fully offline."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    # transformers: deferred so that importing this module does not load it
     from transformers import PreTrainedTokenizerFast
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
@@ -66,6 +68,7 @@ def build_tokenizer():
 
 def tiny_config(family: str, vocab_size: int = VOCAB_SIZE):
     """The transformers config of a tiny model of `family` ("llama" or "qwen3")."""
+    # transformers: deferred so that importing this module does not load it
     from transformers import LlamaConfig, Qwen3Config
 
     common = dict(
@@ -86,6 +89,7 @@ def tiny_config(family: str, vocab_size: int = VOCAB_SIZE):
 
 def build_base_model(family: str, seed: int, vocab_size: int = VOCAB_SIZE):
     """A randomly initialized tiny causal LM (deterministic for a given family and seed)."""
+    # torch, transformers: deferred so that importing this module does not load them
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -96,6 +100,7 @@ def build_base_model(family: str, seed: int, vocab_size: int = VOCAB_SIZE):
 
 def task_vector_state(base_state: dict, seed: int, scale: float, rank: int = 2) -> dict:
     """A seeded "fine-tuning update" for every tensor: low-rank directions for matrices, noise elsewhere."""
+    # torch: deferred so that importing this module does not load it
     import torch
 
     generator = torch.Generator().manual_seed(seed)
@@ -139,6 +144,7 @@ def build_tiny_world(
     `extra_vocab_rows[i]` gives checkpoint i (1-based) that many more embedding rows than the base,
     like real in-the-wild checkpoints that extended their tokenizer.
     """
+    # torch: deferred so that importing this module does not load it
     import torch
 
     if family not in FAMILIES:

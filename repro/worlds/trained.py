@@ -19,11 +19,17 @@ import contextlib
 import importlib.metadata
 import json
 import math
+import multiprocessing
 import os
 import random
+import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+
+from tokenizers import Tokenizer, models
 
 from repro.atomic_io import atomic_directory, atomic_write_json
 from repro.worlds.recipe import WORLD_CODE_VERSION, TrainedWorldConfig, TrainingStage, recipe_hash
@@ -50,7 +56,7 @@ def world_folder(runs_root: Path, world: TrainedWorldConfig) -> Path:
 
 def build_tokenizer():
     """One token per character of skills.ALPHABET (a BPE model without merges and no pre-tokenizer)."""
-    from tokenizers import Tokenizer, models
+    # transformers: deferred so that importing this module does not load it
     from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE(vocab=dict(VOCAB), merges=[], unk_token="<unk>"))
@@ -62,6 +68,7 @@ def build_tokenizer():
 
 
 def model_config(world: TrainedWorldConfig):
+    # transformers: deferred so that importing this module does not load it
     from transformers import LlamaConfig
 
     return LlamaConfig(
@@ -79,6 +86,7 @@ def model_config(world: TrainedWorldConfig):
 @contextlib.contextmanager
 def deterministic_torch(threads: int):
     """Fixed thread count and deterministic kernels for the duration; the caller's settings come back."""
+    # torch: deferred so that importing this module does not load it
     import torch
 
     threads_before, deterministic_before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
@@ -128,6 +136,7 @@ class ExampleStream:
 
 def _tensors(items: list):
     """Right-padded input ids and labels (-100 except on the " answer" characters)."""
+    # torch: deferred so that importing this module does not load it
     import torch
 
     rows, labels = [], []
@@ -151,6 +160,7 @@ def _lr_at(step: int, stage: TrainingStage) -> float:
 
 
 def train_stage(model, stage: TrainingStage, base_stage: TrainingStage, seed: str, held_out: set[str]) -> dict:
+    # torch: deferred so that importing this module does not load it
     import torch
 
     stream = ExampleStream(stage, base_stage, seed, held_out)
@@ -197,6 +207,7 @@ def load_world(folder: Path, world: TrainedWorldConfig) -> TrainedWorld:
 
 def _train_finetune(world_json: dict, folder: str, index: int, held_out: set[str]) -> dict:
     """Fine-tune checkpoint `index` (1-based) from the saved base; also the worker-process entry point."""
+    # torch, transformers: deferred so that importing this module does not load them
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -223,6 +234,7 @@ def build_trained_world(world: TrainedWorldConfig, folder: Path, *, log=None, wo
     Fine-tunes are independent: `workers` processes (default: CPUs // world.threads) train them side by
     side, each with `world.threads` threads, so the weights do not depend on the number of workers.
     """
+    # torch, transformers: deferred so that importing this module does not load them
     import torch
     from transformers import LlamaForCausalLM
 
@@ -258,10 +270,6 @@ def build_trained_world(world: TrainedWorldConfig, folder: Path, *, log=None, wo
     world_json = world.model_dump(mode="json")
     workers = min(len(pending), workers or _default_workers(world))
     if workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-        from concurrent.futures.process import BrokenProcessPool
-
         try:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = {i: pool.submit(_train_finetune, world_json, str(built.root), i, held_out) for i in pending}
@@ -299,8 +307,6 @@ def _base_key(world: TrainedWorldConfig) -> dict:
 def _copy_identical_base(world: TrainedWorldConfig, built: TrainedWorld, base_stage: dict) -> Path | None:
     """Copy the base of a finished sibling world (runs/worlds/*/world.json) whose base key equals this
     world's, e.g. a world of other fine-tunes of the same base (configs/demo_homogeneous.yaml); None if none."""
-    import shutil
-
     key = _base_key(world)
     for marker in sorted(built.root.parent.glob(f"*/{WORLD_FILE}")):
         if marker.parent == built.root:

@@ -55,6 +55,7 @@ def _gesvd_float64(matrix: torch.Tensor):
     """QR-iteration SVD in float64 on the CPU (scipy's gesvd when available, else torch float64)."""
     array = matrix.detach().cpu().double()
     try:
+        # optional: used only when installed
         import scipy.linalg
     except ImportError:
         return (t.numpy() for t in torch.linalg.svd(array, full_matrices=False))
