@@ -12,6 +12,8 @@ from repro.errors import ConfigError, HubError, LockError
 from repro.facts.config import load_config
 from repro.facts.lockfile import DEFAULT_LOCKFILE, load_lockfile
 from repro.facts.lockfile_writer import dump_lockfile
+from repro.hub import default_models_dir, download, resolve_lockfile
+from repro.hub.history import parse_as_of
 from repro.reproduce import select_bases, used_repos
 
 
@@ -141,10 +143,8 @@ def check_command(args) -> int:
 
 
 def resolve_command(args) -> int:
-    # huggingface_hub and the library: loaded when the command runs, so that `repro --help` stays light
+    # huggingface_hub: loaded when the command runs, so that `repro --help` stays light
     from huggingface_hub import HfApi
-
-    from repro.hub import resolve_lockfile
 
     path, bases, _ = _lockfile_and_bases(args)
     as_of = _as_of(args)
@@ -202,9 +202,6 @@ def lock_report(lock, repo_ids: list[str], problems: dict[str, str], as_of) -> l
 
 def _as_of(args):
     """The `--as-of` cutoff: a date/time, or `config` = the config's checkpoints_as_of; None = newest."""
-    # loaded when the command runs, so that `repro --help` stays light
-    from repro.hub.history import parse_as_of
-
     if args.as_of is None:
         return None
     if args.as_of != "config":
@@ -225,9 +222,6 @@ def _as_of(args):
 
 
 def download_command(args) -> int:
-    # loaded when the command runs, so that `repro --help` stays light
-    from repro.hub import default_models_dir, download
-
     path, bases, config_models_dir = _lockfile_and_bases(args)
     if args.repo and not args.base:  # --repo alone selects just those repos, not the config's bases
         bases = None
