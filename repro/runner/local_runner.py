@@ -24,10 +24,10 @@ from repro.errors import InsufficientDiskError, ReproError, RunnerError
 from repro.facts.config import LoadedConfig, load_config
 from repro.plan import Job, JobKind, Plan, describe_job
 from repro.results import ResultsStore
+from repro.runner import job_executor
 from repro.runner.claims import ClaimBoard, worker_identity
 from repro.runner.gpus import worker_environment
 from repro.runner.grid_merges import grid_key
-from repro.runner.job_executor import JobExecutor
 
 
 @dataclass
@@ -157,7 +157,7 @@ def _run_claimed(job: Job, loaded, runs_dir: Path, store: ResultsStore, owner: s
     store.journal(job.id, owner, "start")
     try:
         if executor is None:
-            executor = JobExecutor(loaded, runs_dir, store)
+            executor = job_executor.JobExecutor(loaded, runs_dir, store)  # looked up here: replaceable in tests
             executor.upcoming = list(upcoming)  # the worker's jobs: in-memory merges of a group share a pass
         label = describe_job(job)
         executor.status = lambda text: bar.set_postfix_str(f"{label} · {text}")
