@@ -28,12 +28,10 @@ from repro.facts.config import LoadedConfig
 from repro.hub import is_downloaded
 from repro.hub.compatibility import human_bytes
 from repro.plan import JobKind, build_plan
+from repro.reproduce_targets import STEPS, TARGETS  # noqa: F401 (re-exported: repro.reproduce.STEPS, .TARGETS)
 from repro.results import ResultsStore
 from repro.runner.local_runner import pending_jobs
 from repro.runner.preflight import config_repos
-
-TARGETS = ("table1", "table2", "table3", "all")
-STEPS = ("pin", "preflight", "download", "run", "render", "verify")
 
 
 @dataclass(frozen=True)

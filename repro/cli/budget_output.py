@@ -10,12 +10,14 @@ from repro.atomic_io import atomic_write_text
 from repro.budget import choose_for_budget, describe, gpu_hours, settings_from_config, update_from_run
 from repro.costs import DEFAULT_COSTS_PATH, CostsError, load_costs, save_costs
 from repro.errors import ReproError
-from repro.results import ResultsStore
 
 
 def print_budget(args, loaded, plan, runs_dir) -> int:
     costs_path = args.costs or DEFAULT_COSTS_PATH
     if args.update_costs:
+        # loaded when the command runs, so that `repro --help` stays light
+        from repro.results import ResultsStore
+
         costs = load_costs(costs_path)
         changes = update_from_run(costs, plan, ResultsStore(runs_dir))
         if not changes:

@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from repro.evaluate.task_loading import fetch_suite_datasets
 from repro.facts.config import load_config
 from repro.facts.paths import LOCKFILE, REPO_ROOT, repo_path
 from repro.facts.suites import DEFAULT_SUITES_PATH, get_suite, load_offline_data, load_suites, suites_needing
@@ -109,6 +108,9 @@ def run_check_sources(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
+    # loaded when the command runs, so that `repro --help` stays light
+    from repro.evaluate.task_loading import fetch_suite_datasets
+
     suite = get_suite(args.suite, args.suites or DEFAULT_SUITES_PATH)
     counts = fetch_suite_datasets(suite)
     print(f"{suite.name}: {len(counts)} tasks, {sum(counts.values())} items cached")

@@ -12,11 +12,9 @@ from repro.cli import hidden_alias
 from repro.cli.lm_eval_cli import run_lm_eval_cli
 from repro.cli.token_budget_output import run_count_tokens
 from repro.errors import EvaluationError
-from repro.evaluate import EvaluationSession, evaluate_model
 from repro.facts.choices import BACKENDS, DEFAULT_BACKEND, SHARED_MODEL_NAME
 from repro.facts.paths import EVALUATE_DIR
 from repro.facts.suites import DEFAULT_SUITES_PATH, TaskSpec, get_suite
-from repro.merge.tensor_checks import inspect_checkpoint
 
 
 def register(subparsers) -> None:
@@ -161,6 +159,7 @@ def _batch_size(value: str) -> int | str:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     # loaded when the command runs, so that `repro --help` stays light
+    from repro.evaluate import EvaluationSession, evaluate_model
     from repro.evaluate.model_identity import model_content_hash
     from repro.evaluate.score_table import format_score_table
     from repro.evaluate.standalone_store import store_evaluation
@@ -182,6 +181,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise EvaluationError(f"not a model directory (no config.json): {', '.join(not_models)}", field="--model")
     if args.count_tokens or args.update_costs is not None:
         return run_count_tokens(args, tasks)
+    # loaded when the command runs, so that `repro --help` stays light
+    from repro.merge.tensor_checks import inspect_checkpoint
+
     for model in args.model:  # refuse remote code, broken headers, pickle-only weights before loading any
         inspect_checkpoint(model)
     if args.compare_backends:

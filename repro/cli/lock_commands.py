@@ -12,9 +12,6 @@ from repro.errors import ConfigError, HubError, LockError
 from repro.facts.config import load_config
 from repro.facts.lockfile import DEFAULT_LOCKFILE, load_lockfile
 from repro.facts.lockfile_writer import dump_lockfile
-from repro.hub import default_models_dir, download, resolve_lockfile
-from repro.hub.history import parse_as_of
-from repro.reproduce import select_bases, used_repos
 
 
 def register(subparsers) -> None:
@@ -92,6 +89,9 @@ def _lockfile_and_bases(args) -> tuple[Path, list[str] | None, Path | None]:
 
     With --config, `args.used` is set to the repos the config uses for those bases (its bases, their pools
     and its homogeneous groups), so lock and download touch only those; else it is None."""
+    # the library: loaded when the command runs, so that `repro --help` stays light
+    from repro.reproduce import select_bases, used_repos
+
     bases = args.base
     args.used = None
     if args.config is None:
@@ -143,8 +143,10 @@ def check_command(args) -> int:
 
 
 def resolve_command(args) -> int:
-    # huggingface_hub: loaded when the command runs, so that `repro --help` stays light
+    # huggingface_hub and the library: loaded when the command runs, so that `repro --help` stays light
     from huggingface_hub import HfApi
+
+    from repro.hub import resolve_lockfile
 
     path, bases, _ = _lockfile_and_bases(args)
     as_of = _as_of(args)
@@ -202,6 +204,9 @@ def lock_report(lock, repo_ids: list[str], problems: dict[str, str], as_of) -> l
 
 def _as_of(args):
     """The `--as-of` cutoff: a date/time, or `config` = the config's checkpoints_as_of; None = newest."""
+    # loaded when the command runs, so that `repro --help` stays light
+    from repro.hub.history import parse_as_of
+
     if args.as_of is None:
         return None
     if args.as_of != "config":
@@ -222,6 +227,9 @@ def _as_of(args):
 
 
 def download_command(args) -> int:
+    # loaded when the command runs, so that `repro --help` stays light
+    from repro.hub import default_models_dir, download
+
     path, bases, config_models_dir = _lockfile_and_bases(args)
     if args.repo and not args.base:  # --repo alone selects just those repos, not the config's bases
         bases = None

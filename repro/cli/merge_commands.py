@@ -8,12 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from repro.cli.mergekit_yaml import run_mergekit_yaml
 from repro.errors import MergeError
-from repro.merge import merge_checkpoints
-from repro.merge.engine import RECORD_FILE
 from repro.method_catalog import BUILTIN_METHODS, METHODS
 from repro.output_folder import check_output_folder
 
@@ -29,6 +25,10 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
 
 
 def _merge(args: argparse.Namespace) -> int:
+    # loaded when the command runs, so that `repro --help` stays light
+    from repro.merge import merge_checkpoints
+    from repro.merge.engine import RECORD_FILE
+
     check_output_folder(args.out, "repro merge", provenance_files=(RECORD_FILE,), replaces=True,
                         overwrite=args.overwrite)
 
@@ -65,6 +65,9 @@ def _tensor_bar(enabled: bool):
     if not enabled:
         yield None
         return
+    # loaded when the command runs, so that `repro --help` stays light
+    from tqdm import tqdm
+
     with tqdm(unit="tensor", desc="merging", file=sys.stderr, dynamic_ncols=True) as bar:
         def update(done: int, total: int) -> None:
             bar.total = total

@@ -12,10 +12,6 @@ from repro.errors import ConfigError, ReproError
 from repro.facts.config import load_config
 from repro.facts.paths import PAPER_ARTIFACTS_DIR, repo_path
 from repro.output_folder import check_output_folder, mark_output_folder
-from repro.plan import JobKind, build_plan, write_plan
-from repro.results import ResultsStore
-from repro.runner.local_runner import run_worker
-from repro.runner.model_sources import ModelSources
 
 REPORTS = (
     ("all", "every table and figure the stored results support, manifest.json and index.html"),
@@ -62,6 +58,10 @@ def register(subparsers) -> None:
 
 
 def cmd_report(args) -> int:
+    # loaded when the command runs, so that `repro --help` stays light
+    from repro.plan import build_plan
+    from repro.results import ResultsStore
+
     loaded, runs_dir = load_for_cli(args)
     out = _checked_out(args.out) or Path(loaded.resolve(f"{PAPER_ARTIFACTS_DIR}/{loaded.name}"))
     plan, store = build_plan(loaded), ResultsStore(runs_dir)
@@ -107,8 +107,10 @@ def cmd_report(args) -> int:
 def _appendix_results(loaded, runs_dir: Path) -> list:
     """The config's appendix configs that have results in runs/ beside its own (runs/<appendix name>/),
     each with its plan and store. One that does not load is named and left out."""
-    # numpy: deferred so that importing this module does not load it
+    # numpy and the library: loaded when the command runs, so that `repro --help` stays light
+    from repro.plan import build_plan
     from repro.report.render_all import AppendixResults
+    from repro.results import ResultsStore
 
     parts = []
     for path in loaded.appendix_config_paths():
@@ -124,8 +126,10 @@ def _appendix_results(loaded, runs_dir: Path) -> list:
 
 
 def cmd_report_ci(args) -> int:
-    # numpy: deferred so that importing this module does not load it
+    # numpy and the library: loaded when the command runs, so that `repro --help` stays light
+    from repro.plan import build_plan
     from repro.report.ci_tables import write_ci_tables
+    from repro.results import ResultsStore
 
     if args.resamples < 100:
         raise ReproError("--resamples must be at least 100 (10000 recommended)", field="--resamples")
@@ -165,6 +169,12 @@ def _mark(out: Path | None) -> None:
 
 def cmd_geometry(args) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")
+    # loaded when the command runs, so that `repro --help` stays light
+    from repro.plan import JobKind, build_plan, write_plan
+    from repro.results import ResultsStore
+    from repro.runner.local_runner import run_worker
+    from repro.runner.model_sources import ModelSources
+
     loaded, runs_dir = load_for_cli(args)
     if loaded.config.geometry is None:
         raise ConfigError("no `geometry:` section: add one (see configs/geometry.yaml) to compute the "

@@ -11,14 +11,6 @@ from pathlib import Path
 from repro.errors import RunnerError
 from repro.facts.config import load_config
 from repro.facts.paths import RUNS_DIR
-from repro.plan import JobKind, Part, build_plan, write_plan
-from repro.reproduce import only_bases, plan_for_table, restricted, select_bases
-from repro.results import ResultsStore
-from repro.runner.claims import ClaimBoard
-from repro.runner.gpus import auto_workers, worker_gpus
-from repro.runner.local_runner import run_parallel, run_worker
-from repro.runner.model_sources import ModelSources
-from repro.runner.preflight import checkpoint_report, preflight_problems
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -109,6 +101,9 @@ def load_for_cli(args):
 
 
 def cmd_plan(args) -> int:
+    # loaded when the command runs, so that `repro --help` stays light
+    from repro.plan import Part, build_plan, write_plan
+
     loaded, runs_dir = load_for_cli(args)
     if getattr(args, "appendix_configs", False):
         for config_path in loaded.appendix_config_paths():
@@ -141,6 +136,9 @@ def cmd_plan(args) -> int:
         for name, count in experiments.items():
             print(f"  {name}: {count}")
     if loaded.config.reuse_results_from:
+        # loaded when the command runs, so that `repro --help` stays light
+        from repro.results import ResultsStore
+
         ids = {job.id for job in plan.jobs}
         for name in loaded.config.reuse_results_from:
             done = len(ids & ResultsStore(runs_dir.parent / name).finished_ids())
@@ -155,6 +153,9 @@ def cmd_plan(args) -> int:
 def experiment_job_counts(plan) -> dict[str, int]:
     """Experiment -> number of distinct jobs it needs: the in-the-wild grid, each sweep (its points plus
     the base and single-checkpoint evaluations of its bases), the geometry and each homogeneous experiment."""
+    # loaded when the command runs, so that `repro --help` stays light
+    from repro.plan import Part
+
     jobs = {job.id: job for job in plan.jobs}
     out: dict[str, set[str]] = {}
     references = {job.base: set() for job in plan.jobs}
@@ -185,9 +186,17 @@ def cmd_run(args) -> int:
     # TQDM_* defaults when first imported, so set this before anything imports it. Our bar passes
     # `disable=` explicitly and is unaffected.
     os.environ.setdefault("TQDM_DISABLE", "1")
+    # loaded when the command runs, so that `repro --help` stays light
+    from repro.plan import build_plan, write_plan
+    from repro.reproduce import only_bases, plan_for_table, select_bases
+    from repro.runner.local_runner import run_parallel, run_worker
+
     loaded, runs_dir = load_for_cli(args)
     plan = build_plan(loaded)
     write_plan(plan, runs_dir)
+    # loaded when the command runs, so that `repro --help` stays light
+    from repro.plan import JobKind
+
     kinds = set(args.only.split(",")) if args.only else None
     if kinds and not kinds <= set(JobKind):
         raise RunnerError(f"--only takes {', '.join(JobKind)}, not {args.only!r}")
@@ -203,7 +212,12 @@ def cmd_run(args) -> int:
     bases = select_bases(loaded, args.base)
     plan = only_bases(plan, bases)
     # Build offline worlds / check downloads once, before any worker or array task starts.
+    from repro.runner.model_sources import ModelSources
+
     ModelSources(loaded, runs_dir.parent).prepare(bases)
+    # loaded when the command runs, so that `repro --help` stays light
+    from repro.runner.gpus import auto_workers, worker_gpus
+
     if args.workers == "auto":
         args.workers = auto_workers(loaded) if args.executor == "local" else None
     gpus = worker_gpus(args.gpus, args.workers, loaded) if args.executor == "local" else None
@@ -223,6 +237,9 @@ def cmd_run(args) -> int:
     if summary.unfinished:
         print(f"{len(summary.unfinished)} job(s) did not finish (a worker or array task died or was cancelled); "
               "rerun `repro run` to run them", file=sys.stderr)
+    # loaded when the command runs, so that `repro --help` stays light
+    from repro.results import ResultsStore
+
     store = ResultsStore(runs_dir)
     store.rebuild_index()
     failed = store.failed_ids() & {j.id for j in plan.jobs}
@@ -234,6 +251,9 @@ def cmd_run(args) -> int:
 
 
 def status_table(plan, store, board) -> list[dict]:
+    # loaded when the command runs, so that `repro --help` stays light
+    from repro.plan import JobKind
+
     finished, failed, running = store.finished_ids(), store.failed_ids(), set(board.live_claims())
     rows: dict[tuple[str, str], dict] = {}
     for job in plan.jobs:
@@ -257,6 +277,10 @@ def cmd_status(args) -> int:
     # loaded when the command runs, so that `repro --help` stays light
     from tabulate import tabulate
 
+    from repro.plan import build_plan
+    from repro.results import ResultsStore
+    from repro.runner.claims import ClaimBoard
+
     loaded, runs_dir = load_for_cli(args)
     plan = build_plan(loaded)
     store = ResultsStore(runs_dir)
@@ -271,12 +295,19 @@ def cmd_status(args) -> int:
 
 
 def cmd_index(args) -> int:
+    # loaded when the command runs, so that `repro --help` stays light
+    from repro.results import ResultsStore
+
     _, runs_dir = load_for_cli(args)
     print(ResultsStore(runs_dir).rebuild_index())
     return 0
 
 
 def cmd_preflight(args) -> int:
+    # loaded when the command runs, so that `repro --help` stays light
+    from repro.reproduce import restricted, select_bases
+    from repro.runner.preflight import checkpoint_report, preflight_problems
+
     loaded, runs_dir = load_for_cli(args)
     loaded = restricted(loaded, select_bases(loaded, args.base))
     problems = preflight_problems(loaded, downloads_pending=args.downloads_pending, gpu_here=not args.no_gpu_check)

@@ -10,8 +10,6 @@ from repro.cli.run_commands import load_for_cli
 from repro.errors import ReproError
 from repro.facts.paths import PAPER_ARTIFACTS_DIR, repo_path
 from repro.facts.reference import load_reference
-from repro.plan import build_plan
-from repro.results import ResultsStore
 
 
 def register(subparsers) -> None:
@@ -44,8 +42,10 @@ def cmd_verify(args) -> int:
         print(f"{summary_line(reference, findings)}; report: {out}")
         return 0
 
-    # numpy: deferred so that importing this module does not load it
+    # numpy and the library: loaded when the command runs, so that `repro --help` stays light
+    from repro.plan import build_plan
     from repro.report.verify_run import compare_run, render_comparison
+    from repro.results import ResultsStore
 
     args.config = args.run
     loaded, runs_dir = load_for_cli(args)
