@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass, replace
 from statistics import median
 
-from repro.costs import Costs, CostsError
+from repro.costs import BaseCost, Costs, CostsError
 from repro.plan import JobKind
 
 Z_POWER = 1.959964 + 0.841621  # two-sided 5 %, power 80 %
@@ -158,9 +158,9 @@ def describe(costs: Costs, settings: Settings, headline_method: str | None = Non
 
 def update_from_run(costs: Costs, plan, store) -> list[str]:
     """Replace cost entries with the medians of a run's recorded timings and item statistics."""
+    # numpy: deferred so that importing this module does not load it
     import numpy as np
 
-    from repro.costs import BaseCost
     from repro.report.item_data import load_item_matrix
 
     finished = store.finished_ids()

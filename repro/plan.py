@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from repro.atomic_io import atomic_write_json
+from repro.experiment_sections import sweep_points
 from repro.facts.config import LoadedConfig
-from repro.facts.subset_sampler import sample_subsets
 from repro.job_ids import content_id, entry_identity, job_content, model_identity
 from repro.job_kinds import MERGING_KINDS, JobKind, Part, PartOf
+from repro.method_catalog import METHODS, resolve_method_params
 
 PLAN_VERSION = 1
 
@@ -252,9 +253,6 @@ def describe_job(job: Job) -> str:
 
 
 def build_plan(loaded: LoadedConfig) -> Plan:
-    from repro.experiment_sections import sweep_points
-    from repro.method_catalog import METHODS, resolve_method_params
-
     cfg = loaded.config
     evaluation = {"suite": cfg.evaluation.suite, "dtype": cfg.evaluation.dtype, "limit": cfg.evaluation.limit}
     if cfg.evaluation.item_sample is not None:  # only then: ids of existing configs stay unchanged
@@ -283,6 +281,9 @@ def build_plan(loaded: LoadedConfig) -> Plan:
             for index in range(1, pool_size + 1):
                 add(JobKind.SINGLE, (index,))
         if cfg.merge.sizes:
+            # numpy (through the subset sampler): deferred so that importing this module, and `repro --help`, does not load it
+            from repro.facts.subset_sampler import sample_subsets
+
             by_n = {
                 n: sample_subsets(pool_size, n, cfg.merge.subsets_per_size, seed=cfg.seed, base=base)
                 for n in cfg.merge.sizes

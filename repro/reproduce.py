@@ -21,12 +21,17 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro.errors import ConfigError
+from repro.budget import gpu_hours, settings_from_config
+from repro.costs import load_costs
+from repro.errors import ConfigError, ReproError
 from repro.facts.config import LoadedConfig
-from repro.plan import JobKind
-
-TARGETS = ("table1", "table2", "table3", "all")
-STEPS = ("pin", "preflight", "download", "run", "render", "verify")
+from repro.hub import is_downloaded
+from repro.hub.compatibility import human_bytes
+from repro.plan import JobKind, build_plan
+from repro.reproduce_targets import STEPS, TARGETS  # noqa: F401 (re-exported: repro.reproduce.STEPS, .TARGETS)
+from repro.results import ResultsStore
+from repro.runner.local_runner import pending_jobs
+from repro.runner.preflight import config_repos
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,6 @@ def restricted(loaded: LoadedConfig, bases: list[str]) -> LoadedConfig:
 
 def used_repos(loaded: LoadedConfig, bases: list[str] | None = None) -> list[str]:
     """The lockfile repos the config uses for `bases` (bases, their pools, its homogeneous groups), in order."""
-    from repro.runner.preflight import config_repos
-
     if loaded.config.lockfile is None:
         return []
     view = restricted(loaded, bases if bases is not None else list(loaded.config.bases))
@@ -77,8 +80,6 @@ def used_repos(loaded: LoadedConfig, bases: list[str] | None = None) -> list[str
 
 def plan_for(loaded: LoadedConfig, target: str, bases: list[str]):
     """The config's plan, restricted to what `target` needs and to `bases` (job ids are the full plan's)."""
-    from repro.plan import build_plan
-
     plan = build_plan(loaded)
     if target != "all":
         plan = plan_for_table(loaded, plan, target)
@@ -124,9 +125,6 @@ def pin_todo(loaded: LoadedConfig, bases: list[str]) -> Todo:
 
 
 def download_todo(loaded: LoadedConfig, bases: list[str]) -> Todo:
-    from repro.hub import is_downloaded
-    from repro.hub.compatibility import human_bytes
-
     if loaded.config.lockfile is None:
         return Todo(None)
     models_dir = loaded.resolve(loaded.config.models_dir)
@@ -144,9 +142,6 @@ def download_todo(loaded: LoadedConfig, bases: list[str]) -> Todo:
 
 def run_todo(loaded: LoadedConfig, plan, runs_dir: Path, costs_path: Path | None = None, *,
              retry_failed: bool = False) -> Todo:
-    from repro.results import ResultsStore
-    from repro.runner.local_runner import pending_jobs
-
     pending = pending_jobs(plan, ResultsStore(runs_dir), retry_failed=retry_failed)
     if not pending:
         return Todo(None)
@@ -160,10 +155,6 @@ def gpu_hours_line(loaded: LoadedConfig, bases: list[str], pending: int, total: 
                    methods: list[str] | None = None) -> str:
     """Estimated GPU-hours of the pending jobs: their share of the estimate (configs/costs.yaml) for these
     bases and merge methods (default: the config's)."""
-    from repro.budget import gpu_hours, settings_from_config
-    from repro.costs import load_costs
-    from repro.errors import ReproError
-
     try:
         costs = load_costs(costs_path)
         settings = dataclasses.replace(settings_from_config(loaded), bases=tuple(bases))

@@ -180,16 +180,7 @@ DEFERRABLE = ("torch", "transformers", "mergekit", "lm_eval", "vllm", "numba", "
               "huggingface_hub", "submitit", "numpy")
 # Modules another change is still editing: their function-level imports are not checked yet. Empty this set
 # (and fix what the test then finds) once that change is merged.
-PENDING = {
-    "repro/budget.py", "repro/cli/report_commands.py", "repro/cli/run_commands.py", "repro/plan.py",
-    "repro/reproduce.py", "repro/report/artifacts.py", "repro/report/ci_tables.py",
-    "repro/report/fidelity_checks.py", "repro/report/figures.py", "repro/report/geometry_figures.py",
-    "repro/report/homogeneous_figures.py", "repro/report/homogeneous_table.py", "repro/report/item_data.py",
-    "repro/report/render_all.py", "repro/report/results_view.py", "repro/report/sweep_figures.py",
-    "repro/report/verify_run.py", "repro/results/__init__.py", "repro/results/store.py",
-    "repro/runner/grid_merges.py", "repro/runner/job_executor.py", "repro/runner/local_runner.py",
-    "repro/runner/slurm_executor.py",
-}
+PENDING: set[str] = set()
 # Copied byte for byte into every task folder, whose content fingerprint keys the prepared tasks: its text is
 # data, so its deferred `datasets` import is checked but carries no comment (the docstring says what it is).
 VERBATIM = {"repro/evaluate/local_dataset.py"}

@@ -12,7 +12,6 @@ from repro.errors import ConfigError, HubError, LockError
 from repro.facts.config import load_config
 from repro.facts.lockfile import DEFAULT_LOCKFILE, load_lockfile
 from repro.facts.lockfile_writer import dump_lockfile
-from repro.reproduce import select_bases, used_repos
 
 
 def register(subparsers) -> None:
@@ -90,6 +89,9 @@ def _lockfile_and_bases(args) -> tuple[Path, list[str] | None, Path | None]:
 
     With --config, `args.used` is set to the repos the config uses for those bases (its bases, their pools
     and its homogeneous groups), so lock and download touch only those; else it is None."""
+    # the library: loaded when the command runs, so that `repro --help` stays light
+    from repro.reproduce import select_bases, used_repos
+
     bases = args.base
     args.used = None
     if args.config is None:

@@ -3,10 +3,15 @@ results (no models, no GPU needed); `repro geometry`: run a config's task-vector
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
+from repro.cli.run_commands import load_for_cli
+from repro.errors import ConfigError, ReproError
+from repro.facts.config import load_config
 from repro.facts.paths import PAPER_ARTIFACTS_DIR, repo_path
+from repro.output_folder import check_output_folder, mark_output_folder
 
 REPORTS = (
     ("all", "every table and figure the stored results support, manifest.json and index.html"),
@@ -53,7 +58,7 @@ def register(subparsers) -> None:
 
 
 def cmd_report(args) -> int:
-    from repro.cli.run_commands import load_for_cli
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.plan import build_plan
     from repro.results import ResultsStore
 
@@ -61,6 +66,7 @@ def cmd_report(args) -> int:
     out = _checked_out(args.out) or Path(loaded.resolve(f"{PAPER_ARTIFACTS_DIR}/{loaded.name}"))
     plan, store = build_plan(loaded), ResultsStore(runs_dir)
     if args.report == "all":
+        # numpy: deferred so that importing this module does not load it
         from repro.report.render_all import render_all
 
         appendix = [] if args.no_appendix else _appendix_results(loaded, runs_dir)
@@ -73,6 +79,7 @@ def cmd_report(args) -> int:
         print(f"written: {out / 'index.html'} ({len(artifacts)} tables and figures)")
         return 0
     if args.report in ("table1", "table2", "table3"):
+        # numpy and the library: loaded when the command runs, so that `repro --help` stays light
         from repro.report.results_view import collect
         from repro.report.table1 import build_table1, build_table2
         from repro.report.table_text import to_markdown, write_table
@@ -82,11 +89,13 @@ def cmd_report(args) -> int:
         print(to_markdown(table))
         paths = write_table(table, out, stem=args.report)
     elif args.report == "figures":
+        # numpy and the library: loaded when the command runs, so that `repro --help` stays light
         from repro.report.artifacts import load_records
         from repro.report.render_all import render_figures
 
         paths = [path for f in render_figures(loaded, plan, load_records(plan, store), out) for path in f.files]
     else:
+        # loaded when the command runs, so that `repro --help` stays light
         from repro.report.homogeneous_table import build_homogeneous_table, write_homogeneous_table
 
         paths = write_homogeneous_table(build_homogeneous_table(plan, store), out)
@@ -98,8 +107,7 @@ def cmd_report(args) -> int:
 def _appendix_results(loaded, runs_dir: Path) -> list:
     """The config's appendix configs that have results in runs/ beside its own (runs/<appendix name>/),
     each with its plan and store. One that does not load is named and left out."""
-    from repro.errors import ReproError
-    from repro.facts.config import load_config
+    # numpy and the library: loaded when the command runs, so that `repro --help` stays light
     from repro.plan import build_plan
     from repro.report.render_all import AppendixResults
     from repro.results import ResultsStore
@@ -118,8 +126,7 @@ def _appendix_results(loaded, runs_dir: Path) -> list:
 
 
 def cmd_report_ci(args) -> int:
-    from repro.cli.run_commands import load_for_cli
-    from repro.errors import ReproError
+    # numpy and the library: loaded when the command runs, so that `repro --help` stays light
     from repro.plan import build_plan
     from repro.report.ci_tables import write_ci_tables
     from repro.results import ResultsStore
@@ -136,6 +143,7 @@ def cmd_report_ci(args) -> int:
 
 
 def cmd_table6(args) -> int:
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.report.table6 import DEFAULT_SUITES_PATH, write_table6
 
     out = _checked_out(args.out) or repo_path(PAPER_ARTIFACTS_DIR)
@@ -149,8 +157,6 @@ def _checked_out(out: Path | None) -> Path | None:
     """An explicit --out: refused when it holds files no `repro report` wrote (see repro.output_folder)."""
     if out is None:
         return None
-    from repro.output_folder import check_output_folder
-
     return check_output_folder(out, "repro report", provenance_files=("manifest.json",))
 
 
@@ -158,17 +164,12 @@ def _mark(out: Path | None) -> None:
     """Mark a folder as written by `repro report` (every config's artifacts folder; table6's only when
     --out names one, as its default is paper_artifacts/ itself)."""
     if out is not None:
-        from repro.output_folder import mark_output_folder
-
         mark_output_folder(out, "repro report")
 
 
 def cmd_geometry(args) -> int:
-    import os
-
     os.environ.setdefault("TQDM_DISABLE", "1")
-    from repro.cli.run_commands import load_for_cli
-    from repro.errors import ConfigError
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.plan import JobKind, build_plan, write_plan
     from repro.results import ResultsStore
     from repro.runner.local_runner import run_worker
@@ -184,6 +185,7 @@ def cmd_geometry(args) -> int:
     summary = run_worker(loaded, plan, runs_dir, kinds={JobKind.GEOMETRY}, progress=not args.no_progress)
     store = ResultsStore(runs_dir)
     store.rebuild_index()
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.report.geometry_figures import cosine_matrix
 
     for job in plan.of_kind(JobKind.GEOMETRY):

@@ -13,7 +13,7 @@ from pathlib import Path
 from repro import cli
 from repro.facts.config import load_config
 from repro.facts.paths import RUNS_DIR
-from repro.reproduce import STEPS, TARGETS, download_todo, pin_todo, plan_for, run_todo, select_bases
+from repro.reproduce_targets import STEPS, TARGETS
 
 
 def register(subparsers) -> None:
@@ -40,6 +40,9 @@ def register(subparsers) -> None:
 
 
 def cmd_reproduce(args) -> int:
+    # the library: loaded when the command runs, so that `repro --help` stays light
+    from repro.reproduce import download_todo, pin_todo, plan_for, run_todo, select_bases
+
     config = str(args.config)
     bases = select_bases(load_config(args.config), args.base)
     base_args = [a for name in (args.base or []) for a in ("--base", name)]

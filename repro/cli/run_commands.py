@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from repro.errors import RunnerError
+from repro.facts.config import load_config
 from repro.facts.paths import RUNS_DIR
 
 
@@ -93,14 +95,13 @@ def register(subparsers) -> None:
 
 def load_for_cli(args):
     """(loaded config, runs dir) for a sub-command with --config/--runs-dir."""
-    from repro.facts.config import load_config
-
     loaded = load_config(args.config)
     runs_dir = args.runs_dir if args.runs_dir is not None else loaded.resolve(f"{RUNS_DIR}/{loaded.name}")
     return loaded, Path(runs_dir)
 
 
 def cmd_plan(args) -> int:
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.plan import Part, build_plan, write_plan
 
     loaded, runs_dir = load_for_cli(args)
@@ -135,6 +136,7 @@ def cmd_plan(args) -> int:
         for name, count in experiments.items():
             print(f"  {name}: {count}")
     if loaded.config.reuse_results_from:
+        # loaded when the command runs, so that `repro --help` stays light
         from repro.results import ResultsStore
 
         ids = {job.id for job in plan.jobs}
@@ -142,6 +144,7 @@ def cmd_plan(args) -> int:
             done = len(ids & ResultsStore(runs_dir.parent / name).finished_ids())
             print(f"reusable from runs/{name}/ (same content ids, already finished): {done}")
     print(f"{len(plan.jobs)} jobs; plan written to {path}")
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.cli.budget_output import print_budget
 
     return print_budget(args, loaded, plan, runs_dir)
@@ -150,6 +153,7 @@ def cmd_plan(args) -> int:
 def experiment_job_counts(plan) -> dict[str, int]:
     """Experiment -> number of distinct jobs it needs: the in-the-wild grid, each sweep (its points plus
     the base and single-checkpoint evaluations of its bases), the geometry and each homogeneous experiment."""
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.plan import Part
 
     jobs = {job.id: job for job in plan.jobs}
@@ -182,7 +186,7 @@ def cmd_run(args) -> int:
     # TQDM_* defaults when first imported, so set this before anything imports it. Our bar passes
     # `disable=` explicitly and is unaffected.
     os.environ.setdefault("TQDM_DISABLE", "1")
-    from repro.errors import RunnerError
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.plan import build_plan, write_plan
     from repro.reproduce import only_bases, plan_for_table, select_bases
     from repro.runner.local_runner import run_parallel, run_worker
@@ -190,12 +194,14 @@ def cmd_run(args) -> int:
     loaded, runs_dir = load_for_cli(args)
     plan = build_plan(loaded)
     write_plan(plan, runs_dir)
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.plan import JobKind
 
     kinds = set(args.only.split(",")) if args.only else None
     if kinds and not kinds <= set(JobKind):
         raise RunnerError(f"--only takes {', '.join(JobKind)}, not {args.only!r}")
     kinds = {JobKind(kind) for kind in kinds} if kinds else None
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.runner.reuse import reuse_finished_jobs
 
     for name, count in reuse_finished_jobs(loaded, plan, runs_dir).items():
@@ -209,6 +215,7 @@ def cmd_run(args) -> int:
     from repro.runner.model_sources import ModelSources
 
     ModelSources(loaded, runs_dir.parent).prepare(bases)
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.runner.gpus import auto_workers, worker_gpus
 
     if args.workers == "auto":
@@ -216,6 +223,7 @@ def cmd_run(args) -> int:
     gpus = worker_gpus(args.gpus, args.workers, loaded) if args.executor == "local" else None
     workers = args.workers or (len(gpus) if gpus else 1)
     if args.executor == "slurm":
+        # loaded when the command runs, so that `repro --help` stays light
         from repro.runner.slurm_executor import run_on_slurm
 
         summary = run_on_slurm(loaded, plan, runs_dir, args.config, retry_failed=args.retry_failed, kinds=kinds,
@@ -229,6 +237,7 @@ def cmd_run(args) -> int:
     if summary.unfinished:
         print(f"{len(summary.unfinished)} job(s) did not finish (a worker or array task died or was cancelled); "
               "rerun `repro run` to run them", file=sys.stderr)
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.results import ResultsStore
 
     store = ResultsStore(runs_dir)
@@ -242,6 +251,7 @@ def cmd_run(args) -> int:
 
 
 def status_table(plan, store, board) -> list[dict]:
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.plan import JobKind
 
     finished, failed, running = store.finished_ids(), store.failed_ids(), set(board.live_claims())
@@ -264,6 +274,7 @@ def status_table(plan, store, board) -> list[dict]:
 
 
 def cmd_status(args) -> int:
+    # loaded when the command runs, so that `repro --help` stays light
     from tabulate import tabulate
 
     from repro.plan import build_plan
@@ -284,6 +295,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_index(args) -> int:
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.results import ResultsStore
 
     _, runs_dir = load_for_cli(args)
@@ -292,6 +304,7 @@ def cmd_index(args) -> int:
 
 
 def cmd_preflight(args) -> int:
+    # loaded when the command runs, so that `repro --help` stays light
     from repro.reproduce import restricted, select_bases
     from repro.runner.preflight import checkpoint_report, preflight_problems
 

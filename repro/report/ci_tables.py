@@ -22,10 +22,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from repro.atomic_io import atomic_write_text
 from repro.method_catalog import default_table_methods
 from repro.plan import JobKind
-from repro.report.item_data import load_item_matrix
-from repro.report.paired_bootstrap import DEFAULT_RESAMPLES, TIE_TOLERANCE, cell_bootstrap
+from repro.report.artifacts import Artifact
+from repro.report.item_data import ItemDataError, load_item_matrix
+from repro.report.paired_bootstrap import (
+    DEFAULT_RESAMPLES,
+    TIE_TOLERANCE,
+    accuracy_replicates,
+    cell_bootstrap,
+)
 from repro.report.table_text import latex_escape
 
 # The paper's tables (each method's `tables` trait in repro.method_catalog); a config's `report:` section
@@ -82,8 +89,6 @@ class ExperimentBootstrap:
 
 
 def bootstrap_experiment(plan, store, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> ExperimentBootstrap:
-    from repro.report.paired_bootstrap import accuracy_replicates
-
     finished = store.finished_ids()
     jobs = {job.id: job for job in plan.main_grid() if job.id in finished}
     order = sorted(jobs, key=lambda i: (jobs[i].base, jobs[i].kind, jobs[i].label or "", jobs[i].n, jobs[i].subset))
@@ -239,8 +244,6 @@ def to_latex(cells: list[CellCI], note: str) -> str:
 def write_ci_tables(plan, store, out_dir, loaded=None, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
                     eb: ExperimentBootstrap | None = None) -> list:
     """table{1,2,3}_ci.{md,csv,tex} for every table with methods in the config; returns the paths written."""
-    from repro.atomic_io import atomic_write_text
-
     eb = eb or bootstrap_experiment(plan, store, resamples=resamples, seed=seed)
     paths = []
     for table, methods in table_methods(loaded).items():
@@ -265,10 +268,6 @@ CI_TITLES = {
 
 def ci_artifacts(loaded, plan, store, out_dir, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0):
     """For `repro report all`: (CI table artifacts, Figure 3/6 error-bar intervals or None, skipped notes)."""
-    from repro.atomic_io import atomic_write_text
-    from repro.report.artifacts import Artifact
-    from repro.report.item_data import ItemDataError
-
     grid = plan.grid_merges()
     finished = store.finished_ids()
     if not any(j.id in finished for j in grid):

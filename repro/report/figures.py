@@ -13,6 +13,7 @@ drawn as error bars); `draw_panels` renders any list of panels.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean, pstdev
@@ -151,8 +152,6 @@ def taskwise_panels(plan, records, base: str, labels: list[str], tasks: list[str
 
 
 def _only_base(plan, base: str):
-    import dataclasses
-
     return dataclasses.replace(plan, jobs=tuple(j for j in plan.jobs if j.base == base))
 
 
@@ -188,6 +187,7 @@ def draw_panels(panels: list[Panel], stem: Path, *, title: str, xlabel: str, yla
             if panel.reference is not None:
                 ax.axhline(panel.reference, color="black", linestyle="--", linewidth=1, label=panel.reference_label)
             if panel.xlog:
+                # matplotlib: deferred so that importing this module does not load it
                 from matplotlib.ticker import FuncFormatter
 
                 ax.set_xscale("log")

@@ -59,6 +59,7 @@ def layer_sign_counts(layers: dict[str, list[list[float]]], tolerance: float) ->
 
 
 def _heatmap(ax, matrix, labels, *, vmin, vmax, cmap, fmt, title):
+    # numpy: deferred so that importing this module does not load it
     import numpy as np
 
     values = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
@@ -90,6 +91,7 @@ def _csv(rows: list[list]) -> str:
 
 
 def geometry_figures(loaded, plan, records, out_dir: Path) -> list[FigureFile]:
+    # matplotlib: deferred so that importing this module does not load it
     from matplotlib.ticker import MaxNLocator
 
     settings = loaded.config.geometry

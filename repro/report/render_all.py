@@ -17,21 +17,31 @@ twice from the same results gives byte-identical files.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from repro.atomic_io import atomic_write_json
+from repro.errors import ReproError
+from repro.facts.config import load_config
+from repro.facts.suites import load_suites
 from repro.report.artifacts import Artifact, load_records
+from repro.report.ci_tables import ci_artifacts
+from repro.report.fidelity_checks import boosting_counts, norm_ordering, ordering_summary
 from repro.report.figures import main_figures
 from repro.report.geometry_figures import geometry_figures
 from repro.report.homogeneous_figures import homogeneous_figures
+from repro.report.homogeneous_table import build_homogeneous_table, write_homogeneous_table
 from repro.report.html_page import write_page
+from repro.report.paper_correspondence import paper_caption
+from repro.report.paper_readings import NOTES
 from repro.report.protocol_tables import build_table4, build_table5
 from repro.report.results_view import collect
 from repro.report.sweep_figures import sweep_figures
 from repro.report.table1 import build_table1, build_table2, incomplete_cells
+from repro.report.table6 import build_table6, write_table6
 from repro.report.table_text import write_table
 from repro.results import ResultRecord
 
@@ -63,8 +73,6 @@ def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixRe
                ) -> tuple[list[Artifact], list[str]]:
     """Render everything supported (with `appendix`: also what its configs' results support); returns
     (artifacts, what was skipped and why)."""
-    from repro.facts.suites import load_suites
-
     out_dir = Path(out_dir)
     records = load_records(plan, store)
     artifacts: list[Artifact] = []
@@ -89,8 +97,6 @@ def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixRe
             skipped.append(f"{TABLE_TITLES[table]}: {why}")
             continue
         built = build(results, labels)
-        from repro.report.paper_readings import NOTES
-
         artifacts.append(Artifact(table, TABLE_TITLES[table], "table", write_table(built, out_dir, stem=table),
                                   _grid_count(results, plan, labels, records),
                                   notes=[built.footnote, *NOTES[table]], table=(built.headers, built.rows)))
@@ -106,8 +112,6 @@ def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixRe
         artifacts.append(Artifact(key, TABLE_TITLES[key], "table", write_table(built, out_dir, stem=key), 0,
                                   notes=[built.footnote], table=(built.headers, built.rows)))
     artifacts.append(_table6(loaded, out_dir))
-    from repro.report.ci_tables import ci_artifacts
-
     ci_tables, intervals, ci_skipped = ci_artifacts(loaded, plan, store, out_dir)
     artifacts += ci_tables
     skipped += ci_skipped
@@ -117,15 +121,11 @@ def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixRe
     skipped += _missing_figures(loaded, [a.key for a in artifacts if a.kind == "figure"],
                                 [part.loaded for part in appendix])
     if "appendix_e" not in made_by and any(job.id in records for job in plan.homogeneous_jobs()):
-        from repro.report.homogeneous_table import build_homogeneous_table, write_homogeneous_table
-
         built = build_homogeneous_table(plan, store)
         count = sum(1 for job in plan.homogeneous_jobs() if job.id in records)
         artifacts.append(Artifact("appendix_e", TABLE_TITLES["appendix_e"], "table",
                                   write_homogeneous_table(built, out_dir), count, table=(built.headers, built.rows)))
     artifacts.sort(key=_order)
-    from repro.report.paper_correspondence import paper_caption
-
     for artifact in artifacts:  # which paper table/figure it is, and what differs (base, suite, ...)
         caption = paper_caption(made_by.get(artifact.key, loaded), artifact.key)
         if caption:
@@ -141,8 +141,6 @@ def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixRe
 def _appendix_artifacts(part: AppendixResults, records: dict, out_dir: Path) -> list[Artifact]:
     """What an appendix config adds: Tables 4-5 (homogeneous), Figures 11-28 and the Appendix E table.
     Its main-grid figures and Tables 1-3 and 6 are the main config's, never drawn from here."""
-    from repro.facts.suites import load_suites
-
     loaded = part.loaded
     out: list[Artifact] = []
     if not records:
@@ -157,8 +155,6 @@ def _appendix_artifacts(part: AppendixResults, records: dict, out_dir: Path) -> 
     figures += homogeneous_figures(part.plan, records, out_dir)
     out += [Artifact(f.key, f.title, "figure", f.files, f.n_results) for f in figures]
     if any(job.id in records for job in part.plan.homogeneous_jobs()):
-        from repro.report.homogeneous_table import build_homogeneous_table, write_homogeneous_table
-
         built = build_homogeneous_table(part.plan, part.store)
         count = sum(1 for job in part.plan.homogeneous_jobs() if job.id in records)
         out.append(Artifact("appendix_e", TABLE_TITLES["appendix_e"], "table",
@@ -169,8 +165,6 @@ def _appendix_artifacts(part: AppendixResults, records: dict, out_dir: Path) -> 
 def _fidelity_notes(loaded, plan, records, artifacts) -> None:
     """Tables: how many Subspace Boosting merges raised numerically-zero singular values; Figure 4: whether
     the paper's norm ordering holds (`repro.report.fidelity_checks`)."""
-    from repro.report.fidelity_checks import boosting_counts, norm_ordering, ordering_summary
-
     tables = {table: loaded.report_labels(table) for table in ("table1", "table2", "table3")}
     counts = {count.table: count for count in boosting_counts(plan, records, tables)}
     for artifact in artifacts:
@@ -186,8 +180,6 @@ def render_figures(loaded, plan, records: dict, out_dir: Path, suites: dict | No
                    intervals: dict | None = None) -> list:
     """Every figure the results support: 3, 4, 6, 7-10, 11-18, 19-26, 27-28 (FigureFile list)."""
     if suites is None:
-        from repro.facts.suites import load_suites
-
         suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
     all_labels = plan.grid_labels()
     suite = suites[loaded.config.evaluation.suite]
@@ -264,9 +256,6 @@ def _appendix_makers(loaded) -> dict[str, list[str]]:
     """Which of the config's `report.appendix_configs` make what: "fig11".. (sweeps), "geometry",
     "homogeneous" -> config file names. An appendix config that does not load is left out (its own
     `repro report all` names the problem)."""
-    from repro.errors import ReproError
-    from repro.facts.config import load_config
-
     out: dict[str, list[str]] = {}
     try:
         paths = loaded.appendix_config_paths()
@@ -294,8 +283,6 @@ def _order(artifact: Artifact) -> tuple:
 
 
 def _table6(loaded, out_dir: Path) -> Artifact:
-    from repro.report.table6 import build_table6, write_table6
-
     suites_path = loaded.resolve(loaded.config.evaluation.suites_file)
     suite = loaded.config.evaluation.suite
     built = build_table6(suites_path, suite)
@@ -316,8 +303,6 @@ def provenance(records: dict[str, ResultRecord]) -> dict:
         config_hashes.add(record.config_hash[:12])
         models = record.models or {}
         if "world" in models:
-            import json
-
             worlds.add(json.dumps(models["world"], sort_keys=True))
             continue
         entries = [models.get("base")] + list(models.get("checkpoints") or [])

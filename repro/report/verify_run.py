@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 
 from repro.facts.reference import AVERAGE, Reference, ReferenceCell, display_path
 from repro.plan import JobKind
+from repro.report.artifacts import load_records
 from repro.report.ci_tables import TABLE_REFERENCE, CellCI, bootstrap_experiment, build_ci_cells
+from repro.report.fidelity_checks import NULL_TOLERANCE_TEXT, boosting_counts, norm_ordering, ordering_summary
 
 WIDEN = math.sqrt(2)
 ROUNDING = {"percentage": 0.5, "delta": 0.005}
@@ -133,9 +135,6 @@ def compare_run(plan, store, reference: Reference, *, loaded=None, resamples: in
 
 
 def _fidelity(plan, store, loaded) -> tuple[list, list]:
-    from repro.report.artifacts import load_records
-    from repro.report.fidelity_checks import boosting_counts, norm_ordering
-
     records = load_records(plan, store)
     if loaded is not None:
         tables = {table: loaded.report_labels(table) for table in ("table1", "table2", "table3")}
@@ -176,8 +175,6 @@ def render_comparison(comparison: RunComparison) -> str:
 
 
 def _fidelity_lines(comparison: RunComparison) -> list[str]:
-    from repro.report.fidelity_checks import NULL_TOLERANCE_TEXT, ordering_summary
-
     lines = ["", "## Subspace Boosting on rank-deficient updates", "",
              "A boosted projection matrix whose raised singular values include numerically-zero ones (at most "
              f"{NULL_TOLERANCE_TEXT}) takes null-space directions the SVD picks arbitrarily: its merged tensor "

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from repro.merge.grid import merge_grid
+from repro.merge.tensor_checks import read_tensor_index
 from repro.plan import Job
 
 
@@ -30,9 +32,9 @@ def grid_key(job: Job) -> tuple | None:
 
 def merged_model_bytes(base_dir: Path, out_dtype: str) -> int:
     """Bytes of one merged model in memory (floating tensors in `out_dtype`), from the base's headers."""
+    # torch: deferred so that importing this module does not load it
     import torch
 
-    from repro.merge.tensor_checks import read_tensor_index
     from repro.merge.tensor_io import ST_DTYPES
 
     itemsize = getattr(torch, out_dtype).itemsize
@@ -106,8 +108,6 @@ class GridMerges:
 
         Results of an earlier group that were never taken (their jobs ran elsewhere) are dropped first.
         """
-        from repro.merge.grid import merge_grid
-
         self._ready.clear()
         models, subsets = union_inputs(inputs_per_job)
         results = merge_grid(base_dir, models, subsets, peers[0].method, peers[0].params, **merge_grid_kwargs)

@@ -6,6 +6,7 @@ The executor is created once per worker process and reused for every job, so the
 
 from __future__ import annotations
 
+import gc
 import logging
 import shutil
 import time
@@ -13,9 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from repro.errors import InsufficientDiskError, MergeError, RunnerError
+from repro.evaluate import EvaluationSession, evaluate_model
 from repro.experiment_sections import GeometrySettings
 from repro.facts.config import LoadedConfig
+from repro.facts.suites import load_suites
 from repro.job_ids import job_models
+from repro.merge import SvdCache, merge_checkpoints
+from repro.merge.task_vector_geometry import task_vector_geometry
 from repro.plan import Job, JobKind
 from repro.results import ResultRecord, ResultsStore
 from repro.runner.grid_merges import GridMerges, grid_peers
@@ -29,6 +34,7 @@ LOG = logging.getLogger(__name__)
 def resolve_device(setting: str) -> str:
     if setting != "auto":
         return setting
+    # torch: deferred so that importing this module does not load it
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -50,6 +56,7 @@ def _merge_info(result, *, in_memory: bool, device: str) -> dict:
 def _model_from_state(base_dir: Path, state_dict: dict):
     """The merged model in memory: the base's config with exactly the tensors a save would write
     (what `from_pretrained` of the saved merge would build, without the disk round trip)."""
+    # transformers: deferred so that importing this module does not load it
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.initialization import no_init_weights
 
@@ -68,9 +75,6 @@ def _model_from_state(base_dir: Path, state_dict: dict):
 
 class JobExecutor:
     def __init__(self, loaded: LoadedConfig, runs_dir: Path, store: ResultsStore, upcoming: Sequence[Job] = ()):
-        from repro.evaluate import EvaluationSession
-        from repro.facts.suites import load_suites
-
         self.loaded = loaded
         self.runs_dir = runs_dir
         self.store = store
@@ -101,8 +105,6 @@ class JobExecutor:
 
     def _merge(self, job: Job, out_dir: Path | None):
         """Merge into `out_dir`, or in memory (`out_dir=None`: the result carries the state dict)."""
-        from repro.merge import merge_checkpoints
-
         if out_dir is not None:
             self._check_disk()
         base_dir, input_dirs = self.sources.base_dir(job.base), self._input_dirs(job)
@@ -118,8 +120,6 @@ class JobExecutor:
 
     def _show(self, text: str, force: bool = False) -> None:
         """Tell the progress display what the job is doing (at most twice a second)."""
-        import time
-
         now = time.monotonic()
         if self.status is not None and (force or now - self._status_shown >= 0.5):
             self._status_shown = now
@@ -160,6 +160,7 @@ class JobExecutor:
 
     @staticmethod
     def _torch_threads() -> int:
+        # torch: deferred so that importing this module does not load it
         import torch
 
         return torch.get_num_threads()
@@ -167,6 +168,7 @@ class JobExecutor:
     def _tokenizer(self, base: str):
         """The base's tokenizer, loaded once per process (every in-memory merge of that base reuses it)."""
         if base not in self._tokenizers:
+            # transformers: deferred so that importing this module does not load it
             from transformers import AutoTokenizer
 
             self._tokenizers[base] = AutoTokenizer.from_pretrained(str(self.sources.base_dir(base)))
@@ -174,8 +176,6 @@ class JobExecutor:
 
     def _get_svd_cache(self):
         if self._svd_cache is None:
-            from repro.merge import SvdCache
-
             # In memory only: TSV-M factors of real checkpoints are as large as the checkpoints.
             self._svd_cache = SvdCache()
         return self._svd_cache
@@ -204,8 +204,6 @@ class JobExecutor:
         )
 
     def _evaluate(self, job: Job, model, identity: dict, tokenizer=None):
-        from repro.evaluate import evaluate_model
-
         cfg = self.loaded.config.evaluation
         tasks = self._tasks(job)
         self._show(f"evaluating: {len(tasks.tasks)} tasks", force=True)
@@ -240,8 +238,6 @@ class JobExecutor:
 
     def _geometry_record(self, job: Job, started: float) -> ResultRecord:
         """Appendix D: Gram matrices of the pool's task vectors (no merge, no evaluation)."""
-        from repro.merge.task_vector_geometry import task_vector_geometry
-
         settings = self.loaded.config.geometry
         pattern = settings.layer_pattern if settings is not None else GeometrySettings().layer_pattern
         geometry = task_vector_geometry(
@@ -266,8 +262,6 @@ class JobExecutor:
         0.02 s after freezing; demo world). Objects freed by reference counting are unaffected."""
         self._jobs_started += 1
         if self._jobs_started == 2:
-            import gc
-
             gc.collect()
             gc.freeze()
 

@@ -9,6 +9,7 @@ failed/ and are retried only with `retry_failed`.
 from __future__ import annotations
 
 import errno
+import multiprocessing
 import os
 import sys
 import time
@@ -17,11 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from repro.errors import InsufficientDiskError, RunnerError
-from repro.facts.config import LoadedConfig
+from tqdm import tqdm
+
+from repro.errors import InsufficientDiskError, ReproError, RunnerError
+from repro.facts.config import LoadedConfig, load_config
 from repro.plan import Job, JobKind, Plan, describe_job
 from repro.results import ResultsStore
+from repro.runner import job_executor
 from repro.runner.claims import ClaimBoard, worker_identity
+from repro.runner.gpus import worker_environment
+from repro.runner.grid_merges import grid_key
 
 
 @dataclass
@@ -54,8 +60,6 @@ def worker_shares(todo: list[Job], workers: int) -> list[list[Job]]:
     """`todo` split into `workers` shares of whole groups of jobs that merge in one pass
     (repro.runner.grid_merges.grid_key: same base, method and parameters; any other job is a group of its
     own), dealt in order to the share with the fewest jobs so far; each share keeps `todo`'s order."""
-    from repro.runner.grid_merges import grid_key
-
     groups: dict[object, list[Job]] = {}
     for job in todo:
         groups.setdefault(grid_key(job) or ("job", job.id), []).append(job)
@@ -78,8 +82,6 @@ def worker_order(todo: list[Job], index: int, workers: int) -> list[Job]:
 
 
 def progress_bar(total: int, enabled: bool, desc: str):
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=desc, unit="job", disable=not enabled, dynamic_ncols=True, file=sys.stderr)
 
 
@@ -149,15 +151,13 @@ def run_worker(
 def _run_claimed(job: Job, loaded, runs_dir: Path, store: ResultsStore, owner: str, executor, summary, bar,
                  upcoming=()):
     """Run one claimed job and commit its result (or its failure); returns the (lazily made) executor."""
-    from repro.runner.job_executor import JobExecutor
-
     if store.has_result(job.id):  # finished by another worker since we listed the jobs
         return executor
     bar.set_postfix_str(describe_job(job), refresh=False)
     store.journal(job.id, owner, "start")
     try:
         if executor is None:
-            executor = JobExecutor(loaded, runs_dir, store)
+            executor = job_executor.JobExecutor(loaded, runs_dir, store)  # looked up here: replaceable in tests
             executor.upcoming = list(upcoming)  # the worker's jobs: in-memory merges of a group share a pass
         label = describe_job(job)
         executor.status = lambda text: bar.set_postfix_str(f"{label} · {text}")
@@ -223,14 +223,10 @@ def run_parallel(
     (a worker that died, e.g. killed, leaves its claimed job for the next run). A typed error of a
     worker (e.g. a full disk) is raised here, with the worker's message.
     """
-    import multiprocessing
-
     store = ResultsStore(runs_dir)
     todo = {j.id for j in pending_jobs(plan, store, retry_failed=retry_failed, kinds=kinds)}
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
     errors = context.SimpleQueue()
-    from repro.runner.gpus import worker_environment
-
     procs = [context.Process(target=_worker_process, name=f"repro-worker-{i}",
                              args=(str(config_path), str(runs_dir), plan, retry_failed, kinds, errors,
                                    worker_environment(gpus, i), (i, workers)))
@@ -257,9 +253,6 @@ def _worker_process(config_path: str, runs_dir: str, plan: Plan, retry_failed: b
     """The body of one spawned worker: load the config, run the shared plan, report a typed error."""
     os.environ.update(environment or {})  # its GPU (CUDA_VISIBLE_DEVICES) before anything initializes CUDA
     os.environ.setdefault("TQDM_DISABLE", "1")
-    from repro.errors import ReproError
-    from repro.facts.config import load_config
-
     try:
         run_worker(load_config(config_path), plan, Path(runs_dir), retry_failed=retry_failed, kinds=kinds,
                    progress=False, share=share)

@@ -12,15 +12,18 @@ cancelled task leaves its remaining jobs pending; the next `repro run` submits t
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from repro.errors import RunnerError
-from repro.facts.config import LoadedConfig
-from repro.plan import JobKind, Plan
+from repro.facts.config import LoadedConfig, load_config
+from repro.plan import JobKind, Plan, build_plan
 from repro.results import ResultsStore
+from repro.runner.local_runner import RunSummary, pending_jobs, run_worker, watch_results
 
 
 class SlurmBatch:
@@ -37,13 +40,6 @@ class SlurmBatch:
         """Run the batch. SIGTERM (SLURM's notice before it kills a preempted, requeued or cancelled task;
         submitit itself ignores it) lets the job in progress finish and starts no other: the requeued
         task resumes from the result files instead of losing a job cut off by SIGKILL."""
-        import signal
-        import threading
-
-        from repro.facts.config import load_config
-        from repro.plan import build_plan
-        from repro.runner.local_runner import run_worker
-
         stop = threading.Event()
         previous = None
         if threading.current_thread() is threading.main_thread():
@@ -62,6 +58,7 @@ class SlurmBatch:
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit on preemption/timeout: requeue the same batch (it resumes from results)."""
+        # submitit: deferred so that importing this module does not load it
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
@@ -110,9 +107,8 @@ def run_on_slurm(
 ) -> RunSummary:
     """Submit the pending jobs as a SLURM job array, follow them, and return what the result files say
     (done, failed, unfinished: an array task cancelled or dead)."""
+    # submitit: deferred so that importing this module does not load it
     import submitit
-
-    from repro.runner.local_runner import RunSummary, pending_jobs, watch_results
 
     if shutil.which("sbatch") is None or shutil.which("squeue") is None:
         raise RunnerError("the slurm executor needs `sbatch` and `squeue` on PATH (run on a SLURM login node)")
