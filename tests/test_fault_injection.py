@@ -295,7 +295,8 @@ def _render_copies(copies: list[Path], reliability_log) -> None:
     from repro.facts.config import load_config
     from repro.plan import build_plan
     from repro.report.results_view import collect
-    from repro.report.table1 import build_table1, to_markdown
+    from repro.report.table1 import build_table1
+    from repro.report.table_text import to_markdown
     from repro.results import ResultsStore
 
     assert copies, "no copy was taken while the run wrote"
