@@ -72,8 +72,13 @@ def _install_run_hooks(reporter: _Reporter, self_kill_at: int | None, cut: float
     import repro.evaluate as evaluate
     import repro.merge as merge
 
-    merge.merge_checkpoints = reporter.phase("merge", merge.merge_checkpoints)
-    evaluate.evaluate_model = reporter.phase("evaluate", evaluate.evaluate_model)
+    for package, name, phase in ((merge, "merge_checkpoints", "merge"), (evaluate, "evaluate_model", "evaluate")):
+        real = getattr(package, name)
+        hooked = reporter.phase(phase, real)
+        setattr(package, name, hooked)
+        for module in [m for key, m in sys.modules.items() if key.startswith("repro") and m is not None]:
+            if getattr(module, name, None) is real:  # bound by a module-level import before the hook
+                setattr(module, name, hooked)
     real_write = atomic_io.atomic_write_bytes
     count = [0]
 
