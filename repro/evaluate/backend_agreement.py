@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 
 from repro.evaluate.harness import build_lm, prepare_tasks, run_lm_eval
-from repro.evaluate.prepared import EvaluationSession, tokenizer_fingerprint
+from repro.evaluate.prepared import EvaluationSession
 from repro.evaluate.scorer_check import _samples_by_task
 from repro.evaluate.task_loading import quiet_custom_dataset_notice, resolve_specs
 
@@ -152,9 +152,7 @@ def compare_backend_agreement(model, tasks, *, tokenizer=None, include_path=None
         for run, backend, batch in (("stock_a", "hf", first), ("stock_b", "hf", second), ("shared", "shared", first)):
             lm = build_lm(model, tokenizer=tokenizer, dtype=dtype, batch_size=batch, device=device, backend=backend)
             if backend == "shared":
-                fingerprint = tokenizer_fingerprint(lm)
-                lm.token_cache = session.token_cache(fingerprint)
-                lm.packing_cache = session.packing_cache(fingerprint)
+                session.share_caches(lm)
             results[run] = run_lm_eval(lm, prepared, limit)
             runs[run] = _samples_by_task(results[run])
             del lm

@@ -32,7 +32,6 @@ from repro.evaluate.prepared import (
     EvaluationSession,
     PreparedTasks,
     task_selection_key,
-    tokenizer_fingerprint,
 )
 from repro.evaluate.results_parsing import outcome_from_results
 from repro.evaluate.run_facts import lm_eval_seeds, run_facts
@@ -300,9 +299,7 @@ def evaluate_model(
             backend=backend,
         )
         if backend == "shared":
-            fingerprint = tokenizer_fingerprint(lm)
-            lm.token_cache = session.token_cache(fingerprint)
-            lm.packing_cache = session.packing_cache(fingerprint)
+            session.share_caches(lm)
         if not show_progress:
             _silence_request_bars(lm)
         if status is not None:

@@ -135,11 +135,10 @@ class EvaluationSession:
                                               include_defaults=include_defaults)
         return self._managers[key]
 
-    def token_cache(self, fingerprint: str) -> dict:
-        """(context, continuation) -> (context token ids, continuation token ids) for one tokenizer."""
-        return self._tokens.setdefault(fingerprint, {})
-
-    def packing_cache(self, fingerprint: str) -> dict:
-        """The shared-context scorer's plans for one tokenizer's request sets (which requests are packed
-        as prefix trees, and their packed rows): built for the first model, reused by the next."""
-        return self._packings.setdefault(fingerprint, {})
+    def share_caches(self, lm) -> None:
+        """Give a shared-context LM this session's caches for its tokenizer: (context, continuation) ->
+        token ids, and the scorer's plans for each request set (which requests are packed as prefix trees,
+        and their packed rows). Built for the first model of a tokenizer, reused by the next."""
+        fingerprint = tokenizer_fingerprint(lm)
+        lm.token_cache = self._tokens.setdefault(fingerprint, {})
+        lm.packing_cache = self._packings.setdefault(fingerprint, {})

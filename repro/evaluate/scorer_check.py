@@ -16,7 +16,7 @@ from repro.evaluate.harness import (
     prepare_tasks,
     run_lm_eval,
 )
-from repro.evaluate.prepared import EvaluationSession, tokenizer_fingerprint
+from repro.evaluate.prepared import EvaluationSession
 from repro.evaluate.task_loading import quiet_custom_dataset_notice, resolve_specs
 
 # float32: a prefix computed once vs inside the full sequence changes the summation order of the
@@ -73,9 +73,7 @@ def compare_backends(
         for backend in ("hf", "shared"):
             lm = build_lm(model, tokenizer=tokenizer, dtype=dtype, batch_size=batch, device=device, backend=backend)
             if backend == "shared":
-                fingerprint = tokenizer_fingerprint(lm)
-                lm.token_cache = session.token_cache(fingerprint)
-                lm.packing_cache = session.packing_cache(fingerprint)
+                session.share_caches(lm)
             results[backend] = run_lm_eval(lm, prepared, limit)
             tokens[backend] = getattr(lm, "forward_tokens", None)
             del lm
