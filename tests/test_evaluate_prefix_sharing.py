@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,9 @@ from repro.evaluate.prefix_sharing import (
     plan_requests,
 )
 from repro.evaluate.scorer_check import FLOAT32_TOLERANCE, compare_backends, format_comparison
+
+sys.path.insert(0, str(Path(__file__).parent))
+from scorer_assertions import assert_scores_like_stock  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = (
@@ -266,13 +270,7 @@ def test_fewshot_first_n_tasks_score_like_stock_hf(tiny_world, tmp_path, capsys)
     report = compare_backends(tiny_world.base, specs, include_path=folder, batch_size=8)
     with capsys.disabled():
         print(f"\n{tiny_world.base.parent.name} few-shot first_n\n{format_comparison(report)}")
-    assert sorted(report) == sorted(names)
-    for task, entry in report.items():
-        assert entry.requests > 0, task
-        assert entry.max_abs_diff <= FLOAT32_TOLERANCE, (task, entry.max_abs_diff)
-        assert entry.only_near_ties_differ, (task, entry.differing_items)
-        if not entry.differing_items:
-            assert all(stock == ours for stock, ours in entry.metrics.values()), (task, entry.metrics)
+    assert_scores_like_stock(report, names)
 
 
 # -- the token budget: counted without a model, equal to what the scorer runs ----------------------------
