@@ -109,8 +109,7 @@ def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixRe
             skipped.append(f"{TABLE_TITLES[key]}: {NOT_SUPPORTED} (the config has no homogeneous experiments"
                            f"{'; made by its appendix config ' + ' and '.join(makers) if makers else ''})")
             continue
-        artifacts.append(Artifact(key, TABLE_TITLES[key], "table", write_table(built, out_dir, stem=key), 0,
-                                  notes=[built.footnote], table=(built.headers, built.rows)))
+        artifacts.append(_protocol_table(key, built, out_dir))
     artifacts.append(_table6(loaded, out_dir))
     ci_tables, intervals, ci_skipped = ci_artifacts(loaded, plan, store, out_dir)
     artifacts += ci_tables
@@ -120,11 +119,9 @@ def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixRe
     artifacts += appendix_artifacts
     skipped += _missing_figures(loaded, [a.key for a in artifacts if a.kind == "figure"],
                                 [part.loaded for part in appendix])
-    if "appendix_e" not in made_by and any(job.id in records for job in plan.homogeneous_jobs()):
-        built = build_homogeneous_table(plan, store)
-        count = sum(1 for job in plan.homogeneous_jobs() if job.id in records)
-        artifacts.append(Artifact("appendix_e", TABLE_TITLES["appendix_e"], "table",
-                                  write_homogeneous_table(built, out_dir), count, table=(built.headers, built.rows)))
+    table = None if "appendix_e" in made_by else _appendix_e(plan, store, records, out_dir)
+    if table is not None:
+        artifacts.append(table)
     artifacts.sort(key=_order)
     for artifact in artifacts:  # which paper table/figure it is, and what differs (base, suite, ...)
         caption = paper_caption(made_by.get(artifact.key, loaded), artifact.key)
@@ -138,6 +135,28 @@ def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixRe
     return artifacts, skipped
 
 
+def _protocol_table(key: str, built, out_dir: Path) -> Artifact:
+    """Table 4 or 5 (homogeneous experiments: checkpoints and domain suites) as an artifact."""
+    return Artifact(key, TABLE_TITLES[key], "table", write_table(built, out_dir, stem=key), 0,
+                    notes=[built.footnote], table=(built.headers, built.rows))
+
+
+def _appendix_e(plan, store, records: dict, out_dir: Path) -> Artifact | None:
+    """The Appendix E table from the plan's homogeneous jobs that have results (None without any)."""
+    count = sum(1 for job in plan.homogeneous_jobs() if job.id in records)
+    if not count:
+        return None
+    built = build_homogeneous_table(plan, store)
+    return Artifact("appendix_e", TABLE_TITLES["appendix_e"], "table", write_homogeneous_table(built, out_dir),
+                    count, table=(built.headers, built.rows))
+
+
+def appendix_figures(loaded, plan, records: dict, out_dir: Path) -> list:
+    """Figures 11-18 (sweeps), 19-26 (geometry) and 27-28 (homogeneous) of a config (FigureFile list)."""
+    return (sweep_figures(loaded, plan, records, out_dir) + geometry_figures(loaded, plan, records, out_dir)
+            + homogeneous_figures(plan, records, out_dir))
+
+
 def _appendix_artifacts(part: AppendixResults, records: dict, out_dir: Path) -> list[Artifact]:
     """What an appendix config adds: Tables 4-5 (homogeneous), Figures 11-28 and the Appendix E table.
     Its main-grid figures and Tables 1-3 and 6 are the main config's, never drawn from here."""
@@ -148,18 +167,11 @@ def _appendix_artifacts(part: AppendixResults, records: dict, out_dir: Path) -> 
     suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
     for key, built in (("table4", build_table4(loaded)), ("table5", build_table5(loaded, suites))):
         if built is not None:
-            out.append(Artifact(key, TABLE_TITLES[key], "table", write_table(built, out_dir, stem=key), 0,
-                                notes=[built.footnote], table=(built.headers, built.rows)))
-    figures = sweep_figures(loaded, part.plan, records, out_dir)
-    figures += geometry_figures(loaded, part.plan, records, out_dir)
-    figures += homogeneous_figures(part.plan, records, out_dir)
-    out += [Artifact(f.key, f.title, "figure", f.files, f.n_results) for f in figures]
-    if any(job.id in records for job in part.plan.homogeneous_jobs()):
-        built = build_homogeneous_table(part.plan, part.store)
-        count = sum(1 for job in part.plan.homogeneous_jobs() if job.id in records)
-        out.append(Artifact("appendix_e", TABLE_TITLES["appendix_e"], "table",
-                            write_homogeneous_table(built, out_dir), count, table=(built.headers, built.rows)))
-    return out
+            out.append(_protocol_table(key, built, out_dir))
+    out += [Artifact(f.key, f.title, "figure", f.files, f.n_results)
+            for f in appendix_figures(loaded, part.plan, records, out_dir)]
+    table = _appendix_e(part.plan, part.store, records, out_dir)
+    return out + ([table] if table is not None else [])
 
 
 def _fidelity_notes(loaded, plan, records, artifacts) -> None:
@@ -187,10 +199,7 @@ def render_figures(loaded, plan, records: dict, out_dir: Path, suites: dict | No
                            table3_labels=loaded.report_labels("table3"), all_labels=all_labels,
                            tasks=[t.name for t in suite.tasks], intervals=intervals,
                            order=loaded.config.report.panel_order)
-    figures += sweep_figures(loaded, plan, records, out_dir)
-    figures += geometry_figures(loaded, plan, records, out_dir)
-    figures += homogeneous_figures(plan, records, out_dir)
-    return figures
+    return figures + appendix_figures(loaded, plan, records, out_dir)
 
 
 NOT_SUPPORTED = "not supported by these results"
