@@ -91,12 +91,15 @@ class SharedContextHFLM(HFLM):
         if self.backend != "causal" or override_bs is not None:
             return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
         width = min(TREE_WIDTH, self.max_length)
-        packed = self._tree_packed(requests, width) if (  # packed trees share across items: not without it
-            self.pack_trees and self.share_prefix and tree_ready(self.model, width)) else []
+        if not (self.pack_trees and self.share_prefix and tree_ready(self.model, width)):
+            return self._context_loglikelihood_tokens(requests, disable_tqdm)  # packed trees share across items
+        # every model of one tokenizer sees the same requests: the plan and the packed rows are keyed by them
+        signature = tuple((tuple(context), tuple(continuation)) for _, context, continuation in requests)
+        packed = self._tree_packed(requests, width, signature)
         if not packed:
             return self._context_loglikelihood_tokens(requests, disable_tqdm)
         results: list[tuple[float, bool] | None] = [None] * len(requests)
-        for index, answer in self._tree_scores(requests, packed, width):
+        for index, answer in self._tree_scores(requests, packed, width, signature):
             results[index] = answer
             if requests[index][0] is not None:
                 self.cache_hook.add_partial("loglikelihood", requests[index][0], answer)
@@ -108,18 +111,18 @@ class SharedContextHFLM(HFLM):
                 results[index] = answer
         return results
 
-    def _tree_packed(self, requests: list[Request], width: int) -> list[int]:
+    def _tree_packed(self, requests: list[Request], width: int, signature: tuple) -> list[int]:
         """The requests to pack as prefix trees (prefix_sharing.tree_packed_indices), decided once per
-        request set (every model of one tokenizer sees the same requests)."""
-        key = ("tree-packed-indices", width, self.max_length, self.share_prefix,
-               tuple((tuple(context), tuple(continuation)) for _, context, continuation in requests))
+        request set (`signature`: their token ids)."""
+        key = ("tree-packed-indices", width, self.max_length, self.share_prefix, signature)
         cache = self.packing_cache
         if key not in cache:
             cache[key] = tree_packed_indices(requests, self.max_length, width, self.share_prefix)
         return cache[key]
 
-    def _tree_scores(self, requests: list[Request], indices: list[int], width: int):
-        """(request index, (log-likelihood, greedy)) of the requests `indices`, packed as prefix trees."""
+    def _tree_scores(self, requests: list[Request], indices: list[int], width: int, signature: tuple):
+        """(request index, (log-likelihood, greedy)) of the requests `indices` (which the request set
+        `signature` determines), packed as prefix trees."""
         longest = max(len(requests[i][1]) + len(requests[i][2]) - 1 for i in indices)
         if self.batch_size != "auto":  # as many positions per forward as lm-eval's batch of the longest request
             per_forward = max(1, int(self.batch_size) * longest // width)
@@ -127,10 +130,9 @@ class SharedContextHFLM(HFLM):
             per_forward = max(1, int(self._detect_batch_size([(None, [0] * (width - 1), [0, 0])])))
             self.batch_sizes[len(self.batch_sizes)] = per_forward
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        key = ("tree-packed", width, per_forward, pad, tuple((tuple(requests[i][1]), tuple(requests[i][2]))
-                                                             for i in indices))
+        key = ("tree-packed", width, self.max_length, self.share_prefix, per_forward, pad, signature)
         cache = self.packing_cache
-        if key not in cache:  # the same requests for every model of this tokenizer: packed once
+        if key not in cache:  # packed once per request set and tokenizer
             cache[key] = packed_batches(requests, indices, width, per_forward, pad)
         for batch in cache[key]:
             ids, positions, mask = (t.to(self.device) for t in (batch.ids, batch.positions, batch.mask))
