@@ -130,6 +130,8 @@ class TrainedWorldConfig(FineTunedWorld):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")  # the base's name in plans and tables
     seed: int = 0
     threads: int = Field(default=2, ge=1, le=256)  # torch CPU threads while training (recorded; part of the key)
+    # torch CPU threads while pretraining the base, one process (default: `threads`); part of the key
+    pretrain_threads: int | None = Field(default=None, ge=1, le=256)
     model: ModelDims = Field(default_factory=ModelDims)
     pretrain: TrainingStage
     finetunes: list[FineTune] = Field(min_length=1, max_length=64)
@@ -138,12 +140,20 @@ class TrainedWorldConfig(FineTunedWorld):
     def written_tasks(self) -> frozenset[str] | None:
         return frozenset(f"{self.tasks.prefix}_{skill}" for skill in self.tasks.skills)
 
+    @property
+    def base_threads(self) -> int:
+        """torch CPU threads of the base's pretraining (one process)."""
+        return self.pretrain_threads or self.threads
+
 
 def recipe_hash(world: TrainedWorldConfig) -> str:
     """What the world's weights depend on (tasks excluded: they are written separately)."""
+    recipe = world.model_dump(mode="json", exclude={"tasks"})
+    if recipe.get("pretrain_threads") is None:  # unset: the hash of a recipe written before the field
+        recipe.pop("pretrain_threads", None)
     content = {
         "code": WORLD_CODE_VERSION,
-        "recipe": world.model_dump(mode="json", exclude={"tasks"}),
+        "recipe": recipe,
         "held_out": world.tasks.model_dump(mode="json"),  # training excludes these items
         "torch": importlib.metadata.version("torch"),
     }

@@ -205,8 +205,9 @@ def load_world(folder: Path, world: TrainedWorldConfig) -> TrainedWorld:
                         tuple(folder / f"ft-{i:02d}" for i in range(1, len(world.finetunes) + 1)))
 
 
-def _train_finetune(world_json: dict, folder: str, index: int, held_out: set[str]) -> dict:
-    """Fine-tune checkpoint `index` (1-based) from the saved base; also the worker-process entry point."""
+def _train_finetune(world_json: dict, folder: str, index: int, held_out: set[str]) -> tuple[dict, dict]:
+    """Fine-tune checkpoint `index` (1-based) from the saved base, then check what it learned (`_scores`);
+    also the worker-process entry point. Returns (training summary, learned scores)."""
     # torch, transformers: deferred so that importing this module does not load them
     import torch
     from transformers import AutoModelForCausalLM
@@ -221,7 +222,7 @@ def _train_finetune(world_json: dict, folder: str, index: int, held_out: set[str
         stats["seconds"] = round(time.monotonic() - started, 1)
         _save(model, build_tokenizer(), path, {"role": "checkpoint", "index": index, "name": finetune.name,
                                                "stage": finetune.model_dump(mode="json"), "training": stats})
-    return stats
+    return stats, _scores(world, {f"ft-{index:02d}": path})
 
 
 def _default_workers(world: TrainedWorldConfig) -> int:
@@ -231,8 +232,10 @@ def _default_workers(world: TrainedWorldConfig) -> int:
 def build_trained_world(world: TrainedWorldConfig, folder: Path, *, log=None, workers: int | None = None) -> TrainedWorld:
     """Train (or reuse) every model of `world` under `folder`. `log(str)` reports progress.
 
-    Fine-tunes are independent: `workers` processes (default: CPUs // world.threads) train them side by
-    side, each with `world.threads` threads, so the weights do not depend on the number of workers.
+    The base trains in this process with `world.base_threads` threads. Fine-tunes are independent:
+    `workers` processes (default: CPUs // world.threads) train them side by side, each with
+    `world.threads` threads, so the weights do not depend on the number of workers; each worker then
+    checks what its fine-tune learned, while this process checks the models trained before.
     """
     # torch, transformers: deferred so that importing this module does not load them
     import torch
@@ -256,7 +259,7 @@ def build_trained_world(world: TrainedWorldConfig, folder: Path, *, log=None, wo
             log(f"{world.name} base: the identical base of finished world {source.name} (same pretraining "
                 "recipe, seed, model, held-out tasks, threads and torch), copied instead of retrained")
     if not _complete(built.base, base_stage):
-        with deterministic_torch(world.threads):
+        with deterministic_torch(world.base_threads):
             started = time.monotonic()
             torch.manual_seed(world.seed)
             model = LlamaForCausalLM(model_config(world))
@@ -269,17 +272,26 @@ def build_trained_world(world: TrainedWorldConfig, folder: Path, *, log=None, wo
                if not _complete(path, f.model_dump(mode="json"))]
     world_json = world.model_dump(mode="json")
     workers = min(len(pending), workers or _default_workers(world))
+    models = {"base": built.base, **{f"ft-{i:02d}": p for i, p in enumerate(built.checkpoints, start=1)}}
+    learned: dict[str, dict] = {}
     if workers > 1:
         try:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = {i: pool.submit(_train_finetune, world_json, str(built.root), i, held_out) for i in pending}
+                # meanwhile, here: what the models trained before learned (the workers check their own)
+                learned.update(_scores(world, {name: path for name, path in models.items()
+                                               if name == "base" or int(name[3:]) not in futures}))
                 for index, future in futures.items():
-                    _log_finetune(log, world, index, future.result())
+                    stats, scores = future.result()
+                    _log_finetune(log, world, index, stats)
+                    learned.update(scores)
         except BrokenProcessPool:  # e.g. a calling script without a __main__ guard: train here instead
             log("worker processes could not start; training the remaining fine-tunes in this process")
     for index in pending:
         if not _complete(built.checkpoints[index - 1], world.finetunes[index - 1].model_dump(mode="json")):
-            _log_finetune(log, world, index, _train_finetune(world_json, str(built.root), index, held_out))
+            stats, scores = _train_finetune(world_json, str(built.root), index, held_out)
+            _log_finetune(log, world, index, stats)
+            learned.update(scores)
     summary = {"base": json.loads((built.base / MODEL_META).read_text(encoding="utf-8"))["training"]}
     for index, path in enumerate(built.checkpoints, start=1):
         summary[f"ft-{index:02d}"] = json.loads((path / MODEL_META).read_text(encoding="utf-8"))["training"]
@@ -287,11 +299,12 @@ def build_trained_world(world: TrainedWorldConfig, folder: Path, *, log=None, wo
         "recipe_hash": digest,
         "code": WORLD_CODE_VERSION,
         "threads": world.threads,
+        "pretrain_threads": world.base_threads,
         "torch": importlib.metadata.version("torch"),
         "transformers": importlib.metadata.version("transformers"),
         "recipe": world.model_dump(mode="json"),
         "training": summary,
-        "learned": _learned(world, built, log),
+        "learned": _learned(world, built, log, learned),
     })
     return built
 
@@ -299,7 +312,7 @@ def build_trained_world(world: TrainedWorldConfig, folder: Path, *, log=None, wo
 def _base_key(world: TrainedWorldConfig) -> dict:
     """Everything the base's weights depend on (not the fine-tunes): worlds that agree on it train the
     same base, bit for bit (seeded, deterministic kernels, fixed threads)."""
-    return {"code": WORLD_CODE_VERSION, "seed": world.seed, "threads": world.threads,
+    return {"code": WORLD_CODE_VERSION, "seed": world.seed, "threads": world.base_threads,
             "model": world.model.model_dump(mode="json"), "pretrain": world.pretrain.model_dump(mode="json"),
             "held_out": world.tasks.model_dump(mode="json"), "torch": importlib.metadata.version("torch")}
 
@@ -329,19 +342,32 @@ def _copy_identical_base(world: TrainedWorldConfig, built: TrainedWorld, base_st
     return None
 
 
-def _learned(world: TrainedWorldConfig, built: TrainedWorld, log) -> dict:
-    """Per model, accuracy on the held-out problems of each skill it was trained on, posed its own way
-    (repro.worlds.skill_check), recorded in world.json and logged: what the world really learned."""
-    models = {"base": built.base, **{f"ft-{i:02d}": p for i, p in enumerate(built.checkpoints, start=1)}}
+def _scores(world: TrainedWorldConfig, models: dict[str, Path]) -> dict[str, dict]:
+    """{model: {skill/convention/domain: correct, items, chance}}: accuracy of each of `models` on the
+    held-out problems of each skill it was trained on, posed its own way (repro.worlds.skill_check)."""
+    if not models:
+        return {}
     with deterministic_torch(world.threads):
         report = check_world(world, models)
-    out = {}
-    for model, scores in report.items():
-        out[model] = {f"{s.skill}/{s.convention}/{s.domain}": {"correct": s.correct, "items": s.items,
-                                                               "chance": round(s.chance, 4)} for s in scores}
-        log(f"{world.name} {model} learned: " + ", ".join(
-            f"{s.skill}{'' if s.convention == 'standard' else '/' + s.convention}"
-            f"{'' if s.domain == 'plain' else '@' + s.domain} {s.correct}/{s.items}" for s in scores))
+    return {model: {f"{s.skill}/{s.convention}/{s.domain}": {"correct": s.correct, "items": s.items,
+                                                             "chance": round(s.chance, 4)} for s in scores}
+            for model, scores in report.items()}
+
+
+def _learned(world: TrainedWorldConfig, built: TrainedWorld, log, known: dict[str, dict] | None = None) -> dict:
+    """What every model of the world really learned (`_scores`; those in `known` already checked), in
+    model order, recorded in world.json and logged."""
+    models = {"base": built.base, **{f"ft-{i:02d}": p for i, p in enumerate(built.checkpoints, start=1)}}
+    known = known or {}
+    checked = {**known, **_scores(world, {name: path for name, path in models.items() if name not in known})}
+    out = {name: checked[name] for name in models}
+    for model, scores in out.items():
+        parts = []
+        for key, score in scores.items():
+            skill, convention, domain = key.split("/")
+            parts.append(f"{skill}{'' if convention == 'standard' else '/' + convention}"
+                         f"{'' if domain == 'plain' else '@' + domain} {score['correct']}/{score['items']}")
+        log(f"{world.name} {model} learned: " + ", ".join(parts))
     return out
 
 
