@@ -79,6 +79,7 @@ class MethodTraits:
     check_finite_first: bool = False  # scan the inputs for NaN/Inf before merging (SVDs need finite inputs)
     svd_cache: bool = False  # the method object offers `with_svd_cache(cache)` (per-checkpoint SVDs)
     records_boosts: bool = False  # the method object offers `with_observer(BoostCount)` (Subspace Boosting)
+    trim_cache: bool = False  # the method object offers `with_trim_cache(TrimRuleCache)` (TIES' trim rules)
     device_agreement: str = EXACT  # how gpu-check compares its CUDA and CPU merges
     cost_class: str = "default"  # costs.yaml merge_s key used where a base has no entry for the method
     tables: tuple[tuple[str, int], ...] = ()  # (table, position) in the paper's tables a config does not set
@@ -233,7 +234,7 @@ BUILTIN_METHODS: tuple[MethodFacts, ...] = (
         "division by the agreeing count and the lambda scale.",
         parameters=(WEIGHT, DENSITY, NORMALIZE, replace(LAMBDA, default=0.1), BETA, KEEP_NULL),
         implementation="repro.merge.methods.subspace_boosting:ties_sb_merge_method",
-        traits=MethodTraits(check_finite_first=True, records_boosts=True, device_agreement=SPECTRUM,
+        traits=MethodTraits(check_finite_first=True, records_boosts=True, trim_cache=True, device_agreement=SPECTRUM,
                             cost_class="svd", tables=(("table3", 1),), paper_norm_group="low"),
     ),
 )

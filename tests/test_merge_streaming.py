@@ -254,7 +254,7 @@ def test_cuda_is_refused_clearly_without_a_gpu(monkeypatch):
         require_device("tpu")
 
 
-@pytest.mark.parametrize("method", ["task_arithmetic", "ties", "model_stock", "iso_c", "tsv_m"])
+@pytest.mark.parametrize("method", ["task_arithmetic", "ties", "model_stock", "iso_c", "tsv_m", "ties_sb"])
 def test_grid_results_equal_merging_each_subset_alone(tiny_llama_world, tmp_path, method):
     base, ckpts = tiny_llama_world.base, tiny_llama_world.checkpoints
     subsets = [(0, 1), (2, 0, 5), (1, 2, 3, 4, 5), (3, 4)]
@@ -384,3 +384,30 @@ def test_trim_rule_compiled_and_torch_paths_agree_bit_for_bit():
         rule.apply(strided, start)
         assert torch.equal(compiled.view(torch.int32), strided.contiguous().view(torch.int32))
         assert int((compiled != 0).sum()) < chunk.numel() // 5
+
+
+@pytest.mark.parametrize("method", ["ties", "ties_sb"])
+def test_a_grid_pass_finds_each_checkpoints_trim_rule_once_per_tensor(tiny_llama_world, monkeypatch, method):
+    """TIES' trim rule of a checkpoint depends on the checkpoint, the tensor and the density only: a grid
+    pass computes it once per (tensor, checkpoint) and reuses it in every other subset holding that
+    checkpoint (the merged bits are those of merging each subset alone: the test above)."""
+    import repro.merge.streaming as streaming
+    from repro.merge.arithmetic import TrimRuleCache
+
+    caches = []
+
+    class Recording(TrimRuleCache):
+        def __init__(self):
+            super().__init__()
+            caches.append(self)
+
+    monkeypatch.setattr(streaming, "TrimRuleCache", Recording)
+    base, ckpts = tiny_llama_world.base, tiny_llama_world.checkpoints
+    subsets = [(0, 1), (2, 0, 5), (1, 2, 3, 4, 5), (3, 4)]
+    merge_grid(base, ckpts, subsets, method)
+    (cache,) = caches
+    trimmed = len([name for name, tensor in state(base).items() if tensor.is_floating_point()])
+    assert cache.found == trimmed * len(set().union(*subsets))
+    assert cache.reused == trimmed * sum(len(s) for s in subsets) - cache.found
+    merge_checkpoints(base, [ckpts[0], ckpts[1]], method, out_dir=None)  # a single merge: no pass cache
+    assert len(caches) == 1

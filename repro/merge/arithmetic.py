@@ -16,7 +16,8 @@ This module imports no method and no dispatch: methods import it, never the reve
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,39 +146,79 @@ def unambiguous_ties(magnitude: torch.Tensor, k: int) -> tuple[float, torch.Tens
     return threshold, (equal if equal.numel() == needed else None)
 
 
-def trim_by_magnitude(delta: torch.Tensor, density: float) -> torch.Tensor:
+class TrimRuleCache:
+    """TIES' trim rules of one merge pass, shared by its merges: a checkpoint's rule for a tensor depends
+    only on the checkpoint, the base, the tensor and the density, not on the subset it is merged in, so
+    a grid pass finds each (tensor, checkpoint, density) rule once. Holds the current tensor's rules only
+    (a pass merges tensor by tensor); `input_key` must identify the checkpoint within the pass."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # the kernels' threads look rules up concurrently
+        self._tensor: str | None = None
+        self._rules: dict[tuple[str, Hashable, float], TrimRule] = {}
+        self.found = 0  # rules computed (for tests)
+        self.reused = 0
+
+    def rule(self, tensor: str, input_key: Hashable, density: float, compute: Callable[[], TrimRule]) -> TrimRule:
+        key = (tensor, input_key, float(density))
+        with self._lock:
+            if tensor != self._tensor:  # the pass moved on: the last tensor's rules are not needed again
+                self._tensor, self._rules = tensor, {}
+            found = self._rules.get(key)
+            if found is not None:
+                self.reused += 1
+                return found
+        found = compute()  # outside the lock: rules of other inputs are found concurrently
+        with self._lock:
+            self.found += 1
+            if tensor == self._tensor:
+                self._rules.setdefault(key, found)
+        return found
+
+
+def trim_by_magnitude(delta: torch.Tensor, density: float, rule: Callable[[Callable[[], TrimRule]], TrimRule]
+                      | None = None) -> torch.Tensor:
     """mergekit's `sparsify(..., method=magnitude, rescale_norm=None)` as stock computes it on the CPU
-    (its top-k of |delta| in float32, its choice among ties), on any device: `delta * mask`."""
+    (its top-k of |delta| in float32, its choice among ties), on any device: `delta * mask`. `rule(compute)`,
+    when given, returns the trim rule (e.g. from a `TrimRuleCache`), calling `compute()` if it has none."""
     if density >= 1:
         return delta
     if density <= 0 or delta.numel() == 0:
         return torch.zeros_like(delta)
     flat = delta.reshape(-1).to(torch.float32, copy=True)
-    magnitude = flat.abs()
-    rule = TrimRule(*kept_ties(magnitude, max(1, int(density * flat.numel()))))
-    del magnitude
-    rule.apply(flat, 0)
+
+    def compute() -> TrimRule:
+        return TrimRule(*kept_ties(flat.abs(), max(1, int(density * flat.numel()))))
+
+    (rule or (lambda make: make()))(compute).apply(flat, 0)
     return flat.to(delta.dtype).reshape(delta.shape)
 
 
 def ties_trim_rules(base: torch.Tensor, inputs: Sequence[torch.Tensor], density: Sequence[float], pool=None,
-                    compiled: bool | None = None) -> list:
+                    compiled: bool | None = None, cache: TrimRuleCache | None = None, tensor: str = "",
+                    input_keys: Sequence[Hashable] = ()) -> list:
     """Per input: None (density >= 1: nothing trimmed) or its TrimRule. Raises NonFiniteInput for the
     first input (in order) whose delta is not finite (a trimmed NaN would otherwise vanish from the merge).
     `pool` (a thread pool) computes the inputs' rules concurrently: each is independent of the others.
-    `compiled`: whether to use the compiled kernels (None: by this tensor's size, `use_compiled`)."""
+    `compiled`: whether to use the compiled kernels (None: by this tensor's size, `use_compiled`).
+    `cache`: the pass's TrimRuleCache, with the tensor's name and each input's key in the pass (a rule
+    found there was computed from the same finite delta)."""
     base32 = base.to(torch.float32)
 
-    def rule(index: int):
-        keep = density[index]
-        if keep >= 1:
-            return None
+    def compute(index: int) -> TrimRule:
         magnitude = (inputs[index].to(torch.float32) - base32).abs_().reshape(-1)
         if magnitude.numel() and not bool(torch.isfinite(magnitude.max())):  # max propagates NaN and +inf
             raise NonFiniteInput(index)
         fast = use_compiled(magnitude.numel()) if compiled is None else compiled
-        k = max(1, int(keep * magnitude.numel()))
+        k = max(1, int(density[index] * magnitude.numel()))
         return TrimRule(*kept_ties(magnitude, k, fast), compiled=fast)
+
+    def rule(index: int):
+        if density[index] >= 1:
+            return None
+        if cache is None:
+            return compute(index)
+        return cache.rule(tensor, input_keys[index], density[index], lambda: compute(index))
 
     if len(density) != len(inputs):
         raise ValueError("one density per input")

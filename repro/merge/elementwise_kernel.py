@@ -59,6 +59,8 @@ class ElementwiseKernel:
             [torch.empty((n_inputs, chunk), dtype=torch.float32, device=device) for _ in range(self.workers)]
             if chunk <= CPU_CHUNK else None
         )
+        self.trim_cache = None  # the pass's TrimRuleCache (TIES), with this merge's input keys in the pass
+        self.input_keys: tuple = ()
         self._pool, self._own_pool = (pool if self.workers > 1 else None), False
         if self.workers > 1 and self._pool is None:
             self._pool, self._own_pool = worker_pool(self.workers), True
@@ -74,11 +76,12 @@ class ElementwiseKernel:
         inputs: Sequence[torch.Tensor],
         out_dtype: torch.dtype = torch.float32,
         done: Callable[[int], None] | None = None,
+        name: str = "",
     ) -> torch.Tensor:
         """The merged tensor (`out_dtype`, on the device) from base and inputs (any dtype, any device);
         each chunk is cast as mergekit casts its result (float32, then `out_dtype`). `done(end)` is
         called after the elements [0, end) are merged (the inputs' pages there may be released)."""
-        return self.merge_with_norm(base, inputs, out_dtype, done)[0]
+        return self.merge_with_norm(base, inputs, out_dtype, done, name)[0]
 
     def merge_with_norm(
         self,
@@ -86,16 +89,18 @@ class ElementwiseKernel:
         inputs: Sequence[torch.Tensor],
         out_dtype: torch.dtype = torch.float32,
         done: Callable[[int], None] | None = None,
+        name: str = "",
     ) -> tuple[torch.Tensor, float]:
         """`merge`, and ||merged - base||^2 computed in the same pass, chunk by chunk while the chunk is
         in cache: the difference of the stored (cast) values in float32, squares summed in float64 per
         chunk, the chunks' sums added in chunk order (the same bits whatever `workers`). NaN/Inf if the
-        merged tensor is not finite."""
+        merged tensor is not finite. `name`: the tensor's name (keys the pass's trim rules)."""
         rules = None
         if self.trim:
+            cache = self.trim_cache if name else None
             rules = ties_trim_rules(
                 base.to(self.device), [t.to(self.device) for t in inputs], [self.params["density"]] * len(inputs),
-                pool=self._pool, compiled=self.compiled,
+                pool=self._pool, compiled=self.compiled, cache=cache, tensor=name, input_keys=self.input_keys,
             )
         flat_base = base.reshape(-1)
         flats = [t.reshape(-1) for t in inputs]

@@ -65,6 +65,11 @@ class GroupKernel:
             self.method = self.method.with_svd_cache(svd_cache)
             self.ids = content_ids(paths, svd_cache)
 
+    def use_trim_cache(self, cache) -> None:
+        """Hand the pass's TrimRuleCache to a method whose traits say it takes one (`with_trim_cache`)."""
+        if self.facts.traits.trim_cache:
+            self.method = self.method.with_trim_cache(cache)
+
     def merge(self, base: torch.Tensor, inputs: Sequence[torch.Tensor], name: str) -> torch.Tensor:
         from mergekit.merge_methods.base import TensorGroup  # with mergekit, as above
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from repro.errors import MergeError
-from repro.merge.arithmetic import NonFiniteInput
+from repro.merge.arithmetic import NonFiniteInput, TrimRuleCache
 from repro.merge.elementwise_kernel import CPU_CHUNK, ElementwiseKernel, worker_pool
 from repro.merge.group_kernels import GroupKernel, ModelStockKernel, check_group_inputs
 from repro.merge.input_ids import model_ids
@@ -59,16 +59,24 @@ def tensor_order(index: dict[str, TensorInfo]) -> list[str]:
 
 
 def make_kernel(facts: MethodFacts, params: dict, paths: Sequence[Path], device, chunk: int,
-                svd_cache=None, pool=None, workers: int = 1, compiled: bool | None = None):
-    """The kernel that merges one target's tensors, as the method's traits say (`traits.kernel`)."""
+                svd_cache=None, pool=None, workers: int = 1, compiled: bool | None = None,
+                trim_cache: TrimRuleCache | None = None, input_keys: Sequence[int] = ()):
+    """The kernel that merges one target's tensors, as the method's traits say (`traits.kernel`).
+    `trim_cache`: the pass's TIES trim rules, for a method that trims (`input_keys`: the target's
+    checkpoints, as positions among the pass's models)."""
     if facts.traits.kernel == ELEMENTWISE:
-        return ElementwiseKernel(facts.traits, params, len(paths) - 1, device, chunk, workers=workers, pool=pool,
-                                 compiled=compiled)
+        kernel = ElementwiseKernel(facts.traits, params, len(paths) - 1, device, chunk, workers=workers, pool=pool,
+                                   compiled=compiled)
+        if facts.traits.trim and trim_cache is not None:
+            kernel.trim_cache, kernel.input_keys = trim_cache, tuple(input_keys)
+        return kernel
     if facts.traits.kernel == STOCK:
         return ModelStockKernel(params, device)
     kernel = GroupKernel(facts, params, model_ids(paths), device)
     if svd_cache is not None:
         kernel.use_svd_cache(svd_cache, paths)
+    if trim_cache is not None:
+        kernel.use_trim_cache(trim_cache)
     return kernel
 
 
@@ -106,12 +114,14 @@ def run_pass(
     # TIES' trim and TA's pass: compiled where the whole pass has enough entries to repay loading numba
     entries = sum(math.prod(info.shape) for info in base_index.values()) * sum(len(t.inputs) for t in targets)
     compiled = use_compiled(entries, trim=facts.traits.trim)
+    # a checkpoint's trim rule for a tensor is the same in every merge of the pass: found once
+    trim_cache = TrimRuleCache() if len(targets) > 1 and (facts.traits.trim or facts.traits.trim_cache) else None
     try:
         for target in targets:
             target.extra["paths"] = paths
             target.kernel = make_kernel(
                 facts, params, [base] + [models[i] for i in target.inputs], device, chunk,
-                svd_cache, pool, workers, compiled,
+                svd_cache, pool, workers, compiled, trim_cache, target.inputs,
             )
         for position, name in enumerate(names):
             if position + 1 < len(names):
@@ -172,9 +182,9 @@ def _merge_one(facts: MethodFacts, target, name, base_tensor, inputs, out_dtype,
     try:
         if facts.traits.kernel == ELEMENTWISE:
             if target.kernel.device.type == "cpu":
-                merged, norm_sq = target.kernel.merge_with_norm(base_tensor, inputs, out_dtype, done)
+                merged, norm_sq = target.kernel.merge_with_norm(base_tensor, inputs, out_dtype, done, name)
             else:
-                merged = target.kernel.merge(base_tensor, inputs, out_dtype, done)
+                merged = target.kernel.merge(base_tensor, inputs, out_dtype, done, name)
         else:
             if facts.traits.check_finite_first:
                 check_group_inputs(base_tensor, inputs)

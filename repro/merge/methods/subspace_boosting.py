@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from mergekit.merge_methods.base import GroupMergeMethod, MergeMethodSpec, TensorGroup
 
-from repro.merge.arithmetic import combine_task_vectors, trim_by_magnitude
+from repro.merge.arithmetic import TrimRuleCache, combine_task_vectors, trim_by_magnitude
 from repro.merge.mergekit_specs import mergekit_spec
 from repro.merge.methods.spectral import BoostOutcome, boost_spectrum_outcome, is_boosted_matrix
 
@@ -43,10 +43,16 @@ class BoostedTaskArithmetic(GroupMergeMethod):
     ties: bool
     # called with (tensor name, BoostOutcome) for every boosted matrix; the merge engine's count
     observer: Callable[[str, BoostOutcome], None] | None = field(default=None, compare=False)
+    # TIES: the merge pass's trim rules (repro.merge.arithmetic.TrimRuleCache), shared by its merges
+    trim_cache: TrimRuleCache | None = field(default=None, compare=False)
 
     def with_observer(self, observer: Callable[[str, BoostOutcome], None]) -> BoostedTaskArithmetic:
         """A copy that reports each projection matrix's boost outcome to `observer`."""
         return replace(self, observer=observer)
+
+    def with_trim_cache(self, cache: TrimRuleCache) -> BoostedTaskArithmetic:
+        """A copy that takes TIES' trim rules from (and adds them to) the merge pass's `cache`."""
+        return replace(self, trim_cache=cache)
 
     @cached_property
     def spec(self) -> MergeMethodSpec:
@@ -62,7 +68,12 @@ class BoostedTaskArithmetic(GroupMergeMethod):
             delta = entry.tensor - base
             if self.ties:
                 # mergekit's magnitude sparsify as stock computes it on the CPU, on any device
-                delta = trim_by_magnitude(delta, parameters["density"][entry.id])
+                density = parameters["density"][entry.id]
+                rule = None
+                if self.trim_cache is not None:
+                    def rule(compute, entry=entry, density=density):
+                        return self.trim_cache.rule(group.metadata.name, entry.id, density, compute)
+                delta = trim_by_magnitude(delta, density, rule)
             deltas[index] = delta
             del delta
 
