@@ -237,10 +237,6 @@ def build_trained_world(world: TrainedWorldConfig, folder: Path, *, log=None, wo
     `world.threads` threads, so the weights do not depend on the number of workers; each worker then
     checks what its fine-tune learned, while this process checks the models trained before.
     """
-    # torch, transformers: deferred so that importing this module does not load them
-    import torch
-    from transformers import LlamaForCausalLM
-
     built = load_world(folder, world)
     digest = recipe_hash(world)
     marker = built.root / WORLD_FILE
@@ -251,6 +247,10 @@ def build_trained_world(world: TrainedWorldConfig, folder: Path, *, log=None, wo
             if "learned" not in recorded:  # worlds built before the check was recorded
                 atomic_write_json(marker, {**recorded, "learned": _learned(world, built, log)})
             return built
+    # torch, transformers: deferred so that importing this module (or finding the world built) does not load them
+    import torch
+    from transformers import LlamaForCausalLM
+
     held_out = held_out_keys(world.tasks)
     base_stage = world.pretrain.model_dump(mode="json")
     if not _complete(built.base, base_stage):
