@@ -122,3 +122,43 @@ def test_a_config_without_appendix_configs_runs_just_itself(tmp_path):
     data["report"]["appendix_configs"] = []
     config.write_text(yaml.safe_dump(data))
     assert [loaded.name for loaded in load_all(config)] == ["mini"]
+
+
+def test_a_job_an_earlier_config_is_computing_is_waited_for_then_reused(tmp_path, monkeypatch):
+    """A later config's job that an earlier config of the run planned and has not finished is tried last,
+    and before it runs the worker waits while another worker holds it in the earlier config."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from repro.runner import multi_run
+    from repro.runner.claims import ClaimBoard
+
+    def target(name, ids):
+        plan = SimpleNamespace(jobs=[SimpleNamespace(id=i) for i in ids], config_name=name)
+        return multi_run.RunTarget(tmp_path / f"{name}.yaml", plan, tmp_path / "runs" / name)
+
+    targets = [target("main", ["a", "b"]), target("other", ["b", "c"]), target("appendix", ["a", "b", "c", "d"])]
+    loaded = SimpleNamespace(config=SimpleNamespace(reuse_results_from=["main"]))
+    waits = multi_run._reuse_waits(loaded, targets, 2)
+    assert waits == {"a": targets[0].runs_dir, "b": targets[0].runs_dir}  # only from a config it reuses
+    adopted = []
+    monkeypatch.setattr(multi_run, "reuse_jobs", lambda config, ids, runs_dir: adopted.append((ids, runs_dir)))
+    held = ClaimBoard(targets[0].runs_dir / "claims").try_claim("a", "another worker")
+    released = []
+
+    def finish():
+        time.sleep(0.5)
+        released.append(time.monotonic())
+        held.release()
+
+    thread = threading.Thread(target=finish)
+    thread.start()
+    hook = multi_run._reuse_hook(loaded, targets[2], waits, poll_s=0.05)
+    hook(SimpleNamespace(id="d"))  # not shared: no wait, nothing to adopt
+    assert adopted == []
+    hook(SimpleNamespace(id="a"))
+    assert released and time.monotonic() >= released[0]
+    thread.join()
+    assert adopted == [({"a"}, targets[2].runs_dir)]
+    assert not (targets[0].runs_dir / "claims" / "a.claim").exists()  # the worker's look left no claim
