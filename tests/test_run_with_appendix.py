@@ -162,3 +162,25 @@ def test_a_job_an_earlier_config_is_computing_is_waited_for_then_reused(tmp_path
     thread.join()
     assert adopted == [({"a"}, targets[2].runs_dir)]
     assert not (targets[0].runs_dir / "claims" / "a.claim").exists()  # the worker's look left no claim
+
+
+def test_failed_jobs_of_each_config_are_reported_and_exit_1(tmp_path, monkeypatch, capsys):
+    from repro.runner import job_executor
+
+    class Failing:
+        def __init__(self, loaded, runs_dir, store):
+            self.name = loaded.name
+
+        def run(self, job):
+            raise RuntimeError(f"broken in {self.name}")
+
+    monkeypatch.setattr(job_executor, "JobExecutor", Failing)
+    project = _project(tmp_path)
+    config = project / "configs/mini.yaml"
+    assert main(["run", "--config", str(config), "--with-appendix", "--workers", "1", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert f"job(s) failed; see `repro status --config {config}`" in err
+    assert f"job(s) failed; see `repro status --config {project / 'configs/mini_appendix.yaml'}`" in err
+    failures = [ResultsStore(project / "runs" / name).read_failure(i)["error"]
+                for name in ("mini", "mini_appendix") for i in ResultsStore(project / "runs" / name).failed_ids()]
+    assert any("broken in mini_appendix" in e for e in failures) and any(e.endswith("broken in mini") for e in failures)
