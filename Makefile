@@ -64,13 +64,11 @@ define render_report
 	$(OFFLINE) $(BIN)/repro report all --config $(1)
 endef
 
-# `make demo DEMO_WORKERS=1` runs the jobs in one process (default: one worker per CPU).
+# `make demo DEMO_WORKERS=1` runs the jobs in one process (default: one worker per CPU). One `repro run`
+# runs the config and then its appendix configs with the same workers (--with-appendix).
 DEMO_WORKERS ?= auto
 demo: setup ## The whole mini-paper offline: trained world (built once, cached), 7 methods, n = 1..12, the appendix configs (sweeps, geometry, homogeneous), every table and figure on one page (configs/demo.yaml)
-	$(OFFLINE) $(BIN)/repro run --config $(DEMO_CONFIG) --workers $(DEMO_WORKERS)
-	@set -e; for c in $$($(BIN)/repro plan --config $(DEMO_CONFIG) --appendix-configs); do \
-		$(OFFLINE) $(BIN)/repro run --config "$$c" --workers $(DEMO_WORKERS); \
-	done
+	$(OFFLINE) $(BIN)/repro run --config $(DEMO_CONFIG) --workers $(DEMO_WORKERS) --with-appendix
 	@$(call render_report,$(DEMO_CONFIG))
 
 demo-quick: ## The demo with 2 subsets per n, same world and appendix configs (CI): configs/demo_quick.yaml

@@ -5,12 +5,13 @@
     python bench/bench_demo.py --workers 1   # one worker process instead of one per CPU
 
 Runs exactly what `make demo` runs, as the same commands, into a fresh temporary runs folder (so the
-world is trained from scratch and no result is reused): `repro run --workers auto` of the config and then
-of each of its appendix configs (sweeps and geometry, homogeneous merges), and `repro report all`. Reports:
-- total wall time of the runs (worlds + every job), per config, and of the report step;
+world is trained from scratch and no result is reused): one `repro run --workers auto --with-appendix` (the
+config and then each of its appendix configs: sweeps and geometry, homogeneous merges, with the same
+worker processes), and `repro report all`. Reports:
+- total wall time of the run (worlds + every job of every config) and of the report step;
 - the world's training seconds per model (from its world.json);
-- from the stored results: the number of jobs, summed evaluation and merge seconds, and the remainder
-  (process start-up, plan, task loading, result writing).
+- from the stored results, in all and per config: the number of jobs, summed evaluation and merge
+  seconds (the remainder of the wall time: process start-up, plan, task loading, result writing).
 A second `repro run` on the same folder must do nothing: its wall time is reported as "rerun"; the
 report is then rendered again into a second folder and compared file by file with the first
 ("artifacts_identical"), and the world's files must be untouched by the second run ("world_reused").
@@ -59,9 +60,11 @@ def _appendix_configs(config: str) -> list[str]:
 
 
 def _run_commands(config: str, scratch: Path, workers: str) -> list[tuple[str, list[str]]]:
-    """(config, command) of every `repro run` that `make demo` makes, in its order."""
-    return [(c, [*_repro(), "run", "--config", c, "--runs-dir", str(scratch / _config_name(c)), "--no-progress",
-                 "--workers", workers]) for c in [config, *_appendix_configs(config)]]
+    """(what it runs, command) of every `repro run` that `make demo` makes, in its order: one, the config
+    with its appendix configs."""
+    return [(f"{config} --with-appendix", [*_repro(), "run", "--config", config, "--runs-dir",
+                                            str(scratch / _config_name(config)), "--no-progress",
+                                            "--workers", workers, "--with-appendix"])]
 
 
 def _config_name(config: str) -> str:
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="bench-demo-", dir=ROOT / "runs"))
     runs_dir = scratch / _config_name(config)
     runs = _run_commands(config, scratch, args.workers)
+    configs = [config, *_appendix_configs(config)]
     try:
         load_before = os.getloadavg()
         run_started = time.time()
@@ -139,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             "world_training_seconds": round(sum(training.values()), 1),  # summed over parallel processes
             "world_wall_seconds": round(world_wall_s, 1),
             "world_training_per_model": training,
-            **_job_seconds([scratch / _config_name(c) for c, _ in runs]),
+            **_job_seconds([scratch / _config_name(c) for c in configs]),
+            "jobs_per_config": {c: _job_seconds([scratch / _config_name(c)]) for c in configs},
         }
     finally:
         if not args.keep:
@@ -156,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         ("    training, summed over processes", result["world_training_seconds"]),
         (f"  {result['jobs']} jobs: evaluation, summed over workers", result["evaluation_seconds"]),
         ("  jobs: merging, summed over workers", result["merge_seconds"]),
+        *((f"    {c}: {v['jobs']} jobs, evaluation + merging", v["job_seconds"])
+          for c, v in result["jobs_per_config"].items()),
         ("  report", result["report_seconds"]),
         ("second run (nothing to do)", result["rerun_seconds"]),
     ]

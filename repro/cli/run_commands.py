@@ -65,6 +65,10 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
                    help="override a slurm setting of the config (slurm executor)")
+    p.add_argument("--with-appendix", action="store_true",
+                   help="then run the config's appendix configs (`repro plan --appendix-configs`) with the same "
+                        "worker processes, each into runs/<its name> beside the config's results folder; "
+                        "local executor only, not with --only, --for or --base")
     p.set_defaults(handler=cmd_run)
 
     p = subparsers.add_parser("status", help="done / running / failed / pending jobs per base and method")
@@ -186,6 +190,11 @@ def cmd_run(args) -> int:
     # TQDM_* defaults when first imported, so set this before anything imports it. Our bar passes
     # `disable=` explicitly and is unaffected.
     os.environ.setdefault("TQDM_DISABLE", "1")
+    if getattr(args, "with_appendix", False):
+        # loaded when the command runs, so that `repro --help` stays light
+        from repro.cli.run_with_appendix import cmd_run_with_appendix
+
+        return cmd_run_with_appendix(args)
     # loaded when the command runs, so that `repro --help` stays light
     from repro.plan import build_plan, write_plan
     from repro.reproduce import only_bases, plan_for_table, select_bases

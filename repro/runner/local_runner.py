@@ -112,17 +112,30 @@ def run_worker(
     claim_ttl_s: float = 180.0,
     stop_requested: Callable[[], bool] | None = None,
     share: tuple[int, int] = (0, 1),
+    eval_session=None,
+    reuse: Callable[[Job], object] | None = None,
+    defer: frozenset[str] = frozenset(),
 ) -> RunSummary:
     """One worker: run every pending job (optionally only `job_ids`) that no live worker holds. Once
     `stop_requested()` is true, no further job is started (the job running then is finished).
-    `share=(i, n)`: worker i of n local workers starts with its share of the jobs (`worker_order`)."""
+    `share=(i, n)`: worker i of n local workers starts with its share of the jobs (`worker_order`).
+    `eval_session`: the process's EvaluationSession, kept across the configs one worker runs in turn
+    (repro.runner.multi_run). `reuse(job)`: called for each claimed job before it runs (it may adopt the
+    job's result from another store); the jobs in `defer` are tried last."""
     store = ResultsStore(runs_dir)
     board = ClaimBoard(runs_dir / "claims", ttl_s=claim_ttl_s)
     owner = worker_identity()
     todo = [j for j in pending_jobs(plan, store, retry_failed=retry_failed, kinds=kinds) if not job_ids or j.id in job_ids]
     todo = worker_order(todo, *share)
+    todo = [j for j in todo if j.id not in defer] + [j for j in todo if j.id in defer]
     summary = RunSummary()
     executor = None
+
+    def run_claimed(job: Job):
+        if reuse is not None:
+            reuse(job)
+        return _run_claimed(job, loaded, runs_dir, store, owner, executor, summary, bar, todo, eval_session)
+
     with progress_bar(len(todo), progress, f"{loaded.name}") as bar:
         for position, job in enumerate(todo):
             if stop_requested is not None and stop_requested():
@@ -134,7 +147,7 @@ def run_worker(
                 bar.update(1)
                 continue
             with claim:
-                executor = _run_claimed(job, loaded, runs_dir, store, owner, executor, summary, bar, todo)
+                executor = run_claimed(job)
             bar.update(1)
         # Jobs skipped because another worker held them: a holder that died meanwhile (kill -9) left a
         # claim that is taken over now, so its job is not left for the next run.
@@ -144,12 +157,12 @@ def run_worker(
             if claim is not None:
                 with claim:
                     summary.skipped_claimed.remove(job_id)
-                    executor = _run_claimed(job, loaded, runs_dir, store, owner, executor, summary, bar, todo)
+                    executor = run_claimed(job)
     return summary
 
 
 def _run_claimed(job: Job, loaded, runs_dir: Path, store: ResultsStore, owner: str, executor, summary, bar,
-                 upcoming=()):
+                 upcoming=(), eval_session=None):
     """Run one claimed job and commit its result (or its failure); returns the (lazily made) executor."""
     if store.has_result(job.id):  # finished by another worker since we listed the jobs
         return executor
@@ -159,6 +172,8 @@ def _run_claimed(job: Job, loaded, runs_dir: Path, store: ResultsStore, owner: s
         if executor is None:
             executor = job_executor.JobExecutor(loaded, runs_dir, store)  # looked up here: replaceable in tests
             executor.upcoming = list(upcoming)  # the worker's jobs: in-memory merges of a group share a pass
+            if eval_session is not None:  # tasks and tokenized requests kept from the worker's earlier config
+                executor.eval_session = eval_session
         label = describe_job(job)
         executor.status = lambda text: bar.set_postfix_str(f"{label} · {text}")
         record = executor.run(job)

@@ -17,8 +17,14 @@ def reuse_finished_jobs(loaded: LoadedConfig, plan: Plan, runs_dir: Path) -> dic
     Returns {other config name: number of jobs adopted}. The other stores live beside `runs_dir`
     (runs/<name>/); one that does not exist yet adopts nothing.
     """
+    return reuse_jobs(loaded, {job.id for job in plan.jobs}, runs_dir)
+
+
+def reuse_jobs(loaded: LoadedConfig, job_ids: set[str], runs_dir: Path) -> dict[str, int]:
+    """`reuse_finished_jobs` for the jobs `job_ids` only. Two processes may adopt the same job at once:
+    each writes the same files atomically (temp file, then rename)."""
     store = ResultsStore(runs_dir)
-    wanted = {job.id for job in plan.jobs} - store.finished_ids()
+    wanted = set(job_ids) - store.finished_ids()
     adopted: dict[str, int] = {}
     for name in loaded.config.reuse_results_from:
         other = ResultsStore(runs_dir.parent / name)
