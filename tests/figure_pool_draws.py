@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from repro.atomic_io import atomic_write_text
@@ -34,12 +35,19 @@ def stop_worker(parent_pid: int, *, stem: Path) -> list[Path]:
 
 
 def loaded_modules(*, stem: Path) -> list[Path]:
-    """Loads both drawing modules, as a worker drawing real figures does, and writes what the process holds:
-    its repro modules and any heavy library outside matplotlib and numpy."""
+    """Loads both drawing modules, as a worker drawing real figures does, and writes its process id and what
+    the process holds: its repro modules and any heavy library outside matplotlib and numpy."""
     # the drawing modules a real figure's inputs name, loaded here as a worker loads them
     import repro.report.figure_drawing  # noqa: F401
     import repro.report.panel_drawing  # noqa: F401
 
     names = sorted(m for m in sys.modules if m.split(".")[0] in ("repro", "torch", "transformers", "lm_eval",
                                                                   "mergekit", "pydantic", "yaml"))
-    return [atomic_write_text(path, "\n".join(names)) for path in figure_files(stem)]
+    return [atomic_write_text(path, "\n".join([str(os.getpid()), *names])) for path in figure_files(stem)]
+
+
+def slow_write_pid(value, started: Path, *, stem: Path) -> list[Path]:
+    """Writes `started`, then takes a while before writing the figure (a worker busy with a big figure)."""
+    atomic_write_text(started, str(os.getpid()))
+    time.sleep(1.5)
+    return write_pid(value, stem=stem)

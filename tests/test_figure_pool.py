@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from concurrent.futures import wait
 from pathlib import Path
 
 import pytest
@@ -56,16 +58,36 @@ def _pids(paths: list[Path]) -> set[int]:
     return {int(path.read_text().split()[-1]) for path in paths}
 
 
+def _wait_for(path: Path, timeout: float = 60.0) -> None:
+    """Until `path` exists: a worker drew it (this process draws only in `finish()`)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"no worker drew {path.name}"
+        time.sleep(0.02)
+
+
 def test_figures_are_drawn_by_workers_from_what_was_handed_over(tmp_path):
     values = [[i] for i in range(MIN_PARALLEL + 2)]
     with FigureRenderer(jobs=2) as renderer:
         paths = [renderer.draw(draws.write_pid, value, stem=tmp_path / f"fig{i}") for i, value in enumerate(values)]
         for value in values:
             value.append("changed after it was handed over")
+        _wait_for(paths[0][1])
     assert paths == [[tmp_path / f"fig{i}.png", tmp_path / f"fig{i}.pdf"] for i in range(len(values))]
     assert [p.read_text().split()[0] for pair in paths for p in pair] == [f"[{i}]" for i in range(len(values))
                                                                          for _ in range(2)]
-    assert os.getpid() not in _pids([p for pair in paths for p in pair])
+    assert int(paths[0][0].read_text().split()[-1]) != os.getpid()
+
+
+def test_this_process_draws_what_no_worker_has_started(tmp_path):
+    """--jobs 2: one worker and this process; while the worker is busy, `finish()` draws the rest here."""
+    with FigureRenderer(jobs=2) as renderer:
+        paths = [renderer.draw(draws.slow_write_pid, 0, tmp_path / "started", stem=tmp_path / "fig0")]
+        paths += [renderer.draw(draws.write_pid, i, stem=tmp_path / f"fig{i}") for i in range(1, MIN_PARALLEL + 2)]
+        _wait_for(tmp_path / "started")
+    pids = [int(pair[0].read_text().split()[-1]) for pair in paths]
+    assert pids[0] != os.getpid() and pids[-1] == os.getpid()
+    assert [pair[0].read_text().split()[0] for pair in paths] == [str(i) for i in range(len(paths))]
 
 
 def test_no_pool_for_a_few_figures_or_one_job(tmp_path, monkeypatch):
@@ -106,13 +128,18 @@ def test_a_worker_that_dies_leaves_its_figures_to_this_process(tmp_path):
     with FigureRenderer(jobs=2) as renderer:
         paths = [renderer.draw(draws.stop_worker, os.getpid(), stem=tmp_path / f"fig{i}")
                  for i in range(MIN_PARALLEL + 1)]
+        wait([renderer._queued[0].future], timeout=60)  # the first figure went to a worker, which died
+        assert renderer._queued[0].future.done()
     assert _pids([p for pair in paths for p in pair]) == {os.getpid()}
 
 
 def test_workers_load_only_the_drawing_code(tmp_path):
     with FigureRenderer(jobs=2) as renderer:
         paths = [renderer.draw(draws.loaded_modules, stem=tmp_path / f"fig{i}") for i in range(MIN_PARALLEL)]
-    loaded = set(paths[0][0].read_text().split())
+        _wait_for(paths[0][1])
+    pid, *names = paths[0][0].read_text().split()
+    assert int(pid) != os.getpid()
+    loaded = set(names)
     assert {"repro.report.panel_drawing", "repro.report.figure_drawing", "repro.report.figure_pool"} <= loaded
     assert loaded <= {"repro", "repro.atomic_io", "repro.errors", "repro.report", "repro.report.figure_style",
                       "repro.report.panel_drawing", "repro.report.figure_drawing", "repro.report.figure_pool"}

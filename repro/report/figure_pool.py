@@ -10,9 +10,11 @@ matplotlib), not the results, the plan or the config code.
 
 - `jobs` = 1: every figure is drawn when it is handed over, in this process, in order.
 - Otherwise (default: the CPUs this process may use) figures are queued; once `MIN_PARALLEL` are queued a
-  pool of up to `jobs` workers starts (workers start as figures arrive, never more than there are figures)
-  and draws them while this process goes on with the tables. `finish()` waits for all of them; with fewer
-  than `MIN_PARALLEL` figures no pool is started and they are drawn here at `finish()`.
+  pool of up to `jobs` - 1 workers starts (workers start as figures arrive, never more than there are
+  figures) and draws them, in order, while this process goes on with the tables. `finish()` then draws here
+  the figures no worker has started yet, from the last one back, and waits for the workers' ones: `jobs`
+  processes draw, none idles. With fewer than `MIN_PARALLEL` figures no pool is started and they are
+  drawn here at `finish()`.
 - The files are the same either way: a figure's drawing depends only on its inputs and the kit's style
   (repro.report.figure_style: fixed font, no dates, fixed metadata), each file is written to a temporary
   sibling and renamed, and the paths handed back are the ones `figure_style.save` writes (`figure_files`).
@@ -110,16 +112,38 @@ class FigureRenderer:
         return figure_files(stem)
 
     def finish(self) -> None:
-        """Wait for every figure handed over; raises the first figure's error (in the order handed over)."""
+        """Wait for every figure handed over, drawing here those no worker has started yet (from the last
+        one back, while the workers go on from the first); raises the first figure's error in the order
+        they were handed over."""
         queued, self._queued = self._queued, []
         try:
-            for job in queued:
-                written = self._result(job)
+            drawn_here = self._help(queued) if self._pool is not None else {}
+            for index, job in enumerate(queued):
+                written = drawn_here[index] if index in drawn_here else self._result(job)
+                if isinstance(written, BaseException):
+                    raise written
                 if written != figure_files(job.stem):
                     raise RuntimeError(f"{job.draw_name} wrote {[p.name for p in written]}, not the files "
                                        f"of {job.stem.name} (figure_style.save)")
         finally:
             self._close()
+
+    @staticmethod
+    def _help(queued: list[_Figure]) -> dict[int, list[Path] | Exception]:
+        """Draw here, from the last figure back, each one a worker has not taken yet (its future can still be
+        cancelled; workers take figures in order, so the first one taken ends the loop). A figure that
+        fails here ends it too; its error is raised in order by `finish`."""
+        drawn: dict[int, list[Path] | Exception] = {}
+        for index in reversed(range(len(queued))):
+            job = queued[index]
+            if job.future is not None and not job.future.cancel():
+                break
+            try:
+                drawn[index] = job.draw_here()
+            except Exception as error:  # raised by finish() unless an earlier figure fails too
+                drawn[index] = error
+                break
+        return drawn
 
     def _result(self, job: _Figure) -> list[Path]:
         if job.future is None:  # no pool (too few figures), or it broke before this figure was handed to it
@@ -130,7 +154,8 @@ class FigureRenderer:
             return job.draw_here()
 
     def _start(self) -> None:
-        self._pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
+        # this process is one of the `jobs`: it draws too, once its own work is done (finish)
+        self._pool = ProcessPoolExecutor(self.jobs - 1, mp_context=multiprocessing.get_context("spawn"))
         for job in self._queued:
             self._submit(job)
 
