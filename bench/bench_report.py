@@ -70,7 +70,8 @@ def main(argv: list[str]) -> int:
         work = Path(tmp)
         config = args.config.resolve()
         runs_dir = (args.runs_dir or ROOT / "runs" / config.stem).resolve()
-        source = f"stored results of {config.name} ({runs_dir})"
+        shown = runs_dir.relative_to(ROOT) if ROOT in runs_dir.parents else runs_dir.name
+        source = f"stored results of {config.name} ({shown}, with its appendix configs' beside it)"
         if not (runs_dir / "results").is_dir() or not any((runs_dir / "results").iterdir()):
             config, runs_dir = _synthetic(work / "runs")
             source = "synthetic results of smoke.yaml and its appendix configs (no stored results found)"
