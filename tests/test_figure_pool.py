@@ -92,7 +92,7 @@ def test_this_process_draws_what_no_worker_has_started(tmp_path):
 
 def test_no_pool_for_a_few_figures_or_one_job(tmp_path, monkeypatch):
     started = []
-    monkeypatch.setattr(FigureRenderer, "_start", lambda self: started.append(self))
+    monkeypatch.setattr(figure_pool, "ProcessPoolExecutor", lambda *args, **kwargs: started.append(args))
     with FigureRenderer(jobs=2) as renderer:
         few = [renderer.draw(draws.write_pid, i, stem=tmp_path / f"few{i}") for i in range(MIN_PARALLEL - 1)]
         assert not any(path.exists() for pair in few for path in pair)  # drawn at finish()

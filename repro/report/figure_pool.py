@@ -30,6 +30,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -85,6 +86,12 @@ class FigureRenderer:
         self.jobs = check_jobs(jobs)
         self._queued: list[_Figure] = []
         self._pool: ProcessPoolExecutor | None = None
+        # Figures _queued[:_next] went to a worker, _queued[_end:] are this process's (finish); a worker gets
+        # the next one when it is done with its last, so no figure waits in a busy worker's queue.
+        self._next = 0
+        self._end: int | None = None  # None: the end of _queued
+        self._in_flight = 0
+        self._lock = threading.RLock()  # the pool's callbacks run in its own thread
 
     def __enter__(self) -> FigureRenderer:
         return self
@@ -93,7 +100,6 @@ class FigureRenderer:
         if error is None:
             self.finish()
         else:  # the caller failed: no figure that has not started yet is drawn
-            self._queued = []
             self._close()
 
     def draw(self, draw: Callable[..., list[Path]], /, *args, stem: Path, **kwargs) -> list[Path]:
@@ -104,20 +110,21 @@ class FigureRenderer:
         if self.jobs == 1:
             return list(draw(*args, stem=stem, **kwargs))
         job = _Figure(draw.__name__, pickle.dumps((draw, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL), stem)
-        self._queued.append(job)
-        if self._pool is not None:
-            self._submit(job)
-        elif len(self._queued) >= MIN_PARALLEL:
-            self._start()
+        with self._lock:
+            self._queued.append(job)
+            if self._pool is None and len(self._queued) >= MIN_PARALLEL:
+                # this process is one of the `jobs`: it draws too, once its own work is done (finish)
+                self._pool = ProcessPoolExecutor(self.jobs - 1, mp_context=multiprocessing.get_context("spawn"))
+            self._feed()
         return figure_files(stem)
 
     def finish(self) -> None:
         """Wait for every figure handed over, drawing here those no worker has started yet (from the last
         one back, while the workers go on from the first); raises the first figure's error in the order
         they were handed over."""
-        queued, self._queued = self._queued, []
         try:
-            drawn_here = self._help(queued) if self._pool is not None else {}
+            queued = self._queued
+            drawn_here = self._help() if self._pool is not None else {}
             for index, job in enumerate(queued):
                 written = drawn_here[index] if index in drawn_here else self._result(job)
                 if isinstance(written, BaseException):
@@ -128,22 +135,42 @@ class FigureRenderer:
         finally:
             self._close()
 
-    @staticmethod
-    def _help(queued: list[_Figure]) -> dict[int, list[Path] | Exception]:
-        """Draw here, from the last figure back, each one a worker has not taken yet (its future can still be
-        cancelled; workers take figures in order, so the first one taken ends the loop). A figure that
-        fails here ends it too; its error is raised in order by `finish`."""
+    def _help(self) -> dict[int, list[Path] | Exception]:
+        """Draw here, from the last figure back, each one no worker has taken. A figure that fails here ends
+        it; its error is raised in order by `finish`. Afterwards no figure goes to a worker any more."""
         drawn: dict[int, list[Path] | Exception] = {}
-        for index in reversed(range(len(queued))):
-            job = queued[index]
-            if job.future is not None and not job.future.cancel():
-                break
+        while True:
+            with self._lock:
+                end = len(self._queued) if self._end is None else self._end
+                if end <= self._next:
+                    break
+                self._end = index = end - 1
             try:
-                drawn[index] = job.draw_here()
+                drawn[index] = self._queued[index].draw_here()
             except Exception as error:  # raised by finish() unless an earlier figure fails too
                 drawn[index] = error
                 break
+        with self._lock:
+            self._end = self._next  # what is left is drawn here, in order (finish)
         return drawn
+
+    def _feed(self) -> None:
+        """Hand the next figures in order to the workers that have none (called with the lock held)."""
+        end = len(self._queued) if self._end is None else self._end
+        while self._pool is not None and self._in_flight < self.jobs - 1 and self._next < end:
+            job = self._queued[self._next]
+            self._next += 1
+            try:
+                job.future = self._pool.submit(_draw_pickled, job.inputs, job.stem)
+            except (BrokenProcessPool, RuntimeError):  # broken or shut down: drawn here at finish()
+                continue
+            self._in_flight += 1
+            job.future.add_done_callback(self._done)
+
+    def _done(self, future: Future) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self._feed()
 
     def _result(self, job: _Figure) -> list[Path]:
         if job.future is None:  # no pool (too few figures), or it broke before this figure was handed to it
@@ -153,20 +180,11 @@ class FigureRenderer:
         except BrokenProcessPool:  # a worker could not start or died: draw what it did not draw here
             return job.draw_here()
 
-    def _start(self) -> None:
-        # this process is one of the `jobs`: it draws too, once its own work is done (finish)
-        self._pool = ProcessPoolExecutor(self.jobs - 1, mp_context=multiprocessing.get_context("spawn"))
-        for job in self._queued:
-            self._submit(job)
-
-    def _submit(self, job: _Figure) -> None:
-        try:
-            job.future = self._pool.submit(_draw_pickled, job.inputs, job.stem)
-        except BrokenProcessPool:  # drawn here at finish()
-            job.future = None
-
     def _close(self) -> None:
-        """Stop the pool: figures not started yet are cancelled, running ones finish (their files are whole)."""
-        pool, self._pool = self._pool, None
+        """Stop the pool: no figure goes to a worker any more, running ones finish (their files are whole)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self._queued, self._next, self._end = [], 0, None
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)  # its callbacks have all run when it returns
+        self._in_flight = 0
