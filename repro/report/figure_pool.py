@@ -11,16 +11,16 @@ matplotlib), not the results, the plan or the config code.
 - `jobs` = 1: every figure is drawn when it is handed over, in this process, in order.
 - Otherwise (default: the CPUs this process may use) figures are queued; once `MIN_PARALLEL` are queued a
   pool of up to `jobs` - 1 workers starts (workers start as figures arrive, never more than there are
-  figures) and draws them, in order, while this process goes on with the tables. `finish()` then draws here
-  the figures no worker has started yet, from the last one back, and waits for the workers' ones: `jobs`
-  processes draw, none idles. With fewer than `MIN_PARALLEL` figures no pool is started and they are
-  drawn here at `finish()`.
+  figures) and draws them in order, each worker being handed its next figure when it is done with its
+  last, while this process goes on with the tables. `finish()` then draws here the figures no worker has
+  taken, from the last one back, and waits for the workers' ones: `jobs` processes draw. With fewer than
+  `MIN_PARALLEL` figures no pool is started and they are drawn here at `finish()`.
 - The files are the same either way: a figure's drawing depends only on its inputs and the kit's style
   (repro.report.figure_style: fixed font, no dates, fixed metadata), each file is written to a temporary
   sibling and renamed, and the paths handed back are the ones `figure_style.save` writes (`figure_files`).
 - Errors: `finish()` raises the error of the first failing figure in the order they were handed over (the
   one drawing them here would have stopped at), unchanged (a ReproError stays one; an OSError keeps its
-  file name), and cancels the figures not started yet. A pool that cannot start or whose worker dies
+  file name); no further figure goes to a worker then. A pool that cannot start or whose worker dies
   (e.g. a script without a `__main__` guard, or a killed process) is not an error: the figures it did not
   draw are drawn here instead.
 """
