@@ -21,13 +21,16 @@ def _gram(k: int, rng: random.Random) -> list[list[float]]:
     return [[sum(a * b for a, b in zip(u, v, strict=True)) for v in vectors] for u in vectors]
 
 
-def write_synthetic_results(loaded, runs_dir, *, seed: int = 0, keep: float = 1.0) -> int:
-    """Write a result for (a `keep` fraction of) the jobs of `loaded`'s plan; returns how many."""
+def write_synthetic_results(loaded, runs_dir, *, seed: int = 0, keep: float = 1.0, bases=None) -> int:
+    """Write a result for (a `keep` fraction of) the jobs of `loaded`'s plan (with `bases`: of those bases
+    only); returns how many."""
     plan = build_plan(loaded)
     store = ResultsStore(runs_dir)
     suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
     written = 0
     for job in plan.jobs:
+        if bases is not None and job.base not in bases:
+            continue
         rng = _rng(job.id, seed)
         if rng.random() >= keep:
             continue

@@ -31,6 +31,10 @@ def register(subparsers) -> None:
         report.add_argument("--config", required=True, type=Path)
         report.add_argument("--runs-dir", type=Path, default=None)
         report.add_argument("--out", type=Path, default=None, help="output folder (default paper_artifacts/<config>)")
+        if name in ("all", "figures"):
+            report.add_argument("--jobs", type=int, default=None, metavar="N",
+                                help="processes drawing the figures (default: the CPUs available, used from 4 "
+                                     "figures on; 1: one after the other in this process); same files either way")
         if name == "all":
             report.add_argument("--no-appendix", action="store_true",
                                 help="leave out the results of the config's report.appendix_configs (by default "
@@ -62,6 +66,11 @@ def cmd_report(args) -> int:
     from repro.plan import build_plan
     from repro.results import ResultsStore
 
+    if getattr(args, "jobs", None) is not None:
+        # the library: loaded when the command runs, so that `repro --help` stays light
+        from repro.report.figure_pool import check_jobs
+
+        check_jobs(args.jobs)
     loaded, runs_dir = load_for_cli(args)
     out = _checked_out(args.out) or Path(loaded.resolve(f"{PAPER_ARTIFACTS_DIR}/{loaded.name}"))
     plan, store = build_plan(loaded), ResultsStore(runs_dir)
@@ -70,7 +79,7 @@ def cmd_report(args) -> int:
         from repro.report.render_all import render_all
 
         appendix = [] if args.no_appendix else _appendix_results(loaded, runs_dir)
-        artifacts, skipped = render_all(loaded, plan, store, out, appendix)
+        artifacts, skipped = render_all(loaded, plan, store, out, appendix, jobs=args.jobs)
         for artifact in artifacts:
             print(f"{artifact.title} ({artifact.n_results} results): {', '.join(p.name for p in artifact.files)}")
         for reason in skipped:
@@ -91,9 +100,12 @@ def cmd_report(args) -> int:
     elif args.report == "figures":
         # numpy and the library: loaded when the command runs, so that `repro --help` stays light
         from repro.report.artifacts import load_records
+        from repro.report.figure_pool import FigureRenderer
         from repro.report.render_all import render_figures
 
-        paths = [path for f in render_figures(loaded, plan, load_records(plan, store), out) for path in f.files]
+        with FigureRenderer(args.jobs) as renderer:
+            figures = render_figures(loaded, plan, load_records(plan, store), out, renderer=renderer)
+        paths = [path for f in figures for path in f.files]
     else:
         # loaded when the command runs, so that `repro --help` stays light
         from repro.report.homogeneous_table import build_homogeneous_table, write_homogeneous_table

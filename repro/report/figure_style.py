@@ -136,18 +136,28 @@ def suptitle(fig, title: str) -> None:
     fig.suptitle(textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 12))))
 
 
+FIGURE_SUFFIXES = (".png", ".pdf")
+
+
+def figure_files(stem: Path) -> list[Path]:
+    """The files `save(fig, stem)` writes, in the order it returns them."""
+    stem = Path(stem)
+    return [stem.with_name(stem.name + suffix) for suffix in FIGURE_SUFFIXES]
+
+
 def save(fig, stem: Path) -> list[Path]:
     """Write `stem`.png and `stem`.pdf deterministically (temp file + rename); returns both paths."""
     # matplotlib: deferred so that importing this module does not load it
     import matplotlib
 
+    metadata = {".png": {"Software": f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/"},
+                ".pdf": PDF_METADATA}
     with matplotlib.rc_context(STYLE):
         written = []
-        for suffix, metadata in ((".png", {"Software": f"Matplotlib version{matplotlib.__version__}, "
-                                                       "https://matplotlib.org/"}), (".pdf", PDF_METADATA)):
+        for path in figure_files(stem):
             buffer = io.BytesIO()
-            fig.savefig(buffer, format=suffix[1:], dpi=DPI, metadata=metadata)
-            written.append(atomic_write_bytes(stem.with_name(stem.name + suffix), buffer.getvalue()))
+            fig.savefig(buffer, format=path.suffix[1:], dpi=DPI, metadata=metadata[path.suffix])
+            written.append(atomic_write_bytes(path, buffer.getvalue()))
     return written
 
 

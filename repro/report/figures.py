@@ -8,66 +8,31 @@
 
 The data and the drawing are separate: `*_panels` build plain `Panel`s (lines of `Point`s with mean,
 standard deviation, count and an optional `interval`, e.g. a confidence interval another module computes,
-drawn as error bars); `draw_panels` renders any list of panels.
+drawn as error bars; repro.report.panel_drawing); `draw_panels` renders any list of panels. Each figure is
+handed to a `FigureRenderer` (repro.report.figure_pool), which draws it here or in a worker process.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from statistics import mean, pstdev
 
 from repro.plan import JobKind
+from repro.report.figure_pool import FigureRenderer
 from repro.report.figure_style import (
     base_title,
-    figure,
     figure_key,
     figure_numbers,
     method_colors,
     numbering_note,
     order_bases,
-    save,
-    suptitle,
 )
+from repro.report.panel_drawing import Line, Panel, Point, draw_panels
 
 N_AXIS = "number of merged checkpoints n (count)"
 ACCURACY_AXIS = "average accuracy (%)"
 NORM_AXIS = "‖θ_merged − θ_base‖₂\n(weight-space L2 norm)"
-
-
-@dataclass
-class Point:
-    x: float
-    mean: float
-    std: float
-    count: int
-    interval: tuple[float, float] | None = None  # drawn as an error bar when set
-
-    @classmethod
-    def of(cls, x: float, values: list[float], scale: float = 1.0) -> Point:
-        return cls(x, scale * mean(values), scale * pstdev(values), len(values))
-
-
-@dataclass
-class Line:
-    label: str
-    points: list[Point]
-    style: str = "-"
-    marker: str = "o"
-    point_labels: list[str] | None = None  # text written beside each point (e.g. its λ)
-
-
-@dataclass
-class Panel:
-    title: str
-    lines: list[Line]
-    reference: float | None = None  # the base model, dashed
-    reference_label: str = "base model"
-    xticks: list[float] | None = None  # None: the x values of the points
-    auto_xticks: bool = False  # let matplotlib place the ticks (continuous x such as a norm)
-    xlog: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 def _grid_jobs(plan) -> list:
@@ -155,63 +120,6 @@ def _only_base(plan, base: str):
     return dataclasses.replace(plan, jobs=tuple(j for j in plan.jobs if j.base == base))
 
 
-def draw_panels(panels: list[Panel], stem: Path, *, title: str, xlabel: str, ylabel: str,
-                columns: int | None = None, colors: dict[str, str] | None = None,
-                panel_size: tuple[float, float] = (3.6, 3.0)) -> list[Path]:
-    """Render panels side by side (or in `columns`), one shared legend, the title on top."""
-    labels = list(dict.fromkeys(line.label for panel in panels for line in panel.lines))
-    colors = colors or method_colors(labels)
-    with figure(len(panels), columns=columns, panel_size=panel_size) as (fig, axes):
-        width = fig.get_figwidth()
-        for ax, panel in zip(axes, panels, strict=True):
-            for line in panel.lines:
-                xs = [p.x for p in line.points]
-                ys = [p.mean for p in line.points]
-                color = colors.get(line.label)
-                ax.plot(xs, ys, linestyle=line.style, marker=line.marker, color=color, label=line.label)
-                if any(p.std for p in line.points):
-                    low, high = (0.0, 100.0) if "(%)" in ylabel else (float("-inf"), float("inf"))
-                    ax.fill_between(xs, [max(low, p.mean - p.std) for p in line.points],  # an accuracy stays in 0..100
-                                    [min(high, p.mean + p.std) for p in line.points], color=color, alpha=0.15,
-                                    linewidth=0)
-                if line.point_labels:
-                    ax.margins(x=0.12, y=0.08)  # room for the labels at the edges
-                for point, text in zip(line.points, line.point_labels or [], strict=False):
-                    ax.annotate(text, (point.x, point.mean), textcoords="offset points", xytext=(3, 3), fontsize=6,
-                                color=color)
-                intervals = [p for p in line.points if p.interval is not None]
-                if intervals:
-                    ax.errorbar([p.x for p in intervals], [p.mean for p in intervals], fmt="none", ecolor=color,
-                                capsize=2, yerr=[[p.mean - p.interval[0] for p in intervals],
-                                                 [p.interval[1] - p.mean for p in intervals]])
-            if panel.reference is not None:
-                ax.axhline(panel.reference, color="black", linestyle="--", linewidth=1, label=panel.reference_label)
-            if panel.xlog:
-                # matplotlib: deferred so that importing this module does not load it
-                from matplotlib.ticker import FuncFormatter
-
-                ax.set_xscale("log")
-                ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
-            xticks = panel.xticks or sorted({p.x for line in panel.lines for p in line.points})
-            if xticks and not panel.auto_xticks and not panel.xlog:
-                ax.set_xticks(xticks)
-                ax.set_xticklabels([f"{x:g}" for x in xticks])
-            ax.set_title(panel.title)
-            ax.set_xlabel(f"{xlabel}, log scale" if panel.xlog else xlabel)
-            ax.set_ylabel(ylabel)
-        handles, names = {}, []
-        for ax in axes:
-            for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
-                if name not in handles:
-                    handles[name] = handle
-                    names.append(name)
-        if names:
-            fig.legend([handles[n] for n in names], names, loc="outside lower center", frameon=False,
-                       ncol=max(1, min(len(names), int(width / 1.5))))
-        suptitle(fig, title)
-        return save(fig, stem)
-
-
 @dataclass
 class FigureFile:
     key: str
@@ -227,12 +135,14 @@ def _count(plan, records, labels, base: str | None = None) -> int:
 
 def main_figures(plan, records, out_dir: Path, *, table1_labels: list[str], table3_labels: list[str],
                  all_labels: list[str], tasks: list[str], intervals: dict | None = None,
-                 order=()) -> list[FigureFile]:
+                 order=(), renderer: FigureRenderer | None = None) -> list[FigureFile]:
     """Figures 3, 4, 6 and 7-10 that the results support (a figure without data is not drawn).
 
     `intervals` (optional): error bars of Figures 3 and 6, see `accuracy_panels`. `order`: the panels' base
     order (the config's `report.panel_order`; the paper's: LLAMA 3.2 3B, QWEN3 4B, LLAMA 3.1 8B, QWEN3 8B).
-    Legends list the methods in the order of the table they belong to (the config's `report` section)."""
+    Legends list the methods in the order of the table they belong to (the config's `report` section).
+    `renderer` draws the figures (default: here, one after the other)."""
+    renderer = renderer or FigureRenderer(jobs=1)
     out: list[FigureFile] = []
     colors = method_colors(all_labels)
     for number, key, labels, what in ((3, "fig03_accuracy_vs_n", table1_labels, "Table 1 methods"),
@@ -242,15 +152,15 @@ def main_figures(plan, records, out_dir: Path, *, table1_labels: list[str], tabl
             bars = "; bars: 95% interval, subsets and items resampled" if intervals else ""
             title = (f"Figure {number}: average accuracy vs. number of merged checkpoints ({what}; mean ± std over "
                      f"subsets{bars})")
-            out.append(FigureFile(key, title, draw_panels(panels, out_dir / key, title=title, xlabel=N_AXIS,
-                                                          ylabel=ACCURACY_AXIS, colors=colors),
+            out.append(FigureFile(key, title, renderer.draw(draw_panels, panels, stem=out_dir / key, title=title,
+                                                            xlabel=N_AXIS, ylabel=ACCURACY_AXIS, colors=colors),
                                   _count(plan, records, labels)))
     panels = norm_panels(plan, records, all_labels, order)
     if panels:
         title = "Figure 4: ‖θ_merged − θ_base‖₂ vs. number of merged checkpoints (mean ± std over subsets)"
         out.append(FigureFile("fig04_task_vector_norm", title,
-                              draw_panels(panels, out_dir / "fig04_task_vector_norm", title=title, xlabel=N_AXIS,
-                                          ylabel=NORM_AXIS, colors=colors),
+                              renderer.draw(draw_panels, panels, stem=out_dir / "fig04_task_vector_norm", title=title,
+                                            xlabel=N_AXIS, ylabel=NORM_AXIS, colors=colors),
                               sum(1 for j in plan.grid_merges() if j.id in records)))
     config_order = list(dict.fromkeys(job.base for job in plan.grid_merges()))
     numbers = figure_numbers("taskwise", config_order)  # numbers by the paper's base, else config order
@@ -263,7 +173,7 @@ def main_figures(plan, records, out_dir: Path, *, table1_labels: list[str], tabl
         key = figure_key(number, f"taskwise_{base}")
         title = (f"Figure {number}: task-wise accuracy of {base_title(base)} vs. n (mean ± std over subsets)"
                  f"{numbering_note('taskwise', base, number)}")
-        out.append(FigureFile(key, title, draw_panels(panels, out_dir / key, title=title, xlabel=N_AXIS,
-                                                      ylabel="accuracy (%)", columns=4, colors=colors),
+        out.append(FigureFile(key, title, renderer.draw(draw_panels, panels, stem=out_dir / key, title=title,
+                                                        xlabel=N_AXIS, ylabel="accuracy (%)", columns=4, colors=colors),
                               _count(plan, records, all_labels, base)))
     return out

@@ -5,7 +5,7 @@ negative or numerically zero cosine), from the stored Gram matrices of the `geom
 A block counts as zero when |cos| <= the config's `geometry.zero_tolerance`, or when either task vector
 is exactly zero in it (the cosine is undefined); the tolerance is printed on the figure. Axis indices are
 the checkpoint indices of Appendix A (the pool order of checkpoints.lock). Each figure's numbers are also
-written as CSV beside it.
+written as CSV beside it. The heatmaps are drawn by repro.report.figure_drawing (through a `FigureRenderer`).
 """
 
 from __future__ import annotations
@@ -16,18 +16,10 @@ from pathlib import Path
 
 from repro.atomic_io import atomic_write_text
 from repro.plan import JobKind
-from repro.report.figure_style import (
-    base_title,
-    figure,
-    figure_key,
-    figure_numbers,
-    numbering_note,
-    save,
-    suptitle,
-)
+from repro.report.figure_drawing import draw_cosine, draw_layer_signs
+from repro.report.figure_pool import FigureRenderer
+from repro.report.figure_style import base_title, figure_key, figure_numbers, numbering_note
 from repro.report.figures import FigureFile
-
-INDEX_AXIS = "checkpoint index (Appendix A order)"
 
 
 def cosine_matrix(gram: list[list[float]]) -> list[list[float | None]]:
@@ -58,42 +50,17 @@ def layer_sign_counts(layers: dict[str, list[list[float]]], tolerance: float) ->
     return counts
 
 
-def _heatmap(ax, matrix, labels, *, vmin, vmax, cmap, fmt, title):
-    # numpy: deferred so that importing this module does not load it
-    import numpy as np
-
-    values = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
-    image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
-    ax.set_xticks(range(len(labels)))
-    ax.set_yticks(range(len(labels)))
-    ax.set_xticklabels(labels)
-    ax.set_yticklabels(labels)
-    ax.grid(False)
-    ax.set_xlabel(INDEX_AXIS)
-    ax.set_ylabel(INDEX_AXIS)
-    ax.set_title(title)
-    small = len(labels) > 8
-    diverging = vmin < 0
-    for i, row in enumerate(matrix):
-        for j, v in enumerate(row):
-            text = "n/a" if v is None else fmt(v)
-            level = 0.0 if v is None else float(image.norm(v))
-            dark = abs(level - 0.5) > 0.3 if diverging else level > 0.6
-            ax.text(j, i, text, ha="center", va="center", fontsize=4.5 if small else 6,
-                    color="white" if dark else "black")
-    return image
-
-
 def _csv(rows: list[list]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     return buffer.getvalue()
 
 
-def geometry_figures(loaded, plan, records, out_dir: Path) -> list[FigureFile]:
-    # matplotlib: deferred so that importing this module does not load it
-    from matplotlib.ticker import MaxNLocator
-
+def geometry_figures(loaded, plan, records, out_dir: Path, renderer: FigureRenderer | None = None
+                     ) -> list[FigureFile]:
+    """Figures 19-26 of the geometry jobs that have results, and their CSVs; `renderer` draws them (default:
+    here)."""
+    renderer = renderer or FigureRenderer(jobs=1)
     settings = loaded.config.geometry
     tolerance = settings.zero_tolerance if settings is not None else 1e-6
     jobs = [job for job in plan.of_kind(JobKind.GEOMETRY) if job.id in records]
@@ -111,12 +78,7 @@ def geometry_figures(loaded, plan, records, out_dir: Path) -> list[FigureFile]:
         key = figure_key(number, f"cosine_{job.base}")
         title = (f"Figure {number}: pairwise cosine similarity of the task vectors of {base_title(job.base)}"
                  f"{numbering_note('cosine', job.base, number)}")
-        with figure(1, panel_size=(6.2, 5.4)) as (fig, [ax]):
-            image = _heatmap(ax, cos, labels, vmin=-scale, vmax=scale, cmap="RdBu_r", fmt=lambda v: f"{round(v, 2) + 0.0:.2f}",
-                             title=f"colour scale ±{scale:.3g} (largest |cos| off the diagonal)")
-            fig.colorbar(image, ax=ax, label="cosine similarity (dimensionless)")
-            suptitle(fig, title)
-            files = save(fig, out_dir / key)
+        files = renderer.draw(draw_cosine, cos, labels, scale, title, stem=out_dir / key)
         files.append(atomic_write_text(out_dir / f"{key}.csv", _csv(
             [["index", *labels]] + [[labels[i]] + ["" if c is None else repr(c) for c in row] for i, row in enumerate(cos)])))
         out.append(FigureFile(key, title, files, 1))
@@ -127,18 +89,7 @@ def geometry_figures(loaded, plan, records, out_dir: Path) -> list[FigureFile]:
         key = figure_key(number, f"layer_signs_{job.base}")
         title = (f"Figure {number}: number of transformer blocks with positive / negative cosine, per pair of "
                  f"task vectors of {base_title(job.base)}{numbering_note('layer_signs', job.base, number)}")
-        with figure(3, panel_size=(5.0, 4.6)) as (fig, axes):
-            for ax, (name, cmap) in zip(axes, (("positive", "Reds"), ("negative", "Blues"), ("zero", "Greys")),
-                                        strict=True):
-                what = {"positive": f"cos > {tolerance:g}", "negative": f"cos < −{tolerance:g}",
-                        "zero": f"|cos| ≤ {tolerance:g} or zero vector"}[name]
-                image = _heatmap(ax, counts[name], labels, vmin=0, vmax=max(n_layers, 1), cmap=cmap,
-                                 fmt=lambda v: f"{v:d}", title=f"{name}: {what}")
-                bar = fig.colorbar(image, ax=ax, label=f"number of blocks (of {n_layers})", shrink=0.8)
-                bar.locator = MaxNLocator(integer=True)
-                bar.update_ticks()
-            suptitle(fig, title)
-            files = save(fig, out_dir / key)
+        files = renderer.draw(draw_layer_signs, counts, labels, n_layers, tolerance, title, stem=out_dir / key)
         rows = [["i", "j", "positive", "negative", "zero", "blocks", "total_cosine"]]
         for i in range(len(labels)):
             for j in range(i + 1, len(labels)):

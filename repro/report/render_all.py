@@ -12,7 +12,9 @@ With `appendix` (the config's `report.appendix_configs` that have results, each 
 their Tables 4-5, Figures 11-28 and the Appendix E table go into the same folder and onto the same page,
 so one page holds the whole paper of a world.
 A table or figure without any result is skipped (listed under "not rendered" on the page). Rendering
-twice from the same results gives byte-identical files.
+twice from the same results gives byte-identical files. The figures are drawn by worker processes while the
+tables are built (`jobs`, repro.report.figure_pool; `jobs` = 1: one after the other, here): the files are
+the same either way, and manifest.json and index.html are written once every figure is.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from repro.facts.suites import load_suites
 from repro.report.artifacts import Artifact, load_records
 from repro.report.ci_tables import ci_artifacts
 from repro.report.fidelity_checks import boosting_counts, norm_ordering, ordering_summary
+from repro.report.figure_pool import FigureRenderer
 from repro.report.figures import main_figures
 from repro.report.geometry_figures import geometry_figures
 from repro.report.homogeneous_figures import homogeneous_figures
@@ -69,11 +72,16 @@ def _grid_count(results, plan, labels: list[str], records) -> int:
     return sum(1 for job in plan.table_jobs(labels) if job.id in records)
 
 
-def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixResults] = ()
-               ) -> tuple[list[Artifact], list[str]]:
+def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixResults] = (),
+               jobs: int | None = None) -> tuple[list[Artifact], list[str]]:
     """Render everything supported (with `appendix`: also what its configs' results support); returns
-    (artifacts, what was skipped and why)."""
-    out_dir = Path(out_dir)
+    (artifacts, what was skipped and why). `jobs`: processes drawing the figures (default: the CPUs; 1: here)."""
+    with FigureRenderer(jobs) as renderer:
+        return _render_all(loaded, plan, store, Path(out_dir), appendix, renderer)
+
+
+def _render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixResults], renderer: FigureRenderer
+                ) -> tuple[list[Artifact], list[str]]:
     records = load_records(plan, store)
     artifacts: list[Artifact] = []
     skipped: list[str] = []
@@ -82,7 +90,7 @@ def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixRe
     appendix_artifacts: list[Artifact] = []
     for part in appendix:
         part_records = load_records(part.plan, part.store)
-        for artifact in _appendix_artifacts(part, part_records, out_dir):
+        for artifact in _appendix_artifacts(part, part_records, out_dir, renderer):
             if artifact.key not in made_by:
                 made_by[artifact.key] = part.loaded
                 appendix_artifacts.append(artifact)
@@ -114,7 +122,7 @@ def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixRe
     ci_tables, intervals, ci_skipped = ci_artifacts(loaded, plan, store, out_dir)
     artifacts += ci_tables
     skipped += ci_skipped
-    figures = render_figures(loaded, plan, records, out_dir, suites, intervals=intervals)
+    figures = render_figures(loaded, plan, records, out_dir, suites, intervals=intervals, renderer=renderer)
     artifacts += [Artifact(f.key, f.title, "figure", f.files, f.n_results) for f in figures]
     artifacts += appendix_artifacts
     skipped += _missing_figures(loaded, [a.key for a in artifacts if a.kind == "figure"],
@@ -130,6 +138,7 @@ def render_all(loaded, plan, store, out_dir: Path, appendix: Sequence[AppendixRe
     _fidelity_notes(loaded, plan, records, artifacts)
     incomplete = incomplete_cells(results, loaded.report_labels("table1")) if grid_results else []
     every_record = {**appendix_records, **records}
+    renderer.finish()  # every figure file is written before the manifest and the page name it
     _write_manifest(loaded, artifacts, skipped, incomplete, every_record, out_dir, appendix)
     write_page(loaded, artifacts, skipped, incomplete, every_record, provenance(every_record), out_dir)
     return artifacts, skipped
@@ -151,13 +160,16 @@ def _appendix_e(plan, store, records: dict, out_dir: Path) -> Artifact | None:
                     count, table=(built.headers, built.rows))
 
 
-def appendix_figures(loaded, plan, records: dict, out_dir: Path) -> list:
+def appendix_figures(loaded, plan, records: dict, out_dir: Path, renderer: FigureRenderer | None = None) -> list:
     """Figures 11-18 (sweeps), 19-26 (geometry) and 27-28 (homogeneous) of a config (FigureFile list)."""
-    return (sweep_figures(loaded, plan, records, out_dir) + geometry_figures(loaded, plan, records, out_dir)
-            + homogeneous_figures(plan, records, out_dir))
+    renderer = renderer or FigureRenderer(jobs=1)
+    return (sweep_figures(loaded, plan, records, out_dir, renderer)
+            + geometry_figures(loaded, plan, records, out_dir, renderer)
+            + homogeneous_figures(plan, records, out_dir, renderer))
 
 
-def _appendix_artifacts(part: AppendixResults, records: dict, out_dir: Path) -> list[Artifact]:
+def _appendix_artifacts(part: AppendixResults, records: dict, out_dir: Path, renderer: FigureRenderer
+                        ) -> list[Artifact]:
     """What an appendix config adds: Tables 4-5 (homogeneous), Figures 11-28 and the Appendix E table.
     Its main-grid figures and Tables 1-3 and 6 are the main config's, never drawn from here."""
     loaded = part.loaded
@@ -169,7 +181,7 @@ def _appendix_artifacts(part: AppendixResults, records: dict, out_dir: Path) -> 
         if built is not None:
             out.append(_protocol_table(key, built, out_dir))
     out += [Artifact(f.key, f.title, "figure", f.files, f.n_results)
-            for f in appendix_figures(loaded, part.plan, records, out_dir)]
+            for f in appendix_figures(loaded, part.plan, records, out_dir, renderer)]
     table = _appendix_e(part.plan, part.store, records, out_dir)
     return out + ([table] if table is not None else [])
 
@@ -189,8 +201,10 @@ def _fidelity_notes(loaded, plan, records, artifacts) -> None:
 
 
 def render_figures(loaded, plan, records: dict, out_dir: Path, suites: dict | None = None,
-                   intervals: dict | None = None) -> list:
-    """Every figure the results support: 3, 4, 6, 7-10, 11-18, 19-26, 27-28 (FigureFile list)."""
+                   intervals: dict | None = None, renderer: FigureRenderer | None = None) -> list:
+    """Every figure the results support: 3, 4, 6, 7-10, 11-18, 19-26, 27-28 (FigureFile list). `renderer`
+    draws them (default: here, one after the other); its files exist once its `finish()` returned."""
+    renderer = renderer or FigureRenderer(jobs=1)
     if suites is None:
         suites = load_suites(loaded.resolve(loaded.config.evaluation.suites_file))
     all_labels = plan.grid_labels()
@@ -198,8 +212,8 @@ def render_figures(loaded, plan, records: dict, out_dir: Path, suites: dict | No
     figures = main_figures(plan, records, out_dir, table1_labels=loaded.report_labels("table1"),
                            table3_labels=loaded.report_labels("table3"), all_labels=all_labels,
                            tasks=[t.name for t in suite.tasks], intervals=intervals,
-                           order=loaded.config.report.panel_order)
-    return figures + appendix_figures(loaded, plan, records, out_dir)
+                           order=loaded.config.report.panel_order, renderer=renderer)
+    return figures + appendix_figures(loaded, plan, records, out_dir, renderer)
 
 
 NOT_SUPPORTED = "not supported by these results"

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from repro.report.figure_pool import FigureRenderer
 from repro.report.figure_style import base_title, figure_key, figure_numbers, numbering_note, order_bases
-from repro.report.figures import ACCURACY_AXIS, NORM_AXIS, FigureFile, Line, Panel, Point, draw_panels
+from repro.report.figures import ACCURACY_AXIS, NORM_AXIS, FigureFile
+from repro.report.panel_drawing import Line, Panel, Point, draw_panels
 
 PARAMETER_AXES = {
     "lambda": "scaling coefficient λ (unitless)",
@@ -61,7 +63,9 @@ def _lines(points, records, x_axis: str, series: str | None) -> list[Line]:
     return out
 
 
-def sweep_figures(loaded, plan, records, out_dir: Path) -> list[FigureFile]:
+def sweep_figures(loaded, plan, records, out_dir: Path, renderer: FigureRenderer | None = None) -> list[FigureFile]:
+    """Figures 11-18 of the config's sweeps that have results; `renderer` draws them (default: here)."""
+    renderer = renderer or FigureRenderer(jobs=1)
     out: list[FigureFile] = []
     bases = order_bases([p.base for p in plan.sweep_points], loaded.config.report.panel_order)
     jobs = {job.id: job for job in plan.jobs}
@@ -92,12 +96,13 @@ def sweep_figures(loaded, plan, records, out_dir: Path) -> list[FigureFile]:
                 key = figure_key(number, f"{sweep.name}_{base}")
                 title = f"Figure {number}: {name} — {base_title(base)}{numbering_note('ties_grid', base, number)}" \
                     if sweep.figure == 13 else f"Figure {number}: {name} — {base_title(base)}"
-                out.append(FigureFile(key, title, draw_panels([panel], out_dir / key, title=title, xlabel=xlabel,
-                                                              ylabel=ACCURACY_AXIS, panel_size=(6.4, 4.6)), count))
+                out.append(FigureFile(key, title, renderer.draw(draw_panels, [panel], stem=out_dir / key, title=title,
+                                                                xlabel=xlabel, ylabel=ACCURACY_AXIS,
+                                                                panel_size=(6.4, 4.6)), count))
         else:
             key = figure_key(str(sweep.figure), sweep.name)
             title = f"Figure {sweep.figure}: {name}"
-            out.append(FigureFile(key, title, draw_panels([p for _, p, _ in panels], out_dir / key, title=title,
-                                                          xlabel=xlabel, ylabel=ACCURACY_AXIS),
+            out.append(FigureFile(key, title, renderer.draw(draw_panels, [p for _, p, _ in panels], stem=out_dir / key,
+                                                            title=title, xlabel=xlabel, ylabel=ACCURACY_AXIS),
                                   sum(c for _, _, c in panels)))
     return out
