@@ -22,6 +22,7 @@ machine are noisy: run under `flock /tmp/repro-bench.lock`, and note the machine
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -121,11 +122,16 @@ def main(argv: list[str] | None = None) -> int:
         rerun_s = sum(_timed(command) for _, command in runs)
         _timed(_report_command(config, runs_dir, scratch / "artifacts-rerun"))
         first, second = _contents(scratch / "artifacts"), _contents(scratch / "artifacts-rerun")
-        training = {}
+        training, bases = {}, set()
         for path in world_jsons:
             world = json.loads(path.read_text(encoding="utf-8"))
-            training.update({f"{path.parent.name}/{model}": stats["seconds"]
-                             for model, stats in world["training"].items()})
+            for model, stats in world["training"].items():
+                if model == "base":  # a world with another's base copied it (same bytes): trained once
+                    weights = hashlib.sha256((path.parent / "base" / "model.safetensors").read_bytes()).hexdigest()
+                    if weights in bases:
+                        continue
+                    bases.add(weights)
+                training[f"{path.parent.name}/{model}"] = stats["seconds"]
         result = {
             "config": config,
             "workers": args.workers,
