@@ -28,8 +28,9 @@ PINNED = [  # config, kind, stored experiment, subset, label, id (computed befor
     ("paper.yaml", "base", None, (), None, "267bfbfcd88bf9d7"),
     ("paper.yaml", "single", None, (1,), None, "31801b8f6af6641d"),
     ("paper.yaml", "merge", None, (1, 4), "TA", "0455c2a6f3234fac"),
-    ("demo_quick.yaml", "base", None, (), None, "9fccdafd6a0a965b"),
-    ("demo_quick.yaml", "merge", None, (8, 11), "TA", "7526bc70e6c5045e"),
+    # the demo world's spec gained `pretrain_threads: 2` (2026-12-07; same weights): its runs started over
+    ("demo_quick.yaml", "base", None, (), None, "633a6386c08871f6"),
+    ("demo_quick.yaml", "merge", None, (8, 11), "TA", "909e244f395428b5"),
 ]
 
 

@@ -13,7 +13,7 @@ import importlib.metadata
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from repro.worlds.skills import DOMAINS, SKILLS
 
@@ -140,6 +140,15 @@ class TrainedWorldConfig(FineTunedWorld):
     def written_tasks(self) -> frozenset[str] | None:
         return frozenset(f"{self.tasks.prefix}_{skill}" for skill in self.tasks.skills)
 
+    @model_serializer(mode="wrap")
+    def _omit_unset_pretrain_threads(self, handler):
+        """An unset `pretrain_threads` is left out of the dump, so that the recipe hash and the job ids of a
+        world written before the field existed stay what they were."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("pretrain_threads", 0) is None:
+            del data["pretrain_threads"]
+        return data
+
     @property
     def base_threads(self) -> int:
         """torch CPU threads of the base's pretraining (one process)."""
@@ -148,12 +157,9 @@ class TrainedWorldConfig(FineTunedWorld):
 
 def recipe_hash(world: TrainedWorldConfig) -> str:
     """What the world's weights depend on (tasks excluded: they are written separately)."""
-    recipe = world.model_dump(mode="json", exclude={"tasks"})
-    if recipe.get("pretrain_threads") is None:  # unset: the hash of a recipe written before the field
-        recipe.pop("pretrain_threads", None)
     content = {
         "code": WORLD_CODE_VERSION,
-        "recipe": recipe,
+        "recipe": world.model_dump(mode="json", exclude={"tasks"}),
         "held_out": world.tasks.model_dump(mode="json"),  # training excludes these items
         "torch": importlib.metadata.version("torch"),
     }
