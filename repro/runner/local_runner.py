@@ -14,7 +14,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -44,6 +44,14 @@ class RunSummary:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.unfinished
+
+    @classmethod
+    def from_results(cls, store: ResultsStore, wanted: set[str]) -> RunSummary:
+        """What `store`'s result files say about the jobs `wanted` (run elsewhere): done, failed, and
+        unfinished (a worker that died leaves its claimed job for the next run)."""
+        finished, failed = store.finished_ids(), store.failed_ids()
+        return cls(done=sorted(wanted & finished), failed=sorted(wanted & failed),
+                   unfinished=sorted(wanted - finished - failed))
 
 
 def pending_jobs(plan: Plan, store: ResultsStore, *, retry_failed: bool, kinds: set[JobKind] | None = None) -> list[Job]:
@@ -89,13 +97,20 @@ def watch_results(store: ResultsStore, wanted: set[str], still_running, desc: st
                   poll_s: float = 0.5) -> None:
     """Show progress of jobs run elsewhere (worker processes, SLURM tasks) by reading result files only,
     until every wanted job has a result or a failure, or `still_running()` says nothing works on them."""
-    with progress_bar(len(wanted), progress, desc) as bar:
+    watch_stores([(store, wanted)], still_running, desc, progress=progress, poll_s=poll_s)
+
+
+def watch_stores(wanted: Sequence[tuple[ResultsStore, set[str]]], still_running, desc: str, *, progress: bool,
+                 poll_s: float = 0.5) -> None:
+    """`watch_results` over several stores, each with its wanted jobs, on one progress bar."""
+    total = sum(len(ids) for _, ids in wanted)
+    with progress_bar(total, progress, desc) as bar:
         seen = 0
         while True:
-            ended = len(wanted & (store.finished_ids() | store.failed_ids()))
+            ended = sum(len(ids & (store.finished_ids() | store.failed_ids())) for store, ids in wanted)
             bar.update(ended - seen)
             seen = ended
-            if ended == len(wanted) or not still_running():
+            if ended == total or not still_running():
                 return
             time.sleep(poll_s)
 
@@ -240,16 +255,27 @@ def run_parallel(
     """
     store = ResultsStore(runs_dir)
     todo = {j.id for j in pending_jobs(plan, store, retry_failed=retry_failed, kinds=kinds)}
-    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
+    run_spawned_workers(
+        _worker_process, (str(config_path), str(runs_dir), plan, retry_failed, kinds), workers, gpus,
+        lambda still_running: watch_results(store, todo, still_running, f"{plan.config_name} ({workers} workers)",
+                                            progress=progress))
+    return RunSummary.from_results(store, todo)
+
+
+def run_spawned_workers(target: Callable, args: tuple, workers: int, gpus: list[str] | None,
+                        watch: Callable[[Callable[[], bool]], None]) -> None:
+    """Run `workers` spawned processes (no fork of a process that may hold torch threads), process i
+    calling target(*args, errors, its environment, (i, workers)) with its GPU, with `gpus`, in that
+    environment; `watch(still_running)` shows their progress. Then raise, with the workers' messages, the
+    typed errors they put in `errors` (a full disk as InsufficientDiskError, else RunnerError)."""
+    context = multiprocessing.get_context("spawn")
     errors = context.SimpleQueue()
-    procs = [context.Process(target=_worker_process, name=f"repro-worker-{i}",
-                             args=(str(config_path), str(runs_dir), plan, retry_failed, kinds, errors,
-                                   worker_environment(gpus, i), (i, workers)))
+    procs = [context.Process(target=target, name=f"repro-worker-{i}",
+                             args=(*args, errors, worker_environment(gpus, i), (i, workers)))
              for i in range(workers)]
     for proc in procs:
         proc.start()
-    watch_results(store, todo, lambda: any(p.is_alive() for p in procs),
-                  f"{plan.config_name} ({workers} workers)", progress=progress)
+    watch(lambda: any(p.is_alive() for p in procs))
     for proc in procs:
         proc.join()
     problems = []
@@ -258,9 +284,6 @@ def run_parallel(
     if problems:
         kind = InsufficientDiskError if any(name == "InsufficientDiskError" for name, _ in problems) else RunnerError
         raise kind(problems=[(None, message) for _, message in problems])
-    finished, failed = store.finished_ids(), store.failed_ids()
-    return RunSummary(done=sorted(todo & finished), failed=sorted(todo & failed),
-                      unfinished=sorted(todo - finished - failed))
 
 
 def _worker_process(config_path: str, runs_dir: str, plan: Plan, retry_failed: bool, kinds, errors,

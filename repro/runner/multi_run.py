@@ -17,20 +17,18 @@ config: the same jobs, ids, scores and adopted records.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro.errors import InsufficientDiskError, ReproError, RunnerError
+from repro.errors import ReproError
 from repro.evaluate import EvaluationSession
 from repro.facts.config import LoadedConfig, load_config
 from repro.plan import Job, Plan
 from repro.results import ResultsStore
 from repro.runner.claims import ClaimBoard, worker_identity
-from repro.runner.gpus import worker_environment
-from repro.runner.local_runner import RunSummary, pending_jobs, progress_bar, run_worker
+from repro.runner.local_runner import RunSummary, pending_jobs, run_spawned_workers, run_worker, watch_stores
 from repro.runner.reuse import reuse_finished_jobs, reuse_jobs
 
 
@@ -104,43 +102,12 @@ def run_targets_parallel(targets: list[RunTarget], workers: int, *, retry_failed
     failed, unfinished. A typed error of a worker (e.g. a full disk) is raised here with its message."""
     stores = [ResultsStore(target.runs_dir) for target in targets]
     todo = [{j.id for j in pending_jobs(t.plan, s, retry_failed=retry_failed)} for t, s in zip(targets, stores, strict=True)]
-    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
-    errors = context.SimpleQueue()
-    procs = [context.Process(target=_worker_process, name=f"repro-worker-{i}",
-                             args=(targets, retry_failed, errors, worker_environment(gpus, i), (i, workers)))
-             for i in range(workers)]
-    for proc in procs:
-        proc.start()
     names = " + ".join(target.plan.config_name for target in targets)
-    _watch(stores, todo, lambda: any(p.is_alive() for p in procs), f"{names} ({workers} workers)", progress)
-    for proc in procs:
-        proc.join()
-    problems = []
-    while not errors.empty():
-        problems.append(errors.get())
-    if problems:
-        kind = InsufficientDiskError if any(name == "InsufficientDiskError" for name, _ in problems) else RunnerError
-        raise kind(problems=[(None, message) for _, message in problems])
-    out = []
-    for store, wanted in zip(stores, todo, strict=True):
-        finished, failed = store.finished_ids(), store.failed_ids()
-        out.append(RunSummary(done=sorted(wanted & finished), failed=sorted(wanted & failed),
-                              unfinished=sorted(wanted - finished - failed)))
-    return out
-
-
-def _watch(stores: list[ResultsStore], wanted: list[set[str]], still_running, desc: str, progress: bool,
-           poll_s: float = 0.5) -> None:
-    """One progress bar over the jobs of every target, read from their result files."""
-    with progress_bar(sum(len(ids) for ids in wanted), progress, desc) as bar:
-        seen = 0
-        while True:
-            ended = sum(len(ids & (s.finished_ids() | s.failed_ids())) for s, ids in zip(stores, wanted, strict=True))
-            bar.update(ended - seen)
-            seen = ended
-            if ended == bar.total or not still_running():
-                return
-            time.sleep(poll_s)
+    run_spawned_workers(
+        _worker_process, (targets, retry_failed), workers, gpus,
+        lambda still_running: watch_stores(list(zip(stores, todo, strict=True)), still_running,
+                                           f"{names} ({workers} workers)", progress=progress))
+    return [RunSummary.from_results(store, wanted) for store, wanted in zip(stores, todo, strict=True)]
 
 
 def _worker_process(targets: list[RunTarget], retry_failed: bool, errors, environment: dict[str, str],

@@ -149,6 +149,4 @@ def run_on_slurm(
     wanted = {j.id for j in todo}
     watch_results(store, wanted, lambda: bool(_alive_array_ids(array_ids)), f"{loaded.name} (slurm)",
                   progress=progress, poll_s=poll_s)
-    finished = wanted & store.finished_ids()
-    failed = wanted & store.failed_ids()
-    return RunSummary(done=sorted(finished), failed=sorted(failed), unfinished=sorted(wanted - finished - failed))
+    return RunSummary.from_results(store, wanted)
