@@ -190,7 +190,7 @@ def trim_by_magnitude(delta: torch.Tensor, density: float, rule: Callable[[Calla
     def compute() -> TrimRule:
         return TrimRule(*kept_ties(flat.abs(), max(1, int(density * flat.numel()))))
 
-    (rule or (lambda make: make()))(compute).apply(flat, 0)
+    (compute() if rule is None else rule(compute)).apply(flat, 0)
     return flat.to(delta.dtype).reshape(delta.shape)
 
 
