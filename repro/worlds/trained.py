@@ -24,6 +24,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Collection
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -199,6 +200,13 @@ def _save(model, tokenizer, folder: Path, meta: dict) -> None:
         atomic_write_json(tmp / MODEL_META, meta)
 
 
+def _model_dirs(built: TrainedWorld, skip: Collection[int] = ()) -> dict[str, Path]:
+    """{name in world.json: folder} of the world's models, the base ("base") first, then the fine-tunes
+    ("ft-01", ...) but those numbered in `skip`."""
+    return {"base": built.base, **{f"ft-{i:02d}": path for i, path in enumerate(built.checkpoints, start=1)
+                                   if i not in skip}}
+
+
 def load_world(folder: Path, world: TrainedWorldConfig) -> TrainedWorld:
     folder = Path(folder)
     return TrainedWorld(world.name, folder, folder / "base",
@@ -272,15 +280,13 @@ def build_trained_world(world: TrainedWorldConfig, folder: Path, *, log=None, wo
                if not _complete(path, f.model_dump(mode="json"))]
     world_json = world.model_dump(mode="json")
     workers = min(len(pending), workers or _default_workers(world))
-    models = {"base": built.base, **{f"ft-{i:02d}": p for i, p in enumerate(built.checkpoints, start=1)}}
     learned: dict[str, dict] = {}
     if workers > 1:
         try:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = {i: pool.submit(_train_finetune, world_json, str(built.root), i, held_out) for i in pending}
                 # meanwhile, here: what the models trained before learned (the workers check their own)
-                learned.update(_scores(world, {name: path for name, path in models.items()
-                                               if name == "base" or int(name[3:]) not in futures}))
+                learned.update(_scores(world, _model_dirs(built, skip=futures)))
                 for index, future in futures.items():
                     stats, scores = future.result()
                     _log_finetune(log, world, index, stats)
@@ -292,9 +298,8 @@ def build_trained_world(world: TrainedWorldConfig, folder: Path, *, log=None, wo
             stats, scores = _train_finetune(world_json, str(built.root), index, held_out)
             _log_finetune(log, world, index, stats)
             learned.update(scores)
-    summary = {"base": json.loads((built.base / MODEL_META).read_text(encoding="utf-8"))["training"]}
-    for index, path in enumerate(built.checkpoints, start=1):
-        summary[f"ft-{index:02d}"] = json.loads((path / MODEL_META).read_text(encoding="utf-8"))["training"]
+    summary = {name: json.loads((path / MODEL_META).read_text(encoding="utf-8"))["training"]
+               for name, path in _model_dirs(built).items()}
     atomic_write_json(marker, {
         "recipe_hash": digest,
         "code": WORLD_CODE_VERSION,
@@ -357,7 +362,7 @@ def _scores(world: TrainedWorldConfig, models: dict[str, Path]) -> dict[str, dic
 def _learned(world: TrainedWorldConfig, built: TrainedWorld, log, known: dict[str, dict] | None = None) -> dict:
     """What every model of the world really learned (`_scores`; those in `known` already checked), in
     model order, recorded in world.json and logged."""
-    models = {"base": built.base, **{f"ft-{i:02d}": p for i, p in enumerate(built.checkpoints, start=1)}}
+    models = _model_dirs(built)
     known = known or {}
     checked = {**known, **_scores(world, {name: path for name, path in models.items() if name not in known})}
     out = {name: checked[name] for name in models}
