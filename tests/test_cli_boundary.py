@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import ast
-import shutil
 from pathlib import Path
 
-import yaml
+from smoke_project import smoke_project, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,16 +40,12 @@ def test_parallel_workers_run_the_callers_plan_and_return_a_summary(tmp_path):
     from repro.runner.local_runner import RunSummary, run_parallel
 
     project = tmp_path / "project"
-    (project / "configs").mkdir(parents=True)
-    shutil.copy(ROOT / "configs/suites.yaml", project / "configs/suites.yaml")
-    shutil.copytree(ROOT / "tasks", project / "tasks")
-    data = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())
+    data = smoke_project(project)
     data["world"]["checkpoints_per_base"] = 2
     data["merge"].update(sizes=[2], subsets_per_size=1)
     data["evaluation"]["limit"] = 4
     data["report"]["appendix_configs"] = []
-    path = project / "configs/smoke.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path = write_config(project, data)
     loaded = load_config(path)
     plan = build_plan(loaded)
     # the caller's plan is what the workers run: here only the two base evaluations

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from smoke_project import smoke_project, write_config
 
 from repro.method_catalog import BUILTIN_METHODS, METHODS, get_method, resolve_method_params
 
@@ -142,17 +142,14 @@ def test_a_toy_method_added_as_one_file_and_one_line_runs_everywhere(toy_plugin,
     assert (again[name] - merged[name]).abs().max() < 1e-6
     # 3. the runner: an experiment config naming the toy method plans and runs its merge jobs
     project = tmp_path / "project"
-    (project / "configs").mkdir(parents=True)
-    shutil.copy(ROOT / "configs/suites.yaml", project / "configs/suites.yaml")
-    shutil.copytree(ROOT / "tasks", project / "tasks")
-    data = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())
+    data = smoke_project(project)
     data["world"].update(families=["llama"], checkpoints_per_base=3)
     data["name"] = "toy"
     data["methods"] = [{"name": "toy_scaled_mean", "params": {"alpha": 1.0}}]
     data["merge"].update(sizes=[2], subsets_per_size=1)
     data["evaluation"]["limit"] = 4
     data["report"] = {"table1": ["toy_scaled_mean"], "table2": [], "table3": []}
-    (project / "configs/toy.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    write_config(project, data, "toy.yaml")
     run = _repro(["run", "--config", "configs/toy.yaml", "--only", "merge", "--no-progress"], env, cwd=project)
     assert run.returncode == 0, run.stderr
     from repro.results import ResultsStore

@@ -4,10 +4,10 @@ computed twice; bad combinations and bad appendix configs are refused before any
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import yaml
+from smoke_project import smoke_project, write_config
 
 from repro.cli import main
 from repro.results import ResultsStore
@@ -20,23 +20,20 @@ def _project(tmp_path: Path) -> Path:
     `mini_appendix` (a TA λ sweep over all 3 checkpoints whose λ = 1 point, base and single-checkpoint
     evaluations are jobs of `mini`, reused from it)."""
     project = tmp_path / "project"
-    (project / "configs").mkdir(parents=True)
-    shutil.copy(ROOT / "configs/suites.yaml", project / "configs/suites.yaml")
-    shutil.copytree(ROOT / "tasks", project / "tasks")
-    data = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())
+    data = smoke_project(project)
     data.update(name="mini")
     data["world"].update(families=["llama"], checkpoints_per_base=3)
     data["merge"].update(sizes=[2, 3], subsets_per_size=1)
     data["evaluation"].update(limit=3)
     data["report"] = {"table3": [], "appendix_configs": ["mini_appendix.yaml"]}
-    (project / "configs/mini.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    write_config(project, data, "mini.yaml")
     appendix = {key: data[key] for key in ("seed", "world", "methods", "merge", "evaluation")}
     appendix["merge"] = {**data["merge"], "sizes": []}
     appendix["methods"] = [{**data["methods"][0], "label": "TA"}]
     appendix.update(name="mini_appendix", description="λ sweep", reuse_results_from=["mini"],
                     sweeps=[{"name": "ta_lambda", "figure": 11, "methods": ["TA"], "title": "λ",
                              "grid": {"lambda": [0.5, 1.0]}}])
-    (project / "configs/mini_appendix.yaml").write_text(yaml.safe_dump(appendix, sort_keys=False))
+    write_config(project, appendix, "mini_appendix.yaml")
     return project
 
 

@@ -4,10 +4,9 @@ the jobs that use it."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import yaml
+from smoke_project import smoke_project, write_config
 
 from repro.facts.config import load_config
 from repro.plan import Job, build_plan
@@ -25,16 +24,12 @@ METHODS = [
 
 
 def _config(project: Path, grid_memory_gb: float) -> Path:
-    (project / "configs").mkdir(parents=True)
-    shutil.copy(ROOT / "configs/suites.yaml", project / "configs/suites.yaml")
-    shutil.copytree(ROOT / "tasks", project / "tasks")
-    data = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())
+    data = smoke_project(project)
     data["methods"] = METHODS
     data["evaluation"].update(in_memory=True, limit=3)
     data["merge"].update(out_dtype="bfloat16", grid_memory_gb=grid_memory_gb)
     data.pop("report", None)
-    path = project / "configs/smoke.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path = write_config(project, data)
     return path
 
 

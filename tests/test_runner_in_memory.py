@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-import yaml
+from smoke_project import smoke_project, write_config
 
 from repro.facts.config import load_config
 from repro.plan import build_plan
@@ -18,14 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _config(tmp_path: Path, in_memory: bool) -> Path:
     project = tmp_path / ("memory" if in_memory else "disk")
-    (project / "configs").mkdir(parents=True)
-    shutil.copy(ROOT / "configs/suites.yaml", project / "configs/suites.yaml")
-    shutil.copytree(ROOT / "tasks", project / "tasks")
-    data = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())
+    data = smoke_project(project)
     data["evaluation"].update(in_memory=in_memory, limit=12)
     data["merge"]["out_dtype"] = "bfloat16"  # the in-memory model must carry the saved dtype's rounding
-    path = project / "configs/smoke.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path = write_config(project, data)
     return path
 
 

@@ -73,9 +73,7 @@ def test_workers_flag_takes_a_count_or_auto(capsys):
 def test_results_do_not_depend_on_the_number_of_workers(tmp_path):
     """The same plan run by one worker and by two (each computing its own groups' grid passes in memory)
     gives the same scores and merged-model norms for every job."""
-    import shutil
-
-    import yaml
+    from smoke_project import smoke_project, write_config
 
     from repro.plan import build_plan
     from repro.results import ResultsStore
@@ -83,18 +81,14 @@ def test_results_do_not_depend_on_the_number_of_workers(tmp_path):
     from repro.runner.model_sources import ModelSources
 
     project = tmp_path / "project"
-    (project / "configs").mkdir(parents=True)
-    shutil.copy(ROOT / "configs/suites.yaml", project / "configs/suites.yaml")
-    shutil.copytree(ROOT / "tasks", project / "tasks")
-    data = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())
+    data = smoke_project(project)
     data["world"]["checkpoints_per_base"] = 4
     data["methods"] = [{"name": "task_arithmetic", "params": {"weight": 1.0, "normalize": True, "lambda": 1.0}},
                        {"name": "ties", "params": {"weight": 1.0, "density": 0.5, "normalize": True, "lambda": 1.0}}]
     data["merge"].update(sizes=[2, 3], subsets_per_size=2)
     data["evaluation"].update(limit=4, in_memory=True)
     data["report"] = {"appendix_configs": []}
-    path = project / "configs/smoke.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path = write_config(project, data)
     loaded = load_config(path)
     plan = build_plan(loaded)
     ModelSources(loaded, project / "runs").prepare(loaded.base_names)
